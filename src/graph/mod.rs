@@ -3,6 +3,16 @@
 //! Must not depend on actix, sled or reqwest. petgraph indices never leave this module: the rest of
 //! the crate speaks in user keys.
 
+#[allow(clippy::module_inception)]
+mod graph;
 pub mod model;
+mod path;
+mod tie;
 
+pub use graph::{
+    decode_pair, encode_pair, tie_view, Graph, GraphError, InOut, Page, TieView, UserDetail, UserOrder,
+    UserView,
+};
 pub use model::{Interaction, Kind, Platform, Post, Record, UserRef};
+pub use path::PathView;
+pub use tie::{clamp_time, rfc3339, KindCounts, Tie, TIE_BYTES};

@@ -1,0 +1,676 @@
+//! The in-memory interaction graph: a petgraph `StableGraph` of users joined by [`Tie`]s.
+//!
+//! `StableGraph` keeps node and edge indices valid across removals (plain `Graph::remove_node` moves
+//! the last node into the hole), so the key -> index map never needs fixing up. Indices stay private:
+//! every public method speaks in user keys.
+
+use super::tie::{KindCounts, Tie};
+use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableGraph};
+use petgraph::visit::EdgeRef;
+use petgraph::{Directed, Direction};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::sync::Arc;
+
+/// What can go wrong when a query names users.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum GraphError {
+    #[error("no user {0:?}")]
+    UserNotFound(String),
+    #[error("handle {handle:?} matches several users: {}", keys.join(", "))]
+    AmbiguousHandle { handle: String, keys: Vec<String> },
+    #[error("no edge from {from:?} to {to:?}")]
+    TieNotFound { from: String, to: String },
+    #[error("no path from {from:?} to {to:?}")]
+    NoPath { from: String, to: String },
+}
+
+pub(crate) struct Node {
+    pub(crate) key: Arc<str>,
+    pub(crate) handle: Option<Box<str>>,
+    pub(crate) name: Option<Box<str>>,
+    /// The store's persistent id of this user (edges and posts on disk refer to it).
+    pub(crate) uid: u32,
+    /// Distinct users this one acted upon / was acted upon by: kept up to date on every edge change.
+    pub(crate) out_deg: u32,
+    pub(crate) in_deg: u32,
+}
+
+/// The interaction graph. Cheap to query under a read lock; mutated only by the store's write path.
+pub struct Graph {
+    pub(crate) g: StableGraph<Node, Tie, Directed, u32>,
+    /// Ordered, so that listing users pages by key without sorting.
+    by_key: BTreeMap<Arc<str>, NodeIndex>,
+    /// Lowercased handle -> users with that handle (usually one).
+    by_handle: HashMap<Box<str>, Vec<NodeIndex>>,
+    /// Store uid -> node index (`u32::MAX` where none), to resolve on-disk references.
+    by_uid: Vec<u32>,
+    interactions: u64,
+}
+
+const NO_NODE: u32 = u32::MAX;
+
+/// A user as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserView {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handle: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub in_degree: u32,
+    pub out_degree: u32,
+    pub degree: u32,
+}
+
+/// A user with its interactions per kind, received (`in`) and made (`out`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserDetail {
+    #[serde(flatten)]
+    pub user: UserView,
+    pub interactions: InOut,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InOut {
+    #[serde(rename = "in")]
+    pub received: KindCounts,
+    #[serde(rename = "out")]
+    pub made: KindCounts,
+}
+
+/// An edge as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TieView {
+    pub from: String,
+    pub to: String,
+    pub total: u64,
+    pub kinds: KindCounts,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+/// How to order a listing of users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserOrder {
+    /// By key, ascending.
+    Key,
+    /// By in + out degree, descending, ties broken by key.
+    Degree,
+    InDegree,
+    OutDegree,
+}
+
+/// One page of a listing and where the next one starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Opaque position after the last item; `None` on the last page.
+    pub next: Option<String>,
+}
+
+impl Default for Graph {
+    fn default() -> Self {
+        Graph::new()
+    }
+}
+
+impl Graph {
+    pub fn new() -> Graph {
+        Graph {
+            g: StableGraph::default(),
+            by_key: BTreeMap::new(),
+            by_handle: HashMap::new(),
+            by_uid: Vec::new(),
+            interactions: 0,
+        }
+    }
+
+    /// Pre-sizes the storage when the final size is known (loading from disk), so that a large graph
+    /// does not pay for vector doubling twice over.
+    pub fn reserve(&mut self, users: usize, ties: usize) {
+        self.g.reserve_nodes(users);
+        self.g.reserve_edges(ties);
+        self.by_handle.reserve(users);
+    }
+
+    pub fn user_count(&self) -> usize {
+        self.g.node_count()
+    }
+
+    pub fn tie_count(&self) -> usize {
+        self.g.edge_count()
+    }
+
+    /// Interactions of every kind on every edge.
+    pub fn interaction_count(&self) -> u64 {
+        self.interactions
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        self.by_key.contains_key(key)
+    }
+
+    fn idx(&self, key: &str) -> Option<NodeIndex> {
+        self.by_key.get(key).copied()
+    }
+
+    fn node(&self, i: NodeIndex) -> &Node {
+        &self.g[i]
+    }
+
+    /// The store's persistent id of a user.
+    pub fn uid(&self, key: &str) -> Option<u32> {
+        self.idx(key).map(|i| self.node(i).uid)
+    }
+
+    /// The key of the user with a store id.
+    pub fn key_of_uid(&self, uid: u32) -> Option<&str> {
+        let i = *self.by_uid.get(uid as usize)?;
+        (i != NO_NODE).then(|| &*self.node(NodeIndex::new(i as usize)).key)
+    }
+
+    /// The latest known handle and display name of a user.
+    pub fn profile(&self, key: &str) -> Option<(Option<&str>, Option<&str>)> {
+        self.idx(key).map(|i| {
+            let n = self.node(i);
+            (n.handle.as_deref(), n.name.as_deref())
+        })
+    }
+
+    /// Resolves what a client wrote to name a user: its exact key, or a handle (with or without a
+    /// leading `@`, case-insensitive).
+    ///
+    /// # Errors
+    /// [`GraphError::UserNotFound`], or [`GraphError::AmbiguousHandle`] listing the matching keys.
+    pub fn resolve<'a>(&'a self, spec: &str) -> Result<&'a str, GraphError> {
+        if let Some((k, _)) = self.by_key.get_key_value(spec) {
+            return Ok(k);
+        }
+        let handle = spec.strip_prefix('@').unwrap_or(spec).to_lowercase();
+        match self.by_handle.get(handle.as_str()).map(Vec::as_slice) {
+            Some([one]) => Ok(&self.node(*one).key),
+            Some(many) if !many.is_empty() => {
+                let mut keys: Vec<String> = many.iter().map(|&i| self.node(i).key.to_string()).collect();
+                keys.sort();
+                Err(GraphError::AmbiguousHandle { handle: spec.to_string(), keys })
+            }
+            _ => Err(GraphError::UserNotFound(spec.to_string())),
+        }
+    }
+
+    fn view(&self, i: NodeIndex) -> UserView {
+        let n = self.node(i);
+        UserView {
+            id: n.key.to_string(),
+            handle: n.handle.as_deref().map(str::to_string),
+            name: n.name.as_deref().map(str::to_string),
+            in_degree: n.in_deg,
+            out_degree: n.out_deg,
+            degree: n.in_deg + n.out_deg,
+        }
+    }
+
+    /// One user with in/out interaction counts per kind. Cost: O(degree of the user).
+    pub fn user(&self, key: &str) -> Option<UserDetail> {
+        let i = self.idx(key)?;
+        let mut received = KindCounts::default();
+        let mut made = KindCounts::default();
+        for e in self.g.edges_directed(i, Direction::Incoming) {
+            received.add_tie(e.weight());
+        }
+        for e in self.g.edges_directed(i, Direction::Outgoing) {
+            made.add_tie(e.weight());
+        }
+        Some(UserDetail { user: self.view(i), interactions: InOut { received, made } })
+    }
+
+    /// The edge index from `a` to `b`, walking whichever adjacency list is shorter (a hub can have
+    /// hundreds of thousands of followers-up; its counterpart usually has a handful).
+    fn find_edge(&self, a: NodeIndex, b: NodeIndex) -> Option<EdgeIndex> {
+        if self.node(a).out_deg <= self.node(b).in_deg {
+            self.g.edges_directed(a, Direction::Outgoing).find(|e| e.target() == b).map(|e| e.id())
+        } else {
+            self.g.edges_directed(b, Direction::Incoming).find(|e| e.source() == a).map(|e| e.id())
+        }
+    }
+
+    /// The interactions from `from` to `to`, if any.
+    pub fn tie(&self, from: &str, to: &str) -> Option<Tie> {
+        let e = self.find_edge(self.idx(from)?, self.idx(to)?)?;
+        Some(self.g[e])
+    }
+
+    pub fn tie_view(&self, from: &str, to: &str) -> Option<TieView> {
+        self.tie(from, to).map(|t| tie_view(from, to, &t))
+    }
+
+    /// Every edge touching a user, as (from, to) keys. Cost: O(degree).
+    pub fn ties_of(&self, key: &str) -> Vec<(String, String)> {
+        let Some(i) = self.idx(key) else { return Vec::new() };
+        let out = self.g.edges_directed(i, Direction::Outgoing);
+        let inc = self.g.edges_directed(i, Direction::Incoming);
+        out.chain(inc)
+            .map(|e| (self.node(e.source()).key.to_string(), self.node(e.target()).key.to_string()))
+            .collect()
+    }
+
+    /// Adds a user or updates its profile. `None` leaves a known handle or name as it was.
+    pub fn upsert_user(&mut self, uid: u32, key: &str, handle: Option<&str>, name: Option<&str>) {
+        let i = match self.idx(key) {
+            Some(i) => i,
+            None => {
+                let key: Arc<str> = Arc::from(key);
+                let i = self.g.add_node(Node {
+                    key: key.clone(),
+                    handle: None,
+                    name: None,
+                    uid,
+                    out_deg: 0,
+                    in_deg: 0,
+                });
+                self.by_key.insert(key, i);
+                let slot = uid as usize;
+                if self.by_uid.len() <= slot {
+                    self.by_uid.resize(slot + 1, NO_NODE);
+                }
+                self.by_uid[slot] = i.index() as u32;
+                i
+            }
+        };
+        if let Some(h) = handle {
+            if self.node(i).handle.as_deref() != Some(h) {
+                self.unindex_handle(i);
+                self.g[i].handle = Some(h.into());
+                self.by_handle.entry(h.to_lowercase().into()).or_default().push(i);
+            }
+        }
+        if let Some(n) = name {
+            if self.node(i).name.as_deref() != Some(n) {
+                self.g[i].name = Some(n.into());
+            }
+        }
+    }
+
+    fn unindex_handle(&mut self, i: NodeIndex) {
+        let Some(old) = self.g[i].handle.as_deref().map(str::to_lowercase) else { return };
+        if let Some(v) = self.by_handle.get_mut(old.as_str()) {
+            v.retain(|&j| j != i);
+            if v.is_empty() {
+                self.by_handle.remove(old.as_str());
+            }
+        }
+    }
+
+    /// Removes a user and every edge touching it. Returns false if there was no such user.
+    pub fn remove_user(&mut self, key: &str) -> bool {
+        let Some(i) = self.idx(key) else { return false };
+        let edges: Vec<EdgeIndex> = self
+            .g
+            .edges_directed(i, Direction::Outgoing)
+            .chain(self.g.edges_directed(i, Direction::Incoming))
+            .map(|e| e.id())
+            .collect();
+        for e in edges {
+            self.remove_edge(e);
+        }
+        self.unindex_handle(i);
+        let uid = self.node(i).uid as usize;
+        if let Some(slot) = self.by_uid.get_mut(uid) {
+            *slot = NO_NODE;
+        }
+        self.by_key.remove(key);
+        self.g.remove_node(i);
+        true
+    }
+
+    fn remove_edge(&mut self, e: EdgeIndex) {
+        let Some((a, b)) = self.g.edge_endpoints(e) else { return };
+        if let Some(t) = self.g.remove_edge(e) {
+            self.interactions -= t.total();
+            self.g[a].out_deg -= 1;
+            self.g[b].in_deg -= 1;
+        }
+    }
+
+    /// Sets the interactions from `from` to `to`; an empty tie removes the edge.
+    /// Both users must exist (the write path creates them first); returns false otherwise.
+    pub fn set_tie(&mut self, from: &str, to: &str, tie: Tie) -> bool {
+        let (Some(a), Some(b)) = (self.idx(from), self.idx(to)) else { return false };
+        match self.find_edge(a, b) {
+            Some(e) if tie.is_empty() => self.remove_edge(e),
+            Some(e) => {
+                self.interactions = self.interactions - self.g[e].total() + tie.total();
+                self.g[e] = tie;
+            }
+            None if tie.is_empty() => {}
+            None => {
+                self.g.add_edge(a, b, tie);
+                self.interactions += tie.total();
+                self.g[a].out_deg += 1;
+                self.g[b].in_deg += 1;
+            }
+        }
+        true
+    }
+
+    /// Adds an edge while loading from disk, addressing users by store uid.
+    pub fn load_tie(&mut self, from_uid: u32, to_uid: u32, tie: Tie) -> bool {
+        let node = |uid: u32| self.by_uid.get(uid as usize).copied().filter(|&i| i != NO_NODE);
+        let (Some(a), Some(b)) = (node(from_uid), node(to_uid)) else { return false };
+        let (a, b) = (NodeIndex::new(a as usize), NodeIndex::new(b as usize));
+        if a == b || tie.is_empty() {
+            return false;
+        }
+        self.g.add_edge(a, b, tie);
+        self.interactions += tie.total();
+        self.g[a].out_deg += 1;
+        self.g[b].in_deg += 1;
+        true
+    }
+
+    /// A page of users. Ordered by key: O(limit · log n). Ordered by degree: O(n · log limit), a scan
+    /// of every user (a few milliseconds per million).
+    pub fn users_page(&self, order: UserOrder, after: Option<&str>, limit: usize) -> Page<UserView> {
+        match order {
+            UserOrder::Key => {
+                let start = match after {
+                    Some(k) => Bound::Excluded(k),
+                    None => Bound::Unbounded,
+                };
+                let mut iter = self.by_key.range::<str, _>((start, Bound::Unbounded));
+                let items: Vec<UserView> = iter.by_ref().take(limit).map(|(_, &i)| self.view(i)).collect();
+                let next = (iter.next().is_some()).then(|| items.last().map(|u| u.id.clone())).flatten();
+                Page { items, next }
+            }
+            _ => self.users_by_degree(order, after, limit),
+        }
+    }
+
+    fn users_by_degree(&self, order: UserOrder, after: Option<&str>, limit: usize) -> Page<UserView> {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+        let degree = |n: &Node| match order {
+            UserOrder::InDegree => n.in_deg,
+            UserOrder::OutDegree => n.out_deg,
+            _ => n.in_deg + n.out_deg,
+        };
+        // The cursor is "<degree>:<key>" of the last user shown; rank = (Reverse(degree), key).
+        let cursor: Option<(u32, &str)> = after.and_then(|c| {
+            let (d, k) = c.split_once(':')?;
+            Some((d.parse().ok()?, k))
+        });
+        let is_after = |d: u32, k: &str| match cursor {
+            None => true,
+            Some((cd, ck)) => d < cd || (d == cd && k > ck),
+        };
+        // Max-heap on rank keeps the `limit + 1` smallest ranks seen.
+        let mut heap: BinaryHeap<(Reverse<u32>, &str)> = BinaryHeap::with_capacity(limit + 2);
+        for n in self.g.node_weights() {
+            let d = degree(n);
+            if !is_after(d, &n.key) {
+                continue;
+            }
+            let rank = (Reverse(d), &*n.key);
+            if heap.len() <= limit {
+                heap.push(rank);
+            } else if let Some(top) = heap.peek() {
+                if rank < *top {
+                    heap.pop();
+                    heap.push(rank);
+                }
+            }
+        }
+        let mut ranked = heap.into_sorted_vec();
+        let more = ranked.len() > limit;
+        ranked.truncate(limit);
+        let items: Vec<UserView> =
+            ranked.iter().filter_map(|(_, k)| self.idx(k)).map(|i| self.view(i)).collect();
+        let next = if more { ranked.last().map(|(Reverse(d), k)| format!("{d}:{k}")) } else { None };
+        Page { items, next }
+    }
+
+    /// A page of edges ordered by (from key, to key). `after` is the cursor of the previous page.
+    /// Cost: O(limit + degree of the users crossed), each user's out-edges sorted by target key.
+    pub fn ties_page(&self, after: Option<(&str, &str)>, limit: usize) -> Page<TieView> {
+        let mut items = Vec::with_capacity(limit.min(1024));
+        let start = match after {
+            Some((from, _)) => Bound::Included(from),
+            None => Bound::Unbounded,
+        };
+        let mut next = None;
+        'users: for (key, &i) in self.by_key.range::<str, _>((start, Bound::Unbounded)) {
+            let mut outs: Vec<(&str, &Tie)> = self
+                .g
+                .edges_directed(i, Direction::Outgoing)
+                .map(|e| (&*self.node(e.target()).key, e.weight()))
+                .collect();
+            outs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            for (to, tie) in outs {
+                if let Some((af, at)) = after {
+                    if &**key == af && to <= at {
+                        continue;
+                    }
+                }
+                if items.len() == limit {
+                    next = items.last().map(|t: &TieView| encode_pair(&t.from, &t.to));
+                    break 'users;
+                }
+                items.push(tie_view(key, to, tie));
+            }
+        }
+        Page { items, next }
+    }
+
+    /// Resolves a pair of user specs to keys (see [`Graph::resolve`]).
+    pub fn resolve_pair<'a>(&'a self, a: &str, b: &str) -> Result<(&'a str, &'a str), GraphError> {
+        Ok((self.resolve(a)?, self.resolve(b)?))
+    }
+
+    pub(crate) fn index_of(&self, key: &str) -> Option<NodeIndex> {
+        self.idx(key)
+    }
+
+    pub(crate) fn key_at(&self, i: NodeIndex) -> &str {
+        &self.node(i).key
+    }
+
+    pub(crate) fn view_at(&self, i: NodeIndex) -> UserView {
+        self.view(i)
+    }
+
+    pub(crate) fn degrees_at(&self, i: NodeIndex) -> (u32, u32) {
+        let n = self.node(i);
+        (n.out_deg, n.in_deg)
+    }
+
+    /// Upper bound of node indices, for scratch arrays indexed by node.
+    pub(crate) fn node_bound(&self) -> usize {
+        self.g.node_indices().next_back().map_or(0, |i| i.index() + 1)
+    }
+}
+
+/// Builds the API view of an edge.
+pub fn tie_view(from: &str, to: &str, tie: &Tie) -> TieView {
+    let mut kinds = KindCounts::default();
+    kinds.add_tie(tie);
+    TieView {
+        from: from.to_string(),
+        to: to.to_string(),
+        total: tie.total(),
+        kinds,
+        first_seen: super::tie::rfc3339(tie.first_seen()),
+        last_seen: super::tie::rfc3339(tie.last_seen()),
+    }
+}
+
+/// Encodes an edge cursor as hex of `from \n to` (keys never contain control characters), so that it
+/// is URL-safe and opaque.
+pub fn encode_pair(from: &str, to: &str) -> String {
+    let mut s = String::with_capacity(2 * (from.len() + to.len() + 1));
+    for b in from.bytes().chain([b'\n']).chain(to.bytes()) {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// The inverse of [`encode_pair`]; `None` for anything that is not such a cursor.
+pub fn decode_pair(cursor: &str) -> Option<(String, String)> {
+    if cursor.len() % 2 != 0 || !cursor.is_ascii() {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> =
+        (0..cursor.len()).step_by(2).map(|i| u8::from_str_radix(&cursor[i..i + 2], 16).ok()).collect();
+    let s = String::from_utf8(bytes?).ok()?;
+    let (a, b) = s.split_once('\n')?;
+    Some((a.to_string(), b.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::Kind;
+
+    fn tie(kind: Kind, n: u32) -> Tie {
+        let mut t = Tie::default();
+        for s in 0..n {
+            t.add(kind, 1_000 + i64::from(s));
+        }
+        t
+    }
+
+    fn sample() -> Graph {
+        let mut g = Graph::new();
+        g.upsert_user(0, "x:1", Some("Alice"), Some("Alice A."));
+        g.upsert_user(1, "x:2", Some("bob"), None);
+        g.upsert_user(2, "x:3", None, None);
+        g.set_tie("x:1", "x:2", tie(Kind::Repost, 2));
+        g.set_tie("x:3", "x:2", tie(Kind::Mention, 1));
+        g.set_tie("x:2", "x:1", tie(Kind::Reply, 1));
+        g
+    }
+
+    #[test]
+    fn degrees_and_counts_follow_edge_changes() {
+        let mut g = sample();
+        assert_eq!((g.user_count(), g.tie_count(), g.interaction_count()), (3, 3, 4));
+        let bob = g.user("x:2").unwrap();
+        assert_eq!((bob.user.in_degree, bob.user.out_degree), (2, 1));
+        assert_eq!(bob.interactions.received.repost, 2);
+        assert_eq!(bob.interactions.received.mention, 1);
+        assert_eq!(bob.interactions.made.reply, 1);
+        g.set_tie("x:1", "x:2", Tie::default());
+        assert_eq!((g.tie_count(), g.interaction_count()), (2, 2));
+        assert_eq!(g.user("x:2").unwrap().user.in_degree, 1);
+        assert!(g.remove_user("x:2"));
+        assert_eq!((g.user_count(), g.tie_count(), g.interaction_count()), (2, 0, 0));
+        assert_eq!(g.user("x:1").unwrap().user.degree, 0);
+        assert!(!g.remove_user("x:2"));
+    }
+
+    #[test]
+    fn resolve_accepts_keys_and_handles_case_insensitively() {
+        let mut g = sample();
+        assert_eq!(g.resolve("x:1"), Ok("x:1"));
+        assert_eq!(g.resolve("@alice"), Ok("x:1"));
+        assert_eq!(g.resolve("ALICE"), Ok("x:1"));
+        assert_eq!(g.resolve("@nobody"), Err(GraphError::UserNotFound("@nobody".into())));
+        g.upsert_user(3, "mastodon:alice@example.org", Some("alice"), None);
+        assert_eq!(
+            g.resolve("@Alice"),
+            Err(GraphError::AmbiguousHandle {
+                handle: "@Alice".into(),
+                keys: vec!["mastodon:alice@example.org".into(), "x:1".into()]
+            })
+        );
+        // A renamed user is found under the new handle only.
+        g.upsert_user(0, "x:1", Some("alice_new"), None);
+        assert_eq!(g.resolve("@alice"), Ok("mastodon:alice@example.org"));
+        assert_eq!(g.resolve("@alice_new"), Ok("x:1"));
+    }
+
+    #[test]
+    fn users_page_by_key_walks_every_user_once() {
+        let mut g = Graph::new();
+        for n in 0..25u32 {
+            g.upsert_user(n, &format!("u{n:02}"), None, None);
+        }
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = g.users_page(UserOrder::Key, after.as_deref(), 10);
+            seen.extend(page.items.iter().map(|u| u.id.clone()));
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        let expected: Vec<String> = (0..25).map(|n| format!("u{n:02}")).collect();
+        assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn users_page_by_degree_is_descending_and_complete() {
+        let mut g = Graph::new();
+        for n in 0..30u32 {
+            g.upsert_user(n, &format!("u{n:02}"), None, None);
+        }
+        for n in 1..30u32 {
+            for m in 0..(n % 7) {
+                g.set_tie(&format!("u{m:02}"), &format!("u{n:02}"), tie(Kind::Mention, 1));
+            }
+        }
+        let mut seen: Vec<(u32, String)> = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = g.users_page(UserOrder::Degree, after.as_deref(), 4);
+            seen.extend(page.items.iter().map(|u| (u.degree, u.id.clone())));
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 30, "every user exactly once");
+        let mut sorted = seen.clone();
+        sorted.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        assert_eq!(seen, sorted);
+    }
+
+    #[test]
+    fn ties_page_walks_every_edge_once_in_order() {
+        let g = sample();
+        let mut seen = Vec::new();
+        let mut after: Option<(String, String)> = None;
+        loop {
+            let page = g.ties_page(after.as_ref().map(|(a, b)| (a.as_str(), b.as_str())), 2);
+            seen.extend(page.items.iter().map(|t| (t.from.clone(), t.to.clone())));
+            match page.next {
+                Some(c) => after = Some(decode_pair(&c).unwrap()),
+                None => break,
+            }
+        }
+        let pairs: Vec<(&str, &str)> = seen.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        assert_eq!(pairs, vec![("x:1", "x:2"), ("x:2", "x:1"), ("x:3", "x:2")]);
+    }
+
+    #[test]
+    fn pair_cursor_round_trips_and_rejects_garbage() {
+        let c = encode_pair("x:1", "mastodon:ü@example.org");
+        assert_eq!(decode_pair(&c), Some(("x:1".into(), "mastodon:ü@example.org".into())));
+        assert_eq!(decode_pair("zz"), None);
+        assert_eq!(decode_pair("abc"), None);
+    }
+
+    #[test]
+    fn load_tie_by_uid_rebuilds_the_same_graph() {
+        let mut g = Graph::new();
+        g.upsert_user(5, "a", None, None);
+        g.upsert_user(9, "b", None, None);
+        assert!(g.load_tie(5, 9, tie(Kind::Quote, 3)));
+        assert!(!g.load_tie(5, 7, tie(Kind::Quote, 1)), "unknown uid is refused");
+        assert_eq!(g.tie("a", "b").map(|t| t.count(Kind::Quote)), Some(3));
+        assert_eq!(g.key_of_uid(9), Some("b"));
+        assert_eq!(g.key_of_uid(7), None);
+    }
+}

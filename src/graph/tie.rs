@@ -1,0 +1,201 @@
+//! The weight of an edge: how often one user acted upon another, per kind, and when.
+
+use super::model::Kind;
+use serde::Serialize;
+
+/// All interactions from one user to another: per-kind counts and the first and last time seen.
+///
+/// 28 bytes, because a million-user graph holds millions of these: times are unix seconds as `u32`
+/// (good until 2106) and counts saturate at `u32::MAX` instead of wrapping.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tie {
+    counts: [u32; Kind::COUNT],
+    first: u32,
+    last: u32,
+}
+
+/// The on-disk size of a [`Tie`] (see [`Tie::to_bytes`]).
+pub const TIE_BYTES: usize = 4 * Kind::COUNT + 8;
+
+impl Tie {
+    /// Adds one interaction of `kind` seen at `at` (unix seconds).
+    pub fn add(&mut self, kind: Kind, at: i64) {
+        let at = clamp_time(at);
+        let c = &mut self.counts[kind.index()];
+        *c = c.saturating_add(1);
+        if self.first == 0 || at < self.first {
+            self.first = at;
+        }
+        if at > self.last {
+            self.last = at;
+        }
+    }
+
+    /// Removes one interaction of `kind` (a deleted or edited post). First/last times are kept: they
+    /// say when the pair was seen interacting, which stays true. Returns false if there was none.
+    pub fn remove(&mut self, kind: Kind) -> bool {
+        let c = &mut self.counts[kind.index()];
+        if *c == 0 {
+            return false;
+        }
+        *c -= 1;
+        true
+    }
+
+    pub fn count(&self, kind: Kind) -> u32 {
+        self.counts[kind.index()]
+    }
+
+    /// All interactions of every kind.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().map(|&c| u64::from(c)).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counts.iter().all(|&c| c == 0)
+    }
+
+    pub fn first_seen(&self) -> i64 {
+        i64::from(self.first)
+    }
+
+    pub fn last_seen(&self) -> i64 {
+        i64::from(self.last)
+    }
+
+    /// Fixed little-endian layout: 5 counts, first, last.
+    pub fn to_bytes(&self) -> [u8; TIE_BYTES] {
+        let mut out = [0u8; TIE_BYTES];
+        let words = self.counts.iter().chain([&self.first, &self.last]);
+        for (chunk, w) in out.chunks_exact_mut(4).zip(words) {
+            chunk.copy_from_slice(&w.to_le_bytes());
+        }
+        out
+    }
+
+    /// The inverse of [`Tie::to_bytes`]; `None` for a value of the wrong length.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Tie> {
+        if bytes.len() != TIE_BYTES {
+            return None;
+        }
+        let mut words = bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+        let mut tie = Tie::default();
+        for c in tie.counts.iter_mut() {
+            *c = words.next()?;
+        }
+        tie.first = words.next()?;
+        tie.last = words.next()?;
+        Some(tie)
+    }
+}
+
+/// Unix seconds clamped into the `u32` range a [`Tie`] stores (0 is "never").
+pub fn clamp_time(at: i64) -> u32 {
+    at.clamp(1, i64::from(u32::MAX)) as u32
+}
+
+/// Per-kind counts as a JSON object, omitting zero kinds: `{"repost":2,"mention":1}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct KindCounts {
+    #[serde(skip_serializing_if = "is_zero")]
+    pub repost: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub reply: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub quote: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub mention: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub manual: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl KindCounts {
+    pub fn add(&mut self, kind: Kind, n: u64) {
+        let slot = match kind {
+            Kind::Repost => &mut self.repost,
+            Kind::Reply => &mut self.reply,
+            Kind::Quote => &mut self.quote,
+            Kind::Mention => &mut self.mention,
+            Kind::Manual => &mut self.manual,
+        };
+        *slot += n;
+    }
+
+    pub fn add_tie(&mut self, tie: &Tie) {
+        for kind in Kind::ALL {
+            self.add(kind, u64::from(tie.count(kind)));
+        }
+    }
+
+    pub fn get(&self, kind: Kind) -> u64 {
+        match kind {
+            Kind::Repost => self.repost,
+            Kind::Reply => self.reply,
+            Kind::Quote => self.quote,
+            Kind::Mention => self.mention,
+            Kind::Manual => self.manual,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        Kind::ALL.iter().map(|&k| self.get(k)).sum()
+    }
+}
+
+/// Formats unix seconds as RFC 3339 UTC (`2021-04-01T12:00:00Z`), without a date crate in the core.
+pub fn rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days, Howard Hinnant's algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tie_counts_per_kind_and_tracks_first_and_last() {
+        let mut t = Tie::default();
+        t.add(Kind::Repost, 200);
+        t.add(Kind::Repost, 100);
+        t.add(Kind::Mention, 300);
+        assert_eq!(t.count(Kind::Repost), 2);
+        assert_eq!(t.count(Kind::Mention), 1);
+        assert_eq!(t.total(), 3);
+        assert_eq!((t.first_seen(), t.last_seen()), (100, 300));
+        assert!(t.remove(Kind::Mention));
+        assert!(!t.remove(Kind::Mention), "no mention left to remove");
+        assert_eq!(t.total(), 2);
+    }
+
+    #[test]
+    fn tie_round_trips_through_bytes() {
+        let mut t = Tie::default();
+        t.add(Kind::Quote, 1_600_000_000);
+        t.add(Kind::Manual, 1_700_000_000);
+        assert_eq!(Tie::from_bytes(&t.to_bytes()), Some(t));
+        assert_eq!(Tie::from_bytes(&[0u8; 3]), None);
+    }
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_617_278_400), "2021-04-01T12:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
+    }
+}
