@@ -18,4 +18,5 @@
 //! - [`app`]: wires a [`config::Config`] into a running service that tests can start on port 0.
 
 pub mod graph;
+pub mod store;
 pub mod ingest;

@@ -6,6 +6,7 @@
 #[allow(clippy::module_inception)]
 mod graph;
 pub mod model;
+mod mutation;
 mod path;
 mod tie;
 
@@ -14,5 +15,6 @@ pub use graph::{
     UserView,
 };
 pub use model::{Interaction, Kind, Platform, Post, Record, UserRef};
+pub use mutation::{validate_key, Mutation, Outcome, Rejection, MAX_KEY_BYTES};
 pub use path::PathView;
 pub use tie::{clamp_time, rfc3339, KindCounts, Tie, TIE_BYTES};

@@ -1,0 +1,419 @@
+//! Staging one group commit: mutations are evaluated in order against the graph as it will be after
+//! the earlier mutations of the same batch (an overlay over the live graph), producing the sled batch
+//! to persist and the changes to apply to the graph once it is durable.
+
+use super::layout::{self, PostEdge};
+use crate::graph::{Graph, Kind, Mutation, Outcome, Platform, Post, Rejection, Tie, UserRef};
+use std::collections::{HashMap, HashSet};
+
+/// A user created or changed in this batch.
+#[derive(Debug, Clone)]
+struct StagedUser {
+    uid: u32,
+    handle: Option<String>,
+    name: Option<String>,
+}
+
+/// The effect of a batch, ready to persist (`batch`) and then to apply (`apply`).
+pub struct Staged {
+    pub batch: sled::Batch,
+    pub outcomes: Vec<Result<Outcome, Rejection>>,
+    pub next_uid: u32,
+    batch_len: usize,
+    dropped: Vec<String>,
+    users: HashMap<String, StagedUser>,
+    ties: HashMap<(String, String), Tie>,
+}
+
+impl Staged {
+    /// Applies the persisted batch to the in-memory graph: removals first, then users, then edges,
+    /// which is the order in which the overlay resolved them.
+    pub fn apply(self, graph: &mut Graph) {
+        for key in &self.dropped {
+            graph.remove_user(key);
+        }
+        for (key, u) in &self.users {
+            graph.upsert_user(u.uid, key, u.handle.as_deref(), u.name.as_deref());
+        }
+        for ((from, to), tie) in &self.ties {
+            graph.set_tie(from, to, *tie);
+        }
+    }
+
+    /// True when the batch persists nothing (every mutation was a duplicate or refused).
+    pub fn is_empty(&self) -> bool {
+        self.batch_len == 0
+    }
+}
+
+/// Reads sled for posts seen in earlier batches; everything else comes from the graph.
+pub trait PostLookup {
+    fn post(&self, key: &[u8]) -> Result<Option<Vec<u8>>, sled::Error>;
+}
+
+impl PostLookup for sled::Db {
+    fn post(&self, key: &[u8]) -> Result<Option<Vec<u8>>, sled::Error> {
+        Ok(self.get(key)?.map(|v| v.to_vec()))
+    }
+}
+
+struct Stage<'a, L: PostLookup> {
+    graph: &'a Graph,
+    db: &'a L,
+    now: i64,
+    next_uid: u32,
+    users: HashMap<String, StagedUser>,
+    /// Users of the live graph removed in this batch: the graph's version of them no longer counts.
+    dropped: Vec<String>,
+    dropped_set: HashSet<String>,
+    ties: HashMap<(String, String), Tie>,
+    /// Edge records to delete that belonged to dropped users (by their old uids).
+    tie_deletes: Vec<(u32, u32)>,
+    posts: HashMap<Vec<u8>, Vec<u8>>,
+    cursors: Vec<(Vec<u8>, Vec<u8>)>,
+    user_writes: HashSet<String>,
+}
+
+/// Evaluates `mutations` in order against `graph` and builds the batch that persists them.
+///
+/// # Errors
+/// Only sled read errors (looking up whether a post was seen) abort the whole batch.
+pub fn stage<L: PostLookup>(
+    graph: &Graph,
+    db: &L,
+    next_uid: u32,
+    now: i64,
+    mutations: impl IntoIterator<Item = Mutation>,
+) -> Result<Staged, sled::Error> {
+    let mut s = Stage {
+        graph,
+        db,
+        now,
+        next_uid,
+        users: HashMap::new(),
+        dropped: Vec::new(),
+        dropped_set: HashSet::new(),
+        ties: HashMap::new(),
+        tie_deletes: Vec::new(),
+        posts: HashMap::new(),
+        cursors: Vec::new(),
+        user_writes: HashSet::new(),
+    };
+    let mut outcomes = Vec::new();
+    for m in mutations {
+        outcomes.push(s.mutate(m)?);
+    }
+    Ok(s.finish(outcomes))
+}
+
+impl<L: PostLookup> Stage<'_, L> {
+    fn mutate(&mut self, m: Mutation) -> Result<Result<Outcome, Rejection>, sled::Error> {
+        Ok(match m {
+            Mutation::AddUser { key, handle, name } => self.add_user(key, handle, name),
+            Mutation::RemoveUser { key } => self.remove_user(&key),
+            Mutation::AddInteraction { from, to, kind, at } => self.add_interaction(&from, &to, kind, at),
+            Mutation::RemoveTie { from, to } => self.remove_tie(from, to),
+            Mutation::ApplyPost(post) => self.apply_post(&post, false)?,
+            Mutation::EditPost(post) => self.apply_post(&post, true)?,
+            Mutation::RetractPost { platform, id } => self.retract(platform, &id)?,
+            Mutation::Profile(u) => Ok(self.profile(&u)),
+            Mutation::SetCursor { name, value } => {
+                self.cursors.push((layout::cursor_key(&name), value));
+                Ok(Outcome::CursorSet)
+            }
+        })
+    }
+
+    // ---- the overlay: the graph as it is after the mutations staged so far ----
+
+    fn uid(&self, key: &str) -> Option<u32> {
+        if let Some(u) = self.users.get(key) {
+            return Some(u.uid);
+        }
+        if self.dropped_set.contains(key) {
+            return None;
+        }
+        self.graph.uid(key)
+    }
+
+    fn exists(&self, key: &str) -> bool {
+        self.uid(key).is_some()
+    }
+
+    fn profile_of(&self, key: &str) -> (Option<String>, Option<String>) {
+        if let Some(u) = self.users.get(key) {
+            return (u.handle.clone(), u.name.clone());
+        }
+        match self.graph.profile(key) {
+            Some((h, n)) if !self.dropped_set.contains(key) => (h.map(Into::into), n.map(Into::into)),
+            _ => (None, None),
+        }
+    }
+
+    fn tie(&self, from: &str, to: &str) -> Tie {
+        if let Some(t) = self.ties.get(&(from.to_string(), to.to_string())) {
+            return *t;
+        }
+        if self.dropped_set.contains(from) || self.dropped_set.contains(to) {
+            return Tie::default();
+        }
+        self.graph.tie(from, to).unwrap_or_default()
+    }
+
+    fn key_of_uid(&self, uid: u32) -> Option<String> {
+        if let Some((k, _)) = self.users.iter().find(|(_, u)| u.uid == uid) {
+            return Some(k.clone());
+        }
+        let k = self.graph.key_of_uid(uid)?;
+        (!self.dropped_set.contains(k)).then(|| k.to_string())
+    }
+
+    // ---- users ----
+
+    fn create_user(&mut self, key: &str, handle: Option<String>, name: Option<String>) -> u32 {
+        let uid = self.next_uid;
+        self.next_uid += 1;
+        self.users.insert(key.to_string(), StagedUser { uid, handle, name });
+        self.user_writes.insert(key.to_string());
+        uid
+    }
+
+    /// Makes sure a user exists, refreshing its profile from what a payload said; returns its uid and
+    /// whether it was created.
+    fn ensure_user(&mut self, user: &UserRef) -> (u32, bool) {
+        match self.uid(&user.key) {
+            None => (self.create_user(&user.key, user.handle.clone(), user.name.clone()), true),
+            Some(uid) => {
+                self.refresh_profile(user, uid);
+                (uid, false)
+            }
+        }
+    }
+
+    /// Stages a profile change if the payload says something new; returns whether it did.
+    fn refresh_profile(&mut self, user: &UserRef, uid: u32) -> bool {
+        let (handle, name) = self.profile_of(&user.key);
+        let new_handle = user.handle.clone().filter(|h| Some(h) != handle.as_ref());
+        let new_name = user.name.clone().filter(|n| Some(n) != name.as_ref());
+        if new_handle.is_none() && new_name.is_none() {
+            return false;
+        }
+        self.users.insert(
+            user.key.clone(),
+            StagedUser { uid, handle: new_handle.or(handle), name: new_name.or(name) },
+        );
+        self.user_writes.insert(user.key.clone());
+        true
+    }
+
+    fn add_user(
+        &mut self,
+        key: String,
+        handle: Option<String>,
+        name: Option<String>,
+    ) -> Result<Outcome, Rejection> {
+        crate::graph::validate_key(&key)?;
+        if self.exists(&key) {
+            return Err(Rejection::UserExists(key));
+        }
+        self.create_user(&key, handle, name);
+        Ok(Outcome::UserAdded)
+    }
+
+    fn remove_user(&mut self, key: &str) -> Result<Outcome, Rejection> {
+        if !self.exists(key) {
+            return Err(Rejection::UserNotFound(key.to_string()));
+        }
+        let mut removed: HashSet<(String, String)> = HashSet::new();
+        // Edges staged in this batch.
+        let staged: Vec<(String, String)> =
+            self.ties.keys().filter(|(a, b)| a == key || b == key).cloned().collect();
+        for pair in staged {
+            if !self.ties[&pair].is_empty() {
+                removed.insert(pair.clone());
+            }
+            self.ties.remove(&pair);
+        }
+        // Edges of the live graph (unless this key already replaced its graph version).
+        if !self.dropped_set.contains(key) {
+            for (a, b) in self.graph.ties_of(key) {
+                if let (Some(ua), Some(ub)) = (self.graph.uid(&a), self.graph.uid(&b)) {
+                    self.tie_deletes.push((ua, ub));
+                }
+                let other = if a == key { &b } else { &a };
+                // An edge overridden in this batch was counted above.
+                if !self.ties.contains_key(&(a.clone(), b.clone())) && !self.dropped_set.contains(other) {
+                    removed.insert((a.clone(), b.clone()));
+                }
+            }
+            if self.graph.contains(key) {
+                self.dropped.push(key.to_string());
+                self.dropped_set.insert(key.to_string());
+            }
+        }
+        // Edges of other users staged against this one were removed above; edges staged with an
+        // empty tie (already deleted) need their graph version gone too, which dropping handles.
+        self.ties.retain(|(a, b), _| a != key && b != key);
+        self.users.remove(key);
+        self.user_writes.remove(key);
+        Ok(Outcome::UserRemoved { ties: removed.len() })
+    }
+
+    fn profile(&mut self, user: &UserRef) -> Outcome {
+        match self.uid(&user.key) {
+            Some(uid) if self.refresh_profile(user, uid) => Outcome::ProfileUpdated,
+            _ => Outcome::Unchanged,
+        }
+    }
+
+    // ---- edges ----
+
+    fn add_interaction(&mut self, from: &str, to: &str, kind: Kind, at: i64) -> Result<Outcome, Rejection> {
+        crate::graph::validate_key(from)?;
+        crate::graph::validate_key(to)?;
+        if from == to {
+            return Err(Rejection::SelfLoop(from.to_string()));
+        }
+        self.ensure_user(&UserRef::new(from));
+        self.ensure_user(&UserRef::new(to));
+        let mut tie = self.tie(from, to);
+        tie.add(kind, at);
+        self.ties.insert((from.to_string(), to.to_string()), tie);
+        Ok(Outcome::InteractionAdded)
+    }
+
+    fn remove_tie(&mut self, from: String, to: String) -> Result<Outcome, Rejection> {
+        if self.tie(&from, &to).is_empty() {
+            return Err(Rejection::TieNotFound { from, to });
+        }
+        self.ties.insert((from, to), Tie::default());
+        Ok(Outcome::TieRemoved)
+    }
+
+    // ---- posts ----
+
+    fn seen(&self, key: &[u8]) -> Result<Option<Vec<u8>>, sled::Error> {
+        if let Some(v) = self.posts.get(key) {
+            return Ok(Some(v.clone()));
+        }
+        self.db.post(key)
+    }
+
+    fn apply_post(&mut self, post: &Post, edit: bool) -> Result<Result<Outcome, Rejection>, sled::Error> {
+        let pkey = layout::post_key(post.platform, &post.id);
+        if let Some(old) = self.seen(&pkey)? {
+            if !edit || old.as_slice() == layout::POST_DELETED {
+                return Ok(Ok(Outcome::Duplicate));
+            }
+            self.retract_edges(&old);
+        }
+        if crate::graph::validate_key(&post.author.key).is_err() {
+            return Ok(Err(Rejection::InvalidKey { key: post.author.key.clone(), reason: "bad author key" }));
+        }
+        let at = post.created_at.unwrap_or(self.now);
+        let (author, created) = self.ensure_user(&post.author);
+        let mut new_users = usize::from(created);
+        let mut edges = Vec::with_capacity(post.interactions.len());
+        for i in &post.interactions {
+            if i.from != post.author.key || i.to == i.from || crate::graph::validate_key(&i.to).is_err() {
+                continue;
+            }
+            let target =
+                post.users.iter().find(|u| u.key == i.to).cloned().unwrap_or_else(|| UserRef::new(&i.to));
+            let (to, created) = self.ensure_user(&target);
+            new_users += usize::from(created);
+            let mut tie = self.tie(&i.from, &i.to);
+            tie.add(i.kind, at);
+            self.ties.insert((i.from.clone(), i.to.clone()), tie);
+            edges.push(PostEdge { kind: i.kind, from: author, to });
+        }
+        // Other users the payload described: refresh the profiles of those already known.
+        for u in &post.users {
+            if let Some(uid) = self.uid(&u.key) {
+                self.refresh_profile(u, uid);
+            }
+        }
+        self.posts.insert(pkey, layout::encode_post(&edges));
+        let interactions = edges.len();
+        Ok(Ok(Outcome::PostApplied { interactions, new_users }))
+    }
+
+    /// Undoes the interactions of a stored post; returns how many were undone.
+    fn retract_edges(&mut self, stored: &[u8]) -> usize {
+        let Some(edges) = layout::decode_post(stored) else { return 0 };
+        let mut undone = 0;
+        for e in edges {
+            let (Some(from), Some(to)) = (self.key_of_uid(e.from), self.key_of_uid(e.to)) else { continue };
+            let mut tie = self.tie(&from, &to);
+            if tie.remove(e.kind) {
+                undone += 1;
+                self.ties.insert((from, to), tie);
+            }
+        }
+        undone
+    }
+
+    fn retract(&mut self, platform: Platform, id: &str) -> Result<Result<Outcome, Rejection>, sled::Error> {
+        let pkey = layout::post_key(platform, id);
+        let undone = match self.seen(&pkey)? {
+            Some(old) => self.retract_edges(&old),
+            None => 0,
+        };
+        // Remember the deletion even for a post never seen, so that a late copy is not applied.
+        self.posts.insert(pkey, layout::POST_DELETED.to_vec());
+        Ok(Ok(Outcome::PostRetracted { interactions: undone }))
+    }
+
+    fn finish(self, outcomes: Vec<Result<Outcome, Rejection>>) -> Staged {
+        let mut batch = sled::Batch::default();
+        let mut len = 0usize;
+        for (a, b) in &self.tie_deletes {
+            batch.remove(&layout::tie_key(*a, *b)[..]);
+            len += 1;
+        }
+        for key in &self.dropped {
+            if let Some(uid) = self.graph.uid(key) {
+                batch.remove(&layout::user_key(uid)[..]);
+                len += 1;
+            }
+        }
+        for key in &self.user_writes {
+            if let Some(u) = self.users.get(key) {
+                let rec = layout::encode_user(key, u.handle.as_deref(), u.name.as_deref());
+                batch.insert(&layout::user_key(u.uid)[..], rec);
+                len += 1;
+            }
+        }
+        let uid = |k: &str| self.users.get(k).map(|u| u.uid).or_else(|| self.graph.uid(k));
+        for ((from, to), tie) in &self.ties {
+            let (Some(a), Some(b)) = (uid(from), uid(to)) else { continue };
+            let key = layout::tie_key(a, b);
+            if tie.is_empty() {
+                batch.remove(&key[..]);
+            } else {
+                batch.insert(&key[..], &layout::encode_tie(tie)[..]);
+            }
+            len += 1;
+        }
+        for (k, v) in self.posts {
+            batch.insert(k, v);
+            len += 1;
+        }
+        for (k, v) in self.cursors {
+            batch.insert(k, v);
+            len += 1;
+        }
+        if len > 0 {
+            batch.insert(layout::META_NEXT_UID, &self.next_uid.to_le_bytes()[..]);
+        }
+        Staged {
+            batch,
+            batch_len: len,
+            outcomes,
+            next_uid: self.next_uid,
+            dropped: self.dropped,
+            users: self.users,
+            ties: self.ties,
+        }
+    }
+}
