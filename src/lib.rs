@@ -17,6 +17,10 @@
 //! - [`http`]: actix-web routes and `ApiError`, the only place that knows HTTP status codes.
 //! - [`app`]: wires a [`config::Config`] into a running service that tests can start on port 0.
 
+pub mod app;
+pub mod config;
 pub mod graph;
-pub mod store;
+pub mod http;
+// pub mod import; (waits for the X decoders)
 pub mod ingest;
+pub mod store;

@@ -1,1 +1,33 @@
-fn main() {}
+//! The `tagflow` binary: parse the command line, set up logging, run the chosen command.
+
+use clap::Parser;
+use std::process::ExitCode;
+use tagflow::config::{Cli, Command, Config};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Import(_args) => anyhow::Result::Err(anyhow::anyhow!("import: not yet")),
+        Command::Healthcheck(args) => tagflow::app::healthcheck(args.port),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` prints the whole cause chain on one line.
+            log::error!("{e:#}");
+            eprintln!("tagflow: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: tagflow::config::ServeArgs) -> anyhow::Result<()> {
+    let config = Config::from_args(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("tagflow").build()?;
+    runtime.block_on(async {
+        let app = tagflow::app::Application::build(config).await?;
+        app.run_until_stopped().await
+    })
+}

@@ -72,6 +72,8 @@ pub struct WriteStats {
 struct Command {
     mutations: Vec<Mutation>,
     reply: Option<oneshot::Sender<Result<Vec<Result<Outcome, Rejection>>, StoreError>>>,
+    /// Commit everything queued before this command, then stop the writer.
+    shutdown: bool,
 }
 
 /// A cloneable handle to the store: submit mutations, read cursors, reach the graph.
@@ -202,20 +204,28 @@ struct WriterLoop {
 
 impl WriterLoop {
     fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut stopping = false;
         while let Some(first) = rx.blocking_recv() {
+            stopping |= first.shutdown;
             let mut commands = vec![first];
             let mut n = commands[0].mutations.len();
             // Group commit: take whatever else is already queued, up to the batch limit.
-            while n < self.max {
+            while n < self.max && !stopping {
                 match rx.try_recv() {
                     Ok(c) => {
                         n += c.mutations.len();
+                        stopping |= c.shutdown;
                         commands.push(c);
                     }
                     Err(_) => break,
                 }
             }
             self.commit(commands);
+            if stopping {
+                // Later senders get `Closed`: their reply channels are dropped with the receiver.
+                rx.close();
+                break;
+            }
         }
         if let Err(e) = self.db.flush() {
             log::error!("store: final flush failed: {e}");
@@ -287,7 +297,10 @@ impl StoreHandle {
         mutations: Vec<Mutation>,
     ) -> Result<Vec<Result<Outcome, Rejection>>, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Command { mutations, reply: Some(reply) }).await.map_err(|_| StoreError::Closed)?;
+        self.tx
+            .send(Command { mutations, reply: Some(reply), shutdown: false })
+            .await
+            .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -322,8 +335,31 @@ impl StoreHandle {
         mutations: Vec<Mutation>,
     ) -> Result<oneshot::Receiver<Result<Vec<Result<Outcome, Rejection>>, StoreError>>, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.blocking_send(Command { mutations, reply: Some(reply) }).map_err(|_| StoreError::Closed)?;
+        self.tx
+            .blocking_send(Command { mutations, reply: Some(reply), shutdown: false })
+            .map_err(|_| StoreError::Closed)?;
         Ok(rx)
+    }
+
+    /// Commits everything queued so far, flushes and stops the writer; later submissions fail with
+    /// [`StoreError::Closed`]. Resolves when the last commit is durable.
+    pub async fn close(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command { mutations: Vec::new(), reply: Some(reply), shutdown: true }).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Blocking twin of [`StoreHandle::close`].
+    pub fn close_blocking(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .tx
+            .blocking_send(Command { mutations: Vec::new(), reply: Some(reply), shutdown: true })
+            .is_ok()
+        {
+            let _ = rx.blocking_recv();
+        }
     }
 
     pub fn graph(&self) -> &SharedGraph {

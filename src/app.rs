@@ -1,0 +1,188 @@
+//! Wiring: a [`Config`] in, a running service out. Tests build the same [`Application`] that `main`
+//! runs, on port 0 with a temporary data directory.
+
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::ingest::status::Registry;
+use crate::store::{self, LoadReport, StoreHandle, Writer};
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{middleware, App, HttpServer};
+use anyhow::Context;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A built service: listening, graph loaded, sources started.
+pub struct Application {
+    port: u16,
+    server: Server,
+    store: StoreHandle,
+    writer: Writer,
+    sources: Vec<JoinHandle<()>>,
+    cancel: CancellationToken,
+    load: LoadReport,
+}
+
+/// Stops a running [`Application`] from elsewhere (tests, signal handlers).
+#[derive(Clone)]
+pub struct StopHandle {
+    cancel: CancellationToken,
+}
+
+impl StopHandle {
+    /// Starts a graceful stop, as SIGTERM does.
+    pub fn stop(&self) {
+        self.cancel.cancel();
+    }
+}
+
+impl Application {
+    /// Opens the store, loads the graph, binds the listener and starts the sources.
+    ///
+    /// # Errors
+    /// The data directory cannot be opened (held by another process, unreadable), the address
+    /// cannot be bound, or a source cannot be configured.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let store_config = config.store_config();
+        // Opening reads the whole graph from disk: keep it off the async workers.
+        let (store, writer, load) = tokio::task::spawn_blocking(move || store::open(&store_config))
+            .await
+            .context("store open task")??;
+        log::info!(
+            "store: opened dir={} users={} edges={} in {:.2}s",
+            config.data_dir.display(),
+            load.users,
+            load.ties,
+            load.elapsed.as_secs_f64()
+        );
+        let listener = TcpListener::bind((config.host.as_str(), config.port))
+            .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
+        let port = listener.local_addr()?.port();
+        let registry = Arc::new(Registry::default());
+        let cancel = CancellationToken::new();
+        let sources = crate::ingest::start_sources(&config, &store, &registry, &cancel)?;
+        let state = AppState {
+            store: store.clone(),
+            sources: registry,
+            started: Instant::now(),
+            max_body: config.max_body_bytes,
+        };
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(middleware::Logger::new("%a \"%r\" %s %b %Dms").exclude("/status"))
+                .configure(|cfg| http::configure(cfg, state.clone()))
+        })
+        // Signals are ours: SIGTERM must also stop the sources and flush the store (see run).
+        .disable_signals()
+        .shutdown_timeout(config.shutdown_timeout);
+        if let Some(w) = config.workers {
+            server = server.workers(w.max(1));
+        }
+        let server = server.listen(listener)?.run();
+        log::info!("http: listening on {}:{port}", config.host);
+        Ok(Application { port, server, store, writer, sources, cancel, load })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn store(&self) -> &StoreHandle {
+        &self.store
+    }
+
+    pub fn load_report(&self) -> LoadReport {
+        self.load
+    }
+
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle { cancel: self.cancel.clone() }
+    }
+
+    /// Serves until SIGTERM, SIGINT or [`StopHandle::stop`], then stops gracefully: stop accepting,
+    /// finish in-flight requests, stop the sources (each commits what it has), flush the store.
+    ///
+    /// # Errors
+    /// The HTTP server failed.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Application { server, store, writer, sources, cancel, .. } = self;
+        let handle: ServerHandle = server.handle();
+        let mut server = tokio::spawn(server);
+        let stopped_by_server = tokio::select! {
+            r = &mut server => Some(r),
+            _ = shutdown_signal() => None,
+            _ = cancel.cancelled() => None,
+        };
+        let started = Instant::now();
+        log::info!("shutdown: stopping sources and http");
+        cancel.cancel();
+        let http_result = match stopped_by_server {
+            Some(r) => r,
+            None => {
+                handle.stop(true).await;
+                server.await
+            }
+        };
+        for s in sources {
+            // Sources commit their last batch on cancel; do not let a stuck one hold the exit.
+            if tokio::time::timeout(Duration::from_secs(10), s).await.is_err() {
+                log::warn!("shutdown: a source did not stop within 10s");
+            }
+        }
+        store.close().await;
+        drop(store);
+        tokio::task::spawn_blocking(move || writer.join()).await.ok();
+        log::info!("shutdown: store flushed, stopped cleanly in {:.2}s", started.elapsed().as_secs_f64());
+        http_result.context("http server task")?.context("http server")?;
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM (what Docker, Heroku and systemd send) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => log::info!("shutdown: SIGTERM received"),
+                    _ = tokio::signal::ctrl_c() => log::info!("shutdown: SIGINT received"),
+                }
+            }
+            Err(e) => {
+                log::warn!("cannot listen for SIGTERM ({e}); only Ctrl-C stops the service");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// `tagflow healthcheck`: GET /status on this machine; Ok if it answers 200 within 3 s. Built on std
+/// only, so that the container image needs no curl.
+///
+/// # Errors
+/// The service does not answer, or not with 200.
+pub fn healthcheck(port: u16) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let timeout = Duration::from_secs(3);
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connect {addr}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.write_all(b"GET /status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head)?;
+    if &head[9..12] == b"200" {
+        Ok(())
+    } else {
+        anyhow::bail!("GET /status answered {}", String::from_utf8_lossy(&head[9..12]))
+    }
+}

@@ -1,0 +1,280 @@
+//! Command line and environment: one typed configuration, validated once.
+//!
+//! Every setting is a flag with an environment variable twin (`PORT` as Heroku sets it, the rest
+//! `TAGFLOW_*`). Credentials are read from the environment only, never from flags, so that they do
+//! not show up in `ps` output or shell history.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Watches a hashtag on X, Mastodon and Bluesky and serves the live graph of who interacts with whom.
+#[derive(Debug, Parser)]
+#[command(name = "tagflow", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service: REST API plus the configured sources (the demo simulator by default).
+    Serve(ServeArgs),
+    /// Load files of recorded posts (X API v2 / v1.1 output, NDJSON or JSON) into a data directory.
+    Import(ImportArgs),
+    /// Exit 0 if the service on this machine answers GET /status (for container health checks).
+    Healthcheck(HealthcheckArgs),
+}
+
+/// Where the graph is kept.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Data directory (created if missing). Held exclusively by one process at a time.
+    #[arg(long, env = "TAGFLOW_DATA_DIR", default_value = "tagflow-data")]
+    pub data_dir: PathBuf,
+    /// sled page cache in MiB. The graph itself lives in memory besides this; keep it small on a
+    /// 512 MB dyno.
+    #[arg(long, env = "TAGFLOW_CACHE_MB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub cache_mb: u64,
+}
+
+/// A source of posts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
+pub enum SourceKind {
+    /// The built-in simulator: realistic X-shaped posts, no credentials.
+    Demo,
+    /// X API v2 filtered stream (needs TAGFLOW_X_BEARER_TOKEN).
+    X,
+    /// A Mastodon instance's hashtag stream (TAGFLOW_MASTODON_URL, TAGFLOW_MASTODON_TOKEN).
+    Mastodon,
+    /// Bluesky Jetstream (no credentials).
+    Bluesky,
+    /// No source: API and `POST /ingest` only.
+    None,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Address to listen on.
+    #[arg(long, env = "TAGFLOW_HOST", default_value = "0.0.0.0")]
+    pub host: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Sources to run, comma separated. Default: demo, unless another source is configured.
+    #[arg(long, env = "TAGFLOW_SOURCES", value_delimiter = ',')]
+    pub sources: Vec<SourceKind>,
+    /// Run the demo simulator (same as --sources demo).
+    #[arg(long)]
+    pub demo: bool,
+    /// Terms to follow, comma separated: hashtags (#rustlang) or words.
+    #[arg(long, env = "TAGFLOW_TRACK", value_delimiter = ',', default_value = "#rustlang")]
+    pub track: Vec<String>,
+    /// Demo: posts per second.
+    #[arg(long, env = "TAGFLOW_DEMO_RATE", default_value_t = 5.0)]
+    pub demo_rate: f64,
+    /// Demo: number of simulated users.
+    #[arg(long, env = "TAGFLOW_DEMO_USERS", default_value_t = 2_000)]
+    pub demo_users: u32,
+    /// Demo: seed of the simulator (the same seed replays the same posts).
+    #[arg(long, env = "TAGFLOW_DEMO_SEED", default_value_t = 42)]
+    pub demo_seed: u64,
+    /// Largest request body accepted, in KiB (`POST /ingest` batches included).
+    #[arg(long, env = "TAGFLOW_MAX_BODY_KB", default_value_t = 8_192)]
+    pub max_body_kb: usize,
+    /// Seconds to finish in-flight requests after SIGTERM before closing them.
+    #[arg(long, env = "TAGFLOW_SHUTDOWN_TIMEOUT", default_value_t = 10)]
+    pub shutdown_timeout: u64,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "TAGFLOW_WORKERS")]
+    pub workers: Option<usize>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Files to import (`-` reads standard input).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Payload format; `auto` detects it per record.
+    #[arg(long, value_enum, default_value_t = ImportFormat::Auto)]
+    pub format: ImportFormat,
+    /// Send the posts to a running service's `POST /ingest` instead of opening the data directory.
+    #[arg(long, env = "TAGFLOW_URL")]
+    pub url: Option<String>,
+    /// Posts per group commit.
+    #[arg(long, default_value_t = 5_000)]
+    pub batch: usize,
+    /// Never show a progress bar (it is shown only on a terminal anyway).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImportFormat {
+    Auto,
+    XV2,
+    XV1,
+    Mastodon,
+    Jetstream,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HealthcheckArgs {
+    /// Port of the local service.
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    pub port: u16,
+}
+
+/// Invalid combinations that clap cannot express.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("--demo-rate must be between 0.01 and 100000 posts per second, not {0}")]
+    DemoRate(f64),
+    #[error("--demo-users must be at least 10")]
+    DemoUsers,
+    #[error("--sources none cannot be combined with other sources")]
+    NoneWithOthers,
+    #[error("source {0} needs {1} in the environment")]
+    MissingCredential(&'static str, &'static str),
+    #[error("--track is empty")]
+    NoTrack,
+}
+
+/// The validated service configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: String,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub cache_bytes: u64,
+    pub sources: Vec<SourceKind>,
+    pub track: Vec<String>,
+    pub demo: DemoSettings,
+    pub max_body_bytes: usize,
+    pub shutdown_timeout: u64,
+    pub workers: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DemoSettings {
+    pub rate: f64,
+    pub users: u32,
+    pub seed: u64,
+}
+
+impl Config {
+    /// Validates the `serve` arguments.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the offending setting.
+    pub fn from_args(args: ServeArgs) -> Result<Config, ConfigError> {
+        if !(0.01..=100_000.0).contains(&args.demo_rate) || args.demo_rate.is_nan() {
+            return Err(ConfigError::DemoRate(args.demo_rate));
+        }
+        if args.demo_users < 10 {
+            return Err(ConfigError::DemoUsers);
+        }
+        let mut sources: Vec<SourceKind> = Vec::new();
+        for s in args.sources.iter().copied().chain(args.demo.then_some(SourceKind::Demo)) {
+            if !sources.contains(&s) {
+                sources.push(s);
+            }
+        }
+        if sources.contains(&SourceKind::None) {
+            if sources.len() > 1 {
+                return Err(ConfigError::NoneWithOthers);
+            }
+            sources.clear();
+        } else if sources.is_empty() {
+            sources.push(SourceKind::Demo);
+        }
+        let track: Vec<String> =
+            args.track.iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty() && t != "#").collect();
+        if track.is_empty() {
+            return Err(ConfigError::NoTrack);
+        }
+        Ok(Config {
+            host: args.host,
+            port: args.port,
+            data_dir: args.store.data_dir,
+            cache_bytes: args.store.cache_mb << 20,
+            sources,
+            track,
+            demo: DemoSettings { rate: args.demo_rate, users: args.demo_users, seed: args.demo_seed },
+            max_body_bytes: args.max_body_kb.saturating_mul(1024).max(1024),
+            shutdown_timeout: args.shutdown_timeout,
+            workers: args.workers,
+        })
+    }
+
+    /// A configuration for tests: port 0 on loopback, no sources, the given data directory.
+    pub fn for_tests(data_dir: impl Into<PathBuf>) -> Config {
+        let args = Cli::try_parse_from([
+            "tagflow",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--sources",
+            "none",
+        ])
+        .expect("static test arguments parse");
+        let Command::Serve(mut serve) = args.command else { unreachable!("serve was parsed") };
+        serve.store.data_dir = data_dir.into();
+        serve.workers = Some(2);
+        Config::from_args(serve).expect("test configuration is valid")
+    }
+
+    pub fn store_config(&self) -> crate::store::StoreConfig {
+        let mut c = crate::store::StoreConfig::new(&self.data_dir);
+        c.cache_bytes = self.cache_bytes;
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> ServeArgs {
+        let mut all = vec!["tagflow", "serve"];
+        all.extend_from_slice(args);
+        match Cli::try_parse_from(all).expect("parses").command {
+            Command::Serve(s) => s,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn demo_is_the_default_source_and_none_means_none() {
+        assert_eq!(Config::from_args(serve(&[])).unwrap().sources, vec![SourceKind::Demo]);
+        assert!(Config::from_args(serve(&["--sources", "none"])).unwrap().sources.is_empty());
+        assert_eq!(
+            Config::from_args(serve(&["--sources", "none,demo"])).unwrap_err(),
+            ConfigError::NoneWithOthers
+        );
+        assert_eq!(
+            Config::from_args(serve(&["--sources", "bluesky", "--demo"])).unwrap().sources,
+            vec![SourceKind::Bluesky, SourceKind::Demo]
+        );
+    }
+
+    #[test]
+    fn absurd_values_are_refused() {
+        assert!(matches!(Config::from_args(serve(&["--demo-rate", "0"])), Err(ConfigError::DemoRate(_))));
+        assert!(matches!(Config::from_args(serve(&["--demo-rate", "NaN"])), Err(ConfigError::DemoRate(_))));
+        assert_eq!(Config::from_args(serve(&["--track", " , #"])).unwrap_err(), ConfigError::NoTrack);
+        assert!(Cli::try_parse_from(["tagflow", "serve", "--port", "70000"]).is_err());
+        assert!(Cli::try_parse_from(["tagflow", "serve", "--cache-mb", "0"]).is_err());
+    }
+
+    #[test]
+    fn track_terms_are_split_and_trimmed() {
+        let c = Config::from_args(serve(&["--track", "#rustlang, #rust ,word"])).unwrap();
+        assert_eq!(c.track, vec!["#rustlang", "#rust", "word"]);
+    }
+}

@@ -1,0 +1,178 @@
+//! `ApiError`: the one place that maps failures to HTTP status codes and a JSON body with a stable
+//! code, `{"error":{"code":"user_not_found","message":"..."}}`.
+
+use crate::graph::{GraphError, Rejection};
+use crate::store::StoreError;
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+use std::fmt;
+
+/// Every failure an API client can see. `code()` values are a stable contract.
+#[derive(Debug)]
+pub enum ApiError {
+    UserNotFound(String),
+    AmbiguousHandle {
+        handle: String,
+        keys: Vec<String>,
+    },
+    EdgeNotFound {
+        from: String,
+        to: String,
+    },
+    NoPath {
+        from: String,
+        to: String,
+    },
+    UserExists(String),
+    SelfLoop(String),
+    InvalidUser {
+        key: String,
+        reason: String,
+    },
+    InvalidJson(String),
+    InvalidQuery(String),
+    InvalidPath(String),
+    InvalidCursor,
+    InvalidKind(String),
+    PayloadTooLarge(usize),
+    RouteNotFound(String),
+    MethodNotAllowed(String),
+    /// The store could not write or is shutting down; the client may retry.
+    Unavailable(String),
+    /// A bug or an unexpected failure: the client sees a generic message, the log the cause.
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::UserNotFound(_) => "user_not_found",
+            ApiError::AmbiguousHandle { .. } => "ambiguous_handle",
+            ApiError::EdgeNotFound { .. } => "edge_not_found",
+            ApiError::NoPath { .. } => "no_path",
+            ApiError::UserExists(_) => "user_exists",
+            ApiError::SelfLoop(_) => "self_loop",
+            ApiError::InvalidUser { .. } => "invalid_user",
+            ApiError::InvalidJson(_) => "invalid_json",
+            ApiError::InvalidQuery(_) => "invalid_query",
+            ApiError::InvalidPath(_) => "invalid_path",
+            ApiError::InvalidCursor => "invalid_cursor",
+            ApiError::InvalidKind(_) => "invalid_kind",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::RouteNotFound(_) => "route_not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::Unavailable(_) => "store_unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiError::UserNotFound(u) => write!(f, "no user {u:?}"),
+            ApiError::AmbiguousHandle { handle, keys } => {
+                write!(f, "handle {handle:?} matches {} users: {}; use a key", keys.len(), keys.join(", "))
+            }
+            ApiError::EdgeNotFound { from, to } => write!(f, "no edge from {from:?} to {to:?}"),
+            ApiError::NoPath { from, to } => write!(f, "{from:?} and {to:?} are not connected"),
+            ApiError::UserExists(u) => write!(f, "user {u:?} already exists"),
+            ApiError::SelfLoop(u) => write!(f, "a user cannot interact with itself ({u:?})"),
+            ApiError::InvalidUser { key, reason } => write!(f, "invalid user {key:?}: {reason}"),
+            ApiError::InvalidJson(m) => write!(f, "invalid JSON body: {m}"),
+            ApiError::InvalidQuery(m) => write!(f, "invalid query string: {m}"),
+            ApiError::InvalidPath(m) => write!(f, "invalid path: {m}"),
+            ApiError::InvalidCursor => write!(f, "cursor is not one this API returned"),
+            ApiError::InvalidKind(k) => {
+                write!(f, "unknown interaction kind {k:?} (repost, reply, quote, mention, manual)")
+            }
+            ApiError::PayloadTooLarge(limit) => write!(f, "request body larger than {limit} bytes"),
+            ApiError::RouteNotFound(p) => write!(f, "no route {p}"),
+            ApiError::MethodNotAllowed(m) => write!(f, "method {m} is not allowed on this route"),
+            ApiError::Unavailable(_) => write!(f, "the store is unavailable; retry later"),
+            ApiError::Internal(_) => write!(f, "internal error"),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::UserNotFound(_)
+            | ApiError::EdgeNotFound { .. }
+            | ApiError::NoPath { .. }
+            | ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::AmbiguousHandle { .. } | ApiError::UserExists(_) => StatusCode::CONFLICT,
+            ApiError::SelfLoop(_)
+            | ApiError::InvalidUser { .. }
+            | ApiError::InvalidJson(_)
+            | ApiError::InvalidQuery(_)
+            | ApiError::InvalidPath(_)
+            | ApiError::InvalidCursor
+            | ApiError::InvalidKind(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            ApiError::Internal(cause) | ApiError::Unavailable(cause) => {
+                log::error!("http: {} cause={cause}", self.code());
+            }
+            _ => {}
+        }
+        let mut error = json!({ "code": self.code(), "message": self.to_string() });
+        if let ApiError::AmbiguousHandle { keys, .. } = self {
+            error["matches"] = json!(keys);
+        }
+        HttpResponse::build(self.status_code()).json(json!({ "error": error }))
+    }
+}
+
+impl From<GraphError> for ApiError {
+    fn from(e: GraphError) -> Self {
+        match e {
+            GraphError::UserNotFound(u) => ApiError::UserNotFound(u),
+            GraphError::AmbiguousHandle { handle, keys } => ApiError::AmbiguousHandle { handle, keys },
+            GraphError::TieNotFound { from, to } => ApiError::EdgeNotFound { from, to },
+            GraphError::NoPath { from, to } => ApiError::NoPath { from, to },
+        }
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(r: Rejection) -> Self {
+        match r {
+            Rejection::UserExists(u) => ApiError::UserExists(u),
+            Rejection::UserNotFound(u) => ApiError::UserNotFound(u),
+            Rejection::TieNotFound { from, to } => ApiError::EdgeNotFound { from, to },
+            Rejection::SelfLoop(u) => ApiError::SelfLoop(u),
+            Rejection::InvalidKey { key, reason } => {
+                ApiError::InvalidUser { key, reason: reason.to_string() }
+            }
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Closed => ApiError::Unavailable(e.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Maps actix's JSON extractor errors (bad syntax, wrong types, oversize bodies).
+pub fn json_error(err: actix_web::error::JsonPayloadError, limit: usize) -> ApiError {
+    use actix_web::error::JsonPayloadError as E;
+    match err {
+        E::OverflowKnownLength { .. } | E::Overflow { .. } => ApiError::PayloadTooLarge(limit),
+        E::Deserialize(e) => ApiError::InvalidJson(e.to_string()),
+        other => ApiError::InvalidJson(other.to_string()),
+    }
+}

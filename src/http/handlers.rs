@@ -1,0 +1,339 @@
+//! Request handlers. Each one validates its input, then either reads the graph under a short read
+//! lock or submits a mutation to the store and answers once it is durable.
+
+use super::error::ApiError;
+use super::AppState;
+use crate::graph::{decode_pair, validate_key, Graph, GraphError, Kind, Mutation, UserOrder};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1_000;
+
+// ---- status ----
+
+pub async fn status(state: web::Data<AppState>) -> HttpResponse {
+    let (users, edges, interactions) = {
+        let g = state.store.graph().read();
+        (g.user_count(), g.tie_count(), g.interaction_count())
+    };
+    let stats = state.store.stats();
+    use std::sync::atomic::Ordering::Relaxed;
+    HttpResponse::Ok().json(json!({
+        "status": "OK",
+        "version": env!("CARGO_PKG_VERSION"),
+        "users": users,
+        "edges": edges,
+        "interactions": interactions,
+        "uptime_seconds": state.started.elapsed().as_secs(),
+        "store": {
+            "commits": stats.commits.load(Relaxed),
+            "mutations": stats.mutations.load(Relaxed),
+            "bytes_on_disk": state.store.size_on_disk(),
+        },
+        "sources": state.sources.reports(),
+    }))
+}
+
+// ---- users ----
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    limit: Option<usize>,
+    cursor: Option<String>,
+    sort: Option<String>,
+}
+
+fn limit(l: Option<usize>) -> Result<usize> {
+    match l.unwrap_or(DEFAULT_LIMIT) {
+        0 => Err(ApiError::InvalidQuery("limit must be at least 1".into())),
+        n if n > MAX_LIMIT => Err(ApiError::InvalidQuery(format!("limit must be at most {MAX_LIMIT}"))),
+        n => Ok(n),
+    }
+}
+
+pub async fn list_users(state: web::Data<AppState>, q: web::Query<ListParams>) -> Result<HttpResponse> {
+    let limit = limit(q.limit)?;
+    let order = match q.sort.as_deref() {
+        None | Some("key") | Some("id") => UserOrder::Key,
+        Some("degree") => UserOrder::Degree,
+        Some("in_degree") => UserOrder::InDegree,
+        Some("out_degree") => UserOrder::OutDegree,
+        Some(other) => {
+            return Err(ApiError::InvalidQuery(format!(
+                "sort must be key, degree, in_degree or out_degree, not {other:?}"
+            )))
+        }
+    };
+    if let (Some(c), UserOrder::Degree | UserOrder::InDegree | UserOrder::OutDegree) = (&q.cursor, order) {
+        let valid = c.split_once(':').is_some_and(|(d, _)| d.parse::<u32>().is_ok());
+        if !valid {
+            return Err(ApiError::InvalidCursor);
+        }
+    }
+    let g = state.store.graph().read();
+    let page = g.users_page(order, q.cursor.as_deref(), limit);
+    Ok(HttpResponse::Ok().json(json!({
+        "vertices": page.items,
+        "count": g.user_count(),
+        "next_cursor": page.next,
+    })))
+}
+
+pub async fn count_users(state: web::Data<AppState>) -> HttpResponse {
+    let n = state.store.graph().read().user_count();
+    HttpResponse::Ok().json(json!({ "count": n }))
+}
+
+pub async fn get_user(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse> {
+    let g = state.store.graph().read();
+    let key = g.resolve(&path)?;
+    let detail = g.user(key).ok_or_else(|| ApiError::UserNotFound(path.to_string()))?;
+    Ok(HttpResponse::Ok().json(detail))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EdgesOfParams {
+    direction: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The edges of one user, heaviest first.
+pub async fn user_edges(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    q: web::Query<EdgesOfParams>,
+) -> Result<HttpResponse> {
+    let limit = limit(q.limit)?;
+    let (want_out, want_in) = match q.direction.as_deref() {
+        None | Some("both") => (true, true),
+        Some("out") => (true, false),
+        Some("in") => (false, true),
+        Some(other) => {
+            return Err(ApiError::InvalidQuery(format!("direction must be in, out or both, not {other:?}")))
+        }
+    };
+    let g = state.store.graph().read();
+    let key = g.resolve(&path)?;
+    let mut edges: Vec<_> = g
+        .ties_of(key)
+        .into_iter()
+        .filter(|(a, _)| if a == key { want_out } else { want_in })
+        .filter_map(|(a, b)| g.tie_view(&a, &b))
+        .collect();
+    edges.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| (&a.from, &a.to).cmp(&(&b.from, &b.to))));
+    let total = edges.len();
+    edges.truncate(limit);
+    Ok(HttpResponse::Ok().json(json!({ "user": key, "count": total, "edges": edges })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    id: String,
+    handle: Option<String>,
+    name: Option<String>,
+}
+
+pub async fn add_user(state: web::Data<AppState>, body: web::Json<NewUser>) -> Result<HttpResponse> {
+    let NewUser { id, handle, name } = body.into_inner();
+    create_user(&state, id, handle.map(|h| h.trim_start_matches('@').to_string()), name).await
+}
+
+pub async fn add_user_at(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse> {
+    create_user(&state, path.into_inner(), None, None).await
+}
+
+async fn create_user(
+    state: &AppState,
+    id: String,
+    handle: Option<String>,
+    name: Option<String>,
+) -> Result<HttpResponse> {
+    validate_key(&id)?;
+    for (field, v) in [("handle", &handle), ("name", &name)] {
+        if v.as_deref().is_some_and(|s| s.len() > 1024 || s.chars().any(char::is_control)) {
+            return Err(ApiError::InvalidUser {
+                key: id,
+                reason: format!("{field} is too long or has control characters"),
+            });
+        }
+    }
+    state.store.submit_one(Mutation::AddUser { key: id.clone(), handle, name }).await??;
+    let detail =
+        state.store.graph().read().user(&id).ok_or_else(|| ApiError::Internal("user vanished".into()))?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/vertices/{}", encode_segment(&id))))
+        .json(detail))
+}
+
+pub async fn remove_user(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse> {
+    let key = state.store.graph().read().resolve(&path)?.to_string();
+    state.store.submit_one(Mutation::RemoveUser { key }).await??;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+// ---- edges ----
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeParams {
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+pub async fn list_edges(state: web::Data<AppState>, q: web::Query<EdgeParams>) -> Result<HttpResponse> {
+    let limit = limit(q.limit)?;
+    let after = match &q.cursor {
+        Some(c) => Some(decode_pair(c).ok_or(ApiError::InvalidCursor)?),
+        None => None,
+    };
+    let g = state.store.graph().read();
+    let page = g.ties_page(after.as_ref().map(|(a, b)| (a.as_str(), b.as_str())), limit);
+    Ok(HttpResponse::Ok().json(json!({
+        "edges": page.items,
+        "count": g.tie_count(),
+        "next_cursor": page.next,
+    })))
+}
+
+pub async fn count_edges(state: web::Data<AppState>) -> HttpResponse {
+    let g = state.store.graph().read();
+    HttpResponse::Ok().json(json!({ "count": g.tie_count(), "interactions": g.interaction_count() }))
+}
+
+pub async fn get_edge(state: web::Data<AppState>, path: web::Path<(String, String)>) -> Result<HttpResponse> {
+    let g = state.store.graph().read();
+    let (from, to) = g.resolve_pair(&path.0, &path.1)?;
+    let view =
+        g.tie_view(from, to).ok_or_else(|| ApiError::EdgeNotFound { from: from.into(), to: to.into() })?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewEdge {
+    from: String,
+    to: String,
+    kind: Option<String>,
+}
+
+pub async fn add_edge(state: web::Data<AppState>, body: web::Json<NewEdge>) -> Result<HttpResponse> {
+    let NewEdge { from, to, kind } = body.into_inner();
+    record_interaction(&state, &from, &to, kind.as_deref()).await
+}
+
+pub async fn add_edge_at(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse> {
+    record_interaction(&state, &path.0, &path.1, None).await
+}
+
+pub async fn add_edge_at_kind(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String, String)>,
+) -> Result<HttpResponse> {
+    record_interaction(&state, &path.0, &path.1, Some(&path.2)).await
+}
+
+/// Names a user for a write that creates unknown users: a known key or handle resolves; an unknown
+/// plain name becomes a new key; an unknown `@handle` is an error (a handle cannot be a key).
+fn resolve_or_new(g: &Graph, spec: &str) -> Result<String> {
+    match g.resolve(spec) {
+        Ok(k) => Ok(k.to_string()),
+        Err(GraphError::UserNotFound(_)) if !spec.starts_with('@') => {
+            validate_key(spec)?;
+            Ok(spec.to_string())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn record_interaction(
+    state: &AppState,
+    from: &str,
+    to: &str,
+    kind: Option<&str>,
+) -> Result<HttpResponse> {
+    let kind = match kind {
+        None => Kind::Manual,
+        Some(k) => Kind::parse(k).ok_or_else(|| ApiError::InvalidKind(k.chars().take(64).collect()))?,
+    };
+    let (from, to) = {
+        let g = state.store.graph().read();
+        (resolve_or_new(&g, from)?, resolve_or_new(&g, to)?)
+    };
+    let at = chrono::Utc::now().timestamp();
+    state
+        .store
+        .submit_one(Mutation::AddInteraction { from: from.clone(), to: to.clone(), kind, at })
+        .await??;
+    let view = state
+        .store
+        .graph()
+        .read()
+        .tie_view(&from, &to)
+        .ok_or_else(|| ApiError::Internal("edge vanished after write".into()))?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/aristas/{}/{}", encode_segment(&from), encode_segment(&to))))
+        .json(view))
+}
+
+pub async fn remove_edge(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse> {
+    let (from, to) = {
+        let g = state.store.graph().read();
+        let (a, b) = g.resolve_pair(&path.0, &path.1)?;
+        (a.to_string(), b.to_string())
+    };
+    state.store.submit_one(Mutation::RemoveTie { from, to }).await??;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+// ---- paths ----
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathParams {
+    directed: Option<bool>,
+}
+
+pub async fn find_path(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    q: web::Query<PathParams>,
+) -> Result<HttpResponse> {
+    let g = state.store.graph().read();
+    let found = g.find_path(&path.0, &path.1, q.directed.unwrap_or(false))?;
+    Ok(HttpResponse::Ok().json(found))
+}
+
+// ---- fallbacks ----
+
+pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse> {
+    Err(ApiError::MethodNotAllowed(req.method().to_string()))
+}
+
+pub async fn route_not_found(req: HttpRequest) -> Result<HttpResponse> {
+    Err(ApiError::RouteNotFound(req.path().chars().take(200).collect()))
+}
+
+/// Percent-encodes a user key for a `Location` header path segment.
+fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:@!$&'()*+,;=".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
