@@ -1,0 +1,305 @@
+//! The REST API end to end: a real server on 127.0.0.1:0, every route (canonical and the seed's
+//! documented paths) and every error code.
+
+mod common;
+
+use common::app::{assert_error, spawn_app, spawn_app_at};
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn status_and_root_report_ok_with_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = spawn_app(&tmp).await;
+    for path in ["/status", "/"] {
+        let (s, body) = app.get(path).await;
+        assert_eq!(s, 200, "{path}");
+        assert_eq!(body["status"], "OK");
+        assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!((body["users"].as_u64(), body["edges"].as_u64()), (Some(0), Some(0)));
+        assert!(body["uptime_seconds"].is_u64());
+        assert!(body["sources"].is_array());
+    }
+    app.post("/aristas", r#"{"from":"a","to":"b","kind":"reply"}"#).await;
+    let (_, body) = app.get("/status").await;
+    assert_eq!(
+        (body["users"].as_u64(), body["edges"].as_u64(), body["interactions"].as_u64()),
+        (Some(2), Some(1), Some(1))
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn users_are_added_read_counted_and_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = spawn_app(&tmp).await;
+    let (s, body) = app.post("/vertices", r#"{"id":"alice","handle":"@Alice_R","name":"Alice R."}"#).await;
+    assert_eq!(s, 201);
+    assert_eq!(body["id"], "alice");
+    assert_eq!(body["handle"], "Alice_R", "a leading @ is not part of the handle");
+    assert_error(&app.post("/vertices", r#"{"id":"alice"}"#).await, 409, "user_exists");
+    // The seed's path form.
+    let (s, body) = app.post_empty("/vertices/add/bob").await;
+    assert_eq!((s.as_u16(), body["id"].as_str()), (201, Some("bob")));
+    assert_error(&app.post_empty("/vertices/add/bob").await, 409, "user_exists");
+
+    let (s, body) = app.get("/vertices/alice").await;
+    assert_eq!(s, 200);
+    assert_eq!((body["in_degree"].as_u64(), body["out_degree"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(body["interactions"], json!({"in": {}, "out": {}}));
+    // By handle, case-insensitively, with or without @.
+    assert_eq!(app.get("/vertices/@alice_r").await.1["id"], "alice");
+    assert_eq!(app.get("/vertices/ALICE_R").await.1["id"], "alice");
+
+    for path in ["/vertices/count", "/vertices/cuenta_vertices"] {
+        assert_eq!(app.get(path).await, (reqwest::StatusCode::OK, json!({"count": 2})), "{path}");
+    }
+    assert_eq!(app.post_empty("/vertices/cuenta_vertices").await.1, json!({"count": 2}), "seed allowed POST");
+
+    let (s, body) = app.delete("/vertices/alice").await;
+    assert_eq!((s.as_u16(), body), (204, Value::Null));
+    assert_error(&app.get("/vertices/alice").await, 404, "user_not_found");
+    assert_error(&app.delete("/vertices/alice").await, 404, "user_not_found");
+    assert_eq!(app.delete("/vertices/remove/bob").await.0, 204, "seed remove path");
+    assert_eq!(app.get("/vertices/count").await.1, json!({"count": 0}));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn edges_carry_per_kind_counts_and_times() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = spawn_app(&tmp).await;
+    let (s, body) = app.post("/aristas", r#"{"from":"ana","to":"ben","kind":"retweet"}"#).await;
+    assert_eq!(s, 201, "{body}");
+    assert_eq!(body["kinds"], json!({"repost": 1}));
+    app.post("/aristas", r#"{"from":"ana","to":"ben","kind":"mention"}"#).await;
+    let (s, body) = app.post("/aristas", r#"{"from":"ana","to":"ben"}"#).await;
+    assert_eq!(s, 201);
+    assert_eq!(body["kinds"], json!({"repost": 1, "mention": 1, "manual": 1}), "kind defaults to manual");
+    assert_eq!(body["total"], 3);
+    assert!(body["first_seen"].as_str().unwrap().ends_with('Z'));
+    // The seed's path forms, with and without a kind.
+    assert_eq!(app.post_empty("/aristas/add/ben/ana").await.0, 201);
+    assert_eq!(app.post_empty("/aristas/add/ben/cid/quote").await.1["kinds"], json!({"quote": 1}));
+
+    let (s, edge) = app.get("/aristas/ana/ben").await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        (edge["from"].as_str(), edge["to"].as_str(), edge["total"].as_u64()),
+        (Some("ana"), Some("ben"), Some(3))
+    );
+    assert_error(&app.get("/aristas/ana/cid").await, 404, "edge_not_found");
+    assert_error(&app.get("/aristas/ana/nobody").await, 404, "user_not_found");
+
+    let ben = app.get("/vertices/ben").await.1;
+    assert_eq!((ben["in_degree"].as_u64(), ben["out_degree"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(ben["interactions"]["in"], json!({"repost": 1, "mention": 1, "manual": 1}));
+    let of_ben = app.get("/vertices/ben/aristas?direction=out").await.1;
+    assert_eq!(of_ben["count"], 2);
+    assert_eq!(app.get("/aristas/count").await.1["count"], 3);
+
+    assert_error(&app.post("/aristas", r#"{"from":"ana","to":"ana"}"#).await, 400, "self_loop");
+    assert_error(
+        &app.post("/aristas", r#"{"from":"ana","to":"ben","kind":"like"}"#).await,
+        400,
+        "invalid_kind",
+    );
+    assert_error(&app.post("/aristas", r#"{"from":"@ghost","to":"ben"}"#).await, 404, "user_not_found");
+
+    assert_eq!(app.delete("/aristas/ana/ben").await.0, 204);
+    assert_error(&app.delete("/aristas/ana/ben").await, 404, "edge_not_found");
+    assert_eq!(app.delete("/aristas/remove/ben/ana").await.0, 204, "seed remove path");
+    assert_eq!(app.get("/aristas/count").await.1["count"], 1);
+    // Removing a user removes its edges.
+    assert_eq!(app.delete("/vertices/cid").await.0, 204);
+    assert_eq!(app.get("/aristas/count").await.1["count"], 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn listings_paginate_without_gaps_or_repeats() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = spawn_app(&tmp).await;
+    for i in 0..23 {
+        let (s, _) = app.post("/aristas", &format!(r#"{{"from":"u{i:02}","to":"hub"}}"#)).await;
+        assert_eq!(s, 201);
+    }
+    let mut seen = Vec::new();
+    let mut path = "/vertices?limit=5".to_string();
+    loop {
+        let (s, body) = app.get(&path).await;
+        assert_eq!(s, 200);
+        assert_eq!(body["count"], 24);
+        seen.extend(
+            body["vertices"].as_array().unwrap().iter().map(|u| u["id"].as_str().unwrap().to_string()),
+        );
+        match body["next_cursor"].as_str() {
+            Some(c) => path = format!("/vertices?limit=5&cursor={}", urlencode(c)),
+            None => break,
+        }
+    }
+    let mut want: Vec<String> = (0..23).map(|i| format!("u{i:02}")).chain(["hub".to_string()]).collect();
+    want.sort();
+    assert_eq!(seen, want);
+
+    let top = app.get("/vertices?sort=degree&limit=2").await.1;
+    assert_eq!(top["vertices"][0]["id"], "hub");
+    assert_eq!(top["vertices"][0]["degree"], 23);
+    let next = top["next_cursor"].as_str().unwrap().to_string();
+    let page2 = app.get(&format!("/vertices?sort=degree&limit=2&cursor={}", urlencode(&next))).await.1;
+    assert_eq!(page2["vertices"][0]["id"], "u01", "after hub and u00 in (degree desc, key) order");
+
+    let mut edges = Vec::new();
+    let mut path = "/aristas?limit=7".to_string();
+    loop {
+        let body = app.get(&path).await.1;
+        edges.extend(
+            body["edges"].as_array().unwrap().iter().map(|e| e["from"].as_str().unwrap().to_string()),
+        );
+        match body["next_cursor"].as_str() {
+            Some(c) => path = format!("/aristas?limit=7&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(edges.len(), 23);
+
+    assert_error(&app.get("/vertices?limit=0").await, 400, "invalid_query");
+    assert_error(&app.get("/vertices?limit=100000").await, 400, "invalid_query");
+    assert_error(&app.get("/vertices?limit=abc").await, 400, "invalid_query");
+    assert_error(&app.get("/vertices?sort=shoe").await, 400, "invalid_query");
+    assert_error(&app.get("/vertices?sort=degree&cursor=nonsense").await, 400, "invalid_cursor");
+    assert_error(&app.get("/aristas?cursor=zz").await, 400, "invalid_cursor");
+    assert_error(&app.get("/vertices?bogus=1").await, 400, "invalid_query");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn find_path_follows_or_ignores_direction() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = spawn_app(&tmp).await;
+    // a -> b -> c -> d, and e -> d; f alone.
+    for (f, t) in [("a", "b"), ("b", "c"), ("c", "d"), ("e", "d")] {
+        app.post("/aristas", &format!(r#"{{"from":"{f}","to":"{t}","kind":"reply"}}"#)).await;
+    }
+    app.post("/vertices", r#"{"id":"f"}"#).await;
+    let (s, p) = app.get("/find_path/a/d").await;
+    assert_eq!(s, 200);
+    assert_eq!(p["hops"], 3);
+    assert_eq!(p["path"], json!(["a", "b", "c", "d"]));
+    assert_eq!((p["from"].as_str(), p["to"].as_str()), (Some("a"), Some("d")));
+    // Undirected by default: a reaches e through d.
+    assert_eq!(app.get("/find_path/a/e").await.1["hops"], 4);
+    assert_error(&app.get("/find_path/a/e?directed=true").await, 404, "no_path");
+    assert_eq!(app.get("/find_path/a/d?directed=true").await.1["hops"], 3);
+    assert_error(&app.get("/find_path/d/a?directed=true").await, 404, "no_path");
+    // The seed's path.
+    assert_eq!(app.get("/vertices/find_path/a/c").await.1["path"], json!(["a", "b", "c"]));
+    assert_eq!(app.get("/find_path/a/a").await.1["hops"], 0);
+    assert_error(&app.get("/find_path/a/f").await, 404, "no_path");
+    assert_error(&app.get("/find_path/a/zz").await, 404, "user_not_found");
+    assert_error(&app.get("/vertices/find_path/zz/a").await, 404, "user_not_found");
+    assert_error(&app.get("/find_path/a/d?directed=maybe").await, 400, "invalid_query");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn handles_resolve_and_ambiguous_ones_are_409_with_the_matching_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = spawn_app(&tmp).await;
+    app.post("/vertices", r#"{"id":"x:1","handle":"sheelaghb18"}"#).await;
+    app.post("/vertices", r#"{"id":"x:2","handle":"dup"}"#).await;
+    app.post("/vertices", r#"{"id":"mastodon:dup@example.org","handle":"DUP"}"#).await;
+    assert_eq!(app.post("/aristas", r#"{"from":"@SheelaghB18","to":"x:2"}"#).await.1["from"], "x:1");
+    let err = app.get("/vertices/@dup").await;
+    assert_error(&err, 409, "ambiguous_handle");
+    assert_eq!(err.1["error"]["matches"], json!(["mastodon:dup@example.org", "x:2"]));
+    assert_error(&app.get("/find_path/@dup/x:1").await, 409, "ambiguous_handle");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_json_error_never_a_500() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = spawn_app(&tmp).await;
+    assert_error(&app.post("/vertices", "{not json").await, 400, "invalid_json");
+    assert_error(&app.post("/vertices", r#"{"name":"no id"}"#).await, 400, "invalid_json");
+    assert_error(&app.post("/vertices", r#"{"id":42}"#).await, 400, "invalid_json");
+    assert_error(&app.post("/vertices", r#"{"id":"a","extra":true}"#).await, 400, "invalid_json");
+    assert_error(&app.post("/vertices", "").await, 400, "invalid_json");
+    assert_error(&app.post("/aristas", "[1,2]").await, 400, "invalid_json");
+    let huge = format!(r#"{{"id":"{}"}}"#, "a".repeat(9 * 1024 * 1024));
+    assert_error(&app.post("/vertices", &huge).await, 413, "payload_too_large");
+    // Keys: empty, control characters, too long, reserved @.
+    assert_error(&app.post("/vertices", r#"{"id":""}"#).await, 400, "invalid_user");
+    assert_error(&app.post("/vertices", r#"{"id":"a\nb"}"#).await, 400, "invalid_user");
+    assert_error(
+        &app.post("/vertices", &format!(r#"{{"id":"{}"}}"#, "k".repeat(300))).await,
+        400,
+        "invalid_user",
+    );
+    assert_error(&app.post("/vertices", r#"{"id":"@alice"}"#).await, 400, "invalid_user");
+    assert_error(&app.post_empty("/vertices/add/a%0Ab").await, 400, "invalid_user");
+    assert_error(&app.post_empty("/aristas/add/a/b%00").await, 400, "invalid_user");
+    // Wrong methods and unknown routes.
+    assert_error(&app.delete("/status").await, 405, "method_not_allowed");
+    assert_error(&app.call(reqwest::Method::PUT, "/vertices", None).await, 405, "method_not_allowed");
+    assert_error(&app.get("/vertices/add/x").await, 405, "method_not_allowed");
+    assert_error(&app.post_empty("/aristas/a/b").await, 405, "method_not_allowed");
+    assert_error(&app.get("/nowhere").await, 404, "route_not_found");
+    // Nothing above created anything.
+    assert_eq!(app.get("/vertices/count").await.1, json!({"count": 0}));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn percent_encoded_and_non_ascii_keys_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = spawn_app(&tmp).await;
+    for key in
+        ["José Ñúñez", "名前", "mastodon:ana@mastodon.social", "bsky:did:plc:abc123", "a+b&c=d?e#f", "50%"]
+    {
+        let (s, body) = app.post_empty(&format!("/vertices/add/{}", urlencode(key))).await;
+        assert_eq!(s, 201, "{key}: {body}");
+        assert_eq!(body["id"], key);
+        let (s, body) = app.get(&format!("/vertices/{}", urlencode(key))).await;
+        assert_eq!((s.as_u16(), body["id"].as_str()), (200, Some(key)), "{key}");
+    }
+    let (s, _) = app.post("/aristas", r#"{"from":"José Ñúñez","to":"名前"}"#).await;
+    assert_eq!(s, 201);
+    let p = app.get(&format!("/find_path/{}/{}", urlencode("名前"), urlencode("José Ñúñez"))).await.1;
+    assert_eq!(p["path"], json!(["名前", "José Ñúñez"]));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn everything_written_is_there_after_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = spawn_app(&tmp).await;
+    app.post("/vertices", r#"{"id":"x:1","handle":"one","name":"One"}"#).await;
+    app.post("/aristas", r#"{"from":"x:1","to":"x:2","kind":"quote"}"#).await;
+    app.post("/aristas", r#"{"from":"x:2","to":"x:3"}"#).await;
+    app.post("/aristas", r#"{"from":"x:3","to":"x:4"}"#).await;
+    app.delete("/aristas/x:2/x:3").await;
+    app.delete("/vertices/x:4").await;
+    let before = (app.get("/vertices?limit=1000").await.1, app.get("/aristas?limit=1000").await.1);
+    app.stop().await;
+
+    let app = spawn_app_at(tmp.path()).await;
+    let after = (app.get("/vertices?limit=1000").await.1, app.get("/aristas?limit=1000").await.1);
+    assert_eq!(after, before);
+    assert_eq!(app.get("/vertices/@one").await.1["name"], "One");
+    assert_eq!(after.1["count"], 1);
+    assert_eq!(after.0["count"], 3);
+    app.stop().await;
+}
+
+fn urlencode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
