@@ -62,7 +62,8 @@ pub struct ServeArgs {
     /// Port to listen on (0 picks a free one).
     #[arg(long, env = "PORT", default_value_t = 8080)]
     pub port: u16,
-    /// Sources to run, comma separated. Default: demo, unless another source is configured.
+    /// Sources to run, comma separated. Default: x if TAGFLOW_X_BEARER_TOKEN is set, mastodon if
+    /// TAGFLOW_MASTODON_URL and TAGFLOW_MASTODON_TOKEN are, otherwise the demo.
     #[arg(long, env = "TAGFLOW_SOURCES", value_delimiter = ',')]
     pub sources: Vec<SourceKind>,
     /// Run the demo simulator (same as --sources demo).
@@ -89,6 +90,22 @@ pub struct ServeArgs {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "TAGFLOW_WORKERS")]
     pub workers: Option<usize>,
+    /// X API base URL (the token is TAGFLOW_X_BEARER_TOKEN, from the environment only).
+    #[arg(long, env = "TAGFLOW_X_API_URL", default_value = "https://api.x.com")]
+    pub x_api_url: String,
+    /// Mastodon instance base URL, e.g. https://mastodon.social (token: TAGFLOW_MASTODON_TOKEN).
+    #[arg(long, env = "TAGFLOW_MASTODON_URL")]
+    pub mastodon_url: Option<String>,
+    /// Mastodon streaming base URL; found through /api/v2/instance when not given.
+    #[arg(long, env = "TAGFLOW_MASTODON_STREAMING_URL")]
+    pub mastodon_streaming_url: Option<String>,
+    /// Bluesky Jetstream subscribe endpoint.
+    #[arg(
+        long,
+        env = "TAGFLOW_JETSTREAM_URL",
+        default_value = "wss://jetstream2.us-east.bsky.network/subscribe"
+    )]
+    pub jetstream_url: String,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -139,6 +156,8 @@ pub enum ConfigError {
     NoneWithOthers,
     #[error("source {0} needs {1} in the environment")]
     MissingCredential(&'static str, &'static str),
+    #[error("source {0} needs {1}")]
+    MissingSetting(&'static str, &'static str),
     #[error("--track is empty")]
     NoTrack,
 }
@@ -156,6 +175,56 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub shutdown_timeout: u64,
     pub workers: Option<usize>,
+    pub x: XSettings,
+    pub mastodon: MastodonSettings,
+    pub jetstream: JetstreamSettings,
+}
+
+/// X API v2 settings. The token is read from the environment and never printed: `Debug` redacts it.
+#[derive(Clone)]
+pub struct XSettings {
+    pub api_url: String,
+    pub bearer_token: Option<String>,
+}
+
+impl std::fmt::Debug for XSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XSettings")
+            .field("api_url", &self.api_url)
+            .field("bearer_token", &self.bearer_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Mastodon settings. `Debug` redacts the token.
+#[derive(Clone)]
+pub struct MastodonSettings {
+    pub url: Option<String>,
+    pub streaming_url: Option<String>,
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for MastodonSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MastodonSettings")
+            .field("url", &self.url)
+            .field("streaming_url", &self.streaming_url)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct JetstreamSettings {
+    pub url: String,
+}
+
+/// Environment variables holding credentials (read here, never accepted as flags).
+pub const ENV_X_BEARER_TOKEN: &str = "TAGFLOW_X_BEARER_TOKEN";
+pub const ENV_MASTODON_TOKEN: &str = "TAGFLOW_MASTODON_TOKEN";
+
+fn secret_from_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
 }
 
 #[derive(Debug, Clone)]
@@ -177,6 +246,16 @@ impl Config {
         if args.demo_users < 10 {
             return Err(ConfigError::DemoUsers);
         }
+        let x = XSettings {
+            api_url: args.x_api_url.trim_end_matches('/').to_string(),
+            bearer_token: secret_from_env(ENV_X_BEARER_TOKEN),
+        };
+        let mastodon = MastodonSettings {
+            url: args.mastodon_url.map(|u| u.trim_end_matches('/').to_string()),
+            streaming_url: args.mastodon_streaming_url.map(|u| u.trim_end_matches('/').to_string()),
+            token: secret_from_env(ENV_MASTODON_TOKEN),
+        };
+        let jetstream = JetstreamSettings { url: args.jetstream_url };
         let mut sources: Vec<SourceKind> = Vec::new();
         for s in args.sources.iter().copied().chain(args.demo.then_some(SourceKind::Demo)) {
             if !sources.contains(&s) {
@@ -189,7 +268,27 @@ impl Config {
             }
             sources.clear();
         } else if sources.is_empty() {
-            sources.push(SourceKind::Demo);
+            // Nothing named: run what the environment configures, else the demo.
+            if x.bearer_token.is_some() {
+                sources.push(SourceKind::X);
+            }
+            if mastodon.url.is_some() && mastodon.token.is_some() {
+                sources.push(SourceKind::Mastodon);
+            }
+            if sources.is_empty() {
+                sources.push(SourceKind::Demo);
+            }
+        }
+        if sources.contains(&SourceKind::X) && x.bearer_token.is_none() {
+            return Err(ConfigError::MissingCredential("x", ENV_X_BEARER_TOKEN));
+        }
+        if sources.contains(&SourceKind::Mastodon) {
+            if mastodon.url.is_none() {
+                return Err(ConfigError::MissingSetting("mastodon", "--mastodon-url / TAGFLOW_MASTODON_URL"));
+            }
+            if mastodon.token.is_none() {
+                return Err(ConfigError::MissingCredential("mastodon", ENV_MASTODON_TOKEN));
+            }
         }
         let track: Vec<String> =
             args.track.iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty() && t != "#").collect();
@@ -207,6 +306,9 @@ impl Config {
             max_body_bytes: args.max_body_kb.saturating_mul(1024).max(1024),
             shutdown_timeout: args.shutdown_timeout,
             workers: args.workers,
+            x,
+            mastodon,
+            jetstream,
         })
     }
 
