@@ -1,7 +1,9 @@
 //! Sources: long-running tasks that turn a feed (the demo simulator, a platform stream) into
 //! mutations for the store's write path, and report their state in `/status`.
 
+pub mod backoff;
 // pub mod demo; (waits for the X decoders)
+pub mod lines;
 
 use super::status::SourceStatus;
 use crate::graph::{Mutation, Outcome, Record};
