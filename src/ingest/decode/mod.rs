@@ -5,6 +5,12 @@
 
 use crate::graph::Record;
 
+pub mod jetstream;
+pub mod mastodon;
+mod text;
+pub mod x_v1;
+pub mod x_v2;
+
 /// Why an input record could not be decoded. The record is counted and skipped, never fatal.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -31,3 +37,140 @@ pub enum Format {
 
 /// The outcome of decoding one input record.
 pub type Decoded = Result<Vec<Record>, DecodeError>;
+
+/// Detects the format of one JSON record from its top-level keys, without decoding it.
+///
+/// X v2 has `data`, `includes` or `matching_rules` (or only `errors`: an errors line); v1.1 has `id_str`
+/// or `statuses`; Jetstream has `did` and `time_us`; Mastodon has `account` and `uri` (a Status) or
+/// `stream`, `event` and `payload` (a WebSocket frame). An array is sniffed by its first element.
+/// Keys are compared as written (an escaped key never matches). Scans the record once at most, and stops
+/// as soon as a key decides, so the first key of an X v2 line (`data`) costs a few bytes.
+///
+/// Returns `None` for anything else, including input that is not JSON; a record truncated after its
+/// deciding key still sniffs, and its decoder then reports it malformed.
+pub fn sniff(record: &[u8]) -> Option<Format> {
+    let mut scan = Scanner { bytes: record, pos: 0 };
+    scan.skip_ws();
+    if scan.eat(b'[') {
+        scan.skip_ws();
+    }
+    if !scan.eat(b'{') {
+        return None;
+    }
+    let (mut did, mut time_us, mut account, mut uri) = (false, false, false, false);
+    let (mut stream, mut event, mut payload, mut errors) = (false, false, false, false);
+    loop {
+        scan.skip_ws();
+        let Some(key) = scan.string() else { break };
+        match key {
+            b"data" | b"includes" | b"matching_rules" => return Some(Format::XV2),
+            b"id_str" | b"statuses" => return Some(Format::XV1),
+            b"did" => did = true,
+            b"time_us" => time_us = true,
+            b"account" => account = true,
+            b"uri" => uri = true,
+            b"stream" => stream = true,
+            b"event" => event = true,
+            b"payload" => payload = true,
+            b"errors" => errors = true,
+            _ => {}
+        }
+        if did && time_us {
+            return Some(Format::Jetstream);
+        }
+        if (account && uri) || (stream && event && payload) {
+            return Some(Format::Mastodon);
+        }
+        scan.skip_ws();
+        if !scan.eat(b':') || scan.skip_value().is_none() {
+            break;
+        }
+        scan.skip_ws();
+        if !scan.eat(b',') {
+            break;
+        }
+    }
+    errors.then_some(Format::XV2)
+}
+
+/// Decodes one record of a known format with the decoder of that format.
+///
+/// # Errors
+///
+/// As the format's decoder.
+pub fn decode(format: Format, record: &[u8]) -> Decoded {
+    match format {
+        Format::XV2 => x_v2::decode(record),
+        Format::XV1 => x_v1::decode(record),
+        // TODO(mastodon/jetstream helper): call `mastodon::decode_status(record, None)` here.
+        Format::Mastodon => Err(DecodeError::Shape("mastodon records are not yet supported".into())),
+        // TODO(mastodon/jetstream helper): call `jetstream::decode(record)` here.
+        Format::Jetstream => Err(DecodeError::Shape("jetstream records are not yet supported".into())),
+    }
+}
+
+/// A forward-only JSON tokenizer for [`sniff`]: it recognises strings and nesting, nothing more.
+struct Scanner<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn skip_ws(&mut self) {
+        while self.bytes.get(self.pos).is_some_and(|b| b.is_ascii_whitespace()) {
+            self.pos += 1;
+        }
+    }
+
+    fn eat(&mut self, byte: u8) -> bool {
+        let hit = self.bytes.get(self.pos) == Some(&byte);
+        self.pos += usize::from(hit);
+        hit
+    }
+
+    /// The raw bytes of the string at the cursor (escapes left as written), or `None`.
+    fn string(&mut self) -> Option<&'a [u8]> {
+        if !self.eat(b'"') {
+            return None;
+        }
+        let start = self.pos;
+        loop {
+            match *self.bytes.get(self.pos)? {
+                b'"' => break,
+                b'\\' => self.pos += 2,
+                _ => self.pos += 1,
+            }
+        }
+        self.pos += 1;
+        Some(&self.bytes[start..self.pos - 1])
+    }
+
+    /// Moves past one value; `None` at the end of input.
+    fn skip_value(&mut self) -> Option<()> {
+        self.skip_ws();
+        let mut depth = 0usize;
+        loop {
+            match *self.bytes.get(self.pos)? {
+                b'"' => {
+                    self.string()?;
+                }
+                b'{' | b'[' => {
+                    depth += 1;
+                    self.pos += 1;
+                }
+                b'}' | b']' if depth > 0 => {
+                    depth -= 1;
+                    self.pos += 1;
+                }
+                b',' | b'}' | b']' => return Some(()),
+                _ => self.pos += 1,
+            }
+            if depth == 0 && matches!(self.bytes.get(self.pos), Some(b',' | b'}' | b']') | None) {
+                return Some(());
+            }
+            if depth == 0 && self.bytes.get(self.pos).is_some_and(|b| b.is_ascii_whitespace()) {
+                return Some(());
+            }
+        }
+    }
+}
