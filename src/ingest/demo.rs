@@ -1432,6 +1432,34 @@ mod tests {
     }
 
     #[test]
+    fn the_x_v2_decoder_finds_exactly_the_intended_interactions() {
+        use crate::graph::Record;
+        use crate::ingest::decode::x_v2;
+        let mut g = generator(10_000, 13);
+        let mut buf = Vec::with_capacity(4096);
+        for n in 0..10_000 {
+            buf.clear();
+            g.write_next(&mut buf);
+            let line = String::from_utf8_lossy(&buf);
+            let records = x_v2::decode(&buf).unwrap_or_else(|e| panic!("line {n}: {e}: {line}"));
+            let [Record::Post(post)] = records.as_slice() else {
+                panic!("line {n}: expected one post, got {records:?}: {line}")
+            };
+            let (author, intended) = g.intended();
+            assert_eq!(post.author.key, format!("x:{author}"), "line {n}");
+            assert_eq!(post.author.handle.as_deref(), Some(username(author).as_str()), "line {n}");
+            assert!(post.created_at.is_some() && !post.tags.is_empty(), "line {n}: {post:?}");
+            let mut found: Vec<(Kind, String)> =
+                post.interactions.iter().map(|i| (i.kind, i.to.clone())).collect();
+            let mut wanted: Vec<(Kind, String)> =
+                intended.iter().map(|&(kind, to)| (kind, format!("x:{to}"))).collect();
+            found.sort();
+            wanted.sort();
+            assert_eq!(found, wanted, "line {n}: {line}");
+        }
+    }
+
+    #[test]
     fn no_user_ever_interacts_with_itself() {
         for (users, seed) in [(5_000, 1), (130, 2), (2, 3)] {
             let mut g = generator(users, seed);
