@@ -42,7 +42,8 @@ pub type Decoded = Result<Vec<Record>, DecodeError>;
 ///
 /// X v2 has `data`, `includes` or `matching_rules` (or only `errors`: an errors line); v1.1 has `id_str`
 /// or `statuses`; Jetstream has `did` and `time_us`; Mastodon has `account` and `uri` (a Status) or
-/// `stream`, `event` and `payload` (a WebSocket frame). An array is sniffed by its first element.
+/// `stream` and `event` (a WebSocket frame; `filters_changed` has no `payload`). An array is sniffed by
+/// its first element.
 /// Keys are compared as written (an escaped key never matches). Scans the record once at most, and stops
 /// as soon as a key decides, so the first key of an X v2 line (`data`) costs a few bytes.
 ///
@@ -58,7 +59,7 @@ pub fn sniff(record: &[u8]) -> Option<Format> {
         return None;
     }
     let (mut did, mut time_us, mut account, mut uri) = (false, false, false, false);
-    let (mut stream, mut event, mut payload, mut errors) = (false, false, false, false);
+    let (mut stream, mut event, mut errors) = (false, false, false);
     loop {
         scan.skip_ws();
         let Some(key) = scan.string() else { break };
@@ -71,14 +72,13 @@ pub fn sniff(record: &[u8]) -> Option<Format> {
             b"uri" => uri = true,
             b"stream" => stream = true,
             b"event" => event = true,
-            b"payload" => payload = true,
             b"errors" => errors = true,
             _ => {}
         }
         if did && time_us {
             return Some(Format::Jetstream);
         }
-        if (account && uri) || (stream && event && payload) {
+        if (account && uri) || (stream && event) {
             return Some(Format::Mastodon);
         }
         scan.skip_ws();
@@ -150,7 +150,8 @@ impl<'a> Scanner<'a> {
         self.skip_ws();
         let mut depth = 0usize;
         loop {
-            match *self.bytes.get(self.pos)? {
+            let byte = *self.bytes.get(self.pos)?;
+            match byte {
                 b'"' => {
                     self.string()?;
                 }
@@ -158,17 +159,18 @@ impl<'a> Scanner<'a> {
                     depth += 1;
                     self.pos += 1;
                 }
-                b'}' | b']' if depth > 0 => {
+                // At depth 0 this closes the enclosing object: the value was empty (malformed).
+                b'}' | b']' if depth == 0 => return Some(()),
+                b'}' | b']' => {
                     depth -= 1;
                     self.pos += 1;
                 }
-                b',' | b'}' | b']' => return Some(()),
+                b',' if depth == 0 => return Some(()),
+                _ if depth == 0 && byte.is_ascii_whitespace() => return Some(()),
                 _ => self.pos += 1,
             }
-            if depth == 0 && matches!(self.bytes.get(self.pos), Some(b',' | b'}' | b']') | None) {
-                return Some(());
-            }
-            if depth == 0 && self.bytes.get(self.pos).is_some_and(|b| b.is_ascii_whitespace()) {
+            // A string or a container that ends at depth 0 is the whole value.
+            if depth == 0 && matches!(byte, b'"' | b'}' | b']') {
                 return Some(());
             }
         }
