@@ -102,10 +102,10 @@ pub fn decode(format: Format, record: &[u8]) -> Decoded {
     match format {
         Format::XV2 => x_v2::decode(record),
         Format::XV1 => x_v1::decode(record),
-        // TODO(mastodon/jetstream helper): call `mastodon::decode_status(record, None)` here.
-        Format::Mastodon => Err(DecodeError::Shape("mastodon records are not yet supported".into())),
-        // TODO(mastodon/jetstream helper): call `jetstream::decode(record)` here.
-        Format::Jetstream => Err(DecodeError::Shape("jetstream records are not yet supported".into())),
+        // A Status, a page of them or a WebSocket frame; the instance is unknown here, so local accts
+        // are qualified with the host of each account's `url`.
+        Format::Mastodon => mastodon::decode(record, None),
+        Format::Jetstream => jetstream::decode(record).map(|event| event.records),
     }
 }
 
