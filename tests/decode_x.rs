@@ -458,5 +458,21 @@ fn x_v2_decode_throughput() {
             (pages * bytes.len() as u64) as f64 / secs / 1e6,
         ));
     }
+    // Stream lines one at a time, as the live source and the demo feed them.
+    let stream = std::fs::read(fixtures.join("x-v2/streaming_output.jsonl")).expect("fixture");
+    let lines: Vec<&[u8]> = stream.split(|&b| b == b'\n').filter(|l| !l.trim_ascii().is_empty()).collect();
+    let (mut n, start) = (0u64, Instant::now());
+    while start.elapsed() < Duration::from_secs(1) {
+        for line in &lines {
+            std::hint::black_box(x_v2::decode(std::hint::black_box(line)).map(|r| r.len()).unwrap_or(0));
+        }
+        n += lines.len() as u64;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    report.push(format!(
+        "x-v2/streaming_output.jsonl: {:.0} lines/s, {:.0} MB/s",
+        n as f64 / secs,
+        (n as f64 / lines.len() as f64) * stream.len() as f64 / secs / 1e6
+    ));
     eprintln!("{}", report.join("\n"));
 }
