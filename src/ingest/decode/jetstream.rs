@@ -531,6 +531,16 @@ mod tests {
     }
 
     #[test]
+    fn the_format_dispatcher_returns_the_records() {
+        use crate::ingest::decode::{decode as dispatch, Format};
+        let event = commit(ALICE, "delete", POST, "3k", None);
+        assert_eq!(
+            dispatch(Format::Jetstream, &event).expect("decodes"),
+            decode(&event).expect("same").records
+        );
+    }
+
+    #[test]
     fn at_uri_parts() {
         let uri = "at://did:plc:ajg5c7huhiibhwandhdscpdq/app.bsky.feed.post/3mptb7zj4lc2q";
         assert_eq!(did_of(uri), Some("did:plc:ajg5c7huhiibhwandhdscpdq"));

@@ -792,6 +792,22 @@ mod tests {
     }
 
     #[test]
+    fn the_format_dispatcher_decodes_statuses_pages_and_frames() {
+        use crate::ingest::decode::{decode as dispatch, Format};
+        let s = status("https://a.example/1", freon());
+        assert_eq!(
+            dispatch(Format::Mastodon, &bytes(&s)).expect("status"),
+            decode_status(&bytes(&s), None).expect("same")
+        );
+        assert_eq!(dispatch(Format::Mastodon, &bytes(&json!([s.clone(), s]))).expect("page").len(), 2);
+        let frame = br#"{"stream":["hashtag","rustlang"],"event":"delete","payload":"1"}"#;
+        assert!(matches!(
+            dispatch(Format::Mastodon, frame).expect("frame").as_slice(),
+            [Record::Delete { .. }]
+        ));
+    }
+
+    #[test]
     fn reblogged_by_accounts_become_qualified_users() {
         let body = json!([
             account(
