@@ -481,6 +481,30 @@ impl Drop for Honcho {
     }
 }
 
+/// The Dockerfile's HEALTHCHECK command, run as Docker runs it in the container (same PORT).
+fn healthcheck(port: u16) -> ExitStatus {
+    let command = dockerfile_healthcheck(&repo_file("Dockerfile"));
+    let mut child = Command::new(BIN)
+        .args(&command.args)
+        .env("PORT", port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run the healthcheck");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for the healthcheck") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the healthcheck ran longer than 15 s (Docker's HEALTHCHECK --timeout is 5 s)");
+        }
+        sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn procfile_web_process_under_honcho() {
     let Some(honcho) = honcho() else {
@@ -502,9 +526,11 @@ fn procfile_web_process_under_honcho() {
 
     let mut first = Honcho::start(&honcho, app.path(), port, &data, 1);
     first.wait_for_status(port);
+    assert!(healthcheck(port).success(), "the Dockerfile's HEALTHCHECK fails against a serving tagflow");
     let (status, body) = http(port, "POST", "/vertices", Some(r#"{"id":"alice"}"#)).expect("POST /vertices");
     assert_eq!(status, 201, "POST /vertices: {body}");
     first.stop_cleanly();
+    assert!(!healthcheck(port).success(), "the Dockerfile's HEALTHCHECK passes with nothing listening");
 
     let mut second = Honcho::start(&honcho, app.path(), port, &data, 2);
     second.wait_for_status(port);
