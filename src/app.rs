@@ -63,11 +63,14 @@ impl Application {
         let registry = Arc::new(Registry::default());
         let cancel = CancellationToken::new();
         let sources = crate::ingest::start_sources(&config, &store, &registry, &cancel)?;
+        let ingest = registry.register("ingest");
+        ingest.set_state(crate::ingest::status::SourceState::Streaming);
         let state = AppState {
             store: store.clone(),
             sources: registry,
             started: Instant::now(),
             max_body: config.max_body_bytes,
+            ingest,
         };
         let mut server = HttpServer::new(move || {
             App::new()

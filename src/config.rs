@@ -93,6 +93,16 @@ pub struct ServeArgs {
     /// X API base URL (the token is TAGFLOW_X_BEARER_TOKEN, from the environment only).
     #[arg(long, env = "TAGFLOW_X_API_URL", default_value = "https://api.x.com")]
     pub x_api_url: String,
+    /// X stream: milliseconds without a byte (keep-alives count) before the connection counts as
+    /// stalled and is replaced. Hidden: X sends a keep-alive every 20 s, so only tests change it.
+    #[arg(
+        long,
+        env = "TAGFLOW_X_STALL_TIMEOUT_MS",
+        default_value_t = 21_000,
+        hide = true,
+        value_parser = clap::value_parser!(u64).range(1..=3_600_000)
+    )]
+    pub x_stall_timeout_ms: u64,
     /// Mastodon instance base URL, e.g. https://mastodon.social (token: TAGFLOW_MASTODON_TOKEN).
     #[arg(long, env = "TAGFLOW_MASTODON_URL")]
     pub mastodon_url: Option<String>,
@@ -106,6 +116,10 @@ pub struct ServeArgs {
         default_value = "wss://jetstream2.us-east.bsky.network/subscribe"
     )]
     pub jetstream_url: String,
+    /// Jetstream: reconnect after this many milliseconds without an event (Jetstream sends no
+    /// heartbeats, so silence means a stall). Hidden: the default suits production; tests shorten it.
+    #[arg(long, default_value_t = 60_000, hide = true, value_parser = clap::value_parser!(u64).range(100..))]
+    pub jetstream_idle_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -136,6 +150,25 @@ pub enum ImportFormat {
     XV1,
     Mastodon,
     Jetstream,
+}
+
+impl ImportFormat {
+    /// The decoder format, or `None` to detect it per record.
+    pub fn into_format(self) -> Option<crate::ingest::decode::Format> {
+        use crate::ingest::decode::Format;
+        match self {
+            ImportFormat::Auto => None,
+            ImportFormat::XV2 => Some(Format::XV2),
+            ImportFormat::XV1 => Some(Format::XV1),
+            ImportFormat::Mastodon => Some(Format::Mastodon),
+            ImportFormat::Jetstream => Some(Format::Jetstream),
+        }
+    }
+
+    /// Parses the names used by `--format` and `POST /ingest?format=`.
+    pub fn parse(s: &str) -> Option<ImportFormat> {
+        <ImportFormat as ValueEnum>::from_str(s, true).ok()
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -185,6 +218,8 @@ pub struct Config {
 pub struct XSettings {
     pub api_url: String,
     pub bearer_token: Option<String>,
+    /// Silence on the stream (not even a keep-alive) longer than this is a stall: reconnect.
+    pub stall_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for XSettings {
@@ -192,6 +227,7 @@ impl std::fmt::Debug for XSettings {
         f.debug_struct("XSettings")
             .field("api_url", &self.api_url)
             .field("bearer_token", &self.bearer_token.as_ref().map(|_| "<redacted>"))
+            .field("stall_timeout", &self.stall_timeout)
             .finish()
     }
 }
@@ -217,6 +253,8 @@ impl std::fmt::Debug for MastodonSettings {
 #[derive(Debug, Clone)]
 pub struct JetstreamSettings {
     pub url: String,
+    /// No event for this long means the stream stalled: reconnect (`--jetstream-idle-timeout-ms`).
+    pub idle_timeout: std::time::Duration,
 }
 
 /// Environment variables holding credentials (read here, never accepted as flags).
@@ -249,13 +287,17 @@ impl Config {
         let x = XSettings {
             api_url: args.x_api_url.trim_end_matches('/').to_string(),
             bearer_token: secret_from_env(ENV_X_BEARER_TOKEN),
+            stall_timeout: std::time::Duration::from_millis(args.x_stall_timeout_ms),
         };
         let mastodon = MastodonSettings {
             url: args.mastodon_url.map(|u| u.trim_end_matches('/').to_string()),
             streaming_url: args.mastodon_streaming_url.map(|u| u.trim_end_matches('/').to_string()),
             token: secret_from_env(ENV_MASTODON_TOKEN),
         };
-        let jetstream = JetstreamSettings { url: args.jetstream_url };
+        let jetstream = JetstreamSettings {
+            url: args.jetstream_url,
+            idle_timeout: std::time::Duration::from_millis(args.jetstream_idle_timeout_ms),
+        };
         let mut sources: Vec<SourceKind> = Vec::new();
         for s in args.sources.iter().copied().chain(args.demo.then_some(SourceKind::Demo)) {
             if !sources.contains(&s) {

@@ -1,5 +1,6 @@
-//! `tagflow import`: load files of recorded posts into a data directory through the same decoders
-//! and the same write path as the live service, in group commits.
+//! `tagflow import`: load files of recorded posts through the same decoders and the same write path
+//! as the live service, in group commits; or, with `--url`, stream them to a running service's
+//! `POST /ingest`.
 //!
 //! Files are NDJSON (one record per line: X v2 stream lines or search pages as twarc writes them,
 //! v1.1 statuses, Mastodon statuses, Jetstream events) or one JSON document (a v1.1 array or
@@ -8,23 +9,24 @@
 
 use crate::config::{ImportArgs, ImportFormat};
 use crate::graph::Mutation;
-use crate::ingest::decode::{self, DecodeError, Format};
+use crate::ingest::decode::Format;
 use crate::ingest::source::{to_mutation, Tally};
-use crate::store::{self, StoreConfig, StoreError, StoreHandle};
+use crate::ingest::SAMPLE_REASONS;
+use crate::store::{self, Outcomes, StoreConfig, StoreError, StoreHandle};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// How many group commits may be queued ahead of the writer: decoding the next batch overlaps with
 /// flushing the previous one.
 const IN_FLIGHT: usize = 4;
 
-/// How many skip reasons the summary quotes.
-const SAMPLE_REASONS: usize = 5;
+/// Size of one `POST /ingest` body with `--url`.
+const HTTP_BODY_BYTES: usize = 2 << 20;
 
 /// The figures an import prints at the end.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -33,31 +35,45 @@ pub struct ImportReport {
     pub tally: Tally,
     pub skipped: u64,
     pub reasons: Vec<String>,
-    pub users_after: usize,
-    pub edges_after: usize,
+    /// Size of the graph after the import (local imports only).
+    pub users_after: Option<usize>,
+    pub edges_after: Option<usize>,
 }
 
 /// Runs the `import` command.
 ///
 /// # Errors
-/// Unreadable files, a data directory that cannot be opened, a failed commit.
+/// Unreadable files, a data directory that cannot be opened, a failed commit, a service that
+/// refuses the posts.
 pub fn run(args: ImportArgs) -> anyhow::Result<()> {
-    if args.url.is_some() {
-        anyhow::bail!("--url needs the HTTP collector (POST /ingest), which this build does not have yet");
-    }
-    let mut config = StoreConfig::new(&args.store.data_dir);
-    config.cache_bytes = args.store.cache_mb << 20;
-    let (store, writer, _) = store::open(&config)?;
     let started = Instant::now();
-    let result = import_files(&store, &args.files, args.format, args.batch.max(1), !args.quiet);
-    store.close_blocking();
-    drop(store);
-    writer.join();
-    let report = result?;
-    let secs = started.elapsed().as_secs_f64();
+    let progress = !args.quiet;
+    let report = match &args.url {
+        Some(url) => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let sink = Sink::Http(HttpSink::new(url, runtime)?);
+            import_with(sink, &args.files, args.format, args.batch, progress)?
+        }
+        None => {
+            let mut config = StoreConfig::new(&args.store.data_dir);
+            config.cache_bytes = args.store.cache_mb << 20;
+            let (store, writer, _) = store::open(&config)?;
+            let result = import_files(&store, &args.files, args.format, args.batch, progress);
+            store.close_blocking();
+            drop(store);
+            writer.join();
+            result?
+        }
+    };
+    print_report(&report, started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn print_report(report: &ImportReport, secs: f64) {
     let t = &report.tally;
     println!(
-        "imported {} records in {secs:.1}s ({:.0} posts/s): posts={} interactions={} duplicates={} deleted={} new_users={} skipped={}",
+        "imported {} records in {secs:.1}s ({:.0} posts/s): posts={} interactions={} duplicates={} deleted={} \
+         new_users={} skipped={}",
         report.records,
         t.posts as f64 / secs.max(1e-9),
         t.posts,
@@ -67,11 +83,12 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
         t.new_users,
         report.skipped
     );
-    println!("graph now: users={} edges={}", report.users_after, report.edges_after);
-    for r in &report.reasons {
-        println!("  skipped: {r}");
+    if let (Some(u), Some(e)) = (report.users_after, report.edges_after) {
+        println!("graph now: users={u} edges={e}");
     }
-    Ok(())
+    for r in &report.reasons {
+        println!("  skipped {r}");
+    }
 }
 
 /// Imports files into an open store. `progress` draws a bar on a terminal (never elsewhere).
@@ -80,12 +97,27 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
 /// Unreadable files or a failed commit; broken records are counted, not errors.
 pub fn import_files(
     store: &StoreHandle,
-    files: &[std::path::PathBuf],
+    files: &[PathBuf],
+    format: ImportFormat,
+    batch: usize,
+    progress: bool,
+) -> anyhow::Result<ImportReport> {
+    let mut report = import_with(Sink::Store(StoreSink::new(store)), files, format, batch, progress)?;
+    let g = store.graph().read();
+    report.users_after = Some(g.user_count());
+    report.edges_after = Some(g.tie_count());
+    Ok(report)
+}
+
+fn import_with(
+    sink: Sink<'_>,
+    files: &[PathBuf],
     format: ImportFormat,
     batch: usize,
     progress: bool,
 ) -> anyhow::Result<ImportReport> {
     let total: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+    // indicatif draws nothing when stderr is not a terminal, so logs and pipes stay clean.
     let bar = if progress {
         ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
     } else {
@@ -96,52 +128,168 @@ pub fn import_files(
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut imp = Importer {
-        store,
-        batch,
-        pending: Vec::new(),
-        in_flight: VecDeque::new(),
+        sink,
+        format: format.into_format(),
+        batch: batch.max(1),
         report: ImportReport::default(),
         bar: &bar,
     };
     for path in files {
-        imp.file(path, format).with_context(|| format!("importing {}", path.display()))?;
+        imp.file(path).with_context(|| format!("importing {}", path.display()))?;
     }
-    imp.flush()?;
-    imp.drain(0)?;
+    imp.sink.finish(&mut imp.report)?;
     bar.finish_and_clear();
-    let mut report = imp.report;
-    let g = store.graph().read();
-    report.users_after = g.user_count();
-    report.edges_after = g.tie_count();
-    Ok(report)
+    Ok(imp.report)
 }
 
-type Pending = tokio::sync::oneshot::Receiver<
-    Result<Vec<Result<crate::graph::Outcome, crate::graph::Rejection>>, StoreError>,
->;
+/// Where decoded records go.
+enum Sink<'a> {
+    Store(StoreSink<'a>),
+    Http(HttpSink),
+}
 
-struct Importer<'a> {
+struct StoreSink<'a> {
     store: &'a StoreHandle,
-    batch: usize,
     pending: Vec<Mutation>,
-    in_flight: VecDeque<Pending>,
-    report: ImportReport,
-    bar: &'a ProgressBar,
+    in_flight: VecDeque<tokio::sync::oneshot::Receiver<Outcomes>>,
 }
 
-impl Importer<'_> {
-    fn file(&mut self, path: &Path, format: ImportFormat) -> anyhow::Result<()> {
+impl<'a> StoreSink<'a> {
+    fn new(store: &'a StoreHandle) -> Self {
+        StoreSink { store, pending: Vec::new(), in_flight: VecDeque::new() }
+    }
+
+    fn flush(&mut self, report: &mut ImportReport) -> anyhow::Result<()> {
+        if !self.pending.is_empty() {
+            let batch = std::mem::take(&mut self.pending);
+            self.in_flight.push_back(self.store.enqueue_blocking(batch)?);
+        }
+        self.drain(IN_FLIGHT, report)
+    }
+
+    /// Waits for queued commits until at most `keep` are outstanding.
+    fn drain(&mut self, keep: usize, report: &mut ImportReport) -> anyhow::Result<()> {
+        while self.in_flight.len() > keep {
+            let Some(rx) = self.in_flight.pop_front() else { break };
+            let outcomes = rx.blocking_recv().map_err(|_| StoreError::Closed)??;
+            report.tally.add(&Tally::of(&outcomes));
+        }
+        Ok(())
+    }
+}
+
+/// Sends NDJSON bodies to `POST {url}/ingest` and adds up what the service reports.
+struct HttpSink {
+    url: String,
+    client: reqwest::Client,
+    runtime: tokio::runtime::Runtime,
+    body: Vec<u8>,
+}
+
+#[derive(serde::Deserialize)]
+struct IngestAnswer {
+    accepted: u64,
+    interactions: u64,
+    duplicates: u64,
+    deleted: u64,
+    new_users: u64,
+    skipped: u64,
+    reasons: Vec<String>,
+}
+
+impl HttpSink {
+    fn new(url: &str, runtime: tokio::runtime::Runtime) -> anyhow::Result<HttpSink> {
+        let base = url.trim_end_matches('/');
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            anyhow::bail!("--url must start with http:// or https://, not {base:?}");
+        }
+        let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(120)).build()?;
+        Ok(HttpSink {
+            url: format!("{base}/ingest"),
+            client,
+            runtime,
+            body: Vec::with_capacity(HTTP_BODY_BYTES),
+        })
+    }
+
+    fn push(&mut self, record: &[u8], report: &mut ImportReport) -> anyhow::Result<()> {
+        self.body.extend_from_slice(record);
+        self.body.push(b'\n');
+        if self.body.len() >= HTTP_BODY_BYTES {
+            self.send(report)?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, report: &mut ImportReport) -> anyhow::Result<()> {
+        if self.body.is_empty() {
+            return Ok(());
+        }
+        let body = std::mem::replace(&mut self.body, Vec::with_capacity(HTTP_BODY_BYTES));
+        let (client, url) = (&self.client, &self.url);
+        let answer: IngestAnswer = self.runtime.block_on(async {
+            let resp = client
+                .post(url)
+                .header("content-type", "application/x-ndjson")
+                .body(body)
+                .send()
+                .await
+                .with_context(|| format!("POST {url}"))?;
+            let status = resp.status();
+            if !status.is_success() {
+                let text = resp.text().await.unwrap_or_default();
+                anyhow::bail!("POST {url} answered {status}: {}", text.chars().take(300).collect::<String>());
+            }
+            resp.json::<IngestAnswer>().await.with_context(|| format!("reading the answer of POST {url}"))
+        })?;
+        let t = &mut report.tally;
+        t.posts += answer.accepted;
+        t.interactions += answer.interactions;
+        t.duplicates += answer.duplicates;
+        t.deleted += answer.deleted;
+        t.new_users += answer.new_users;
+        report.skipped += answer.skipped;
+        for r in answer.reasons {
+            if report.reasons.len() < SAMPLE_REASONS {
+                report.reasons.push(format!("(server) {r}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Sink<'_> {
+    fn finish(&mut self, report: &mut ImportReport) -> anyhow::Result<()> {
+        match self {
+            Sink::Store(s) => {
+                s.flush(report)?;
+                s.drain(0, report)
+            }
+            Sink::Http(h) => h.send(report),
+        }
+    }
+}
+
+struct Importer<'a, 'b> {
+    sink: Sink<'a>,
+    format: Option<Format>,
+    batch: usize,
+    report: ImportReport,
+    bar: &'b ProgressBar,
+}
+
+impl Importer<'_, '_> {
+    fn file(&mut self, path: &Path) -> anyhow::Result<()> {
         let reader: Box<dyn Read> = if path == Path::new("-") {
             Box::new(std::io::stdin())
         } else {
             Box::new(File::open(path).with_context(|| format!("cannot open {}", path.display()))?)
         };
         let mut reader = BufReader::with_capacity(1 << 20, reader);
-        // A file whose first record does not fit on its first line is one JSON document (a
-        // pretty-printed v1.1 array or search response): read it whole.
-        let first = first_byte(&mut reader)?;
-        if first == Some(b'[') {
-            return self.document(reader, format);
+        // A file that starts with `[`, or whose first line is a lone `{`, is one JSON document (a
+        // v1.1 array, a pretty-printed search response): read it whole. Otherwise, NDJSON.
+        if first_byte(&mut reader)? == Some(b'[') {
+            return self.document(reader);
         }
         let mut line = Vec::with_capacity(64 << 10);
         let mut line_no = 0u64;
@@ -157,69 +305,71 @@ impl Importer<'_> {
             if trimmed.is_empty() {
                 continue;
             }
-            if line_no == 1 && trimmed == b"{" {
+            if line_no == 1 && starts_a_document(trimmed) {
                 let mut doc = line.clone();
                 reader.read_to_end(&mut doc)?;
-                self.bar.inc(doc.len() as u64);
-                return self.document(BufReader::new(&doc[..]), format);
+                if serde_json::from_slice::<serde::de::IgnoredAny>(&doc).is_ok() {
+                    return self.document(&doc[..]);
+                }
+                // Not one document after all (a truncated first line): go on line by line.
+                self.bar.inc(doc.len().saturating_sub(n) as u64);
+                for (i, l) in doc.split(|&b| b == b'\n').enumerate() {
+                    let l = l.trim_ascii();
+                    if !l.is_empty() {
+                        self.record(l, || format!("line {}", i + 1))?;
+                    }
+                }
+                return Ok(());
             }
-            self.record(trimmed, format, || format!("line {line_no}"))?;
+            self.record(trimmed, || format!("line {line_no}"))?;
         }
         Ok(())
     }
 
-    fn document(&mut self, mut reader: impl Read, format: ImportFormat) -> anyhow::Result<()> {
+    fn document(&mut self, mut reader: impl Read) -> anyhow::Result<()> {
         let mut doc = Vec::new();
         reader.read_to_end(&mut doc)?;
         self.bar.inc(doc.len() as u64);
         let trimmed = doc.trim_ascii();
-        // An array of records: decode each element on its own, so one bad element is one skip.
         if trimmed.first() == Some(&b'[') {
+            // An array of records: each element on its own, so one bad element is one skip.
             match serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(trimmed) {
                 Ok(items) => {
                     for (i, item) in items.iter().enumerate() {
-                        self.record(item.get().as_bytes(), format, || format!("element {i}"))?;
+                        self.record(item.get().as_bytes(), || format!("element {i}"))?;
                     }
-                    return Ok(());
                 }
-                Err(e) => {
-                    self.skip(format!("document: {e}"));
-                    return Ok(());
-                }
+                Err(e) => self.skip(format!("document: {e}")),
             }
+            return Ok(());
         }
-        self.record(trimmed, format, || "document".to_string())
+        self.record(trimmed, || "document".to_string())
     }
 
-    fn record(
-        &mut self,
-        bytes: &[u8],
-        format: ImportFormat,
-        place: impl Fn() -> String,
-    ) -> anyhow::Result<()> {
+    fn record(&mut self, bytes: &[u8], place: impl Fn() -> String) -> anyhow::Result<()> {
         self.report.records += 1;
-        let fmt = match format {
-            ImportFormat::Auto => decode::sniff(bytes),
-            ImportFormat::XV2 => Some(Format::XV2),
-            ImportFormat::XV1 => Some(Format::XV1),
-            ImportFormat::Mastodon => Some(Format::Mastodon),
-            ImportFormat::Jetstream => Some(Format::Jetstream),
-        };
-        let decoded = match fmt {
-            Some(f) => decode::decode(f, bytes),
-            None => Err(match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-                Err(e) => DecodeError::Json(e),
-                Ok(_) => DecodeError::Shape("not a format tagflow knows".into()),
-            }),
-        };
-        match decoded {
-            Ok(records) => {
-                self.pending.extend(records.into_iter().filter_map(to_mutation));
-                if self.pending.len() >= self.batch {
-                    self.flush()?;
+        match &mut self.sink {
+            Sink::Store(s) => match crate::ingest::decode_record(bytes, self.format) {
+                Ok(records) => {
+                    s.pending.extend(records.into_iter().filter_map(to_mutation));
+                    if s.pending.len() >= self.batch {
+                        s.flush(&mut self.report)?;
+                        self.bar.set_message(format!("{} posts", self.report.tally.posts));
+                    }
+                }
+                Err(e) => self.skip(format!("{}: {e}", place())),
+            },
+            Sink::Http(h) => {
+                // The service decodes; records must be one line each, so re-encode multi-line ones.
+                if bytes.contains(&b'\n') {
+                    match serde_json::from_slice::<serde_json::Value>(bytes) {
+                        Ok(v) => h.push(v.to_string().as_bytes(), &mut self.report)?,
+                        Err(e) => self.skip(format!("{}: malformed json: {e}", place())),
+                    }
+                } else {
+                    h.push(bytes, &mut self.report)?;
                 }
             }
-            Err(e) => self.skip(format!("{}: {e}", place())),
         }
         Ok(())
     }
@@ -231,27 +381,14 @@ impl Importer<'_> {
             self.report.reasons.push(reason);
         }
     }
+}
 
-    fn flush(&mut self) -> anyhow::Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let batch = std::mem::take(&mut self.pending);
-        self.in_flight.push_back(self.store.enqueue_blocking(batch)?);
-        self.drain(IN_FLIGHT)
-    }
-
-    /// Waits for queued commits until at most `keep` are outstanding.
-    fn drain(&mut self, keep: usize) -> anyhow::Result<()> {
-        while self.in_flight.len() > keep {
-            let Some(rx) = self.in_flight.pop_front() else { break };
-            let outcomes = rx.blocking_recv().map_err(|_| StoreError::Closed)??;
-            let t = Tally::of(&outcomes);
-            self.report.tally.add(&t);
-            self.bar.set_message(format!("{} posts", self.report.tally.posts));
-        }
-        Ok(())
-    }
+/// True when a first line opens a JSON value that it does not close (a pretty-printed document).
+fn starts_a_document(line: &[u8]) -> bool {
+    matches!(
+        serde_json::from_slice::<serde::de::IgnoredAny>(line),
+        Err(e) if e.classify() == serde_json::error::Category::Eof
+    )
 }
 
 fn first_byte(reader: &mut impl BufRead) -> std::io::Result<Option<u8>> {

@@ -21,6 +21,6 @@ pub mod app;
 pub mod config;
 pub mod graph;
 pub mod http;
-// pub mod import; (waits for the X decoders)
+pub mod import;
 pub mod ingest;
 pub mod store;

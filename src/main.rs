@@ -9,7 +9,7 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Import(_args) => anyhow::Result::Err(anyhow::anyhow!("import: not yet")),
+        Command::Import(args) => tagflow::import::run(args),
         Command::Healthcheck(args) => tagflow::app::healthcheck(args.port),
     };
     match result {

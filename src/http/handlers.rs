@@ -315,6 +315,65 @@ pub async fn find_path(
     Ok(HttpResponse::Ok().json(found))
 }
 
+// ---- the HTTP collector ----
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestParams {
+    format: Option<String>,
+}
+
+/// `POST /ingest`: NDJSON of any supported payload (X v2 lines, v1.1 statuses, Mastodon statuses,
+/// Jetstream events), decoded and committed durably before the answer. Broken lines are counted and
+/// skipped, with the first few reasons quoted.
+pub async fn ingest(
+    state: web::Data<AppState>,
+    q: web::Query<IngestParams>,
+    mut payload: web::Payload,
+) -> Result<HttpResponse> {
+    use futures_util::StreamExt;
+    let format = match q.format.as_deref() {
+        None => None,
+        Some(f) => crate::config::ImportFormat::parse(f)
+            .ok_or_else(|| {
+                ApiError::InvalidQuery(format!(
+                    "unknown format {:?} (auto, x-v2, x-v1, mastodon, jetstream)",
+                    f.chars().take(32).collect::<String>()
+                ))
+            })?
+            .into_format(),
+    };
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::InvalidJson(format!("body: {e}")))?;
+        if body.len() + chunk.len() > state.max_body {
+            return Err(ApiError::PayloadTooLarge(state.max_body));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    // Decoding a large body is CPU work: keep it off the async workers.
+    let collected = web::block(move || crate::ingest::Collected::ndjson(&body, format))
+        .await
+        .map_err(|e| ApiError::Internal(format!("decode task: {e}")))?;
+    let outcomes = state.store.submit(collected.mutations).await?;
+    let tally = crate::ingest::source::Tally::of(&outcomes);
+    tally.report_to(&state.ingest);
+    state.ingest.add(&state.ingest.skipped, collected.skipped);
+    if !collected.reasons.is_empty() {
+        log::warn!("ingest: skipped {} records, first: {}", collected.skipped, collected.reasons[0]);
+    }
+    Ok(HttpResponse::Ok().json(json!({
+        "records": collected.records,
+        "accepted": tally.posts,
+        "interactions": tally.interactions,
+        "duplicates": tally.duplicates,
+        "deleted": tally.deleted,
+        "new_users": tally.new_users,
+        "skipped": collected.skipped,
+        "reasons": collected.reasons,
+    })))
+}
+
 // ---- fallbacks ----
 
 pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse> {

@@ -6,7 +6,7 @@
 pub mod error;
 mod handlers;
 
-use crate::ingest::status::Registry;
+use crate::ingest::status::{Registry, SourceStatus};
 use crate::store::StoreHandle;
 use actix_web::web;
 use error::ApiError;
@@ -20,6 +20,8 @@ pub struct AppState {
     pub sources: Arc<Registry>,
     pub started: Instant,
     pub max_body: usize,
+    /// Counters of `POST /ingest`, shown in `/status` as the source `ingest`.
+    pub ingest: Arc<SourceStatus>,
 }
 
 /// The route table. The seed project's documented routes are served at their original paths beside
@@ -123,6 +125,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
                 .route(delete().to(remove_edge))
                 .default_service(web::to(method_not_allowed)),
         )
+        .service(resource("/ingest").route(post().to(ingest)).default_service(web::to(method_not_allowed)))
         .service(
             resource("/find_path/{v1}/{v2}")
                 .route(get().to(find_path))

@@ -69,9 +69,12 @@ pub struct WriteStats {
     pub flush_micros: AtomicU64,
 }
 
+/// The outcomes of one submission, in order, or why the whole batch failed.
+pub type Outcomes = Result<Vec<Result<Outcome, Rejection>>, StoreError>;
+
 struct Command {
     mutations: Vec<Mutation>,
-    reply: Option<oneshot::Sender<Result<Vec<Result<Outcome, Rejection>>, StoreError>>>,
+    reply: Option<oneshot::Sender<Outcomes>>,
     /// Commit everything queued before this command, then stop the writer.
     shutdown: bool,
 }
@@ -329,11 +332,7 @@ impl StoreHandle {
     ///
     /// # Errors
     /// [`StoreError::Closed`] if the writer is gone.
-    #[allow(clippy::type_complexity)]
-    pub fn enqueue_blocking(
-        &self,
-        mutations: Vec<Mutation>,
-    ) -> Result<oneshot::Receiver<Result<Vec<Result<Outcome, Rejection>>, StoreError>>, StoreError> {
+    pub fn enqueue_blocking(&self, mutations: Vec<Mutation>) -> Result<oneshot::Receiver<Outcomes>, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .blocking_send(Command { mutations, reply: Some(reply), shutdown: false })

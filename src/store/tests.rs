@@ -150,7 +150,7 @@ fn a_second_process_on_the_same_directory_gets_a_clear_error() {
     // cross-process case is covered by the integration tests; here we check the classification.
     let err = classify_open_error(
         dir.path(),
-        sled::Error::Io(std::io::Error::new(std::io::ErrorKind::Other, "could not acquire lock on \"db\"")),
+        sled::Error::Io(std::io::Error::other("could not acquire lock on \"db\"")),
     );
     assert!(matches!(err, StoreError::Locked { .. }));
     assert!(err.to_string().contains(&dir.path().display().to_string()));

@@ -11,6 +11,8 @@ pub struct TestApp {
     pub addr: String,
     pub client: reqwest::Client,
     pub dir: PathBuf,
+    /// The running service's store: for tests that load data faster than HTTP would.
+    pub store: tagflow::store::StoreHandle,
     stop: StopHandle,
     join: JoinHandle<anyhow::Result<()>>,
 }
@@ -31,8 +33,9 @@ pub async fn spawn_app_with(config: Config) -> TestApp {
     let app = Application::build(config).await.expect("application builds");
     let addr = format!("http://127.0.0.1:{}", app.port());
     let stop = app.stop_handle();
+    let store = app.store().clone();
     let join = tokio::spawn(app.run_until_stopped());
-    TestApp { addr, client: reqwest::Client::new(), dir, stop, join }
+    TestApp { addr, client: reqwest::Client::new(), dir, store, stop, join }
 }
 
 impl TestApp {

@@ -1,0 +1,300 @@
+//! The benchmark: builds a large graph with the demo generator through the real decoder and the real
+//! durable write path, then measures what the issue asks for. Run it with `bench/run.sh`, which
+//! builds in release mode and adds the NetworkX comparison.
+//!
+//! ```text
+//! cargo run --release --example bench -- --users 1000000 --interactions 10000000 --dir /tmp/tf-bench \
+//!     --binary target/release/tagflow
+//! ```
+//!
+//! Prints: durable import rate (posts/s), resident memory per edge of the restarted service,
+//! restart time (spawn until `/status` answers), find_path latency p50/p99 over 1,000 random pairs
+//! in-process and through HTTP; writes the pairs and the edge list for the NetworkX comparison.
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use tagflow::graph::Mutation;
+use tagflow::ingest::decode::x_v2;
+use tagflow::ingest::demo::{DemoConfig, DemoGenerator};
+use tagflow::ingest::source::{to_mutation, Tally};
+use tagflow::store::{self, StoreConfig};
+
+struct Args {
+    users: u32,
+    interactions: u64,
+    dir: PathBuf,
+    binary: Option<PathBuf>,
+    pairs: usize,
+    batch: usize,
+    export: bool,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        users: 1_000_000,
+        interactions: 10_000_000,
+        dir: std::env::temp_dir().join("tagflow-bench"),
+        binary: None,
+        pairs: 1_000,
+        batch: 5_000,
+        export: true,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--users" => a.users = val().parse().expect("--users N"),
+            "--interactions" => a.interactions = val().parse().expect("--interactions N"),
+            "--dir" => a.dir = PathBuf::from(val()),
+            "--binary" => a.binary = Some(PathBuf::from(val())),
+            "--pairs" => a.pairs = val().parse().expect("--pairs N"),
+            "--batch" => a.batch = val().parse().expect("--batch N"),
+            "--no-export" => a.export = false,
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    a
+}
+
+fn main() -> anyhow::Result<()> {
+    let a = args();
+    let _ = std::fs::remove_dir_all(&a.dir);
+    println!("tagflow benchmark: users={} interactions>={} dir={}", a.users, a.interactions, a.dir.display());
+
+    // 1. Durable import through the real decoder and write path, in group commits.
+    let (handle, writer, _) = store::open(&StoreConfig::new(&a.dir))?;
+    let mut generator = DemoGenerator::new(DemoConfig { users: a.users, seed: 42, ..DemoConfig::default() });
+    let started = Instant::now();
+    let mut line = Vec::with_capacity(4096);
+    let (mut posts, mut interactions) = (0u64, 0u64);
+    let mut in_flight = std::collections::VecDeque::new();
+    let mut tally = Tally::default();
+    let mut batch: Vec<Mutation> = Vec::with_capacity(a.batch);
+    let mut decode_time = Duration::ZERO;
+    while interactions < a.interactions {
+        line.clear();
+        generator.write_next(&mut line);
+        let t = Instant::now();
+        for m in x_v2::decode(&line)?.into_iter().filter_map(to_mutation) {
+            if let Mutation::ApplyPost(p) = &m {
+                interactions += p.interactions.len() as u64;
+            }
+            batch.push(m);
+        }
+        decode_time += t.elapsed();
+        posts += 1;
+        if batch.len() >= a.batch {
+            in_flight.push_back(handle.enqueue_blocking(std::mem::take(&mut batch))?);
+            while in_flight.len() > 4 {
+                let out = in_flight.pop_front().expect("non-empty").blocking_recv()??;
+                tally.add(&Tally::of(&out));
+            }
+        }
+        if posts % 500_000 == 0 {
+            let s = started.elapsed().as_secs_f64();
+            println!("  .. {posts} posts, {interactions} interactions, {:.0} posts/s", posts as f64 / s);
+        }
+    }
+    in_flight.push_back(handle.enqueue_blocking(batch)?);
+    for rx in in_flight {
+        tally.add(&Tally::of(&rx.blocking_recv()??));
+    }
+    let import_secs = started.elapsed().as_secs_f64();
+    let (users, edges) = {
+        let g = handle.graph().read();
+        (g.user_count(), g.tie_count())
+    };
+    println!(
+        "import (durable, group commits of {}): {posts} posts, {} interactions in {import_secs:.1}s = {:.0} posts/s \
+         ({:.0} interactions/s; decoding took {:.1}s of it)",
+        a.batch,
+        tally.interactions,
+        posts as f64 / import_secs,
+        tally.interactions as f64 / import_secs,
+        decode_time.as_secs_f64()
+    );
+    println!("graph: {users} users, {edges} edges, {} bytes on disk", handle.size_on_disk());
+
+    // 2. find_path in-process, 1,000 random pairs (undirected, the API default).
+    let keys: Vec<String> = {
+        let g = handle.graph().read();
+        g.users_page(tagflow::graph::UserOrder::Key, None, usize::MAX)
+            .items
+            .into_iter()
+            .map(|u| u.id)
+            .collect()
+    };
+    let mut s = 2024u64;
+    let pairs: Vec<(String, String)> = (0..a.pairs)
+        .map(|_| {
+            let x = &keys[(splitmix(&mut s) % keys.len() as u64) as usize];
+            let y = &keys[(splitmix(&mut s) % keys.len() as u64) as usize];
+            (x.clone(), y.clone())
+        })
+        .collect();
+    let mut lat = Vec::with_capacity(pairs.len());
+    let mut found = 0;
+    for (x, y) in &pairs {
+        let g = handle.graph().read();
+        let t = Instant::now();
+        let r = g.find_path(x, y, false);
+        lat.push(t.elapsed());
+        found += usize::from(r.is_ok());
+    }
+    report("find_path in-process (undirected)", &mut lat, found);
+    let mut lat_d = Vec::with_capacity(pairs.len());
+    let mut found_d = 0;
+    for (x, y) in &pairs {
+        let g = handle.graph().read();
+        let t = Instant::now();
+        let r = g.find_path(x, y, true);
+        lat_d.push(t.elapsed());
+        found_d += usize::from(r.is_ok());
+    }
+    report("find_path in-process (directed)", &mut lat_d, found_d);
+
+    if a.export {
+        export(&a.dir, &handle, &pairs)?;
+    }
+    handle.close_blocking();
+    drop(handle);
+    writer.join();
+
+    // 3. Restart: the real binary on the same directory, until /status answers; then its memory
+    // and find_path over HTTP.
+    if let Some(bin) = &a.binary {
+        restart_and_query(bin, &a.dir, &pairs, edges)?;
+    } else {
+        println!("restart/HTTP: skipped (pass --binary target/release/tagflow)");
+    }
+    Ok(())
+}
+
+fn report(what: &str, lat: &mut [Duration], found: usize) {
+    lat.sort();
+    let q = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    println!(
+        "{what}: {} pairs ({found} connected) p50={:.3}ms p99={:.3}ms max={:.3}ms",
+        lat.len(),
+        q(0.50).as_secs_f64() * 1e3,
+        q(0.99).as_secs_f64() * 1e3,
+        lat[lat.len() - 1].as_secs_f64() * 1e3
+    );
+}
+
+/// Writes `edges.tsv` and `pairs.tsv` beside the data directory, for bench/networkx_compare.py.
+fn export(dir: &Path, handle: &store::StoreHandle, pairs: &[(String, String)]) -> anyhow::Result<()> {
+    let base = dir.with_extension("export");
+    std::fs::create_dir_all(&base)?;
+    let g = handle.graph().read();
+    let mut out = BufWriter::new(std::fs::File::create(base.join("edges.tsv"))?);
+    let mut after: Option<(String, String)> = None;
+    loop {
+        let page = g.ties_page(after.as_ref().map(|(x, y)| (x.as_str(), y.as_str())), 100_000);
+        for t in &page.items {
+            writeln!(out, "{}\t{}", t.from, t.to)?;
+        }
+        match page.next {
+            Some(c) => after = tagflow::graph::decode_pair(&c),
+            None => break,
+        }
+    }
+    let mut p = BufWriter::new(std::fs::File::create(base.join("pairs.tsv"))?);
+    for (x, y) in pairs {
+        writeln!(p, "{x}\t{y}")?;
+    }
+    println!("exported edges and pairs to {}", base.display());
+    Ok(())
+}
+
+fn restart_and_query(bin: &Path, dir: &Path, pairs: &[(String, String)], edges: usize) -> anyhow::Result<()> {
+    let port = free_port()?;
+    let t = Instant::now();
+    let mut child = Command::new(bin)
+        .args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--sources",
+            "none",
+            "--port",
+            &port.to_string(),
+            "--data-dir",
+        ])
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    runtime.block_on(async {
+        loop {
+            if let Ok(r) = client.get(format!("{base}/status")).send().await {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if t.elapsed() > Duration::from_secs(600) {
+                panic!("no /status after 10 minutes");
+            }
+        }
+    });
+    println!("restart: {:.2}s from spawn until /status answered", t.elapsed().as_secs_f64());
+    let rss = rss_kib(child.id()).unwrap_or(0);
+    println!(
+        "memory of the restarted service: {:.0} MiB resident = {:.1} bytes per edge ({edges} edges)",
+        rss as f64 / 1024.0,
+        rss as f64 * 1024.0 / edges.max(1) as f64
+    );
+    let mut lat = Vec::with_capacity(pairs.len());
+    let mut found = 0;
+    runtime.block_on(async {
+        for (x, y) in pairs {
+            let url = format!("{base}/find_path/{}/{}", enc(x), enc(y));
+            let t = Instant::now();
+            let r = client.get(url).send().await.expect("request");
+            let ok = r.status().is_success();
+            let _ = r.bytes().await;
+            lat.push(t.elapsed());
+            found += usize::from(ok);
+        }
+    });
+    report("find_path over HTTP (undirected, keep-alive, sequential)", &mut lat, found);
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    Ok(())
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn splitmix(s: &mut u64) -> u64 {
+    *s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *s;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
