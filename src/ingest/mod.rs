@@ -38,6 +38,16 @@ pub fn start_sources(
                     cancel.clone(),
                 )));
             }
+            SourceKind::X => {
+                let status = registry.register("x");
+                tasks.push(tokio::spawn(source::x::run(
+                    config.x.clone(),
+                    config.track.clone(),
+                    store.clone(),
+                    status,
+                    cancel.clone(),
+                )));
+            }
             SourceKind::None => {}
             other => anyhow::bail!("source {other:?} is not available in this build yet"),
         }

@@ -4,6 +4,7 @@
 pub mod backoff;
 pub mod demo;
 pub mod lines;
+pub mod x;
 
 use super::status::SourceStatus;
 use crate::graph::{Mutation, Outcome, Record};

@@ -1,0 +1,931 @@
+//! The X API v2 filtered-stream source.
+//!
+//! One task per process: it keeps the stream rules in step with the tracked terms, holds the endless
+//! stream open, fills the gap of every outage from recent search, and commits posts together with the
+//! resume cursor (`x:since_id`, the newest tweet id seen) through [`super::commit`]. Decoding is
+//! [`x_v2::decode`]'s and the reconnect schedule [`Backoff`]'s; this module owns the network and the
+//! timing, and knows nothing of the HTTP API that serves the graph.
+//!
+//! # Life of the task
+//!
+//! 1. **Rules** (until it succeeds once): `GET /2/tweets/search/stream/rules`; delete the rules tagged
+//!    `tagflow:` whose value is no longer tracked (never a rule another tool created); add each tracked
+//!    term that no `tagflow:` rule holds, tagged `tagflow:<term>`. A `DuplicateRule` answer means another
+//!    tool already has that value: the stream delivers its matches to us too, so it counts as present.
+//! 2. **Connect** `GET /2/tweets/search/stream` with the expansions and fields of `PROTOCOLS.md`. No total
+//!    request timeout: the response headers must come within the stall timeout, then every read has its
+//!    own idle timeout (21 s by default; the server sends a `\r\n` keep-alive every 20 s).
+//! 3. **Backfill** after an outage (a start with a persisted cursor, every reconnect): once the stream is
+//!    connected, page through `GET /2/tweets/search/recent?since_id=<newest seen>` following
+//!    `meta.next_token`. Pages commit without moving the cursor; the last one moves it, so that a crash in
+//!    the middle redoes the whole backfill (posts are idempotent) instead of skipping what it had not
+//!    reached. Doing it after connecting leaves no gap between the search and the stream.
+//! 4. **Read**: chunks are split into lines ([`LineSplitter`], capped at [`MAX_LINE`]), decoded, and
+//!    committed as a group when the connection has nothing more ready, or every [`COMMIT_EVERY`] /
+//!    [`COMMIT_POSTS`] under a sustained burst. Each commit carries the cursor of the posts it holds.
+//!    An `operational-disconnect` line ends the connection; so do a stall, an over-long line, a read
+//!    error and the server closing.
+//! 5. **Wait** as [`Backoff`] says, showing `backing_off` with the reason in `/status`, and go to 2.
+//!    A rejected token (401/403) is retried [`AUTH_ATTEMPTS`] times, then the source stops as `failed`.
+//!
+//! The bearer token is a sensitive default header of the client: it is in no URL, and every message
+//! that reaches a log line or `/status` passes through [`XSource::redact`] as well.
+
+use super::backoff::{sleep_or_cancel, Backoff, Failure};
+use super::lines::LineSplitter;
+use super::{commit, to_mutation};
+use crate::config::{XSettings, ENV_X_BEARER_TOKEN};
+use crate::graph::{Mutation, Record};
+use crate::ingest::decode::x_v2;
+use crate::ingest::status::{SourceState, SourceStatus};
+use crate::store::{StoreError, StoreHandle};
+use futures_util::{FutureExt, StreamExt};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use reqwest::{Response, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// The persisted resume position: the newest tweet id seen, as decimal text.
+pub const CURSOR: &str = "x:since_id";
+/// Tag prefix of the rules this source owns. Rules without it belong to other tools and are kept.
+pub const RULE_TAG_PREFIX: &str = "tagflow:";
+/// A line longer than this without a newline means the stream is broken: end the connection.
+pub const MAX_LINE: usize = 1 << 20;
+/// Commit at least this often while chunks keep arriving back to back.
+pub const COMMIT_EVERY: Duration = Duration::from_millis(200);
+/// Commit at least every this many posts while chunks keep arriving back to back.
+pub const COMMIT_POSTS: usize = 500;
+/// Consecutive 401/403 answers before the source gives up and reports `failed`.
+pub const AUTH_ATTEMPTS: u32 = 3;
+
+/// `expansions` of the stream and of recent search (`PROTOCOLS.md`).
+pub const EXPANSIONS: &str =
+    "author_id,referenced_tweets.id,referenced_tweets.id.author_id,entities.mentions.username,in_reply_to_user_id";
+/// `tweet.fields` of the stream and of recent search.
+pub const TWEET_FIELDS: &str =
+    "author_id,created_at,conversation_id,entities,in_reply_to_user_id,referenced_tweets,lang";
+/// `user.fields` of the stream and of recent search.
+pub const USER_FIELDS: &str = "id,name,username,created_at,public_metrics,verified";
+
+/// Rules and search answers are small and bounded: these requests, unlike the stream, get a total timeout.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A runaway `next_token` chain stops here (100 tweets a page).
+const MAX_BACKFILL_PAGES: usize = 500;
+/// A search page larger than this is refused rather than buffered.
+const MAX_PAGE_BYTES: usize = 32 << 20;
+/// Malformed lines: one sample logged per this interval, the rest counted.
+const SKIP_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Runs the X source until cancelled, or until X refuses the token for good.
+///
+/// Never returns an error: problems are logged, shown in `status` and retried on the published
+/// schedule. A store failure (the disk, a shutdown) stops the source as `failed`.
+pub async fn run(
+    settings: XSettings,
+    track: Vec<String>,
+    store: StoreHandle,
+    status: Arc<SourceStatus>,
+    cancel: CancellationToken,
+) {
+    let Some(token) = settings.bearer_token.clone().filter(|t| !t.is_empty()) else {
+        let reason = format!("no bearer token: set {ENV_X_BEARER_TOKEN}");
+        log::error!("source x: {reason}");
+        status.set_state(SourceState::Failed { reason });
+        return;
+    };
+    let client = match build_client(&token) {
+        Ok(c) => c,
+        Err(reason) => {
+            log::error!("source x: {reason}");
+            status.set_state(SourceState::Failed { reason });
+            return;
+        }
+    };
+    let saved = match store.cursor(CURSOR) {
+        Ok(v) => v.and_then(|v| std::str::from_utf8(&v).ok().and_then(tweet_id)),
+        Err(e) => {
+            log::warn!("source x: cannot read cursor {CURSOR}: {e}; starting without backfill");
+            None
+        }
+    };
+    let mut source = XSource {
+        client,
+        base: settings.api_url.trim_end_matches('/').to_string(),
+        token,
+        track,
+        stall: settings.stall_timeout,
+        store,
+        status,
+        cancel,
+        backoff: Backoff::new(),
+        newest: saved,
+        saved,
+        backfill_since: saved,
+        backfill_enabled: true,
+        rules_synced: false,
+        auth_failures: 0,
+        pending: Vec::new(),
+        pending_posts: 0,
+        skip_log: SkipLog::default(),
+    };
+    source.run().await;
+}
+
+/// A client whose every request carries the token as a sensitive header (kept out of debug output).
+fn build_client(token: &str) -> Result<reqwest::Client, String> {
+    let mut auth = HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| format!("{ENV_X_BEARER_TOKEN} holds characters that cannot go in an HTTP header"))?;
+    auth.set_sensitive(true);
+    let mut headers = HeaderMap::new();
+    headers.insert(AUTHORIZATION, auth);
+    reqwest::Client::builder()
+        .user_agent(concat!("tagflow/", env!("CARGO_PKG_VERSION")))
+        .default_headers(headers)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_keepalive(Duration::from_secs(30))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+/// Why one attempt (rules, connect, backfill, read) ended.
+#[derive(Debug)]
+enum Ended {
+    Cancelled,
+    /// The store refused the commit: nothing more can be kept.
+    Store(StoreError),
+    /// Wait as the schedule says for `failure`, then try again.
+    Retry {
+        failure: Failure,
+        reason: String,
+        /// A 401/403: counted towards giving up.
+        auth: bool,
+        stalled: bool,
+    },
+}
+
+impl Ended {
+    fn retry(failure: Failure, reason: impl Into<String>) -> Ended {
+        Ended::Retry { failure, reason: reason.into(), auth: false, stalled: false }
+    }
+}
+
+impl From<StoreError> for Ended {
+    fn from(e: StoreError) -> Ended {
+        Ended::Store(e)
+    }
+}
+
+struct XSource {
+    client: reqwest::Client,
+    base: String,
+    token: String,
+    track: Vec<String>,
+    stall: Duration,
+    store: StoreHandle,
+    status: Arc<SourceStatus>,
+    cancel: CancellationToken,
+    backoff: Backoff,
+    /// Newest tweet id seen (committed or pending).
+    newest: Option<u128>,
+    /// Newest tweet id whose cursor is committed.
+    saved: Option<u128>,
+    /// The outage to fill: backfill from this id once the stream is connected again.
+    backfill_since: Option<u128>,
+    /// False once recent search refused this app (no access on its tier): stop asking.
+    backfill_enabled: bool,
+    rules_synced: bool,
+    auth_failures: u32,
+    pending: Vec<Mutation>,
+    pending_posts: usize,
+    skip_log: SkipLog,
+}
+
+impl XSource {
+    async fn run(&mut self) {
+        log::info!("source x: starting api={} track={:?} cursor={:?}", self.base, self.track, self.saved);
+        let mut first = true;
+        loop {
+            if self.cancel.is_cancelled() {
+                break;
+            }
+            if !first {
+                self.status.reconnects.fetch_add(1, Ordering::Relaxed);
+            }
+            first = false;
+            self.status.set_state(SourceState::Connecting);
+            let ended = self.attempt().await;
+            // Whatever ended the attempt, what was decoded is kept (a partial line is not).
+            let ended = match self.commit_pending(true).await {
+                Ok(()) => ended,
+                Err(e) => Ended::Store(e),
+            };
+            // Whatever happened, the next connection must cover what this one may have missed.
+            if self.backfill_since.is_none() {
+                self.backfill_since = self.newest;
+            }
+            match ended {
+                Ended::Cancelled => break,
+                Ended::Store(e) => {
+                    let reason = format!("commit failed: {e}");
+                    log::error!("source x: {reason}");
+                    self.status.set_state(SourceState::Failed { reason });
+                    return;
+                }
+                Ended::Retry { failure, reason, auth, stalled } => {
+                    let reason = self.redact(reason);
+                    if auth {
+                        self.auth_failures += 1;
+                        if self.auth_failures >= AUTH_ATTEMPTS {
+                            let reason = format!(
+                                "{reason}; X refused the bearer token {} times in a row, giving up: \
+                                 check {ENV_X_BEARER_TOKEN} and the app's access level, then restart",
+                                self.auth_failures
+                            );
+                            log::error!("source x: {reason}");
+                            self.status.set_error(reason.clone());
+                            self.status.set_state(SourceState::Failed { reason });
+                            return;
+                        }
+                    }
+                    if stalled {
+                        self.status.set_state(SourceState::Stalled);
+                    }
+                    let delay = self.backoff.next(failure);
+                    if failure == Failure::Dropped {
+                        log::info!("source x: reconnecting at once: {reason}");
+                    } else {
+                        log::warn!("source x: {reason}; retrying in {:.2}s", delay.as_secs_f64());
+                        self.status.set_error(reason.clone());
+                    }
+                    if !delay.is_zero() {
+                        let until = chrono::Utc::now().timestamp() + delay.as_secs_f64().ceil() as i64;
+                        self.status.set_state(SourceState::BackingOff {
+                            until: crate::graph::rfc3339(until),
+                            reason: reason.clone(),
+                        });
+                        if !sleep_or_cancel(delay, &self.cancel).await {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        self.status.set_state(SourceState::Stopped);
+        log::info!("source x: stopped cursor={:?}", self.saved);
+    }
+
+    /// One connection: rules (until synced once), connect, backfill (after an outage), read.
+    async fn attempt(&mut self) -> Ended {
+        if !self.rules_synced {
+            if let Err(ended) = self.sync_rules().await {
+                return ended;
+            }
+            self.rules_synced = true;
+        }
+        let response = match self.connect().await {
+            Ok(r) => r,
+            Err(ended) => return ended,
+        };
+        self.auth_failures = 0;
+        self.status.set_state(SourceState::Streaming);
+        log::info!("source x: stream connected");
+        if let Some(since) = self.backfill_since {
+            if self.backfill_enabled {
+                let newest = self.newest;
+                let backfilled = self.backfill(since).await;
+                if backfilled.is_err() {
+                    // The pages already committed stay (they are idempotent), but the cursor must not
+                    // claim the gap is filled: forget their ids.
+                    self.newest = newest;
+                }
+                match backfilled {
+                    Ok(()) => {}
+                    Err(Ended::Retry { reason, .. }) => {
+                        // The stream is fine: keep it, and try the gap again on the next reconnect.
+                        let reason = self.redact(format!("backfill since_id={since}: {reason}"));
+                        log::warn!("source x: {reason}");
+                        self.status.set_error(reason);
+                    }
+                    Err(ended) => return ended,
+                }
+            } else {
+                self.backfill_since = None;
+            }
+        }
+        self.read(response).await
+    }
+
+    // ---- rules ----
+
+    fn rules_url(&self) -> String {
+        format!("{}/2/tweets/search/stream/rules", self.base)
+    }
+
+    async fn sync_rules(&mut self) -> Result<(), Ended> {
+        let response = self.send(self.client.get(self.rules_url()), "rules").await?;
+        let list: RulesList = self.json_of(response, "rules").await?;
+        let tracked: BTreeSet<&str> = self.track.iter().map(String::as_str).collect();
+        let mut present = BTreeSet::new();
+        let mut stale = Vec::new();
+        for rule in list.data.unwrap_or_default() {
+            let ours = rule.tag.as_deref().is_some_and(|t| t.starts_with(RULE_TAG_PREFIX));
+            if !ours {
+                continue;
+            }
+            match rule.value.as_deref() {
+                Some(v) if tracked.contains(v) => {
+                    present.insert(v.to_string());
+                }
+                _ => stale.extend(id_text(&rule.id)),
+            }
+        }
+        if !stale.is_empty() {
+            let body = json!({ "delete": { "ids": stale } });
+            let response = self.send(self.client.post(self.rules_url()).json(&body), "rules delete").await?;
+            let answer: RulesAnswer = self.json_of(response, "rules delete").await?;
+            log::info!("source x: deleted stale rules ids={stale:?} errors={}", answer.errors.len());
+        }
+        let missing: Vec<&String> = self.track.iter().filter(|t| !present.contains(t.as_str())).collect();
+        if missing.is_empty() {
+            log::info!("source x: rules in sync ({} tracked)", self.track.len());
+            return Ok(());
+        }
+        let add: Vec<Value> =
+            missing.iter().map(|t| json!({ "value": t, "tag": format!("{RULE_TAG_PREFIX}{t}") })).collect();
+        let body = json!({ "add": add });
+        let response = self.client.post(self.rules_url()).json(&body);
+        let response = self.send_any(response, "rules add").await?;
+        let code = response.status();
+        if code == StatusCode::BAD_REQUEST || code == StatusCode::UNPROCESSABLE_ENTITY {
+            // The platform refuses the rules themselves (syntax, length): retrying cannot help.
+            let detail = problem_text(&read_limited(response, 16 << 10).await);
+            let reason = self.redact(format!("rules add refused (HTTP {code}): {detail}"));
+            log::warn!("source x: {reason}; streaming with the rules that exist");
+            self.status.set_error(reason);
+            return Ok(());
+        }
+        if !code.is_success() {
+            return Err(self.failure_of(response, "rules add").await);
+        }
+        let answer: RulesAnswer = self.json_of(response, "rules add").await?;
+        let mut refused = Vec::new();
+        for e in &answer.errors {
+            if e.title.as_deref() == Some("DuplicateRule") {
+                log::info!(
+                    "source x: rule {:?} already exists (another tool's): counted as present",
+                    e.value
+                );
+            } else {
+                refused.push(format!(
+                    "{:?}: {}",
+                    e.value.as_deref().unwrap_or(""),
+                    e.title.as_deref().or(e.detail.as_deref()).unwrap_or("refused")
+                ));
+            }
+        }
+        log::info!("source x: added rules created={} values={missing:?}", answer.data.map_or(0, |d| d.len()));
+        if !refused.is_empty() {
+            let reason = self.redact(format!("rules not created: {}", refused.join("; ")));
+            log::warn!("source x: {reason}");
+            self.status.set_error(reason);
+        }
+        Ok(())
+    }
+
+    // ---- requests ----
+
+    /// Sends a bounded request; any answer but a success is the failure it stands for.
+    async fn send(&self, request: reqwest::RequestBuilder, what: &str) -> Result<Response, Ended> {
+        let response = self.send_any(request, what).await?;
+        if response.status().is_success() {
+            Ok(response)
+        } else {
+            Err(self.failure_of(response, what).await)
+        }
+    }
+
+    /// Sends a bounded request and returns whatever status it answers.
+    async fn send_any(&self, request: reqwest::RequestBuilder, what: &str) -> Result<Response, Ended> {
+        let sent = tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => return Err(Ended::Cancelled),
+            r = request.timeout(REQUEST_TIMEOUT).send() => r,
+        };
+        sent.map_err(|e| Ended::retry(Failure::Network, format!("{what}: {}", error_chain(e))))
+    }
+
+    async fn json_of<T: serde::de::DeserializeOwned>(
+        &self,
+        response: Response,
+        what: &str,
+    ) -> Result<T, Ended> {
+        let body = tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => return Err(Ended::Cancelled),
+            b = response.bytes() => b,
+        };
+        let body = body.map_err(|e| Ended::retry(Failure::Network, format!("{what}: {}", error_chain(e))))?;
+        serde_json::from_slice(&body)
+            .map_err(|e| Ended::retry(Failure::Http, format!("{what}: unexpected answer: {e}")))
+    }
+
+    /// The failure an error status stands for; records the rate-limit reset of a 429.
+    async fn failure_of(&self, response: Response, what: &str) -> Ended {
+        let code = response.status();
+        let reset = response
+            .headers()
+            .get("x-rate-limit-reset")
+            .and_then(|v| v.to_str().ok()?.trim().parse::<i64>().ok());
+        let detail = problem_text(&read_limited(response, 16 << 10).await);
+        let reason = format!("{what}: HTTP {code} {detail}").trim_end().to_string();
+        match code {
+            StatusCode::TOO_MANY_REQUESTS => {
+                let reset_in = reset.and_then(|r| {
+                    self.status.rate_limit_reset.store(r, Ordering::Relaxed);
+                    let left = r - chrono::Utc::now().timestamp();
+                    (left > 0).then(|| Duration::from_secs(left as u64))
+                });
+                Ended::retry(Failure::RateLimited { reset_in }, reason)
+            }
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                Ended::Retry { failure: Failure::Http, reason, auth: true, stalled: false }
+            }
+            _ => Ended::retry(Failure::Http, reason),
+        }
+    }
+
+    // ---- stream ----
+
+    async fn connect(&self) -> Result<Response, Ended> {
+        let request = self.client.get(format!("{}/2/tweets/search/stream", self.base)).query(&[
+            ("expansions", EXPANSIONS),
+            ("tweet.fields", TWEET_FIELDS),
+            ("user.fields", USER_FIELDS),
+        ]);
+        // No total timeout on the stream: only its headers must come within the stall timeout.
+        let sent = tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => return Err(Ended::Cancelled),
+            r = tokio::time::timeout(self.stall, request.send()) => r,
+        };
+        let response = match sent {
+            Err(_) => {
+                let reason = format!("stream: no answer within {:?}", self.stall);
+                return Err(Ended::retry(Failure::Network, reason));
+            }
+            Ok(Err(e)) => return Err(Ended::retry(Failure::Network, format!("stream: {}", error_chain(e)))),
+            Ok(Ok(r)) => r,
+        };
+        if response.status().is_success() {
+            Ok(response)
+        } else {
+            Err(self.failure_of(response, "stream").await)
+        }
+    }
+
+    /// Reads the stream until it ends; commits as it goes.
+    async fn read(&mut self, response: Response) -> Ended {
+        let mut body = std::pin::pin!(response.bytes_stream());
+        let mut lines = LineSplitter::new(MAX_LINE);
+        let mut healthy = false;
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return Ended::Cancelled,
+                r = tokio::time::timeout(self.stall, body.next()) => r,
+            };
+            let chunk = match next {
+                Err(_) => {
+                    let reason = format!("stream stalled: no data for {:.1}s", self.stall.as_secs_f64());
+                    return Ended::Retry { failure: Failure::Network, reason, auth: false, stalled: true };
+                }
+                Ok(None) => return self.closed(healthy, &mut lines),
+                Ok(Some(Err(e))) => {
+                    return Ended::retry(Failure::Network, format!("stream read: {}", error_chain(e)))
+                }
+                Ok(Some(Ok(chunk))) => chunk,
+            };
+            if !healthy {
+                // Data flows: the next failure starts the schedule over.
+                healthy = true;
+                self.backoff.reset();
+            }
+            let mut end = self.take_chunk(&chunk, &mut lines);
+            // Group commit: take what has already arrived, within the limits, then commit once.
+            let started = Instant::now();
+            while end.is_none() && self.pending_posts < COMMIT_POSTS && started.elapsed() < COMMIT_EVERY {
+                match body.next().now_or_never() {
+                    Some(Some(Ok(chunk))) => end = self.take_chunk(&chunk, &mut lines),
+                    Some(Some(Err(e))) => {
+                        end = Some(Ended::retry(Failure::Network, format!("stream read: {}", error_chain(e))))
+                    }
+                    Some(None) => end = Some(self.closed(healthy, &mut lines)),
+                    None => break,
+                }
+            }
+            if let Err(e) = self.commit_pending(true).await {
+                return Ended::Store(e);
+            }
+            if let Some(end) = end {
+                return end;
+            }
+        }
+    }
+
+    /// The server ended the body.
+    fn closed(&mut self, healthy: bool, lines: &mut LineSplitter) -> Ended {
+        if let Some(partial) = lines.take_partial() {
+            self.skip("stream: the connection ended inside a line", &partial);
+        }
+        if healthy {
+            Ended::retry(Failure::Dropped, "stream closed by the server")
+        } else {
+            Ended::retry(Failure::Network, "stream closed before sending anything")
+        }
+    }
+
+    /// Decodes the lines a chunk completes; `Some` when the connection must end.
+    fn take_chunk(&mut self, chunk: &[u8], lines: &mut LineSplitter) -> Option<Ended> {
+        let complete = match lines.push(chunk) {
+            Ok(complete) => complete,
+            Err(e) => {
+                self.skip(&format!("stream: {e}"), &[]);
+                return Some(Ended::retry(Failure::Network, format!("stream: {e}")));
+            }
+        };
+        let mut end = None;
+        for line in complete {
+            if let Some(reason) = self.take_line(&line) {
+                end = Some(Ended::retry(Failure::Dropped, format!("operational-disconnect: {reason}")));
+            }
+        }
+        end
+    }
+
+    /// Decodes one line into the pending batch; returns the reason of an in-band disconnect.
+    fn take_line(&mut self, line: &[u8]) -> Option<String> {
+        let records = match x_v2::decode(line) {
+            Ok(records) => records,
+            Err(e) => {
+                self.skip(&format!("stream: malformed line: {e}"), line);
+                return None;
+            }
+        };
+        let mut disconnect = None;
+        for record in records {
+            match record {
+                Record::Disconnect { reason } => disconnect = Some(reason),
+                other => self.push(other),
+            }
+        }
+        disconnect
+    }
+
+    fn push(&mut self, record: Record) {
+        if let Record::Post(post) | Record::Edit(post) = &record {
+            self.pending_posts += 1;
+            if let Some(id) = tweet_id(&post.id) {
+                self.newest = self.newest.max(Some(id));
+            }
+        }
+        self.pending.extend(to_mutation(record));
+    }
+
+    /// Commits the pending batch, with the cursor when `advance` and it moved.
+    async fn commit_pending(&mut self, advance: bool) -> Result<(), StoreError> {
+        let mut batch = std::mem::take(&mut self.pending);
+        self.pending_posts = 0;
+        let moved = advance && self.newest > self.saved;
+        if moved {
+            if let Some(id) = self.newest {
+                batch.push(Mutation::SetCursor {
+                    name: CURSOR.to_string(),
+                    value: id.to_string().into_bytes(),
+                });
+            }
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        commit(&self.store, &self.status, batch).await?;
+        if moved {
+            self.saved = self.newest;
+        }
+        Ok(())
+    }
+
+    // ---- backfill ----
+
+    /// Pages through recent search from `since`; the cursor moves only once the last page is in.
+    async fn backfill(&mut self, since: u128) -> Result<(), Ended> {
+        let url = format!("{}/2/tweets/search/recent", self.base);
+        let query = search_query(&self.track);
+        let since_text = since.to_string();
+        let mut next_token: Option<String> = None;
+        let mut pages = 0usize;
+        let posts_before = self.status.posts.load(Ordering::Relaxed);
+        loop {
+            let mut params: Vec<(&str, &str)> = vec![
+                ("query", &query),
+                ("since_id", &since_text),
+                ("max_results", "100"),
+                ("expansions", EXPANSIONS),
+                ("tweet.fields", TWEET_FIELDS),
+                ("user.fields", USER_FIELDS),
+            ];
+            if let Some(t) = &next_token {
+                params.push(("next_token", t));
+            }
+            let response = self.send_any(self.client.get(&url).query(&params), "search").await?;
+            let code = response.status();
+            if !code.is_success() {
+                let failure = self.failure_of(response, "search").await;
+                if code.is_client_error() && code != StatusCode::TOO_MANY_REQUESTS {
+                    // Asking again cannot help: no search access on this tier (401/403), or a cursor
+                    // older than the 7 days recent search covers (400).
+                    self.backfill_since = None;
+                    if matches!(code, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+                        self.backfill_enabled = false;
+                    }
+                }
+                return Err(failure);
+            }
+            let body = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return Err(Ended::Cancelled),
+                b = read_page(response) => b,
+            };
+            let body = body.map_err(|reason| Ended::retry(Failure::Network, format!("search: {reason}")))?;
+            match x_v2::decode(&body) {
+                Ok(records) => records
+                    .into_iter()
+                    .filter(|r| !matches!(r, Record::Disconnect { .. }))
+                    .for_each(|r| self.push(r)),
+                Err(e) => {
+                    self.skip(&format!("search: malformed page: {e}"), &body);
+                    return Err(Ended::retry(Failure::Http, format!("search: malformed page: {e}")));
+                }
+            }
+            self.commit_pending(false).await?;
+            pages += 1;
+            let token = serde_json::from_slice::<Page>(&body).ok().and_then(|p| p.meta?.next_token);
+            match token {
+                Some(t) if pages < MAX_BACKFILL_PAGES && next_token.as_deref() != Some(t.as_str()) => {
+                    next_token = Some(t)
+                }
+                Some(_) => {
+                    log::warn!(
+                        "source x: backfill stopped after {pages} pages (limit or repeated next_token)"
+                    );
+                    break;
+                }
+                None => break,
+            }
+        }
+        self.commit_pending(true).await?;
+        self.backfill_since = None;
+        let posts = self.status.posts.load(Ordering::Relaxed) - posts_before;
+        log::info!(
+            "source x: backfilled since_id={since} pages={pages} new_posts={posts} cursor={:?}",
+            self.saved
+        );
+        Ok(())
+    }
+
+    // ---- reporting ----
+
+    /// Counts a record that could not be used; logs a sample at most once a minute.
+    fn skip(&mut self, what: &str, sample: &[u8]) {
+        self.status.skipped.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        if self.skip_log.next_at.is_some_and(|at| now < at) {
+            self.skip_log.suppressed += 1;
+            return;
+        }
+        let shown = String::from_utf8_lossy(&sample[..sample.len().min(160)]).into_owned();
+        let message = self.redact(format!(
+            "source x: skipped: {what} sample={shown:?} (+{} more skipped since the last sample)",
+            self.skip_log.suppressed
+        ));
+        log::warn!("{message}");
+        self.skip_log = SkipLog { next_at: Some(now + SKIP_LOG_EVERY), suppressed: 0 };
+    }
+
+    /// Removes the token from a message bound for a log line or `/status`. Requests carry the token
+    /// only in a header, so this should never find it; it is the last line of defence.
+    fn redact(&self, message: String) -> String {
+        if self.token.len() >= 4 && message.contains(&self.token) {
+            message.replace(&self.token, "<redacted>")
+        } else {
+            message
+        }
+    }
+}
+
+/// Rate limit of the malformed-line samples.
+#[derive(Debug, Default)]
+struct SkipLog {
+    next_at: Option<Instant>,
+    suppressed: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct RulesList {
+    data: Option<Vec<Rule>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Rule {
+    /// A string per the spec; a number is accepted too (never through f64).
+    #[serde(default)]
+    id: Value,
+    value: Option<String>,
+    tag: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RulesAnswer {
+    data: Option<Vec<Value>>,
+    #[serde(default)]
+    errors: Vec<RuleProblem>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RuleProblem {
+    value: Option<String>,
+    title: Option<String>,
+    detail: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Page {
+    meta: Option<PageMeta>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PageMeta {
+    next_token: Option<String>,
+}
+
+/// A rule or tweet id as text: a JSON string, or an integer (serde_json keeps those exact as u64).
+fn id_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) if n.is_u64() => n.as_u64().map(|n| n.to_string()),
+        _ => None,
+    }
+}
+
+/// A tweet id as a number, for "newest" comparisons: decimal digits only, compared as integers (as
+/// text, "999" would sort after "1000"; as f64, 19-digit ids lose their last digits).
+pub fn tweet_id(s: &str) -> Option<u128> {
+    let s = s.trim();
+    if s.is_empty() || s.len() > 38 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// The recent-search query for the tracked terms: OR-joined, a multi-word term grouped (in a rule,
+/// words side by side mean AND).
+pub fn search_query(track: &[String]) -> String {
+    track
+        .iter()
+        .map(|t| if t.split_whitespace().nth(1).is_some() { format!("({t})") } else { t.clone() })
+        .collect::<Vec<_>>()
+        .join(" OR ")
+}
+
+/// `title`, `connection_issue` and `detail` of an X problem body, or the start of a non-JSON body.
+fn problem_text(body: &[u8]) -> String {
+    let text = match serde_json::from_slice::<Value>(body) {
+        Ok(v) => {
+            // A problem is either the body itself or the first entry of `errors`.
+            let p = if v.get("title").is_some() {
+                &v
+            } else {
+                v.get("errors").and_then(|e| e.get(0)).unwrap_or(&v)
+            };
+            let field = |k: &str| p.get(k).and_then(Value::as_str).map(str::to_owned);
+            [field("title"), field("connection_issue"), field("detail").or_else(|| field("message"))]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(": ")
+        }
+        Err(_) => String::from_utf8_lossy(body).split_whitespace().collect::<Vec<_>>().join(" "),
+    };
+    text.chars().take(240).collect()
+}
+
+/// Up to `max` bytes of an error body; a body that does not come within a few seconds is left.
+async fn read_limited(mut response: Response, max: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    let read = async {
+        while let Ok(Some(chunk)) = response.chunk().await {
+            body.extend_from_slice(&chunk);
+            if body.len() >= max {
+                body.truncate(max);
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
+    body
+}
+
+/// A whole search page, refused past [`MAX_PAGE_BYTES`].
+async fn read_page(mut response: Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    let read = async {
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    body.extend_from_slice(&chunk);
+                    if body.len() > MAX_PAGE_BYTES {
+                        return Err(format!("page larger than {MAX_PAGE_BYTES} bytes"));
+                    }
+                }
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(error_chain(e)),
+            }
+        }
+    };
+    match tokio::time::timeout(REQUEST_TIMEOUT, read).await {
+        Ok(Ok(())) => Ok(body),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(format!("page not read within {REQUEST_TIMEOUT:?}")),
+    }
+}
+
+/// A reqwest error and its causes on one line, without the URL (it names the host and query only,
+/// never the token, but the causes say more).
+fn error_chain(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tweet_ids_compare_as_numbers_not_text_or_floats() {
+        assert!(tweet_id("1000") > tweet_id("999"), "text order would say otherwise");
+        // Two 19-digit ids one apart are equal as f64; as integers they are not.
+        let (a, b) = ("1377650529766154240", "1377650529766154241");
+        assert_eq!(a.parse::<f64>().unwrap(), b.parse::<f64>().unwrap());
+        assert!(tweet_id(b) > tweet_id(a));
+        assert_eq!(tweet_id(" 42 "), Some(42));
+        for bad in ["", "-1", "1e5", "12a", "1.0", &"9".repeat(39)] {
+            assert_eq!(tweet_id(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn search_query_or_joins_terms_and_groups_phrases() {
+        let track = ["#rustlang".to_string(), "rust lang".to_string(), "ferris".to_string()];
+        assert_eq!(search_query(&track), "#rustlang OR (rust lang) OR ferris");
+        assert_eq!(search_query(&track[..1]), "#rustlang");
+    }
+
+    #[test]
+    fn problem_bodies_are_summarised() {
+        let too_many = br#"{"title":"ConnectionException","detail":"This stream is currently at the maximum allowed connection limit.","connection_issue":"TooManyConnections","type":"https://api.twitter.com/2/problems/streaming-connection"}"#;
+        assert_eq!(
+            problem_text(too_many),
+            "ConnectionException: TooManyConnections: This stream is currently at the maximum allowed connection limit."
+        );
+        let plain = br#"{"title":"Too Many Requests","detail":"Too Many Requests","type":"about:blank","status":429}"#;
+        assert_eq!(problem_text(plain), "Too Many Requests: Too Many Requests");
+        let nested = br#"{"errors":[{"message":"Invalid or expired token","code":89}]}"#;
+        assert_eq!(problem_text(nested), "Invalid or expired token");
+        assert_eq!(problem_text(b"<html>\n Bad   gateway</html>"), "<html> Bad gateway</html>");
+        assert_eq!(problem_text(&[b'x'; 1000]).len(), 240, "bounded");
+    }
+
+    #[test]
+    fn rule_ids_are_read_as_strings_or_integers_never_floats() {
+        assert_eq!(id_text(&json!("1377649934414049282")), Some("1377649934414049282".into()));
+        assert_eq!(id_text(&json!(1377649934414049282u64)), Some("1377649934414049282".into()));
+        assert_eq!(id_text(&json!(1.5)), None);
+        assert_eq!(id_text(&json!(null)), None);
+    }
+}
