@@ -3,4 +3,5 @@
 
 pub mod app;
 pub mod fixtures;
+pub mod mock_jetstream;
 pub mod process;
