@@ -4,4 +4,5 @@
 pub mod app;
 pub mod fixtures;
 pub mod mock_jetstream;
+pub mod mock_x;
 pub mod process;
