@@ -116,6 +116,19 @@ fn main() -> anyhow::Result<()> {
         decode_time.as_secs_f64()
     );
     println!("graph: {users} users, {edges} edges, {} bytes on disk", handle.size_on_disk());
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        let st = handle.stats();
+        let ms = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed) as f64 / 1e3;
+        println!(
+            "writer time: stage={:.0}ms write={:.0}ms flush={:.0}ms apply={:.0}ms over {} commits",
+            ms(&st.stage_micros),
+            ms(&st.write_micros),
+            ms(&st.flush_micros),
+            ms(&st.apply_micros),
+            st.commits.load(Relaxed)
+        );
+    }
 
     // 2. find_path in-process, 1,000 random pairs (undirected, the API default).
     let keys: Vec<String> = {

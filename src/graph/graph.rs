@@ -8,8 +8,9 @@ use super::tie::{KindCounts, Tie};
 use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableGraph};
 use petgraph::visit::EdgeRef;
 use petgraph::{Directed, Direction};
+use rustc_hash::FxHashMap;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeSet;
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -40,10 +41,12 @@ pub(crate) struct Node {
 /// The interaction graph. Cheap to query under a read lock; mutated only by the store's write path.
 pub struct Graph {
     pub(crate) g: StableGraph<Node, Tie, Directed, u32>,
-    /// Ordered, so that listing users pages by key without sorting.
-    by_key: BTreeMap<Arc<str>, NodeIndex>,
+    /// Key -> node, for lookups (every write looks up several keys: a hash, not a tree walk).
+    by_key: FxHashMap<Arc<str>, NodeIndex>,
+    /// The same keys in order, so that listing users pages by key without sorting.
+    ordered: BTreeSet<Arc<str>>,
     /// Lowercased handle -> users with that handle (usually one).
-    by_handle: HashMap<Box<str>, Vec<NodeIndex>>,
+    by_handle: FxHashMap<Box<str>, Vec<NodeIndex>>,
     /// Store uid -> node index (`u32::MAX` where none), to resolve on-disk references.
     by_uid: Vec<u32>,
     interactions: u64,
@@ -120,8 +123,9 @@ impl Graph {
     pub fn new() -> Graph {
         Graph {
             g: StableGraph::default(),
-            by_key: BTreeMap::new(),
-            by_handle: HashMap::new(),
+            by_key: FxHashMap::default(),
+            ordered: BTreeSet::new(),
+            by_handle: FxHashMap::default(),
             by_uid: Vec::new(),
             interactions: 0,
         }
@@ -133,6 +137,7 @@ impl Graph {
         self.g.reserve_nodes(users);
         self.g.reserve_edges(ties);
         self.by_handle.reserve(users);
+        self.by_key.reserve(users);
     }
 
     pub fn user_count(&self) -> usize {
@@ -270,7 +275,8 @@ impl Graph {
                     out_deg: 0,
                     in_deg: 0,
                 });
-                self.by_key.insert(key, i);
+                self.by_key.insert(key.clone(), i);
+                self.ordered.insert(key);
                 let slot = uid as usize;
                 if self.by_uid.len() <= slot {
                     self.by_uid.resize(slot + 1, NO_NODE);
@@ -321,6 +327,7 @@ impl Graph {
             *slot = NO_NODE;
         }
         self.by_key.remove(key);
+        self.ordered.remove(key);
         self.g.remove_node(i);
         true
     }
@@ -370,6 +377,43 @@ impl Graph {
         true
     }
 
+    fn node_of_uid(&self, uid: u32) -> Option<NodeIndex> {
+        self.by_uid.get(uid as usize).copied().filter(|&i| i != NO_NODE).map(|i| NodeIndex::new(i as usize))
+    }
+
+    /// Removes a user addressed by store uid (replaying the log). Returns false if unknown.
+    pub fn remove_user_by_uid(&mut self, uid: u32) -> bool {
+        match self.node_of_uid(uid) {
+            Some(i) => {
+                let key = self.node(i).key.clone();
+                self.remove_user(&key)
+            }
+            None => false,
+        }
+    }
+
+    /// Sets an edge addressed by store uids (replaying the log); an empty tie removes it.
+    pub fn set_tie_by_uid(&mut self, from_uid: u32, to_uid: u32, tie: Tie) -> bool {
+        let (Some(a), Some(b)) = (self.node_of_uid(from_uid), self.node_of_uid(to_uid)) else { return false };
+        let (from, to) = (self.node(a).key.clone(), self.node(b).key.clone());
+        self.set_tie(&from, &to, tie)
+    }
+
+    /// Visits every user with its uid, key, handle and name (for snapshots). Cost: O(users).
+    pub fn for_each_user(&self, mut f: impl FnMut(u32, &str, Option<&str>, Option<&str>)) {
+        for n in self.g.node_weights() {
+            f(n.uid, &n.key, n.handle.as_deref(), n.name.as_deref());
+        }
+    }
+
+    /// Visits every edge as (from uid, to uid, tie) (for snapshots). Cost: O(edges).
+    pub fn for_each_tie(&self, mut f: impl FnMut(u32, u32, &Tie)) {
+        use petgraph::visit::IntoEdgeReferences;
+        for e in (&self.g).edge_references() {
+            f(self.node(e.source()).uid, self.node(e.target()).uid, e.weight());
+        }
+    }
+
     /// A page of users. Ordered by key: O(limit · log n). Ordered by degree: O(n · log limit), a scan
     /// of every user (a few milliseconds per million).
     pub fn users_page(&self, order: UserOrder, after: Option<&str>, limit: usize) -> Page<UserView> {
@@ -379,8 +423,9 @@ impl Graph {
                     Some(k) => Bound::Excluded(k),
                     None => Bound::Unbounded,
                 };
-                let mut iter = self.by_key.range::<str, _>((start, Bound::Unbounded));
-                let items: Vec<UserView> = iter.by_ref().take(limit).map(|(_, &i)| self.view(i)).collect();
+                let mut iter = self.ordered.range::<str, _>((start, Bound::Unbounded));
+                let items: Vec<UserView> =
+                    iter.by_ref().take(limit).filter_map(|k| self.idx(k)).map(|i| self.view(i)).collect();
                 let next = (iter.next().is_some()).then(|| items.last().map(|u| u.id.clone())).flatten();
                 Page { items, next }
             }
@@ -440,7 +485,8 @@ impl Graph {
             None => Bound::Unbounded,
         };
         let mut next = None;
-        'users: for (key, &i) in self.by_key.range::<str, _>((start, Bound::Unbounded)) {
+        'users: for key in self.ordered.range::<str, _>((start, Bound::Unbounded)) {
+            let Some(i) = self.idx(key) else { continue };
             let mut outs: Vec<(&str, &Tie)> = self
                 .g
                 .edges_directed(i, Direction::Outgoing)

@@ -1,43 +1,77 @@
-//! The on-disk key layout. Everything lives in sled's default tree so that one `apply_batch` is one
-//! atomic write of a whole group commit.
+//! The on-disk layout: an append-only log of group commits plus chunked snapshots, in sled's
+//! default tree, so that one `apply_batch` is one atomic write of a whole group commit.
 //!
-//! | key                                   | value                                           |
-//! |---------------------------------------|-------------------------------------------------|
-//! | `m` `version`                         | layout version (u32 LE)                         |
-//! | `m` `next_uid`                        | next user id to assign (u32 LE)                 |
-//! | `u` uid (u32 BE)                      | user: key, handle, name (u16-length-prefixed)   |
-//! | `e` from uid (u32 BE) to uid (u32 BE) | [`Tie`] (28 bytes)                              |
-//! | `p` platform tag (u8) post id         | interactions: (kind u8, from u32 LE, to u32 LE)*, or `[0xFF]` once deleted |
-//! | `c` cursor name                       | the source's resume position (opaque bytes)     |
+//! | key                                         | value                                            |
+//! |---------------------------------------------|--------------------------------------------------|
+//! | `mversion`                                  | layout version (u32 LE)                          |
+//! | `mnext_uid`                                 | next user id to assign (u32 LE)                  |
+//! | `mcheckpoint`                               | snapshot id (u32 LE), last log seq in it (u64 LE) |
+//! | `l` seq (u64 BE)                            | one group commit: a sequence of [`Effect`]s       |
+//! | `s` snapshot (u32 BE) chunk (u32 BE)        | a chunk of a snapshot: a sequence of [`Effect`]s  |
+//! | `p` platform tag (u8) post id               | a post's interactions, for platforms that edit and delete (Mastodon, Bluesky) |
+//! | `c` cursor name                             | a source's resume position (opaque bytes)         |
 //!
-//! Users are numbered by the store, not by petgraph: edges and posts on disk refer to those stable
-//! uids, so that restarts and removals never renumber anything persisted.
+//! Why a log: a post touches an author, a few targets and a few edges. Writing each of those as its
+//! own sled key costs several random-key inserts per post; appending the commit's final effects as
+//! one sequential record costs one insert per commit, whatever its size. Restart loads the latest
+//! snapshot in bulk and replays the log after it; a checkpoint folds the log into a new snapshot
+//! once the log is as large as the snapshot (so checkpoints cost O(graph) amortised, and the log to
+//! replay never exceeds the snapshot). Users are numbered by the store (uids), never by petgraph.
 
-use crate::graph::{Kind, Platform, Tie};
+use crate::graph::{Kind, Platform, Tie, TIE_BYTES};
 
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 pub const META_VERSION: &[u8] = b"mversion";
 pub const META_NEXT_UID: &[u8] = b"mnext_uid";
-pub const USER: u8 = b'u';
-pub const TIE: u8 = b'e';
+pub const META_CHECKPOINT: &[u8] = b"mcheckpoint";
+pub const LOG: u8 = b'l';
+pub const SNAPSHOT: u8 = b's';
 pub const POST: u8 = b'p';
 pub const CURSOR: u8 = b'c';
 
 /// Marks a post that was deleted: seen, but contributing nothing.
 pub const POST_DELETED: &[u8] = &[0xFF];
 
-pub fn user_key(uid: u32) -> [u8; 5] {
-    let mut k = [USER, 0, 0, 0, 0];
-    k[1..].copy_from_slice(&uid.to_be_bytes());
+pub fn log_key(seq: u64) -> [u8; 9] {
+    let mut k = [LOG; 9];
+    k[1..].copy_from_slice(&seq.to_be_bytes());
     k
 }
 
-pub fn tie_key(from: u32, to: u32) -> [u8; 9] {
-    let mut k = [TIE, 0, 0, 0, 0, 0, 0, 0, 0];
-    k[1..5].copy_from_slice(&from.to_be_bytes());
-    k[5..].copy_from_slice(&to.to_be_bytes());
+pub fn seq_of_log_key(k: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(k.get(1..9)?.try_into().ok()?))
+}
+
+pub fn snapshot_prefix(snapshot: u32) -> [u8; 5] {
+    let mut k = [SNAPSHOT; 5];
+    k[1..].copy_from_slice(&snapshot.to_be_bytes());
     k
+}
+
+pub fn snapshot_key(snapshot: u32, chunk: u32) -> [u8; 9] {
+    let mut k = [SNAPSHOT; 9];
+    k[1..5].copy_from_slice(&snapshot.to_be_bytes());
+    k[5..].copy_from_slice(&chunk.to_be_bytes());
+    k
+}
+
+pub fn snapshot_of_key(k: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(k.get(1..5)?.try_into().ok()?))
+}
+
+pub fn encode_checkpoint(snapshot: u32, seq: u64) -> [u8; 12] {
+    let mut v = [0u8; 12];
+    v[..4].copy_from_slice(&snapshot.to_le_bytes());
+    v[4..].copy_from_slice(&seq.to_le_bytes());
+    v
+}
+
+pub fn decode_checkpoint(v: &[u8]) -> Option<(u32, u64)> {
+    Some((
+        u32::from_le_bytes(v.get(..4)?.try_into().ok()?),
+        u64::from_le_bytes(v.get(4..12)?.try_into().ok()?),
+    ))
 }
 
 pub fn post_key(platform: Platform, id: &str) -> Vec<u8> {
@@ -55,30 +89,95 @@ pub fn cursor_key(name: &str) -> Vec<u8> {
     k
 }
 
-pub fn uid_from_user_key(k: &[u8]) -> Option<u32> {
-    Some(u32::from_be_bytes(k.get(1..5)?.try_into().ok()?))
+/// Whether the store keeps a post's interactions so that an edit or a deletion can undo them.
+/// X's stream never edits or deletes a post in place, and X is the bulk of any import: its posts are
+/// only remembered as seen.
+pub fn keeps_post_record(platform: Platform) -> bool {
+    platform != Platform::X
 }
 
-pub fn uids_from_tie_key(k: &[u8]) -> Option<(u32, u32)> {
-    let from = u32::from_be_bytes(k.get(1..5)?.try_into().ok()?);
-    let to = u32::from_be_bytes(k.get(5..9)?.try_into().ok()?);
-    Some((from, to))
+/// The 64-bit fingerprint of a post identity that the seen-set keeps. Stable across builds (it is
+/// persisted): FNV-1a over the platform tag and the id, finished with a SplitMix64 mix. A chance
+/// collision between two real posts is about n²/2⁶⁵: one in a few hundred thousand at ten million.
+pub fn post_hash(platform: Platform, id: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in std::iter::once(platform.tag()).chain(id.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= id.len() as u64;
+    h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    h ^ (h >> 31)
 }
 
-/// A user record as stored.
+/// One recorded change. Log records and snapshot chunks are sequences of these.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserRecord {
-    pub key: String,
-    pub handle: Option<String>,
-    pub name: Option<String>,
+pub enum Effect<'a> {
+    UserPut {
+        uid: u32,
+        key: &'a str,
+        handle: Option<&'a str>,
+        name: Option<&'a str>,
+    },
+    UserDrop {
+        uid: u32,
+    },
+    /// The final state of an edge; an empty tie removes it.
+    TieSet {
+        from: u32,
+        to: u32,
+        tie: Tie,
+    },
+    /// A post was seen (applied, or deleted before it arrived).
+    Seen {
+        hash: u64,
+    },
 }
+
+const USER_PUT: u8 = 1;
+const USER_DROP: u8 = 2;
+const TIE_SET: u8 = 3;
+const SEEN: u8 = 4;
 
 /// Handles and names longer than this are cut (at a character boundary) before storing.
 const MAX_FIELD: usize = 1024;
 
+/// Appends effects to a buffer.
+#[derive(Debug, Default)]
+pub struct Encoder {
+    pub buf: Vec<u8>,
+}
+
+impl Encoder {
+    pub fn user_put(&mut self, uid: u32, key: &str, handle: Option<&str>, name: Option<&str>) {
+        self.buf.push(USER_PUT);
+        self.buf.extend_from_slice(&uid.to_le_bytes());
+        push_field(&mut self.buf, Some(key));
+        push_field(&mut self.buf, handle);
+        push_field(&mut self.buf, name);
+    }
+
+    pub fn user_drop(&mut self, uid: u32) {
+        self.buf.push(USER_DROP);
+        self.buf.extend_from_slice(&uid.to_le_bytes());
+    }
+
+    pub fn tie_set(&mut self, from: u32, to: u32, tie: &Tie) {
+        self.buf.push(TIE_SET);
+        self.buf.extend_from_slice(&from.to_le_bytes());
+        self.buf.extend_from_slice(&to.to_le_bytes());
+        self.buf.extend_from_slice(&tie.to_bytes());
+    }
+
+    pub fn seen(&mut self, hash: u64) {
+        self.buf.push(SEEN);
+        self.buf.extend_from_slice(&hash.to_le_bytes());
+    }
+}
+
 fn push_field(out: &mut Vec<u8>, s: Option<&str>) {
-    let s = s.map(|s| truncate(s, MAX_FIELD));
-    match s {
+    match s.map(|s| truncate(s, MAX_FIELD)) {
         // Length 0xFFFF means "absent", distinct from an empty string.
         None => out.extend_from_slice(&u16::MAX.to_le_bytes()),
         Some(s) => {
@@ -99,29 +198,69 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-pub fn encode_user(key: &str, handle: Option<&str>, name: Option<&str>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + key.len() + handle.map_or(0, str::len) + name.map_or(0, str::len));
-    push_field(&mut out, Some(key));
-    push_field(&mut out, handle);
-    push_field(&mut out, name);
-    out
+/// Reads effects back; yields `Err(offset)` at the first malformed one (a corrupt record).
+pub struct Decoder<'a> {
+    bytes: &'a [u8],
+    pos: usize,
 }
 
-pub fn decode_user(mut bytes: &[u8]) -> Option<UserRecord> {
-    let mut field = || -> Option<Option<String>> {
-        let len = u16::from_le_bytes(bytes.get(..2)?.try_into().ok()?);
-        bytes = &bytes[2..];
+impl<'a> Decoder<'a> {
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Decoder { bytes, pos: 0 }
+    }
+
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let s = self.bytes.get(self.pos..self.pos + n)?;
+        self.pos += n;
+        Some(s)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+
+    fn field(&mut self) -> Option<Option<&'a str>> {
+        let len = u16::from_le_bytes(self.take(2)?.try_into().ok()?);
         if len == u16::MAX {
             return Some(None);
         }
-        let s = std::str::from_utf8(bytes.get(..len as usize)?).ok()?.to_string();
-        bytes = &bytes[len as usize..];
-        Some(Some(s))
-    };
-    let key = field()??;
-    let handle = field()?;
-    let name = field()?;
-    Some(UserRecord { key, handle, name })
+        Some(Some(std::str::from_utf8(self.take(len as usize)?).ok()?))
+    }
+
+    fn effect(&mut self) -> Option<Effect<'a>> {
+        Some(match *self.take(1)?.first()? {
+            USER_PUT => {
+                let uid = self.u32()?;
+                let key = self.field()??;
+                Effect::UserPut { uid, key, handle: self.field()?, name: self.field()? }
+            }
+            USER_DROP => Effect::UserDrop { uid: self.u32()? },
+            TIE_SET => {
+                let (from, to) = (self.u32()?, self.u32()?);
+                Effect::TieSet { from, to, tie: Tie::from_bytes(self.take(TIE_BYTES)?)? }
+            }
+            SEEN => Effect::Seen { hash: u64::from_le_bytes(self.take(8)?.try_into().ok()?) },
+            _ => return None,
+        })
+    }
+}
+
+impl<'a> Iterator for Decoder<'a> {
+    type Item = Result<Effect<'a>, usize>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.pos >= self.bytes.len() {
+            return None;
+        }
+        let at = self.pos;
+        match self.effect() {
+            Some(e) => Some(Ok(e)),
+            None => {
+                self.pos = self.bytes.len();
+                Some(Err(at))
+            }
+        }
+    }
 }
 
 /// One persisted interaction of a post, by store uids.
@@ -164,30 +303,43 @@ pub fn decode_post(bytes: &[u8]) -> Option<Vec<PostEdge>> {
         .collect()
 }
 
-pub fn encode_tie(t: &Tie) -> [u8; crate::graph::TIE_BYTES] {
-    t.to_bytes()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn user_records_round_trip_including_absent_and_empty_fields() {
-        for (k, h, n) in
-            [("x:1", Some("alice"), Some("Alice 🦀")), ("bob", None, None), ("c", Some(""), None)]
-        {
-            let rec = decode_user(&encode_user(k, h, n)).unwrap();
-            assert_eq!(rec, UserRecord { key: k.into(), handle: h.map(Into::into), name: n.map(Into::into) });
-        }
-        assert_eq!(decode_user(&[3, 0, b'a']), None, "a truncated record is refused");
+    fn effects_round_trip_in_order() {
+        let mut tie = Tie::default();
+        tie.add(Kind::Quote, 1_600_000_000);
+        let long = "é".repeat(600);
+        let mut e = Encoder::default();
+        e.user_put(7, "x:1", Some("alice"), Some("Alice 🦀"));
+        e.user_put(8, "bob", None, Some(""));
+        e.user_put(9, "c", None, Some(&long));
+        e.user_drop(3);
+        e.tie_set(7, 8, &tie);
+        e.seen(u64::MAX - 5);
+        let got: Vec<Effect> = Decoder::new(&e.buf).map(Result::unwrap).collect();
+        assert_eq!(
+            got[0],
+            Effect::UserPut { uid: 7, key: "x:1", handle: Some("alice"), name: Some("Alice 🦀") }
+        );
+        assert_eq!(got[1], Effect::UserPut { uid: 8, key: "bob", handle: None, name: Some("") });
+        let Effect::UserPut { name: Some(cut), .. } = &got[2] else { panic!() };
+        assert_eq!(cut.len(), 1024, "long names are cut at a character boundary");
+        assert_eq!(got[3], Effect::UserDrop { uid: 3 });
+        assert_eq!(got[4], Effect::TieSet { from: 7, to: 8, tie });
+        assert_eq!(got[5], Effect::Seen { hash: u64::MAX - 5 });
     }
 
     #[test]
-    fn long_names_are_cut_at_a_character_boundary() {
-        let long = "é".repeat(600);
-        let rec = decode_user(&encode_user("k", None, Some(&long))).unwrap();
-        assert_eq!(rec.name.unwrap().len(), 1024);
+    fn a_truncated_record_is_reported_not_misread() {
+        let mut e = Encoder::default();
+        e.user_drop(1);
+        e.tie_set(1, 2, &Tie::default());
+        let cut = &e.buf[..e.buf.len() - 3];
+        let got: Vec<_> = Decoder::new(cut).collect();
+        assert_eq!(got, vec![Ok(Effect::UserDrop { uid: 1 }), Err(5)]);
     }
 
     #[test]
@@ -199,11 +351,20 @@ mod tests {
         assert_eq!(decode_post(&[1, 2, 3]), None);
     }
 
+    const PINNED_HASH: u64 = 12_968_671_951_153_371_252;
+
     #[test]
-    fn keys_sort_by_uid_so_scans_are_in_order() {
-        assert!(user_key(255) < user_key(256));
-        assert!(tie_key(1, 300) < tie_key(2, 0));
-        assert_eq!(uids_from_tie_key(&tie_key(5, 9)), Some((5, 9)));
-        assert_eq!(uid_from_user_key(&user_key(70_000)), Some(70_000));
+    fn log_keys_sort_by_sequence_and_post_hashes_are_stable() {
+        assert!(log_key(255) < log_key(256));
+        assert_eq!(seq_of_log_key(&log_key(1 << 40)), Some(1 << 40));
+        assert!(snapshot_key(1, 9) < snapshot_key(2, 0));
+        assert_eq!(snapshot_of_key(&snapshot_key(5, 1)), Some(5));
+        // Persisted: must never change between builds.
+        assert_eq!(
+            post_hash(Platform::X, "1377650529766154240"),
+            post_hash(Platform::X, "1377650529766154240")
+        );
+        assert_ne!(post_hash(Platform::X, "1"), post_hash(Platform::Mastodon, "1"));
+        assert_eq!(post_hash(Platform::X, "1377650529766154240"), PINNED_HASH);
     }
 }

@@ -11,8 +11,10 @@
 mod layout;
 mod stage;
 
-use crate::graph::{Graph, Mutation, Outcome, Platform, Rejection, Tie};
+use crate::graph::{Graph, Mutation, Outcome, Platform, Rejection};
+use layout::Effect;
 use parking_lot::RwLock;
+use stage::SeenSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -45,11 +47,19 @@ pub struct StoreConfig {
     pub cache_bytes: u64,
     /// The most mutations one group commit takes before it flushes.
     pub max_batch: usize,
+    /// Log bytes after which a checkpoint folds the log into a snapshot (or the snapshot's size,
+    /// if larger).
+    pub checkpoint_min_bytes: u64,
 }
 
 impl StoreConfig {
     pub fn new(dir: impl Into<PathBuf>) -> StoreConfig {
-        StoreConfig { dir: dir.into(), cache_bytes: 64 << 20, max_batch: 50_000 }
+        StoreConfig {
+            dir: dir.into(),
+            cache_bytes: 64 << 20,
+            max_batch: 50_000,
+            checkpoint_min_bytes: 32 << 20,
+        }
     }
 }
 
@@ -66,7 +76,13 @@ pub struct LoadReport {
 pub struct WriteStats {
     pub commits: AtomicU64,
     pub mutations: AtomicU64,
+    /// Time spent, per phase of a commit: staging against the graph, writing the sled batch,
+    /// flushing it to disk, applying it to the graph.
+    pub stage_micros: AtomicU64,
+    pub write_micros: AtomicU64,
     pub flush_micros: AtomicU64,
+    pub apply_micros: AtomicU64,
+    pub checkpoints: AtomicU64,
 }
 
 /// The outcomes of one submission, in order, or why the whole batch failed.
@@ -77,6 +93,8 @@ struct Command {
     reply: Option<oneshot::Sender<Outcomes>>,
     /// Commit everything queued before this command, then stop the writer.
     shutdown: bool,
+    /// With `shutdown`: stop without the clean-stop checkpoint, as a crash would (tests only).
+    abort: bool,
 }
 
 /// A cloneable handle to the store: submit mutations, read cursors, reach the graph.
@@ -85,6 +103,7 @@ pub struct StoreHandle {
     tx: mpsc::Sender<Command>,
     db: sled::Db,
     graph: SharedGraph,
+    seen: Arc<RwLock<SeenSet>>,
     stats: Arc<WriteStats>,
     dir: Arc<PathBuf>,
 }
@@ -130,25 +149,33 @@ pub fn open(config: &StoreConfig) -> Result<(StoreHandle, Writer, LoadReport), S
             })
         }
     }
-    let (graph, next_uid) = load(&db, &dir)?;
+    let loaded = load(&db, &dir)?;
+    let graph = loaded.graph;
     let report =
         LoadReport { users: graph.user_count(), ties: graph.tie_count(), elapsed: started.elapsed() };
     let graph: SharedGraph = Arc::new(RwLock::new(graph));
+    let seen = Arc::new(RwLock::new(loaded.seen));
     // Bounded: a source that outruns the disk waits instead of growing memory.
     let (tx, rx) = mpsc::channel::<Command>(1024);
     let stats = Arc::new(WriteStats::default());
     let writer = WriterLoop {
         db: db.clone(),
         graph: graph.clone(),
-        next_uid,
+        seen: seen.clone(),
+        next_uid: loaded.next_uid,
+        next_seq: loaded.next_seq,
+        snapshot: loaded.snapshot,
+        log_bytes: loaded.log_bytes,
+        snapshot_bytes: loaded.snapshot_bytes,
         stats: stats.clone(),
         max: config.max_batch,
+        checkpoint_min: config.checkpoint_min_bytes,
     };
     let thread = std::thread::Builder::new()
         .name("tagflow-writer".into())
         .spawn(move || writer.run(rx))
         .map_err(|e| StoreError::Open { dir: dir.clone(), source: sled::Error::Io(e) })?;
-    let handle = StoreHandle { tx, db, graph, stats, dir: Arc::new(dir) };
+    let handle = StoreHandle { tx, db, graph, seen, stats, dir: Arc::new(dir) };
     Ok((handle, Writer { thread: Some(thread) }, report))
 }
 
@@ -165,51 +192,123 @@ fn classify_open_error(dir: &Path, e: sled::Error) -> StoreError {
     }
 }
 
-/// Rebuilds the graph: users first (assigning node indices), then edges by uid.
-fn load(db: &sled::Db, dir: &Path) -> Result<(Graph, u32), StoreError> {
+/// What opening the data directory found.
+struct Loaded {
+    graph: Graph,
+    seen: SeenSet,
+    next_uid: u32,
+    next_seq: u64,
+    snapshot: (u32, u64),
+    log_bytes: u64,
+    snapshot_bytes: u64,
+}
+
+/// Rebuilds the graph: the latest snapshot in bulk, then every log record after it, in order.
+fn load(db: &sled::Db, dir: &Path) -> Result<Loaded, StoreError> {
     let corrupt = |what: String| StoreError::Corrupt { dir: dir.to_path_buf(), what };
+    let (snapshot, covered) = match db.get(layout::META_CHECKPOINT)? {
+        Some(v) => layout::decode_checkpoint(&v).ok_or_else(|| corrupt("bad checkpoint record".into()))?,
+        None => (0, 0),
+    };
     let mut graph = Graph::new();
+    let mut seen = SeenSet::default();
     let mut max_uid: Option<u32> = None;
-    for kv in db.scan_prefix([layout::USER]) {
+    let mut snapshot_bytes = 0u64;
+    // Chunks of other snapshots are leftovers of a checkpoint cut short: drop them.
+    let mut stale = sled::Batch::default();
+    let mut stale_n = 0;
+    for kv in db.scan_prefix([layout::SNAPSHOT]) {
         let (k, v) = kv?;
-        let uid = layout::uid_from_user_key(&k).ok_or_else(|| corrupt(format!("bad user key {k:?}")))?;
-        let rec = layout::decode_user(&v).ok_or_else(|| corrupt(format!("bad user record for uid {uid}")))?;
-        graph.upsert_user(uid, &rec.key, rec.handle.as_deref(), rec.name.as_deref());
-        max_uid = Some(max_uid.map_or(uid, |m| m.max(uid)));
-    }
-    let mut skipped = 0u64;
-    for kv in db.scan_prefix([layout::TIE]) {
-        let (k, v) = kv?;
-        let (a, b) = layout::uids_from_tie_key(&k).ok_or_else(|| corrupt(format!("bad edge key {k:?}")))?;
-        let tie = Tie::from_bytes(&v).ok_or_else(|| corrupt(format!("bad edge record {a}->{b}")))?;
-        if !graph.load_tie(a, b, tie) {
-            skipped += 1;
+        if layout::snapshot_of_key(&k) != Some(snapshot) || covered == 0 {
+            stale.remove(k);
+            stale_n += 1;
+            continue;
         }
+        snapshot_bytes += v.len() as u64;
+        replay(&mut graph, &mut seen, &mut max_uid, &v, true)
+            .map_err(|at| corrupt(format!("snapshot chunk {k:?} at byte {at}")))?;
     }
-    if skipped > 0 {
-        log::warn!("store: skipped {skipped} edge records that name no user");
+    if stale_n > 0 {
+        log::info!("store: removing {stale_n} chunks of an unfinished checkpoint");
+        db.apply_batch(stale)?;
+    }
+    let mut next_seq = covered + 1;
+    let mut log_bytes = 0u64;
+    for kv in db.range(layout::log_key(covered + 1)..=layout::log_key(u64::MAX)) {
+        let (k, v) = kv?;
+        let seq = layout::seq_of_log_key(&k).ok_or_else(|| corrupt(format!("bad log key {k:?}")))?;
+        log_bytes += v.len() as u64;
+        replay(&mut graph, &mut seen, &mut max_uid, &v, false)
+            .map_err(|at| corrupt(format!("log record {seq} at byte {at}")))?;
+        next_seq = seq + 1;
     }
     let stored_next = match db.get(layout::META_NEXT_UID)? {
         Some(v) => u32::from_le_bytes(v.as_ref().try_into().map_err(|_| corrupt("bad next_uid".into()))?),
         None => 0,
     };
     let next_uid = stored_next.max(max_uid.map_or(0, |m| m + 1));
-    Ok((graph, next_uid))
+    Ok(Loaded { graph, seen, next_uid, next_seq, snapshot: (snapshot, covered), log_bytes, snapshot_bytes })
+}
+
+/// Applies one record's effects to the graph. Snapshot edges are known to be new (`fresh`): they
+/// are added without looking for an existing edge.
+fn replay(
+    graph: &mut Graph,
+    seen: &mut SeenSet,
+    max_uid: &mut Option<u32>,
+    record: &[u8],
+    fresh: bool,
+) -> Result<(), usize> {
+    for effect in layout::Decoder::new(record) {
+        match effect? {
+            Effect::UserPut { uid, key, handle, name } => {
+                graph.upsert_user(uid, key, handle, name);
+                *max_uid = Some(max_uid.map_or(uid, |m| m.max(uid)));
+            }
+            Effect::UserDrop { uid } => {
+                graph.remove_user_by_uid(uid);
+            }
+            Effect::TieSet { from, to, tie } => {
+                if fresh {
+                    graph.load_tie(from, to, tie);
+                } else {
+                    graph.set_tie_by_uid(from, to, tie);
+                }
+            }
+            Effect::Seen { hash } => {
+                seen.insert(hash);
+            }
+        }
+    }
+    Ok(())
 }
 
 struct WriterLoop {
     db: sled::Db,
     graph: SharedGraph,
+    seen: Arc<RwLock<SeenSet>>,
     next_uid: u32,
+    next_seq: u64,
+    /// The current snapshot id and the last log seq it covers.
+    snapshot: (u32, u64),
+    /// Bytes of log written since that snapshot, and the snapshot's own size.
+    log_bytes: u64,
+    snapshot_bytes: u64,
     stats: Arc<WriteStats>,
     max: usize,
+    checkpoint_min: u64,
 }
+
+/// Snapshot chunk size.
+const CHUNK_BYTES: usize = 4 << 20;
 
 impl WriterLoop {
     fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut stopping = false;
+        let mut abort = false;
         while let Some(first) = rx.blocking_recv() {
             stopping |= first.shutdown;
+            abort |= first.abort;
             let mut commands = vec![first];
             let mut n = commands[0].mutations.len();
             // Group commit: take whatever else is already queued, up to the batch limit.
@@ -218,6 +317,7 @@ impl WriterLoop {
                     Ok(c) => {
                         n += c.mutations.len();
                         stopping |= c.shutdown;
+                        abort |= c.abort;
                         commands.push(c);
                     }
                     Err(_) => break,
@@ -228,6 +328,12 @@ impl WriterLoop {
                 // Later senders get `Closed`: their reply channels are dropped with the receiver.
                 rx.close();
                 break;
+            }
+        }
+        // A clean stop folds the log into a snapshot, so that the next start is a bulk load.
+        if self.log_bytes > 0 && !abort {
+            if let Err(e) = self.checkpoint() {
+                log::error!("store: checkpoint at shutdown failed: {e}");
             }
         }
         if let Err(e) = self.db.flush() {
@@ -269,24 +375,114 @@ impl WriterLoop {
 
     fn persist(&mut self, mutations: Vec<Mutation>) -> Result<Vec<Result<Outcome, Rejection>>, sled::Error> {
         let now = chrono::Utc::now().timestamp();
+        let micros = |t: Instant| t.elapsed().as_micros() as u64;
+        let t = Instant::now();
         // Readers go on while we stage: only this thread ever mutates the graph.
         let mut staged = {
             let graph = self.graph.read();
-            stage::stage(&graph, &self.db, self.next_uid, now, mutations)?
+            let seen = self.seen.read();
+            stage::stage(&graph, &stage::Lookup { seen: &seen, db: &self.db }, self.next_uid, now, mutations)?
         };
+        self.stats.stage_micros.fetch_add(micros(t), Ordering::Relaxed);
         let outcomes = std::mem::take(&mut staged.outcomes);
         if staged.is_empty() {
             return Ok(outcomes);
         }
-        self.db.apply_batch(std::mem::take(&mut staged.batch))?;
+        let t = Instant::now();
+        let mut batch = std::mem::take(&mut staged.batch);
+        let log = std::mem::take(&mut staged.log);
+        let log_len = log.len() as u64;
+        if !log.is_empty() {
+            batch.insert(&layout::log_key(self.next_seq)[..], log);
+        }
+        self.db.apply_batch(batch)?;
+        self.stats.write_micros.fetch_add(micros(t), Ordering::Relaxed);
         let t = Instant::now();
         // Durability: sled's own background flush runs every 500 ms; an acknowledged write must not
         // wait for it, so flush (fsync) before anyone is answered.
         self.db.flush()?;
-        self.stats.flush_micros.fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+        self.stats.flush_micros.fetch_add(micros(t), Ordering::Relaxed);
+        if log_len > 0 {
+            self.next_seq += 1;
+            self.log_bytes += log_len;
+        }
         self.next_uid = staged.next_uid;
+        let t = Instant::now();
+        self.seen.write().extend(std::mem::take(&mut staged.seen));
         staged.apply(&mut self.graph.write());
+        self.stats.apply_micros.fetch_add(micros(t), Ordering::Relaxed);
+        // A checkpoint once the log is as large as the last snapshot (and not tiny): checkpoints then
+        // cost O(graph) amortised over the writes, and a restart never replays more log than snapshot.
+        if self.log_bytes >= self.checkpoint_min.max(self.snapshot_bytes) {
+            if let Err(e) = self.checkpoint() {
+                // The log still holds everything: a failed checkpoint only costs restart time.
+                log::error!("store: checkpoint failed: {e}");
+            }
+        }
         Ok(outcomes)
+    }
+
+    /// Writes the whole graph and seen-set as a new snapshot, then switches to it and drops the log
+    /// it covers and the previous snapshot. Crash-safe at every step: until the one batch that
+    /// switches, the old snapshot and the full log are what a restart loads.
+    fn checkpoint(&mut self) -> Result<(), sled::Error> {
+        let t = Instant::now();
+        let covered = self.next_seq - 1;
+        let id = self.snapshot.0.wrapping_add(1);
+        let mut chunks: Vec<Vec<u8>> = Vec::new();
+        let mut enc = layout::Encoder::default();
+        let mut cut = |enc: &mut layout::Encoder| {
+            if enc.buf.len() >= CHUNK_BYTES {
+                chunks.push(std::mem::take(&mut enc.buf));
+            }
+        };
+        {
+            // Users first, then edges, then seen posts: the order load replays them in.
+            let graph = self.graph.read();
+            graph.for_each_user(|uid, key, handle, name| {
+                enc.user_put(uid, key, handle, name);
+                cut(&mut enc);
+            });
+            graph.for_each_tie(|a, b, tie| {
+                enc.tie_set(a, b, tie);
+                cut(&mut enc);
+            });
+        }
+        for h in self.seen.read().iter() {
+            enc.seen(*h);
+            cut(&mut enc);
+        }
+        if !enc.buf.is_empty() {
+            chunks.push(enc.buf);
+        }
+        let mut bytes = 0u64;
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            bytes += chunk.len() as u64;
+            self.db.insert(layout::snapshot_key(id, i as u32), chunk)?;
+        }
+        self.db.flush()?;
+        // The switch: one atomic batch points at the new snapshot and drops what it replaces.
+        let mut batch = sled::Batch::default();
+        batch.insert(layout::META_CHECKPOINT, &layout::encode_checkpoint(id, covered)[..]);
+        for kv in self.db.range(layout::log_key(0)..=layout::log_key(covered)) {
+            batch.remove(kv?.0);
+        }
+        for kv in self.db.scan_prefix(layout::snapshot_prefix(self.snapshot.0)) {
+            batch.remove(kv?.0);
+        }
+        self.db.apply_batch(batch)?;
+        self.db.flush()?;
+        log::info!(
+            "store: checkpoint {id} covers log up to {covered}: {:.1} MiB in {:.2}s (log was {:.1} MiB)",
+            bytes as f64 / (1 << 20) as f64,
+            t.elapsed().as_secs_f64(),
+            self.log_bytes as f64 / (1 << 20) as f64
+        );
+        self.snapshot = (id, covered);
+        self.snapshot_bytes = bytes;
+        self.log_bytes = 0;
+        self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -301,7 +497,7 @@ impl StoreHandle {
     ) -> Result<Vec<Result<Outcome, Rejection>>, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command { mutations, reply: Some(reply), shutdown: false })
+            .send(Command { mutations, reply: Some(reply), shutdown: false, abort: false })
             .await
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
@@ -332,10 +528,13 @@ impl StoreHandle {
     ///
     /// # Errors
     /// [`StoreError::Closed`] if the writer is gone.
-    pub fn enqueue_blocking(&self, mutations: Vec<Mutation>) -> Result<oneshot::Receiver<Outcomes>, StoreError> {
+    pub fn enqueue_blocking(
+        &self,
+        mutations: Vec<Mutation>,
+    ) -> Result<oneshot::Receiver<Outcomes>, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .blocking_send(Command { mutations, reply: Some(reply), shutdown: false })
+            .blocking_send(Command { mutations, reply: Some(reply), shutdown: false, abort: false })
             .map_err(|_| StoreError::Closed)?;
         Ok(rx)
     }
@@ -344,8 +543,24 @@ impl StoreHandle {
     /// [`StoreError::Closed`]. Resolves when the last commit is durable.
     pub async fn close(&self) {
         let (reply, rx) = oneshot::channel();
-        if self.tx.send(Command { mutations: Vec::new(), reply: Some(reply), shutdown: true }).await.is_ok() {
+        if self
+            .tx
+            .send(Command { mutations: Vec::new(), reply: Some(reply), shutdown: true, abort: false })
+            .await
+            .is_ok()
+        {
             let _ = rx.await;
+        }
+    }
+
+    /// Stops the writer like [`StoreHandle::close`] but without the clean-stop checkpoint, leaving
+    /// the data directory as a crash after the last commit would. For tests of log replay.
+    #[doc(hidden)]
+    pub fn crash_for_tests(&self) {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command { mutations: Vec::new(), reply: Some(reply), shutdown: true, abort: true };
+        if self.tx.blocking_send(cmd).is_ok() {
+            let _ = rx.blocking_recv();
         }
     }
 
@@ -354,7 +569,12 @@ impl StoreHandle {
         let (reply, rx) = oneshot::channel();
         if self
             .tx
-            .blocking_send(Command { mutations: Vec::new(), reply: Some(reply), shutdown: true })
+            .blocking_send(Command {
+                mutations: Vec::new(),
+                reply: Some(reply),
+                shutdown: true,
+                abort: false,
+            })
             .is_ok()
         {
             let _ = rx.blocking_recv();
@@ -386,7 +606,7 @@ impl StoreHandle {
     /// # Errors
     /// sled read errors.
     pub fn has_post(&self, platform: Platform, id: &str) -> Result<bool, StoreError> {
-        Ok(self.db.contains_key(layout::post_key(platform, id))?)
+        Ok(self.seen.read().contains(&layout::post_hash(platform, id)))
     }
 
     /// Bytes on disk, as sled counts them.

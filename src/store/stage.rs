@@ -4,7 +4,8 @@
 
 use super::layout::{self, PostEdge};
 use crate::graph::{Graph, Kind, Mutation, Outcome, Platform, Post, Rejection, Tie, UserRef};
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet};
+use std::collections::HashSet;
 
 /// A user created or changed in this batch.
 #[derive(Debug, Clone)]
@@ -14,9 +15,14 @@ struct StagedUser {
     name: Option<String>,
 }
 
-/// The effect of a batch, ready to persist (`batch`) and then to apply (`apply`).
+/// The effect of a batch, ready to persist (`log` as one record plus `batch`) and then to apply.
 pub struct Staged {
+    /// Keys written beside the log record in the same atomic batch: post records, cursors, meta.
     pub batch: sled::Batch,
+    /// The commit's effects, in replay order: drops, users, edges, seen posts.
+    pub log: Vec<u8>,
+    /// Posts seen for the first time in this batch.
+    pub seen: Vec<u64>,
     pub outcomes: Vec<Result<Outcome, Rejection>>,
     pub next_uid: u32,
     batch_len: usize,
@@ -46,14 +52,46 @@ impl Staged {
     }
 }
 
-/// Reads sled for posts seen in earlier batches; everything else comes from the graph.
+/// What staging needs besides the graph: whether a post was seen in an earlier batch, and the
+/// stored interactions of posts that can be edited or deleted.
 pub trait PostLookup {
+    fn seen(&self, hash: u64) -> bool;
     fn post(&self, key: &[u8]) -> Result<Option<Vec<u8>>, sled::Error>;
 }
 
-impl PostLookup for sled::Db {
+/// The set of post fingerprints seen so far. The values are already uniformly distributed hashes,
+/// so the set hashes them with the identity.
+pub type SeenSet = HashSet<u64, std::hash::BuildHasherDefault<IdentityHasher>>;
+
+#[derive(Default)]
+pub struct IdentityHasher(u64);
+
+impl std::hash::Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// The live lookup: the writer's seen-set and sled's post records.
+pub struct Lookup<'a> {
+    pub seen: &'a SeenSet,
+    pub db: &'a sled::Db,
+}
+
+impl PostLookup for Lookup<'_> {
+    fn seen(&self, hash: u64) -> bool {
+        self.seen.contains(&hash)
+    }
     fn post(&self, key: &[u8]) -> Result<Option<Vec<u8>>, sled::Error> {
-        Ok(self.get(key)?.map(|v| v.to_vec()))
+        Ok(self.db.get(key)?.map(|v| v.to_vec()))
     }
 }
 
@@ -65,13 +103,15 @@ struct Stage<'a, L: PostLookup> {
     users: HashMap<String, StagedUser>,
     /// Users of the live graph removed in this batch: the graph's version of them no longer counts.
     dropped: Vec<String>,
-    dropped_set: HashSet<String>,
+    dropped_set: FxHashSet<String>,
     ties: HashMap<(String, String), Tie>,
-    /// Edge records to delete that belonged to dropped users (by their old uids).
-    tie_deletes: Vec<(u32, u32)>,
+    /// Post records (of platforms that keep them) written in this batch.
     posts: HashMap<Vec<u8>, Vec<u8>>,
+    /// Posts seen in this batch (for every platform).
+    new_seen: Vec<u64>,
+    new_seen_set: FxHashSet<u64>,
     cursors: Vec<(Vec<u8>, Vec<u8>)>,
-    user_writes: HashSet<String>,
+    user_writes: FxHashSet<String>,
 }
 
 /// Evaluates `mutations` in order against `graph` and builds the batch that persists them.
@@ -90,14 +130,15 @@ pub fn stage<L: PostLookup>(
         db,
         now,
         next_uid,
-        users: HashMap::new(),
+        users: HashMap::default(),
         dropped: Vec::new(),
-        dropped_set: HashSet::new(),
-        ties: HashMap::new(),
-        tie_deletes: Vec::new(),
-        posts: HashMap::new(),
+        dropped_set: Default::default(),
+        ties: HashMap::default(),
+        posts: HashMap::default(),
+        new_seen: Vec::new(),
+        new_seen_set: Default::default(),
         cursors: Vec::new(),
-        user_writes: HashSet::new(),
+        user_writes: Default::default(),
     };
     let mut outcomes = Vec::new();
     for m in mutations {
@@ -126,11 +167,15 @@ impl<L: PostLookup> Stage<'_, L> {
 
     // ---- the overlay: the graph as it is after the mutations staged so far ----
 
+    fn is_dropped(&self, key: &str) -> bool {
+        !self.dropped_set.is_empty() && self.dropped_set.contains(key)
+    }
+
     fn uid(&self, key: &str) -> Option<u32> {
         if let Some(u) = self.users.get(key) {
             return Some(u.uid);
         }
-        if self.dropped_set.contains(key) {
+        if self.is_dropped(key) {
             return None;
         }
         self.graph.uid(key)
@@ -154,7 +199,12 @@ impl<L: PostLookup> Stage<'_, L> {
         if let Some(t) = self.ties.get(&(from.to_string(), to.to_string())) {
             return *t;
         }
-        if self.dropped_set.contains(from) || self.dropped_set.contains(to) {
+        self.graph_tie(from, to)
+    }
+
+    /// The edge as the graph has it, for a pair not staged in this batch.
+    fn graph_tie(&self, from: &str, to: &str) -> Tie {
+        if self.is_dropped(from) || self.is_dropped(to) {
             return Tie::default();
         }
         self.graph.tie(from, to).unwrap_or_default()
@@ -192,6 +242,22 @@ impl<L: PostLookup> Stage<'_, L> {
 
     /// Stages a profile change if the payload says something new; returns whether it did.
     fn refresh_profile(&mut self, user: &UserRef, uid: u32) -> bool {
+        if user.handle.is_none() && user.name.is_none() {
+            return false;
+        }
+        // The common case, a profile unchanged since last seen, compares without allocating.
+        let unchanged = |h: Option<&str>, n: Option<&str>| {
+            user.handle.as_deref().is_none_or(|x| Some(x) == h)
+                && user.name.as_deref().is_none_or(|x| Some(x) == n)
+        };
+        let same = match self.users.get(&user.key) {
+            Some(u) => unchanged(u.handle.as_deref(), u.name.as_deref()),
+            None if self.is_dropped(&user.key) => false,
+            None => self.graph.profile(&user.key).is_some_and(|(h, n)| unchanged(h, n)),
+        };
+        if same {
+            return false;
+        }
         let (handle, name) = self.profile_of(&user.key);
         let new_handle = user.handle.clone().filter(|h| Some(h) != handle.as_ref());
         let new_name = user.name.clone().filter(|n| Some(n) != name.as_ref());
@@ -224,7 +290,7 @@ impl<L: PostLookup> Stage<'_, L> {
         if !self.exists(key) {
             return Err(Rejection::UserNotFound(key.to_string()));
         }
-        let mut removed: HashSet<(String, String)> = HashSet::new();
+        let mut removed: HashSet<(String, String)> = Default::default();
         // Edges staged in this batch.
         let staged: Vec<(String, String)> =
             self.ties.keys().filter(|(a, b)| a == key || b == key).cloned().collect();
@@ -236,10 +302,8 @@ impl<L: PostLookup> Stage<'_, L> {
         }
         // Edges of the live graph (unless this key already replaced its graph version).
         if !self.dropped_set.contains(key) {
+            // Their records go with the user: replaying a UserDrop removes its edges.
             for (a, b) in self.graph.ties_of(key) {
-                if let (Some(ua), Some(ub)) = (self.graph.uid(&a), self.graph.uid(&b)) {
-                    self.tie_deletes.push((ua, ub));
-                }
                 let other = if a == key { &b } else { &a };
                 // An edge overridden in this batch was counted above.
                 if !self.ties.contains_key(&(a.clone(), b.clone())) && !self.dropped_set.contains(other) {
@@ -292,7 +356,19 @@ impl<L: PostLookup> Stage<'_, L> {
 
     // ---- posts ----
 
-    fn seen(&self, key: &[u8]) -> Result<Option<Vec<u8>>, sled::Error> {
+    /// Whether a post was seen before (in this batch or an earlier one).
+    fn was_seen(&self, hash: u64) -> bool {
+        self.new_seen_set.contains(&hash) || self.db.seen(hash)
+    }
+
+    fn mark_seen(&mut self, hash: u64) {
+        if self.new_seen_set.insert(hash) && !self.db.seen(hash) {
+            self.new_seen.push(hash);
+        }
+    }
+
+    /// The stored interactions of a post, for platforms that keep them.
+    fn stored(&self, key: &[u8]) -> Result<Option<Vec<u8>>, sled::Error> {
         if let Some(v) = self.posts.get(key) {
             return Ok(Some(v.clone()));
         }
@@ -300,12 +376,21 @@ impl<L: PostLookup> Stage<'_, L> {
     }
 
     fn apply_post(&mut self, post: &Post, edit: bool) -> Result<Result<Outcome, Rejection>, sled::Error> {
-        let pkey = layout::post_key(post.platform, &post.id);
-        if let Some(old) = self.seen(&pkey)? {
-            if !edit || old.as_slice() == layout::POST_DELETED {
-                return Ok(Ok(Outcome::Duplicate));
+        let hash = layout::post_hash(post.platform, &post.id);
+        let keep = layout::keeps_post_record(post.platform);
+        let pkey = keep.then(|| layout::post_key(post.platform, &post.id));
+        if self.was_seen(hash) {
+            // Only posts whose interactions are kept can be edited; a deleted post stays deleted.
+            let old = match (&pkey, edit) {
+                (Some(k), true) => self.stored(k)?,
+                _ => None,
+            };
+            match old {
+                Some(old) if old.as_slice() != layout::POST_DELETED => {
+                    self.retract_edges(&old);
+                }
+                _ => return Ok(Ok(Outcome::Duplicate)),
             }
-            self.retract_edges(&old);
         }
         if crate::graph::validate_key(&post.author.key).is_err() {
             return Ok(Err(Rejection::InvalidKey { key: post.author.key.clone(), reason: "bad author key" }));
@@ -318,24 +403,30 @@ impl<L: PostLookup> Stage<'_, L> {
             if i.from != post.author.key || i.to == i.from || crate::graph::validate_key(&i.to).is_err() {
                 continue;
             }
-            let target =
-                post.users.iter().find(|u| u.key == i.to).cloned().unwrap_or_else(|| UserRef::new(&i.to));
-            let (to, created) = self.ensure_user(&target);
+            let (to, created) = match post.users.iter().find(|u| u.key == i.to) {
+                Some(target) => self.ensure_user(target),
+                None => self.ensure_user(&UserRef::new(&i.to)),
+            };
             new_users += usize::from(created);
-            let mut tie = self.tie(&i.from, &i.to);
-            tie.add(i.kind, at);
-            self.ties.insert((i.from.clone(), i.to.clone()), tie);
+            let pair = (i.from.clone(), i.to.clone());
+            let graph_tie = |s: &Self| s.graph_tie(&i.from, &i.to);
+            let fallback = if self.ties.contains_key(&pair) { Tie::default() } else { graph_tie(self) };
+            self.ties.entry(pair).or_insert(fallback).add(i.kind, at);
             edges.push(PostEdge { kind: i.kind, from: author, to });
         }
         // Other users the payload described: refresh the profiles of those already known.
         for u in &post.users {
-            if let Some(uid) = self.uid(&u.key) {
-                self.refresh_profile(u, uid);
+            if u.handle.is_some() || u.name.is_some() {
+                if let Some(uid) = self.uid(&u.key) {
+                    self.refresh_profile(u, uid);
+                }
             }
         }
-        self.posts.insert(pkey, layout::encode_post(&edges));
-        let interactions = edges.len();
-        Ok(Ok(Outcome::PostApplied { interactions, new_users }))
+        self.mark_seen(hash);
+        if let Some(k) = pkey {
+            self.posts.insert(k, layout::encode_post(&edges));
+        }
+        Ok(Ok(Outcome::PostApplied { interactions: edges.len(), new_users }))
     }
 
     /// Undoes the interactions of a stored post; returns how many were undone.
@@ -354,45 +445,48 @@ impl<L: PostLookup> Stage<'_, L> {
     }
 
     fn retract(&mut self, platform: Platform, id: &str) -> Result<Result<Outcome, Rejection>, sled::Error> {
-        let pkey = layout::post_key(platform, id);
-        let undone = match self.seen(&pkey)? {
-            Some(old) => self.retract_edges(&old),
-            None => 0,
+        let undone = if layout::keeps_post_record(platform) {
+            let pkey = layout::post_key(platform, id);
+            let undone = match self.stored(&pkey)? {
+                Some(old) => self.retract_edges(&old),
+                None => 0,
+            };
+            self.posts.insert(pkey, layout::POST_DELETED.to_vec());
+            undone
+        } else {
+            // X posts keep no interaction record (see `keeps_post_record`): nothing to undo.
+            0
         };
         // Remember the deletion even for a post never seen, so that a late copy is not applied.
-        self.posts.insert(pkey, layout::POST_DELETED.to_vec());
+        self.mark_seen(layout::post_hash(platform, id));
         Ok(Ok(Outcome::PostRetracted { interactions: undone }))
     }
 
     fn finish(self, outcomes: Vec<Result<Outcome, Rejection>>) -> Staged {
+        let mut log = layout::Encoder::default();
         let mut batch = sled::Batch::default();
         let mut len = 0usize;
-        for (a, b) in &self.tie_deletes {
-            batch.remove(&layout::tie_key(*a, *b)[..]);
-            len += 1;
-        }
+        // Replay order is apply order: drops, users, edges, seen posts.
         for key in &self.dropped {
             if let Some(uid) = self.graph.uid(key) {
-                batch.remove(&layout::user_key(uid)[..]);
+                log.user_drop(uid);
                 len += 1;
             }
         }
         for key in &self.user_writes {
             if let Some(u) = self.users.get(key) {
-                let rec = layout::encode_user(key, u.handle.as_deref(), u.name.as_deref());
-                batch.insert(&layout::user_key(u.uid)[..], rec);
+                log.user_put(u.uid, key, u.handle.as_deref(), u.name.as_deref());
                 len += 1;
             }
         }
         let uid = |k: &str| self.users.get(k).map(|u| u.uid).or_else(|| self.graph.uid(k));
         for ((from, to), tie) in &self.ties {
             let (Some(a), Some(b)) = (uid(from), uid(to)) else { continue };
-            let key = layout::tie_key(a, b);
-            if tie.is_empty() {
-                batch.remove(&key[..]);
-            } else {
-                batch.insert(&key[..], &layout::encode_tie(tie)[..]);
-            }
+            log.tie_set(a, b, tie);
+            len += 1;
+        }
+        for h in &self.new_seen {
+            log.seen(*h);
             len += 1;
         }
         for (k, v) in self.posts {
@@ -408,6 +502,8 @@ impl<L: PostLookup> Stage<'_, L> {
         }
         Staged {
             batch,
+            log: log.buf,
+            seen: self.new_seen,
             batch_len: len,
             outcomes,
             next_uid: self.next_uid,

@@ -2,8 +2,22 @@ use super::*;
 use crate::graph::{Kind, Post, TieView, UserOrder, UserRef, UserView};
 
 fn open_dir(dir: &Path) -> (StoreHandle, Writer) {
-    let (h, w, _) = open(&StoreConfig::new(dir)).expect("open store");
+    open_with(dir, 32 << 20)
+}
+
+/// Opens with a checkpoint threshold, so that tests can force checkpoints on small data.
+fn open_with(dir: &Path, checkpoint_min_bytes: u64) -> (StoreHandle, Writer) {
+    let mut config = StoreConfig::new(dir);
+    config.checkpoint_min_bytes = checkpoint_min_bytes;
+    let (h, w, _) = open(&config).expect("open store");
     (h, w)
+}
+
+/// Stops the writer without the clean-stop checkpoint, as a crash would (the log must replay).
+fn crash(h: StoreHandle, w: Writer) {
+    h.crash_for_tests();
+    drop(h);
+    w.join();
 }
 
 fn close(h: StoreHandle, w: Writer) {
@@ -12,7 +26,11 @@ fn close(h: StoreHandle, w: Writer) {
 }
 
 fn post(id: &str, author: &str, targets: &[(Kind, &str)]) -> Post {
-    let mut p = Post::new(Platform::X, id, UserRef::new(author));
+    post_on(Platform::X, id, author, targets)
+}
+
+fn post_on(platform: Platform, id: &str, author: &str, targets: &[(Kind, &str)]) -> Post {
+    let mut p = Post::new(platform, id, UserRef::new(author));
     p.created_at = Some(1_600_000_000);
     for (k, t) in targets {
         p.interact(*k, t);
@@ -74,24 +92,32 @@ fn a_post_applied_twice_counts_once_even_after_restart() {
 fn edits_replace_and_deletes_retract_a_posts_interactions() {
     let dir = tempfile::tempdir().unwrap();
     let (h, w) = open_dir(dir.path());
-    one(&h, Mutation::ApplyPost(post("7", "m:a", &[(Kind::Mention, "m:b"), (Kind::Mention, "m:c")])))
-        .unwrap();
-    one(&h, Mutation::ApplyPost(post("8", "m:a", &[(Kind::Mention, "m:b")]))).unwrap();
+    one(
+        &h,
+        Mutation::ApplyPost(post_on(
+            Platform::Mastodon,
+            "7",
+            "m:a",
+            &[(Kind::Mention, "m:b"), (Kind::Mention, "m:c")],
+        )),
+    )
+    .unwrap();
+    one(&h, Mutation::ApplyPost(post_on(Platform::Mastodon, "8", "m:a", &[(Kind::Mention, "m:b")]))).unwrap();
     // The edit drops the mention of c.
-    one(&h, Mutation::EditPost(post("7", "m:a", &[(Kind::Mention, "m:b")]))).unwrap();
+    one(&h, Mutation::EditPost(post_on(Platform::Mastodon, "7", "m:a", &[(Kind::Mention, "m:b")]))).unwrap();
     {
         let g = h.graph().read();
         assert_eq!(g.tie("m:a", "m:b").unwrap().count(Kind::Mention), 2);
         assert!(g.tie("m:a", "m:c").is_none(), "an edge with no interaction left is removed");
     }
     assert_eq!(
-        one(&h, Mutation::RetractPost { platform: Platform::X, id: "7".into() }),
+        one(&h, Mutation::RetractPost { platform: Platform::Mastodon, id: "7".into() }),
         Ok(Outcome::PostRetracted { interactions: 1 })
     );
     assert_eq!(h.graph().read().tie("m:a", "m:b").unwrap().count(Kind::Mention), 1);
     // A late copy of the deleted post is not re-applied.
     assert_eq!(
-        one(&h, Mutation::ApplyPost(post("7", "m:a", &[(Kind::Mention, "m:b")]))),
+        one(&h, Mutation::ApplyPost(post_on(Platform::Mastodon, "7", "m:a", &[(Kind::Mention, "m:b")]))),
         Ok(Outcome::Duplicate)
     );
     let before = dump(&h);
@@ -170,7 +196,7 @@ fn rng(s: &mut u64) -> u64 {
 fn random_mutation_sequences_reload_to_the_same_graph() {
     for seed in 1..=6u64 {
         let dir = tempfile::tempdir().unwrap();
-        let (h, w) = open_dir(dir.path());
+        let (h, w) = open_with(dir.path(), 2_000);
         let mut s = seed;
         let user = |s: &mut u64| format!("u{}", rng(s) % 40);
         let mut batch = Vec::new();
@@ -183,21 +209,26 @@ fn random_mutation_sequences_reload_to_the_same_graph() {
                 },
                 1 => Mutation::RemoveUser { key: user(&mut s) },
                 2 => Mutation::RemoveTie { from: user(&mut s), to: user(&mut s) },
-                3 => Mutation::RetractPost { platform: Platform::X, id: format!("{}", rng(&mut s) % 200) },
+                3 => Mutation::RetractPost {
+                    platform: Platform::Mastodon,
+                    id: format!("{}", rng(&mut s) % 200),
+                },
                 4 => Mutation::AddInteraction {
                     from: user(&mut s),
                     to: user(&mut s),
                     kind: Kind::Manual,
                     at: n,
                 },
-                5 => Mutation::EditPost(post(
+                5 => Mutation::EditPost(post_on(
+                    Platform::Mastodon,
                     &format!("{}", rng(&mut s) % 200),
                     &user(&mut s),
                     &[(Kind::Quote, &user(&mut s))],
                 )),
                 _ => {
                     let (a, b, c) = (user(&mut s), user(&mut s), user(&mut s));
-                    Mutation::ApplyPost(post(
+                    Mutation::ApplyPost(post_on(
+                        Platform::Mastodon,
                         &format!("{}", rng(&mut s) % 200),
                         &a,
                         &[(Kind::Repost, &b), (Kind::Mention, &c)],
@@ -210,6 +241,7 @@ fn random_mutation_sequences_reload_to_the_same_graph() {
                 h.submit_blocking(std::mem::take(&mut batch)).unwrap();
             }
         }
+        batch.push(Mutation::ApplyPost(post("known", "u1", &[(Kind::Repost, "u2")])));
         h.submit_blocking(batch).unwrap();
         let before = dump(&h);
         assert!(
@@ -219,9 +251,23 @@ fn random_mutation_sequences_reload_to_the_same_graph() {
         );
         let totals: u64 = before.1.iter().map(|t| t.total).sum();
         assert_eq!(totals, h.graph().read().interaction_count(), "interaction counter consistent");
-        close(h, w);
+        assert!(
+            h.stats().checkpoints.load(std::sync::atomic::Ordering::Relaxed) > 0,
+            "checkpoints were taken"
+        );
+        // Odd seeds crash (the log after the last checkpoint must replay), even ones stop cleanly.
+        if seed % 2 == 1 {
+            crash(h, w);
+        } else {
+            close(h, w);
+        }
         let (h, w) = open_dir(dir.path());
         assert_eq!(dump(&h), before, "seed {seed}");
+        // Applying again after the restart changes nothing: the seen-set was restored too.
+        let again = h
+            .submit_blocking(vec![Mutation::ApplyPost(post("known", "u1", &[(Kind::Repost, "u2")]))])
+            .unwrap();
+        assert_eq!(again[0], Ok(Outcome::Duplicate), "seed {seed}");
         close(h, w);
     }
 }
