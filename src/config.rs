@@ -146,7 +146,9 @@ pub struct ImportArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ImportFormat {
     Auto,
+    #[value(name = "x-v2")]
     XV2,
+    #[value(name = "x-v1")]
     XV1,
     Mastodon,
     Jetstream,
