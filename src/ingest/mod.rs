@@ -58,8 +58,11 @@ pub fn start_sources(
                     cancel.clone(),
                 )));
             }
+            SourceKind::Mastodon => {
+                let options = source::mastodon::Options::from_config(&config.mastodon, &config.track)?;
+                tasks.extend(source::mastodon::start(options, store, registry, cancel)?);
+            }
             SourceKind::None => {}
-            other => anyhow::bail!("source {other:?} is not available in this build yet"),
         }
     }
     Ok(tasks)

@@ -5,6 +5,7 @@ pub mod backoff;
 pub mod demo;
 pub mod jetstream;
 pub mod lines;
+pub mod mastodon;
 pub mod x;
 
 use super::status::SourceStatus;
