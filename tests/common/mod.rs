@@ -4,5 +4,6 @@
 pub mod app;
 pub mod fixtures;
 pub mod mock_jetstream;
+pub mod mock_mastodon;
 pub mod mock_x;
 pub mod process;
