@@ -29,7 +29,7 @@
 //!    A rejected token (401/403) is retried [`AUTH_ATTEMPTS`] times, then the source stops as `failed`.
 //!
 //! The bearer token is a sensitive default header of the client: it is in no URL, and every message
-//! that reaches a log line or `/status` passes through [`XSource::redact`] as well.
+//! that reaches a log line or `/status` passes through a redaction as well.
 
 use super::backoff::{sleep_or_cancel, Backoff, Failure};
 use super::lines::LineSplitter;
