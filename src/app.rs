@@ -135,8 +135,17 @@ impl Application {
             }
         }
         store.close().await;
-        drop(store);
-        tokio::task::spawn_blocking(move || writer.join()).await.ok();
+        // The writer has flushed; wait for the HTTP workers to drop their handles too, so that the
+        // data directory is free when this returns (a supervisor may restart us at once).
+        let released = tokio::task::spawn_blocking(move || {
+            writer.join();
+            store.release(Duration::from_secs(5))
+        })
+        .await
+        .unwrap_or(false);
+        if !released {
+            log::warn!("shutdown: some store handles were still held after 5s");
+        }
         log::info!("shutdown: store flushed, stopped cleanly in {:.2}s", started.elapsed().as_secs_f64());
         http_result.context("http server task")?.context("http server")?;
         Ok(())

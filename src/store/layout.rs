@@ -5,7 +5,7 @@
 //! |---------------------------------------------|--------------------------------------------------|
 //! | `mversion`                                  | layout version (u32 LE)                          |
 //! | `mnext_uid`                                 | next user id to assign (u32 LE)                  |
-//! | `mcheckpoint`                               | snapshot id (u32 LE), last log seq in it (u64 LE) |
+//! | `mcheckpoint`                               | snapshot id, last log seq in it, users, edges     |
 //! | `l` seq (u64 BE)                            | one group commit: a sequence of [`Effect`]s       |
 //! | `s` snapshot (u32 BE) chunk (u32 BE)        | a chunk of a snapshot: a sequence of [`Effect`]s  |
 //! | `p` platform tag (u8) post id               | a post's interactions, for platforms that edit and delete (Mastodon, Bluesky) |
@@ -60,18 +60,33 @@ pub fn snapshot_of_key(k: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(k.get(1..5)?.try_into().ok()?))
 }
 
-pub fn encode_checkpoint(snapshot: u32, seq: u64) -> [u8; 12] {
-    let mut v = [0u8; 12];
-    v[..4].copy_from_slice(&snapshot.to_le_bytes());
-    v[4..].copy_from_slice(&seq.to_le_bytes());
+/// The checkpoint record: which snapshot is current, the last log seq it covers, and how many users
+/// and edges it holds (so that loading sizes the graph once instead of doubling its vectors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Checkpoint {
+    pub snapshot: u32,
+    pub seq: u64,
+    pub users: u64,
+    pub ties: u64,
+}
+
+pub fn encode_checkpoint(c: &Checkpoint) -> [u8; 28] {
+    let mut v = [0u8; 28];
+    v[..4].copy_from_slice(&c.snapshot.to_le_bytes());
+    v[4..12].copy_from_slice(&c.seq.to_le_bytes());
+    v[12..20].copy_from_slice(&c.users.to_le_bytes());
+    v[20..].copy_from_slice(&c.ties.to_le_bytes());
     v
 }
 
-pub fn decode_checkpoint(v: &[u8]) -> Option<(u32, u64)> {
-    Some((
-        u32::from_le_bytes(v.get(..4)?.try_into().ok()?),
-        u64::from_le_bytes(v.get(4..12)?.try_into().ok()?),
-    ))
+pub fn decode_checkpoint(v: &[u8]) -> Option<Checkpoint> {
+    let u64_at = |i: usize| Some(u64::from_le_bytes(v.get(i..i + 8)?.try_into().ok()?));
+    Some(Checkpoint {
+        snapshot: u32::from_le_bytes(v.get(..4)?.try_into().ok()?),
+        seq: u64_at(4)?,
+        users: u64_at(12)?,
+        ties: u64_at(20)?,
+    })
 }
 
 pub fn post_key(platform: Platform, id: &str) -> Vec<u8> {

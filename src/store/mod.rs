@@ -106,6 +106,8 @@ pub struct StoreHandle {
     seen: Arc<RwLock<SeenSet>>,
     stats: Arc<WriteStats>,
     dir: Arc<PathBuf>,
+    /// One count per live handle, to know when the data directory's lock is about to be released.
+    live: Arc<()>,
 }
 
 /// The running writer; joining it waits for every queued mutation to be committed.
@@ -175,7 +177,7 @@ pub fn open(config: &StoreConfig) -> Result<(StoreHandle, Writer, LoadReport), S
         .name("tagflow-writer".into())
         .spawn(move || writer.run(rx))
         .map_err(|e| StoreError::Open { dir: dir.clone(), source: sled::Error::Io(e) })?;
-    let handle = StoreHandle { tx, db, graph, seen, stats, dir: Arc::new(dir) };
+    let handle = StoreHandle { tx, db, graph, seen, stats, dir: Arc::new(dir), live: Arc::new(()) };
     Ok((handle, Writer { thread: Some(thread) }, report))
 }
 
@@ -206,11 +208,14 @@ struct Loaded {
 /// Rebuilds the graph: the latest snapshot in bulk, then every log record after it, in order.
 fn load(db: &sled::Db, dir: &Path) -> Result<Loaded, StoreError> {
     let corrupt = |what: String| StoreError::Corrupt { dir: dir.to_path_buf(), what };
-    let (snapshot, covered) = match db.get(layout::META_CHECKPOINT)? {
+    let checkpoint = match db.get(layout::META_CHECKPOINT)? {
         Some(v) => layout::decode_checkpoint(&v).ok_or_else(|| corrupt("bad checkpoint record".into()))?,
-        None => (0, 0),
+        None => layout::Checkpoint::default(),
     };
+    let (snapshot, covered) = (checkpoint.snapshot, checkpoint.seq);
     let mut graph = Graph::new();
+    // Sized once: growing by doubling would leave up to half of the largest vectors unused.
+    graph.reserve(checkpoint.users as usize, checkpoint.ties as usize);
     let mut seen = SeenSet::default();
     let mut max_uid: Option<u32> = None;
     let mut snapshot_bytes = 0u64;
@@ -431,6 +436,7 @@ impl WriterLoop {
         let id = self.snapshot.0.wrapping_add(1);
         let mut chunks: Vec<Vec<u8>> = Vec::new();
         let mut enc = layout::Encoder::default();
+        let (mut users, mut ties) = (0u64, 0u64);
         let mut cut = |enc: &mut layout::Encoder| {
             if enc.buf.len() >= CHUNK_BYTES {
                 chunks.push(std::mem::take(&mut enc.buf));
@@ -441,10 +447,12 @@ impl WriterLoop {
             let graph = self.graph.read();
             graph.for_each_user(|uid, key, handle, name| {
                 enc.user_put(uid, key, handle, name);
+                users += 1;
                 cut(&mut enc);
             });
             graph.for_each_tie(|a, b, tie| {
                 enc.tie_set(a, b, tie);
+                ties += 1;
                 cut(&mut enc);
             });
         }
@@ -463,7 +471,8 @@ impl WriterLoop {
         self.db.flush()?;
         // The switch: one atomic batch points at the new snapshot and drops what it replaces.
         let mut batch = sled::Batch::default();
-        batch.insert(layout::META_CHECKPOINT, &layout::encode_checkpoint(id, covered)[..]);
+        let record = layout::Checkpoint { snapshot: id, seq: covered, users, ties };
+        batch.insert(layout::META_CHECKPOINT, &layout::encode_checkpoint(&record)[..]);
         for kv in self.db.range(layout::log_key(0)..=layout::log_key(covered)) {
             batch.remove(kv?.0);
         }
@@ -551,6 +560,20 @@ impl StoreHandle {
         {
             let _ = rx.await;
         }
+    }
+
+    /// Drops this handle once it is the last one (waiting at most `timeout` for the others, held by
+    /// HTTP workers that are still shutting down), so that sled's lock on the data directory is
+    /// released when this returns true and another process, or a restart, can open it at once.
+    pub fn release(self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Arc::strong_count(&self.live) > 1 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
     }
 
     /// Stops the writer like [`StoreHandle::close`] but without the clean-stop checkpoint, leaving

@@ -41,8 +41,11 @@ pub async fn spawn_app_with(config: Config) -> TestApp {
 impl TestApp {
     /// Stops gracefully (as SIGTERM does) and waits until the store is flushed and closed.
     pub async fn stop(self) {
-        self.stop.stop();
-        self.join.await.expect("server task").expect("server stopped cleanly");
+        let TestApp { stop, join, store, .. } = self;
+        // Our handle too must go, or the service waits for it before releasing the data directory.
+        drop(store);
+        stop.stop();
+        join.await.expect("server task").expect("server stopped cleanly");
     }
 
     pub async fn call(&self, method: Method, path: &str, body: Option<&str>) -> (StatusCode, Value) {
