@@ -535,6 +535,32 @@ impl Graph {
     pub(crate) fn node_bound(&self) -> usize {
         self.g.node_indices().next_back().map_or(0, |i| i.index() + 1)
     }
+
+    /// The subgraph worth drawing: the `top` users of highest degree (in + out, ties broken by key,
+    /// the order of [`UserOrder::Degree`]) and the edges among them with at least `min_weight`
+    /// interactions, heaviest first, then by (from, to).
+    ///
+    /// Cost: O(users · log top) to pick the users (one scan with a bounded heap), plus O(sum of their
+    /// out-degrees) to walk their edges and O(k · log k) to order the k edges kept.
+    pub fn top_subgraph(&self, top: usize, min_weight: u64) -> (Vec<UserView>, Vec<TieView>) {
+        let users = self.users_by_degree(UserOrder::Degree, None, top).items;
+        let chosen: FxHashMap<NodeIndex, &str> =
+            users.iter().filter_map(|u| self.idx(&u.id)).map(|i| (i, &*self.node(i).key)).collect();
+        let mut ties: Vec<TieView> = Vec::new();
+        for (&i, from) in &chosen {
+            for e in self.g.edges_directed(i, Direction::Outgoing) {
+                if let Some(to) = chosen.get(&e.target()) {
+                    if e.weight().total() >= min_weight {
+                        ties.push(tie_view(from, to, e.weight()));
+                    }
+                }
+            }
+        }
+        ties.sort_unstable_by(|a, b| {
+            b.total.cmp(&a.total).then_with(|| (&a.from, &a.to).cmp(&(&b.from, &b.to)))
+        });
+        (users, ties)
+    }
 }
 
 /// Builds the API view of an edge.
@@ -718,5 +744,46 @@ mod tests {
         assert_eq!(g.tie("a", "b").map(|t| t.count(Kind::Quote)), Some(3));
         assert_eq!(g.key_of_uid(9), Some("b"));
         assert_eq!(g.key_of_uid(7), None);
+    }
+
+    #[test]
+    fn top_subgraph_keeps_the_busiest_users_and_only_heavy_enough_edges_among_them() {
+        let mut g = Graph::new();
+        for (uid, key) in ["a", "b", "c", "d", "e"].into_iter().enumerate() {
+            g.upsert_user(uid as u32, key, None, None);
+        }
+        g.set_tie("a", "b", tie(Kind::Repost, 3));
+        g.set_tie("b", "a", tie(Kind::Reply, 1));
+        g.set_tie("a", "c", tie(Kind::Mention, 2));
+        g.set_tie("c", "b", tie(Kind::Quote, 1));
+        g.set_tie("d", "a", tie(Kind::Mention, 1));
+        g.set_tie("e", "d", tie(Kind::Manual, 5));
+        // Degrees: a 4, b 3, c 2, d 2, e 1; c beats d on key.
+        let ids = |users: &[UserView]| users.iter().map(|u| u.id.clone()).collect::<Vec<_>>();
+        let edges = |ties: &[TieView]| {
+            ties.iter().map(|t| (t.from.clone(), t.to.clone(), t.total)).collect::<Vec<_>>()
+        };
+        let e = |a: &str, b: &str, n: u64| (a.to_string(), b.to_string(), n);
+
+        let (users, ties) = g.top_subgraph(3, 1);
+        assert_eq!(ids(&users), ["a", "b", "c"]);
+        assert_eq!(users[0].degree, 4);
+        assert_eq!(
+            edges(&ties),
+            [e("a", "b", 3), e("a", "c", 2), e("b", "a", 1), e("c", "b", 1)],
+            "edges to d and e are left out, even the heaviest"
+        );
+        assert_eq!(ties[0].kinds.repost, 3);
+
+        let (_, ties) = g.top_subgraph(3, 2);
+        assert_eq!(edges(&ties), [e("a", "b", 3), e("a", "c", 2)], "min_weight drops lighter edges");
+
+        let (users, ties) = g.top_subgraph(100, 1);
+        assert_eq!(ids(&users), ["a", "b", "c", "d", "e"], "top above the user count takes everyone");
+        assert_eq!(ties.len(), g.tie_count());
+        assert_eq!(edges(&ties)[0], e("e", "d", 5));
+
+        assert_eq!(g.top_subgraph(0, 1), (vec![], vec![]));
+        assert_eq!(Graph::new().top_subgraph(10, 1), (vec![], vec![]));
     }
 }
