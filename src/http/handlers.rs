@@ -35,6 +35,7 @@ pub async fn status(state: web::Data<AppState>) -> HttpResponse {
             "bytes_on_disk": state.store.size_on_disk(),
         },
         "sources": state.sources.reports(),
+        "ui": "/ui",
     }))
 }
 
@@ -313,6 +314,59 @@ pub async fn find_path(
     let g = state.store.graph().read();
     let found = g.find_path(&path.0, &path.1, q.directed.unwrap_or(false))?;
     Ok(HttpResponse::Ok().json(found))
+}
+
+// ---- the page ----
+
+const DEFAULT_TOP: usize = 100;
+const MAX_TOP: usize = 500;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphParams {
+    top: Option<usize>,
+    min_weight: Option<u64>,
+}
+
+/// `GET /graph`: the `top` users of highest degree and the edges among them with at least
+/// `min_weight` interactions, the subgraph `/ui` draws. Bounded, so the read lock is short.
+pub async fn subgraph(state: web::Data<AppState>, q: web::Query<GraphParams>) -> Result<HttpResponse> {
+    let top = match q.top.unwrap_or(DEFAULT_TOP) {
+        0 => return Err(ApiError::InvalidQuery("top must be at least 1".into())),
+        n if n > MAX_TOP => return Err(ApiError::InvalidQuery(format!("top must be at most {MAX_TOP}"))),
+        n => n,
+    };
+    let ((nodes, ties), users, edges_total) = {
+        let g = state.store.graph().read();
+        (g.top_subgraph(top, q.min_weight.unwrap_or(1)), g.user_count(), g.tie_count())
+    };
+    let edges: Vec<_> = ties
+        .into_iter()
+        .map(|t| json!({ "from": t.from, "to": t.to, "total": t.total, "kinds": t.kinds }))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "nodes": nodes,
+        "edges": edges,
+        "users": users,
+        "edges_total": edges_total,
+    })))
+}
+
+/// The page, compiled in so that the binary alone serves it, offline.
+const UI_HTML: &str = include_str!("ui.html");
+
+/// `GET /ui`: the live drawing of the graph. The content security policy backs the page's promise
+/// to load nothing from elsewhere: only its own inline script and style, and requests to this origin.
+pub async fn ui() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((
+            "Content-Security-Policy",
+            "default-src 'none'; connect-src 'self'; script-src 'unsafe-inline'; \
+             style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; form-action 'none'",
+        ))
+        .insert_header(("Cache-Control", "no-cache"))
+        .body(UI_HTML)
 }
 
 // ---- the HTTP collector ----

@@ -131,5 +131,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
                 .route(get().to(find_path))
                 .default_service(web::to(method_not_allowed)),
         )
+        // The page and the subgraph it draws.
+        .service(resource("/graph").route(get().to(subgraph)).default_service(web::to(method_not_allowed)))
+        .service(resource("/ui").route(get().to(ui)).default_service(web::to(method_not_allowed)))
         .default_service(web::to(route_not_found));
 }
