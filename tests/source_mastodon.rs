@@ -498,7 +498,7 @@ fn union(names: &[&str]) -> Graph {
         let g = expected(name);
         for (k, u) in g.users {
             let prior = all.users.insert(k.clone(), u.clone());
-            assert!(prior.map_or(true, |p| p == u), "{k}: expectations disagree");
+            assert!(prior.is_none_or(|p| p == u), "{k}: expectations disagree");
         }
         for (k, n) in g.edges {
             *all.edges.entry(k).or_default() += n;

@@ -50,7 +50,15 @@ pub struct Graph {
     /// Store uid -> node index (`u32::MAX` where none), to resolve on-disk references.
     by_uid: Vec<u32>,
     interactions: u64,
+    /// Edges between two busy users: exactly the edges (a, b) with out_deg(a) > HUB and
+    /// in_deg(b) > HUB. Finding any other edge walks an adjacency list of at most HUB entries; these
+    /// would walk thousands (hubs both act and are acted upon), so they are indexed. Typically a
+    /// small fraction of all edges.
+    busy: FxHashMap<(u32, u32), EdgeIndex>,
 }
+
+/// Degree above which a user counts as busy for [`Graph::busy`].
+const HUB: u32 = 32;
 
 const NO_NODE: u32 = u32::MAX;
 
@@ -128,6 +136,7 @@ impl Graph {
             by_handle: FxHashMap::default(),
             by_uid: Vec::new(),
             interactions: 0,
+            busy: FxHashMap::default(),
         }
     }
 
@@ -234,7 +243,11 @@ impl Graph {
     /// The edge index from `a` to `b`, walking whichever adjacency list is shorter (a hub can have
     /// hundreds of thousands of followers-up; its counterpart usually has a handful).
     fn find_edge(&self, a: NodeIndex, b: NodeIndex) -> Option<EdgeIndex> {
-        if self.node(a).out_deg <= self.node(b).in_deg {
+        let (out, inc) = (self.node(a).out_deg, self.node(b).in_deg);
+        if out > HUB && inc > HUB {
+            return self.busy.get(&(a.index() as u32, b.index() as u32)).copied();
+        }
+        if out <= inc {
             self.g.edges_directed(a, Direction::Outgoing).find(|e| e.target() == b).map(|e| e.id())
         } else {
             self.g.edges_directed(b, Direction::Incoming).find(|e| e.source() == a).map(|e| e.id())
@@ -336,8 +349,60 @@ impl Graph {
         let Some((a, b)) = self.g.edge_endpoints(e) else { return };
         if let Some(t) = self.g.remove_edge(e) {
             self.interactions -= t.total();
+            self.busy.remove(&(a.index() as u32, b.index() as u32));
             self.g[a].out_deg -= 1;
             self.g[b].in_deg -= 1;
+            // A user that is no longer busy takes its edges out of the index.
+            if self.g[a].out_deg == HUB {
+                let targets: Vec<u32> =
+                    self.g.neighbors_directed(a, Direction::Outgoing).map(|x| x.index() as u32).collect();
+                for x in targets {
+                    self.busy.remove(&(a.index() as u32, x));
+                }
+            }
+            if self.g[b].in_deg == HUB {
+                let sources: Vec<u32> =
+                    self.g.neighbors_directed(b, Direction::Incoming).map(|y| y.index() as u32).collect();
+                for y in sources {
+                    self.busy.remove(&(y, b.index() as u32));
+                }
+            }
+        }
+    }
+
+    /// Adds an edge known to be absent, keeping degrees, totals and the busy index up to date.
+    fn add_edge(&mut self, a: NodeIndex, b: NodeIndex, tie: Tie) {
+        let e = self.g.add_edge(a, b, tie);
+        self.interactions += tie.total();
+        self.g[a].out_deg += 1;
+        self.g[b].in_deg += 1;
+        let (out, inc) = (self.g[a].out_deg, self.g[b].in_deg);
+        let key = |x: NodeIndex, y: NodeIndex| (x.index() as u32, y.index() as u32);
+        if out > HUB && inc > HUB {
+            self.busy.insert(key(a, b), e);
+        }
+        // A user that just became busy brings its edges to other busy users into the index.
+        if out == HUB + 1 {
+            let found: Vec<(NodeIndex, EdgeIndex)> = self
+                .g
+                .edges_directed(a, Direction::Outgoing)
+                .filter(|x| self.g[x.target()].in_deg > HUB)
+                .map(|x| (x.target(), x.id()))
+                .collect();
+            for (x, id) in found {
+                self.busy.insert(key(a, x), id);
+            }
+        }
+        if inc == HUB + 1 {
+            let found: Vec<(NodeIndex, EdgeIndex)> = self
+                .g
+                .edges_directed(b, Direction::Incoming)
+                .filter(|y| self.g[y.source()].out_deg > HUB)
+                .map(|y| (y.source(), y.id()))
+                .collect();
+            for (y, id) in found {
+                self.busy.insert(key(y, b), id);
+            }
         }
     }
 
@@ -352,12 +417,7 @@ impl Graph {
                 self.g[e] = tie;
             }
             None if tie.is_empty() => {}
-            None => {
-                self.g.add_edge(a, b, tie);
-                self.interactions += tie.total();
-                self.g[a].out_deg += 1;
-                self.g[b].in_deg += 1;
-            }
+            None => self.add_edge(a, b, tie),
         }
         true
     }
@@ -370,10 +430,7 @@ impl Graph {
         if a == b || tie.is_empty() {
             return false;
         }
-        self.g.add_edge(a, b, tie);
-        self.interactions += tie.total();
-        self.g[a].out_deg += 1;
-        self.g[b].in_deg += 1;
+        self.add_edge(a, b, tie);
         true
     }
 
@@ -732,6 +789,60 @@ mod tests {
         assert_eq!(decode_pair(&c), Some(("x:1".into(), "mastodon:ü@example.org".into())));
         assert_eq!(decode_pair("zz"), None);
         assert_eq!(decode_pair("abc"), None);
+    }
+
+    #[test]
+    fn edge_lookup_between_busy_users_stays_exact_through_adds_and_removals() {
+        // A dense core of 80 users (degrees well above HUB) plus a sparse fringe, mutated at random;
+        // every lookup must agree with a plain scan of the edge list.
+        let mut g = Graph::new();
+        let n = 120u32;
+        for u in 0..n {
+            g.upsert_user(u, &format!("u{u}"), None, None);
+        }
+        let mut s = 99u64;
+        let mut next = || {
+            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        let scan = |g: &Graph, a: &str, b: &str| {
+            let (Some(ia), Some(ib)) = (g.idx(a), g.idx(b)) else { return false };
+            g.g.edge_indices().any(|e| g.g.edge_endpoints(e) == Some((ia, ib)))
+        };
+        for step in 0..20_000u32 {
+            let core = |x: u64| if x % 4 == 0 { x % u64::from(n) } else { x % 80 };
+            let (a, b) = (format!("u{}", core(next())), format!("u{}", core(next())));
+            match next() % 20 {
+                0 => {
+                    g.set_tie(&a, &b, Tie::default());
+                }
+                1 if step % 50 == 0 => {
+                    g.remove_user(&a);
+                    let uid = a[1..].parse().unwrap();
+                    g.upsert_user(uid, &a, None, None);
+                }
+                _ if a != b => {
+                    g.set_tie(&a, &b, tie(Kind::Mention, 1));
+                }
+                _ => {}
+            }
+            let (x, y) = (format!("u{}", core(next())), format!("u{}", core(next())));
+            assert_eq!(g.tie(&x, &y).is_some(), scan(&g, &x, &y), "step {step}: {x} -> {y}");
+        }
+        let busy = g.g.node_weights().filter(|w| w.out_deg > HUB).count();
+        assert!(busy > 20, "the test exercised busy users ({busy})");
+        // The index holds exactly the edges between busy ends.
+        let want =
+            g.g.edge_indices()
+                .filter(|&e| {
+                    let (a, b) = g.g.edge_endpoints(e).unwrap();
+                    g.g[a].out_deg > HUB && g.g[b].in_deg > HUB
+                })
+                .count();
+        assert_eq!(g.busy.len(), want);
     }
 
     #[test]

@@ -38,20 +38,20 @@ pub fn start_sources(
                     cancel.clone(),
                 )));
             }
-            SourceKind::X => {
-                let status = registry.register("x");
-                tasks.push(tokio::spawn(source::x::run(
-                    config.x.clone(),
+            SourceKind::Bluesky => {
+                let status = registry.register(source::jetstream::NAME);
+                tasks.push(tokio::spawn(source::jetstream::run(
+                    config.jetstream.clone(),
                     config.track.clone(),
                     store.clone(),
                     status,
                     cancel.clone(),
                 )));
             }
-            SourceKind::Bluesky => {
-                let status = registry.register(source::jetstream::NAME);
-                tasks.push(tokio::spawn(source::jetstream::run(
-                    config.jetstream.clone(),
+            SourceKind::X => {
+                let status = registry.register("x");
+                tasks.push(tokio::spawn(source::x::run(
+                    config.x.clone(),
                     config.track.clone(),
                     store.clone(),
                     status,

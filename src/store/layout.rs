@@ -84,8 +84,9 @@ pub fn decode_checkpoint(v: &[u8]) -> Option<Checkpoint> {
     Some(Checkpoint {
         snapshot: u32::from_le_bytes(v.get(..4)?.try_into().ok()?),
         seq: u64_at(4)?,
-        users: u64_at(12)?,
-        ties: u64_at(20)?,
+        // Records written before the counts were added are 12 bytes: no sizes, load grows as it goes.
+        users: if v.len() >= 28 { u64_at(12)? } else { 0 },
+        ties: if v.len() >= 28 { u64_at(20)? } else { 0 },
     })
 }
 

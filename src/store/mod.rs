@@ -132,12 +132,23 @@ impl Writer {
 pub fn open(config: &StoreConfig) -> Result<(StoreHandle, Writer, LoadReport), StoreError> {
     let started = Instant::now();
     let dir = config.dir.clone();
-    let db = sled::Config::new()
-        .path(&dir)
-        .cache_capacity(config.cache_bytes)
-        .mode(sled::Mode::HighThroughput)
-        .open()
-        .map_err(|e| classify_open_error(&dir, e))?;
+    // sled releases its file lock from a background thread just after the previous owner in this
+    // process let go (an in-process restart): give it a moment before reporting the directory held.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let db = loop {
+        let opened = sled::Config::new()
+            .path(&dir)
+            .cache_capacity(config.cache_bytes)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|e| classify_open_error(&dir, e));
+        match opened {
+            Err(StoreError::Locked { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => break other?,
+        }
+    };
     match db.get(layout::META_VERSION)? {
         None => {
             db.insert(layout::META_VERSION, &layout::LAYOUT_VERSION.to_le_bytes()[..])?;

@@ -9,8 +9,18 @@ fn open_dir(dir: &Path) -> (StoreHandle, Writer) {
 fn open_with(dir: &Path, checkpoint_min_bytes: u64) -> (StoreHandle, Writer) {
     let mut config = StoreConfig::new(dir);
     config.checkpoint_min_bytes = checkpoint_min_bytes;
-    let (h, w, _) = open(&config).expect("open store");
-    (h, w)
+    // sled lets go of its file lock from a background thread just after the last handle drops;
+    // a reopen within those milliseconds is refused, so retry briefly (only on `Locked`).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match open(&config) {
+            Ok((h, w, _)) => return (h, w),
+            Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("open store: {e}"),
+        }
+    }
 }
 
 /// Stops the writer without the clean-stop checkpoint, as a crash would (the log must replay).

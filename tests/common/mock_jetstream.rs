@@ -154,7 +154,7 @@ async fn serve(tcp: TcpStream, shared: Arc<Shared>) {
         subs.len() - 1
     };
     let first = if index == 0 { shared.first } else { First::Full };
-    let events = shared.events.iter().filter(|e| sub.cursor.map_or(true, |c| e.time_us >= c));
+    let events = shared.events.iter().filter(|e| sub.cursor.is_none_or(|c| e.time_us >= c));
     for (n, event) in events.enumerate() {
         match first {
             First::DropAfter(k) if n == k => {

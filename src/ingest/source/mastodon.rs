@@ -290,7 +290,7 @@ impl Shared {
         self.status.skipped.fetch_add(1, AtomicOrdering::Relaxed);
         let mut warn = self.warn.lock();
         let now = Instant::now();
-        if warn.next.map_or(true, |at| now >= at) {
+        if warn.next.is_none_or(|at| now >= at) {
             log::warn!(
                 "source mastodon: skipped {what}: {error} (and {} more since the last warning)",
                 warn.suppressed
@@ -499,7 +499,7 @@ impl RateLimiter {
     fn block_for(&self, delay: Duration) {
         let until = Instant::now() + delay;
         let mut s = self.state.lock();
-        if s.blocked_until.map_or(true, |b| b < until) {
+        if s.blocked_until.is_none_or(|b| b < until) {
             s.blocked_until = Some(until);
         }
     }
@@ -787,7 +787,7 @@ async fn backfill(
                         }
                     }
                     if let Some(id) = meta.id {
-                        if top.as_deref().map_or(true, |t| cmp_ids(&id, t) == Ordering::Greater) {
+                        if top.as_deref().is_none_or(|t| cmp_ids(&id, t) == Ordering::Greater) {
                             top = Some(id);
                         }
                     }
@@ -1050,7 +1050,7 @@ impl Committer {
         let (Some(newest), Some(dirty)) = (self.newest.get_mut(idx), self.newest_dirty.get_mut(idx)) else {
             return;
         };
-        if newest.as_deref().map_or(true, |n| cmp_ids(&id, n) == Ordering::Greater) {
+        if newest.as_deref().is_none_or(|n| cmp_ids(&id, n) == Ordering::Greater) {
             *newest = Some(id);
             *dirty = true;
         }
