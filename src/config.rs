@@ -73,7 +73,7 @@ pub struct ServeArgs {
     #[arg(long, env = "TAGFLOW_TRACK", value_delimiter = ',', default_value = "#rustlang")]
     pub track: Vec<String>,
     /// Demo: posts per second.
-    #[arg(long, env = "TAGFLOW_DEMO_RATE", default_value_t = 5.0)]
+    #[arg(long, env = "TAGFLOW_DEMO_RATE", default_value_t = 20.0)]
     pub demo_rate: f64,
     /// Demo: number of simulated users.
     #[arg(long, env = "TAGFLOW_DEMO_USERS", default_value_t = 2_000)]
