@@ -170,6 +170,15 @@ def main():
     stop_timeout = int(unit["TimeoutStopSec"].rstrip("s"))
     vertex = f"deploy-check-{os.getpid()}-{int(time.time())}"
 
+    # This installation is the check's own (made by the playbook run just before): start its data
+    # directory empty, so that data left by an older build on this machine cannot decide the result.
+    data_dir = env.get("TAGFLOW_DATA_DIR", unit["WorkingDirectory"])
+    if os.path.isdir(data_dir):
+        for name in os.listdir(data_dir):
+            path = os.path.join(data_dir, name)
+            subprocess.run(["rm", "-rf", "--", path], check=True)
+        print(f"unit-smoke: ok emptied {data_dir} for a fresh start")
+
     log_path = tempfile.mkstemp(prefix="tagflow-unit-smoke-", suffix=".log")[1]
     service = Service(unit, env, log_path)
     try:
