@@ -130,6 +130,18 @@ fn bidirectional_bfs(
             (true, false) => &[Direction::Incoming],
         };
         next.clear();
+        // Every meeting found while growing this level closes a path of the same length, so grow
+        // the cheapest users first: the meeting is usually found before a hub's neighbours are
+        // walked, which is what the slowest searches spend their time on.
+        let walk = |i: &NodeIndex| {
+            let (out, inc) = graph.degrees_at(*i);
+            match (directed, forward) {
+                (false, _) => out + inc,
+                (true, true) => out,
+                (true, false) => inc,
+            }
+        };
+        front.sort_unstable_by_key(walk);
         let mut meet = None;
         'level: for &u in front.iter() {
             for &dir in dirs {
