@@ -102,6 +102,16 @@ pub struct TieView {
     pub last_seen: String,
 }
 
+/// Where an edge between two existing users is (or would go), as found by [`Graph::tie_slot`]. Opaque:
+/// it lets the write path apply a change without looking the pair up again, and is only valid until
+/// the next removal of a user or an edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TieSlot {
+    a: NodeIndex,
+    b: NodeIndex,
+    edge: Option<EdgeIndex>,
+}
+
 /// How to order a listing of users.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserOrder {
@@ -251,6 +261,26 @@ impl Graph {
             self.g.edges_directed(a, Direction::Outgoing).find(|e| e.target() == b).map(|e| e.id())
         } else {
             self.g.edges_directed(b, Direction::Incoming).find(|e| e.source() == a).map(|e| e.id())
+        }
+    }
+
+    /// The interactions from `from` to `to` and where they sit; `None` if either user is unknown.
+    pub fn tie_slot(&self, from: &str, to: &str) -> Option<(Option<Tie>, TieSlot)> {
+        let (a, b) = (self.idx(from)?, self.idx(to)?);
+        let edge = self.find_edge(a, b);
+        Some((edge.map(|e| self.g[e]), TieSlot { a, b, edge }))
+    }
+
+    /// Sets an edge found by [`Graph::tie_slot`], with no removal since: no lookup at all.
+    pub fn set_tie_at(&mut self, slot: &TieSlot, tie: Tie) {
+        match slot.edge {
+            Some(e) if tie.is_empty() => self.remove_edge(e),
+            Some(e) => {
+                self.interactions = self.interactions - self.g[e].total() + tie.total();
+                self.g[e] = tie;
+            }
+            None if tie.is_empty() => {}
+            None => self.add_edge(slot.a, slot.b, tie),
         }
     }
 

@@ -3,7 +3,7 @@
 //! to persist and the changes to apply to the graph once it is durable.
 
 use super::layout::{self, PostEdge};
-use crate::graph::{Graph, Kind, Mutation, Outcome, Platform, Post, Rejection, Tie, UserRef};
+use crate::graph::{Graph, Kind, Mutation, Outcome, Platform, Post, Rejection, Tie, TieSlot, UserRef};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet};
 use std::collections::HashSet;
 
@@ -28,7 +28,8 @@ pub struct Staged {
     batch_len: usize,
     dropped: Vec<String>,
     users: HashMap<String, StagedUser>,
-    ties: HashMap<(String, String), Tie>,
+    /// Staged edge states, with where the graph keeps the edge when staging found it there.
+    ties: HashMap<(String, String), (Tie, Option<TieSlot>)>,
 }
 
 impl Staged {
@@ -41,8 +42,15 @@ impl Staged {
         for (key, u) in &self.users {
             graph.upsert_user(u.uid, key, u.handle.as_deref(), u.name.as_deref());
         }
-        for ((from, to), tie) in &self.ties {
-            graph.set_tie(from, to, *tie);
+        // Slots stay valid only while nothing was removed: with removals, look pairs up again.
+        let slots_valid = self.dropped.is_empty();
+        for ((from, to), (tie, slot)) in &self.ties {
+            match slot {
+                Some(slot) if slots_valid => graph.set_tie_at(slot, *tie),
+                _ => {
+                    graph.set_tie(from, to, *tie);
+                }
+            }
         }
     }
 
@@ -104,7 +112,8 @@ struct Stage<'a, L: PostLookup> {
     /// Users of the live graph removed in this batch: the graph's version of them no longer counts.
     dropped: Vec<String>,
     dropped_set: FxHashSet<String>,
-    ties: HashMap<(String, String), Tie>,
+    /// Staged edge states, with where the graph keeps the edge when staging found it there.
+    ties: HashMap<(String, String), (Tie, Option<TieSlot>)>,
     /// Post records (of platforms that keep them) written in this batch.
     posts: HashMap<Vec<u8>, Vec<u8>>,
     /// Posts seen in this batch (for every platform).
@@ -196,7 +205,7 @@ impl<L: PostLookup> Stage<'_, L> {
     }
 
     fn tie(&self, from: &str, to: &str) -> Tie {
-        if let Some(t) = self.ties.get(&(from.to_string(), to.to_string())) {
+        if let Some((t, _)) = self.ties.get(&(from.to_string(), to.to_string())) {
             return *t;
         }
         self.graph_tie(from, to)
@@ -295,7 +304,7 @@ impl<L: PostLookup> Stage<'_, L> {
         let staged: Vec<(String, String)> =
             self.ties.keys().filter(|(a, b)| a == key || b == key).cloned().collect();
         for pair in staged {
-            if !self.ties[&pair].is_empty() {
+            if !self.ties[&pair].0.is_empty() {
                 removed.insert(pair.clone());
             }
             self.ties.remove(&pair);
@@ -342,7 +351,7 @@ impl<L: PostLookup> Stage<'_, L> {
         self.ensure_user(&UserRef::new(to));
         let mut tie = self.tie(from, to);
         tie.add(kind, at);
-        self.ties.insert((from.to_string(), to.to_string()), tie);
+        self.ties.insert((from.to_string(), to.to_string()), (tie, None));
         Ok(Outcome::InteractionAdded)
     }
 
@@ -350,7 +359,7 @@ impl<L: PostLookup> Stage<'_, L> {
         if self.tie(&from, &to).is_empty() {
             return Err(Rejection::TieNotFound { from, to });
         }
-        self.ties.insert((from, to), Tie::default());
+        self.ties.entry((from, to)).or_insert((Tie::default(), None)).0 = Tie::default();
         Ok(Outcome::TieRemoved)
     }
 
@@ -409,9 +418,20 @@ impl<L: PostLookup> Stage<'_, L> {
             };
             new_users += usize::from(created);
             let pair = (i.from.clone(), i.to.clone());
-            let graph_tie = |s: &Self| s.graph_tie(&i.from, &i.to);
-            let fallback = if self.ties.contains_key(&pair) { Tie::default() } else { graph_tie(self) };
-            self.ties.entry(pair).or_insert(fallback).add(i.kind, at);
+            if !self.ties.contains_key(&pair) {
+                let found = if self.is_dropped(&i.from) || self.is_dropped(&i.to) {
+                    (Tie::default(), None)
+                } else {
+                    match self.graph.tie_slot(&i.from, &i.to) {
+                        Some((tie, slot)) => (tie.unwrap_or_default(), Some(slot)),
+                        None => (Tie::default(), None),
+                    }
+                };
+                self.ties.insert(pair.clone(), found);
+            }
+            if let Some((tie, _)) = self.ties.get_mut(&pair) {
+                tie.add(i.kind, at);
+            }
             edges.push(PostEdge { kind: i.kind, from: author, to });
         }
         // Other users the payload described: refresh the profiles of those already known.
@@ -438,7 +458,7 @@ impl<L: PostLookup> Stage<'_, L> {
             let mut tie = self.tie(&from, &to);
             if tie.remove(e.kind) {
                 undone += 1;
-                self.ties.insert((from, to), tie);
+                self.ties.entry((from, to)).or_insert((tie, None)).0 = tie;
             }
         }
         undone
@@ -480,7 +500,7 @@ impl<L: PostLookup> Stage<'_, L> {
             }
         }
         let uid = |k: &str| self.users.get(k).map(|u| u.uid).or_else(|| self.graph.uid(k));
-        for ((from, to), tie) in &self.ties {
+        for ((from, to), (tie, _)) in &self.ties {
             let (Some(a), Some(b)) = (uid(from), uid(to)) else { continue };
             log.tie_set(a, b, tie);
             len += 1;
