@@ -94,6 +94,12 @@ impl Kind {
     }
 
     /// Parses a kind name; `retweet` and `boost` are accepted as synonyms of `repost`.
+    ///
+    /// ```
+    /// use tagflow::graph::Kind;
+    /// assert_eq!(Kind::parse("Retweet"), Some(Kind::Repost));
+    /// assert_eq!(Kind::parse("like"), None);
+    /// ```
     pub fn parse(s: &str) -> Option<Kind> {
         match s.to_ascii_lowercase().as_str() {
             "repost" | "retweet" | "reblog" | "boost" => Some(Kind::Repost),

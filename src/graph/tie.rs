@@ -5,6 +5,15 @@ use serde::Serialize;
 
 /// All interactions from one user to another: per-kind counts and the first and last time seen.
 ///
+/// ```
+/// use tagflow::graph::{Kind, Tie};
+/// let mut tie = Tie::default();
+/// tie.add(Kind::Repost, 1_700_000_000);
+/// tie.add(Kind::Mention, 1_600_000_000);
+/// assert_eq!((tie.count(Kind::Repost), tie.total()), (1, 2));
+/// assert_eq!(tie.first_seen(), 1_600_000_000);
+/// ```
+///
 /// 28 bytes, because a million-user graph holds millions of these: times are unix seconds as `u32`
 /// (good until 2106) and counts saturate at `u32::MAX` instead of wrapping.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -147,6 +156,10 @@ impl KindCounts {
 }
 
 /// Formats unix seconds as RFC 3339 UTC (`2021-04-01T12:00:00Z`), without a date crate in the core.
+///
+/// ```
+/// assert_eq!(tagflow::graph::rfc3339(1_617_278_400), "2021-04-01T12:00:00Z");
+/// ```
 pub fn rfc3339(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
