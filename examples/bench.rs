@@ -19,6 +19,7 @@ use tagflow::graph::Mutation;
 use tagflow::ingest::decode::x_v2;
 use tagflow::ingest::demo::{DemoConfig, DemoGenerator};
 use tagflow::ingest::source::{to_mutation, Tally};
+use tagflow::rng::SplitMix64;
 use tagflow::store::{self, StoreConfig};
 
 struct Args {
@@ -139,11 +140,11 @@ fn main() -> anyhow::Result<()> {
             .map(|u| u.id)
             .collect()
     };
-    let mut s = 2024u64;
+    let mut s = SplitMix64::new(2024);
     let pairs: Vec<(String, String)> = (0..a.pairs)
         .map(|_| {
-            let x = &keys[(splitmix(&mut s) % keys.len() as u64) as usize];
-            let y = &keys[(splitmix(&mut s) % keys.len() as u64) as usize];
+            let x = &keys[(s.next_u64() % keys.len() as u64) as usize];
+            let y = &keys[(s.next_u64() % keys.len() as u64) as usize];
             (x.clone(), y.clone())
         })
         .collect();
@@ -290,14 +291,6 @@ fn rss_kib(pid: u32) -> Option<u64> {
 
 fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn splitmix(s: &mut u64) -> u64 {
-    *s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *s;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 fn enc(s: &str) -> String {

@@ -23,4 +23,5 @@ pub mod graph;
 pub mod http;
 pub mod import;
 pub mod ingest;
+pub mod rng;
 pub mod store;

@@ -14,6 +14,7 @@ use tagflow::graph::{Mutation, UserOrder};
 use tagflow::ingest::decode::x_v2;
 use tagflow::ingest::demo::{DemoConfig, DemoGenerator};
 use tagflow::ingest::source::to_mutation;
+use tagflow::rng::SplitMix64;
 
 fn networkx_available() -> bool {
     let ok = Command::new("python3")
@@ -25,15 +26,6 @@ fn networkx_available() -> bool {
         eprintln!("SKIPPED networkx reference checks: python3 with networkx not found (pip install -r .ci/test-requirements.txt)");
     }
     ok
-}
-
-/// SplitMix64: reproducible pair choices.
-fn rng(s: &mut u64) -> u64 {
-    *s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *s;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,11 +61,11 @@ async fn find_path_and_degrees_agree_with_networkx_on_a_generated_graph() {
         nodes.len(),
         edges.len()
     );
-    let mut s = 11u64;
+    let mut s = SplitMix64::new(11);
     let pairs: Vec<(String, String)> = (0..1_000)
         .map(|_| {
-            let a = &nodes[(rng(&mut s) % nodes.len() as u64) as usize];
-            let b = &nodes[(rng(&mut s) % nodes.len() as u64) as usize];
+            let a = &nodes[(s.next_u64() % nodes.len() as u64) as usize];
+            let b = &nodes[(s.next_u64() % nodes.len() as u64) as usize];
             (a.clone(), b.clone())
         })
         .collect();

@@ -830,14 +830,8 @@ mod tests {
         for u in 0..n {
             g.upsert_user(u, &format!("u{u}"), None, None);
         }
-        let mut s = 99u64;
-        let mut next = || {
-            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = s;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
+        let mut rng = crate::rng::SplitMix64::new(99);
+        let mut next = || rng.next_u64();
         let scan = |g: &Graph, a: &str, b: &str| {
             let (Some(ia), Some(ib)) = (g.idx(a), g.idx(b)) else { return false };
             g.g.edge_indices().any(|e| g.g.edge_endpoints(e) == Some((ia, ib)))

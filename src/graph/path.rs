@@ -192,6 +192,7 @@ fn stitch(sc: &Scratch, v: NodeIndex, stamp: u32) -> Vec<NodeIndex> {
 mod tests {
     use super::*;
     use crate::graph::{Kind, Tie};
+    use crate::rng::SplitMix64;
     use petgraph::algo::dijkstra;
 
     fn one(kind: Kind) -> Tie {
@@ -200,25 +201,16 @@ mod tests {
         t
     }
 
-    /// SplitMix64, so the random graphs are the same on every run.
-    fn rng(seed: &mut u64) -> u64 {
-        *seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = *seed;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
     fn random_graph(users: u32, edges: u32, seed: u64) -> Graph {
         let mut g = Graph::new();
-        let mut s = seed;
+        let mut s = SplitMix64::new(seed);
         for n in 0..users {
             g.upsert_user(n, &format!("u{n}"), None, None);
         }
         for _ in 0..edges {
-            let a = (rng(&mut s) % u64::from(users)) as u32;
+            let a = (s.next_u64() % u64::from(users)) as u32;
             // Skewed targets, so that some users are hubs and some pairs are unreachable.
-            let b = ((rng(&mut s) % u64::from(users)) * (rng(&mut s) % 100) / 100) as u32;
+            let b = ((s.next_u64() % u64::from(users)) * (s.next_u64() % 100) / 100) as u32;
             if a != b {
                 g.set_tie(&format!("u{a}"), &format!("u{b}"), one(Kind::Mention));
             }
@@ -256,10 +248,10 @@ mod tests {
                 .into_iter()
                 .map(|u| u.id)
                 .collect();
-            let mut s = seed ^ 0xABCD;
+            let mut s = SplitMix64::new(seed ^ 0xABCD);
             for _ in 0..1_000 {
-                let a = &keys[(rng(&mut s) % keys.len() as u64) as usize];
-                let b = &keys[(rng(&mut s) % keys.len() as u64) as usize];
+                let a = &keys[(s.next_u64() % keys.len() as u64) as usize];
+                let b = &keys[(s.next_u64() % keys.len() as u64) as usize];
                 for directed in [false, true] {
                     let want = reference(&g, a, b, directed);
                     let got = g.find_path(a, b, directed);

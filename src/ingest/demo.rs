@@ -53,6 +53,7 @@
 //! about 980 bytes per CPU second on one core.
 
 use crate::graph::Kind;
+use crate::rng::{mix64, SplitMix64};
 
 /// Twitter's snowflake epoch (2010-11-04T01:42:54.657Z) in unix milliseconds.
 const TWEPOCH_MS: i64 = 1_288_834_974_657;
@@ -368,44 +369,6 @@ fn into_string(out: Vec<u8>) -> String {
 /// The time bits of a snowflake id: milliseconds since [`TWEPOCH_MS`], clamped to 41 bits, shifted.
 fn snowflake_time(unix_ms: i64) -> u64 {
     ((unix_ms - TWEPOCH_MS).clamp(0, SNOWFLAKE_MAX_MS) as u64) << 22
-}
-
-/// SplitMix64 (Steele, Lea and Flood, "Fast splittable pseudorandom number generators", OOPSLA 2014;
-/// constants from Vigna's reference `splitmix64.c`). The state advances by the golden-ratio gamma and
-/// each output is the state through a 64-bit finaliser. Period 2^64, passes BigCrush, one add and
-/// two multiplies per output. Written out here so that the stream never depends on an RNG crate.
-#[derive(Debug, Clone)]
-struct SplitMix64 {
-    state: u64,
-}
-
-impl SplitMix64 {
-    const GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
-
-    fn new(seed: u64) -> Self {
-        SplitMix64 { state: seed }
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(Self::GAMMA);
-        mix64(self.state)
-    }
-
-    /// Uniform in `0..n` (`n > 0`) by Lemire's multiply-shift; the bias is below `n / 2^64`.
-    fn below(&mut self, n: u64) -> u64 {
-        ((self.next_u64() as u128 * n as u128) >> 64) as u64
-    }
-
-    fn chance(&mut self, per_mille: u64) -> bool {
-        self.below(1000) < per_mille
-    }
-}
-
-/// The SplitMix64 finaliser (a variant of MurmurHash3's fmix64): also the hash of names and posts.
-fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// Draws `0..=cdf.len()` from cumulative per-mille bounds.

@@ -121,10 +121,7 @@ pub fn post_hash(platform: Platform, id: &str) -> u64 {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    h ^= id.len() as u64;
-    h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    h ^ (h >> 31)
+    crate::rng::mix64(h ^ id.len() as u64)
 }
 
 /// One recorded change. Log records and snapshot chunks are sequences of these.

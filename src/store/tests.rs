@@ -1,5 +1,6 @@
 use super::*;
 use crate::graph::{Kind, Post, TieView, UserOrder, UserRef, UserView};
+use crate::rng::SplitMix64;
 
 fn open_dir(dir: &Path) -> (StoreHandle, Writer) {
     open_with(dir, 32 << 20)
@@ -193,35 +194,26 @@ fn a_second_process_on_the_same_directory_gets_a_clear_error() {
     close(h, w);
 }
 
-/// SplitMix64 for reproducible random workloads.
-fn rng(s: &mut u64) -> u64 {
-    *s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *s;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 #[test]
 fn random_mutation_sequences_reload_to_the_same_graph() {
     for seed in 1..=6u64 {
         let dir = tempfile::tempdir().unwrap();
         let (h, w) = open_with(dir.path(), 2_000);
-        let mut s = seed;
-        let user = |s: &mut u64| format!("u{}", rng(s) % 40);
+        let mut s = SplitMix64::new(seed);
+        let user = |s: &mut SplitMix64| format!("u{}", s.next_u64() % 40);
         let mut batch = Vec::new();
         for n in 0..600 {
-            let m = match rng(&mut s) % 10 {
+            let m = match s.next_u64() % 10 {
                 0 => Mutation::AddUser {
                     key: user(&mut s),
-                    handle: Some(format!("h{}", rng(&mut s) % 50)),
+                    handle: Some(format!("h{}", s.next_u64() % 50)),
                     name: None,
                 },
                 1 => Mutation::RemoveUser { key: user(&mut s) },
                 2 => Mutation::RemoveTie { from: user(&mut s), to: user(&mut s) },
                 3 => Mutation::RetractPost {
                     platform: Platform::Mastodon,
-                    id: format!("{}", rng(&mut s) % 200),
+                    id: format!("{}", s.next_u64() % 200),
                 },
                 4 => Mutation::AddInteraction {
                     from: user(&mut s),
@@ -231,7 +223,7 @@ fn random_mutation_sequences_reload_to_the_same_graph() {
                 },
                 5 => Mutation::EditPost(post_on(
                     Platform::Mastodon,
-                    &format!("{}", rng(&mut s) % 200),
+                    &format!("{}", s.next_u64() % 200),
                     &user(&mut s),
                     &[(Kind::Quote, &user(&mut s))],
                 )),
@@ -239,7 +231,7 @@ fn random_mutation_sequences_reload_to_the_same_graph() {
                     let (a, b, c) = (user(&mut s), user(&mut s), user(&mut s));
                     Mutation::ApplyPost(post_on(
                         Platform::Mastodon,
-                        &format!("{}", rng(&mut s) % 200),
+                        &format!("{}", s.next_u64() % 200),
                         &a,
                         &[(Kind::Repost, &b), (Kind::Mention, &c)],
                     ))
@@ -247,7 +239,7 @@ fn random_mutation_sequences_reload_to_the_same_graph() {
             };
             batch.push(m);
             // Commit in batches of random size, so that overlay and graph both get exercised.
-            if rng(&mut s) % 7 == 0 {
+            if s.next_u64() % 7 == 0 {
                 h.submit_blocking(std::mem::take(&mut batch)).unwrap();
             }
         }
