@@ -6,7 +6,7 @@
 //! | `mversion`                                  | layout version (u32 LE)                          |
 //! | `mnext_uid`                                 | next user id to assign (u32 LE)                  |
 //! | `mcheckpoint`                               | snapshot id, last log seq in it, users, edges     |
-//! | `l` seq (u64 BE)                            | one group commit: a sequence of [`Effect`]s       |
+//! | `l` seq (u64 BE) piece (u32 BE)             | one piece of a group commit: [`Effect`]s          |
 //! | `s` snapshot (u32 BE) chunk (u32 BE)        | a chunk of a snapshot: a sequence of [`Effect`]s  |
 //! | `p` platform tag (u8) post id               | a post's interactions, for platforms that edit and delete (Mastodon, Bluesky) |
 //! | `c` cursor name                             | a source's resume position (opaque bytes)         |
@@ -17,6 +17,15 @@
 //! snapshot in bulk and replays the log after it; a checkpoint folds the log into a new snapshot
 //! once the log is as large as the snapshot (so checkpoints cost O(graph) amortised, and the log to
 //! replay never exceeds the snapshot). Users are numbered by the store (uids), never by petgraph.
+//!
+//! Why pieces: log records and snapshot chunks are cut into values of about [`PIECE_BYTES`], each a
+//! whole number of effects (so each decodes on its own). sled 0.34 stores a value larger than an
+//! eighth of its 512 KiB segment as a separate blob, and its page cache weighs a page by its size
+//! *in the log*, where a blob is a pointer: blob pages never count against `cache_capacity` and are
+//! never evicted. Whole 4 MiB chunks kept the entire snapshot resident after a restart (350 MB at
+//! ten million interactions). A leaf holds at most 17 values before it splits, so pieces of a few
+//! KiB keep even a full leaf inline, counted and evictable. Log keys written before pieces (`l` seq,
+//! 9 bytes) still load: they sort before any piece of the same seq.
 
 use crate::graph::{Kind, Platform, Tie, TIE_BYTES};
 
@@ -33,10 +42,45 @@ pub const CURSOR: u8 = b'c';
 /// Marks a post that was deleted: seen, but contributing nothing.
 pub const POST_DELETED: &[u8] = &[0xFF];
 
+/// Target size of one log piece or snapshot chunk; see the module notes. The largest effect (a user
+/// with a long key, handle and name) is about 2.3 KiB, so no value exceeds 6.5 KiB and a full sled
+/// leaf (17 values) stays under the 128 KiB blob threshold.
+pub const PIECE_BYTES: usize = 4 << 10;
+
+/// The first key of log record `seq` (its pieces follow it), and a bound for ranges over the log.
 pub fn log_key(seq: u64) -> [u8; 9] {
     let mut k = [LOG; 9];
     k[1..].copy_from_slice(&seq.to_be_bytes());
     k
+}
+
+/// The key of piece `piece` of log record `seq`.
+pub fn log_piece_key(seq: u64, piece: u32) -> [u8; 13] {
+    let mut k = [LOG; 13];
+    k[1..9].copy_from_slice(&seq.to_be_bytes());
+    k[9..].copy_from_slice(&piece.to_be_bytes());
+    k
+}
+
+/// Just past every log key.
+pub const LOG_END: &[u8] = &[LOG + 1];
+
+/// Splits a sequence of effects into pieces of at least `target` bytes (the last may be shorter),
+/// each a whole number of effects. A malformed tail stays in the last piece, where decoding reports it.
+pub fn pieces(bytes: &[u8], target: usize) -> Vec<&[u8]> {
+    let mut out = Vec::with_capacity(bytes.len() / target.max(1) + 1);
+    let mut decoder = Decoder::new(bytes);
+    let mut start = 0;
+    while decoder.next().is_some() {
+        if decoder.pos - start >= target {
+            out.push(&bytes[start..decoder.pos]);
+            start = decoder.pos;
+        }
+    }
+    if start < bytes.len() {
+        out.push(&bytes[start..]);
+    }
+    out
 }
 
 pub fn seq_of_log_key(k: &[u8]) -> Option<u64> {
@@ -54,10 +98,6 @@ pub fn snapshot_key(snapshot: u32, chunk: u32) -> [u8; 9] {
     k[1..5].copy_from_slice(&snapshot.to_be_bytes());
     k[5..].copy_from_slice(&chunk.to_be_bytes());
     k
-}
-
-pub fn snapshot_of_key(k: &[u8]) -> Option<u32> {
-    Some(u32::from_be_bytes(k.get(1..5)?.try_into().ok()?))
 }
 
 /// The checkpoint record: which snapshot is current, the last log seq it covers, and how many users
@@ -356,6 +396,24 @@ mod tests {
     }
 
     #[test]
+    fn pieces_are_whole_effects_and_rejoin_to_the_record() {
+        let mut enc = Encoder::default();
+        for uid in 0..500u32 {
+            enc.user_put(uid, &format!("x:{uid}"), Some("h"), None);
+            enc.seen(u64::from(uid));
+        }
+        let whole: Vec<_> = Decoder::new(&enc.buf).collect();
+        let parts = pieces(&enc.buf, 256);
+        assert!(parts.len() > 10);
+        assert!(parts[..parts.len() - 1].iter().all(|p| p.len() >= 256 && p.len() < 256 + 64));
+        assert_eq!(parts.concat(), enc.buf);
+        let rejoined: Vec<_> = parts.iter().flat_map(|p| Decoder::new(p)).collect();
+        assert_eq!(rejoined, whole);
+        assert!(pieces(&[], 256).is_empty());
+        assert_eq!(pieces(&enc.buf, usize::MAX), vec![&enc.buf[..]]);
+    }
+
+    #[test]
     fn post_records_round_trip_and_deleted_is_distinct_from_empty() {
         let edges = vec![PostEdge { kind: Kind::Quote, from: 7, to: 1 << 20 }];
         assert_eq!(decode_post(&encode_post(&edges)), Some(edges));
@@ -369,9 +427,13 @@ mod tests {
     #[test]
     fn log_keys_sort_by_sequence_and_post_hashes_are_stable() {
         assert!(log_key(255) < log_key(256));
+        assert!(log_key(255).as_slice() < log_piece_key(255, 0).as_slice());
+        assert!(log_piece_key(255, 0) < log_piece_key(255, 1));
+        assert!(log_piece_key(255, u32::MAX).as_slice() < log_key(256).as_slice());
+        assert!(&log_piece_key(u64::MAX, u32::MAX)[..] < LOG_END);
         assert_eq!(seq_of_log_key(&log_key(1 << 40)), Some(1 << 40));
+        assert_eq!(seq_of_log_key(&log_piece_key(1 << 40, 7)), Some(1 << 40));
         assert!(snapshot_key(1, 9) < snapshot_key(2, 0));
-        assert_eq!(snapshot_of_key(&snapshot_key(5, 1)), Some(5));
         // Persisted: must never change between builds.
         assert_eq!(
             post_hash(Platform::X, "1377650529766154240"),

@@ -1,5 +1,5 @@
 use super::*;
-use crate::graph::{Kind, Post, TieView, UserOrder, UserRef, UserView};
+use crate::graph::{Kind, Post, Tie, TieView, UserOrder, UserRef, UserView};
 use crate::rng::SplitMix64;
 
 fn open_dir(dir: &Path) -> (StoreHandle, Writer) {
@@ -272,4 +272,116 @@ fn random_mutation_sequences_reload_to_the_same_graph() {
         assert_eq!(again[0], Ok(Outcome::Duplicate), "seed {seed}");
         close(h, w);
     }
+}
+
+/// Every value the store writes stays well under sled's blob threshold (see `layout::PIECE_BYTES`),
+/// so that its page cache can count and evict it.
+fn largest_value(h: &StoreHandle) -> usize {
+    h.db.iter().values().map(|v| v.unwrap().len()).max().unwrap_or(0)
+}
+
+#[test]
+fn large_commits_and_snapshots_are_stored_in_small_pieces_and_reload_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, w) = open_dir(dir.path());
+    let mut s = SplitMix64::new(7);
+    for round in 0..3 {
+        // One group commit of 3,000 posts: a log record of well over a hundred pieces.
+        let batch: Vec<Mutation> = (0..3_000)
+            .map(|i| {
+                let (a, b) = (s.next_u64() % 5_000, s.next_u64() % 5_000);
+                let mut p =
+                    post(&format!("{round}-{i}"), &format!("x:{a}"), &[(Kind::Reply, &format!("x:{b}"))]);
+                p.author.handle = Some(format!("handle_{a}_{}", "n".repeat((a % 300) as usize)));
+                Mutation::ApplyPost(p)
+            })
+            .collect();
+        h.submit_blocking(batch).unwrap();
+    }
+    let before = dump(&h);
+    assert!(before.1.len() > 8_000, "{}", before.1.len());
+    assert!(largest_value(&h) < 8 << 10, "a log value of {} bytes", largest_value(&h));
+    // A crash: the pieced log replays.
+    crash(h, w);
+    let (h, w) = open_dir(dir.path());
+    assert_eq!(dump(&h), before);
+    // A clean stop: the checkpoint writes a snapshot of many chunks, and the log is gone.
+    close(h, w);
+    let (h, w) = open_dir(dir.path());
+    assert_eq!(dump(&h), before);
+    assert_eq!(h.db.scan_prefix([layout::LOG]).count(), 0, "the checkpoint dropped the log");
+    let chunks = h.db.scan_prefix([layout::SNAPSHOT]).count();
+    assert!(chunks > 50, "{chunks} snapshot chunks");
+    assert!(largest_value(&h) < 8 << 10, "a snapshot value of {} bytes", largest_value(&h));
+    close(h, w);
+}
+
+#[test]
+fn log_records_written_whole_before_pieces_still_load() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // The layout as version 2 wrote it before log pieces: one 9-byte key per record.
+        let db = sled::open(dir.path()).unwrap();
+        db.insert(layout::META_VERSION, &layout::LAYOUT_VERSION.to_le_bytes()[..]).unwrap();
+        let mut enc = layout::Encoder::default();
+        enc.user_put(0, "x:1", Some("one"), None);
+        enc.user_put(1, "x:2", None, None);
+        let mut tie = Tie::default();
+        tie.add(Kind::Quote, 1_600_000_000);
+        enc.tie_set(0, 1, &tie);
+        db.insert(layout::log_key(1), enc.buf).unwrap();
+        db.flush().unwrap();
+    }
+    let (h, w) = open_dir(dir.path());
+    let (users, ties) = dump(&h);
+    assert_eq!(users.len(), 2);
+    assert_eq!((ties.len(), ties[0].kinds.quote), (1, 1));
+    // New records go after it, and a clean stop folds both into a snapshot.
+    one(&h, Mutation::AddInteraction { from: "x:2".into(), to: "x:1".into(), kind: Kind::Manual, at: 1 })
+        .unwrap();
+    close(h, w);
+    let (h, w) = open_dir(dir.path());
+    assert_eq!(dump(&h).1.len(), 2);
+    close(h, w);
+}
+
+#[test]
+fn leftover_chunks_of_other_snapshots_are_dropped_and_a_gap_in_the_log_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, w) = open_dir(dir.path());
+    one(&h, Mutation::AddInteraction { from: "a".into(), to: "b".into(), kind: Kind::Manual, at: 1 })
+        .unwrap();
+    close(h, w); // checkpoint 1
+    let (h, w) = open_dir(dir.path());
+    let before = dump(&h);
+    // Chunks of an earlier and of a later (unfinished) snapshot, as a checkpoint cut short leaves.
+    let mut junk = layout::Encoder::default();
+    junk.user_put(99, "junk", None, None);
+    h.db.insert(layout::snapshot_key(0, 0), &junk.buf[..]).unwrap();
+    h.db.insert(layout::snapshot_key(7, 3), &junk.buf[..]).unwrap();
+    h.db.flush().unwrap();
+    crash(h, w);
+    let (h, w) = open_dir(dir.path());
+    assert_eq!(dump(&h), before, "leftover chunks are not loaded");
+    assert_eq!(h.db.get(layout::snapshot_key(0, 0)).unwrap(), None);
+    assert_eq!(h.db.get(layout::snapshot_key(7, 3)).unwrap(), None);
+    // Two commits after the snapshot; then the first of them goes missing.
+    one(&h, Mutation::AddInteraction { from: "b".into(), to: "c".into(), kind: Kind::Manual, at: 2 })
+        .unwrap();
+    one(&h, Mutation::AddInteraction { from: "c".into(), to: "d".into(), kind: Kind::Manual, at: 3 })
+        .unwrap();
+    let first = h.db.scan_prefix([layout::LOG]).next().unwrap().unwrap().0;
+    h.db.remove(first).unwrap();
+    h.db.flush().unwrap();
+    crash(h, w);
+    let mut config = StoreConfig::new(dir.path());
+    config.checkpoint_min_bytes = 32 << 20;
+    let err = loop {
+        match open(&config) {
+            Err(StoreError::Locked { .. }) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            Err(e) => break e,
+            Ok(_) => panic!("a log with a hole must not load"),
+        }
+    };
+    assert!(matches!(&err, StoreError::Corrupt { what, .. } if what.contains("missing")), "{err}");
 }
