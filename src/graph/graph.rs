@@ -4,11 +4,13 @@
 //! the last node into the hole), so the key -> index map never needs fixing up. Indices stay private:
 //! every public method speaks in user keys.
 
-use super::tie::{KindCounts, Tie};
+use super::tie::{KindCounts, Packed, Spill, Tie};
 use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableGraph};
 use petgraph::visit::EdgeRef;
 use petgraph::{Directed, Direction};
-use rustc_hash::FxHashMap;
+use hashbrown::HashTable;
+use rustc_hash::{FxBuildHasher, FxHashMap, FxHasher};
+use std::hash::{BuildHasher, Hasher};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::ops::Bound;
@@ -40,13 +42,18 @@ pub(crate) struct Node {
 
 /// The interaction graph. Cheap to query under a read lock; mutated only by the store's write path.
 pub struct Graph {
-    pub(crate) g: StableGraph<Node, Tie, Directed, u32>,
-    /// Key -> node, for lookups (every write looks up several keys: a hash, not a tree walk).
-    by_key: FxHashMap<Arc<str>, NodeIndex>,
+    pub(crate) g: StableGraph<Node, Packed, Directed, u32>,
+    /// Full counts of the edges whose packed tie spilled (some count above 4,095): rare.
+    spilled: FxHashMap<EdgeIndex, Spill>,
+    /// Key -> node, for lookups (every write looks up several keys: a hash, not a tree walk). A
+    /// table of bare node indices hashed by the key they point at: 5 bytes a slot, where a map from
+    /// key to index took 25.
+    by_key: HashTable<u32>,
     /// The same keys in order, so that listing users pages by key without sorting.
     ordered: BTreeSet<Arc<str>>,
-    /// Lowercased handle -> users with that handle (usually one).
-    by_handle: FxHashMap<Box<str>, Vec<NodeIndex>>,
+    /// Handle -> users with that handle (usually one): node indices hashed by the lowercased
+    /// handle, several entries where users share one. No lowercased copies are kept.
+    by_handle: HashTable<u32>,
     /// Store uid -> node index (`u32::MAX` where none), to resolve on-disk references.
     by_uid: Vec<u32>,
     interactions: u64,
@@ -141,12 +148,13 @@ impl Graph {
     pub fn new() -> Graph {
         Graph {
             g: StableGraph::default(),
-            by_key: FxHashMap::default(),
+            by_key: HashTable::new(),
             ordered: BTreeSet::new(),
-            by_handle: FxHashMap::default(),
+            by_handle: HashTable::new(),
             by_uid: Vec::new(),
             interactions: 0,
             busy: FxHashMap::default(),
+            spilled: FxHashMap::default(),
         }
     }
 
@@ -155,8 +163,9 @@ impl Graph {
     pub fn reserve(&mut self, users: usize, ties: usize) {
         self.g.reserve_nodes(users);
         self.g.reserve_edges(ties);
-        self.by_handle.reserve(users);
-        self.by_key.reserve(users);
+        let g = &self.g;
+        self.by_handle.reserve(users, |&i| handle_hash(g[node_index(i)].handle.as_deref().unwrap_or("")));
+        self.by_key.reserve(users, |&i| key_hash(&g[node_index(i)].key));
     }
 
     pub fn user_count(&self) -> usize {
@@ -173,11 +182,12 @@ impl Graph {
     }
 
     pub fn contains(&self, key: &str) -> bool {
-        self.by_key.contains_key(key)
+        self.idx(key).is_some()
     }
 
     fn idx(&self, key: &str) -> Option<NodeIndex> {
-        self.by_key.get(key).copied()
+        let g = &self.g;
+        self.by_key.find(key_hash(key), |&i| &*g[node_index(i)].key == key).map(|&i| node_index(i))
     }
 
     fn node(&self, i: NodeIndex) -> &Node {
@@ -209,18 +219,24 @@ impl Graph {
     /// # Errors
     /// [`GraphError::UserNotFound`], or [`GraphError::AmbiguousHandle`] listing the matching keys.
     pub fn resolve<'a>(&'a self, spec: &str) -> Result<&'a str, GraphError> {
-        if let Some((k, _)) = self.by_key.get_key_value(spec) {
-            return Ok(k);
+        if let Some(i) = self.idx(spec) {
+            return Ok(&self.node(i).key);
         }
-        let handle = spec.strip_prefix('@').unwrap_or(spec).to_lowercase();
-        match self.by_handle.get(handle.as_str()).map(Vec::as_slice) {
-            Some([one]) => Ok(&self.node(*one).key),
-            Some(many) if !many.is_empty() => {
+        let handle = spec.strip_prefix('@').unwrap_or(spec);
+        let matching: Vec<NodeIndex> = self
+            .by_handle
+            .iter_hash(handle_hash(handle))
+            .map(|&i| node_index(i))
+            .filter(|&i| self.node(i).handle.as_deref().is_some_and(|h| same_handle(h, handle)))
+            .collect();
+        match matching.as_slice() {
+            [one] => Ok(&self.node(*one).key),
+            [] => Err(GraphError::UserNotFound(spec.to_string())),
+            many => {
                 let mut keys: Vec<String> = many.iter().map(|&i| self.node(i).key.to_string()).collect();
                 keys.sort();
                 Err(GraphError::AmbiguousHandle { handle: spec.to_string(), keys })
             }
-            _ => Err(GraphError::UserNotFound(spec.to_string())),
         }
     }
 
@@ -242,10 +258,10 @@ impl Graph {
         let mut received = KindCounts::default();
         let mut made = KindCounts::default();
         for e in self.g.edges_directed(i, Direction::Incoming) {
-            received.add_tie(e.weight());
+            received.add_tie(&self.tie_of(e.id(), e.weight()));
         }
         for e in self.g.edges_directed(i, Direction::Outgoing) {
-            made.add_tie(e.weight());
+            made.add_tie(&self.tie_of(e.id(), e.weight()));
         }
         Some(UserDetail { user: self.view(i), interactions: InOut { received, made } })
     }
@@ -268,17 +284,14 @@ impl Graph {
     pub fn tie_slot(&self, from: &str, to: &str) -> Option<(Option<Tie>, TieSlot)> {
         let (a, b) = (self.idx(from)?, self.idx(to)?);
         let edge = self.find_edge(a, b);
-        Some((edge.map(|e| self.g[e]), TieSlot { a, b, edge }))
+        Some((edge.map(|e| self.tie_at(e)), TieSlot { a, b, edge }))
     }
 
     /// Sets an edge found by [`Graph::tie_slot`], with no removal since: no lookup at all.
     pub fn set_tie_at(&mut self, slot: &TieSlot, tie: Tie) {
         match slot.edge {
             Some(e) if tie.is_empty() => self.remove_edge(e),
-            Some(e) => {
-                self.interactions = self.interactions - self.g[e].total() + tie.total();
-                self.g[e] = tie;
-            }
+            Some(e) => self.replace_tie(e, &tie),
             None if tie.is_empty() => {}
             None => self.add_edge(slot.a, slot.b, tie),
         }
@@ -287,7 +300,31 @@ impl Graph {
     /// The interactions from `from` to `to`, if any.
     pub fn tie(&self, from: &str, to: &str) -> Option<Tie> {
         let e = self.find_edge(self.idx(from)?, self.idx(to)?)?;
-        Some(self.g[e])
+        Some(self.tie_at(e))
+    }
+
+    /// The tie of an edge, its counts taken from beside it if they spilled.
+    fn tie_of(&self, e: EdgeIndex, packed: &Packed) -> Tie {
+        packed.unpack(if packed.spilled() { self.spilled.get(&e) } else { None })
+    }
+
+    fn tie_at(&self, e: EdgeIndex) -> Tie {
+        self.tie_of(e, &self.g[e])
+    }
+
+    /// Overwrites the tie of an existing edge with a non-empty one.
+    fn replace_tie(&mut self, e: EdgeIndex, tie: &Tie) {
+        self.interactions = self.interactions - self.tie_at(e).total() + tie.total();
+        let (packed, spill) = Packed::pack(tie);
+        self.g[e] = packed;
+        match spill {
+            Some(counts) => {
+                self.spilled.insert(e, counts);
+            }
+            None => {
+                self.spilled.remove(&e);
+            }
+        }
     }
 
     pub fn tie_view(&self, from: &str, to: &str) -> Option<TieView> {
@@ -318,7 +355,10 @@ impl Graph {
                     out_deg: 0,
                     in_deg: 0,
                 });
-                self.by_key.insert(key.clone(), i);
+                let g = &self.g;
+                self.by_key.insert_unique(key_hash(&key), i.index() as u32, |&j| {
+                    key_hash(&g[node_index(j)].key)
+                });
                 self.ordered.insert(key);
                 let slot = uid as usize;
                 if self.by_uid.len() <= slot {
@@ -332,7 +372,10 @@ impl Graph {
             if self.node(i).handle.as_deref() != Some(h) {
                 self.unindex_handle(i);
                 self.g[i].handle = Some(h.into());
-                self.by_handle.entry(h.to_lowercase().into()).or_default().push(i);
+                let g = &self.g;
+                self.by_handle.insert_unique(handle_hash(h), i.index() as u32, |&j| {
+                    handle_hash(g[node_index(j)].handle.as_deref().unwrap_or(""))
+                });
             }
         }
         if let Some(n) = name {
@@ -343,12 +386,10 @@ impl Graph {
     }
 
     fn unindex_handle(&mut self, i: NodeIndex) {
-        let Some(old) = self.g[i].handle.as_deref().map(str::to_lowercase) else { return };
-        if let Some(v) = self.by_handle.get_mut(old.as_str()) {
-            v.retain(|&j| j != i);
-            if v.is_empty() {
-                self.by_handle.remove(old.as_str());
-            }
+        let Some(old) = self.g[i].handle.as_deref() else { return };
+        let me = i.index() as u32;
+        if let Ok(entry) = self.by_handle.find_entry(handle_hash(old), |&j| j == me) {
+            entry.remove();
         }
     }
 
@@ -369,7 +410,10 @@ impl Graph {
         if let Some(slot) = self.by_uid.get_mut(uid) {
             *slot = NO_NODE;
         }
-        self.by_key.remove(key);
+        let me = i.index() as u32;
+        if let Ok(entry) = self.by_key.find_entry(key_hash(key), |&j| j == me) {
+            entry.remove();
+        }
         self.ordered.remove(key);
         self.g.remove_node(i);
         true
@@ -377,8 +421,9 @@ impl Graph {
 
     fn remove_edge(&mut self, e: EdgeIndex) {
         let Some((a, b)) = self.g.edge_endpoints(e) else { return };
-        if let Some(t) = self.g.remove_edge(e) {
-            self.interactions -= t.total();
+        if let Some(packed) = self.g.remove_edge(e) {
+            let spill = self.spilled.remove(&e);
+            self.interactions -= packed.unpack(spill.as_ref()).total();
             self.busy.remove(&(a.index() as u32, b.index() as u32));
             self.g[a].out_deg -= 1;
             self.g[b].in_deg -= 1;
@@ -402,7 +447,11 @@ impl Graph {
 
     /// Adds an edge known to be absent, keeping degrees, totals and the busy index up to date.
     fn add_edge(&mut self, a: NodeIndex, b: NodeIndex, tie: Tie) {
-        let e = self.g.add_edge(a, b, tie);
+        let (packed, spill) = Packed::pack(&tie);
+        let e = self.g.add_edge(a, b, packed);
+        if let Some(counts) = spill {
+            self.spilled.insert(e, counts);
+        }
         self.interactions += tie.total();
         self.g[a].out_deg += 1;
         self.g[b].in_deg += 1;
@@ -442,10 +491,7 @@ impl Graph {
         let (Some(a), Some(b)) = (self.idx(from), self.idx(to)) else { return false };
         match self.find_edge(a, b) {
             Some(e) if tie.is_empty() => self.remove_edge(e),
-            Some(e) => {
-                self.interactions = self.interactions - self.g[e].total() + tie.total();
-                self.g[e] = tie;
-            }
+            Some(e) => self.replace_tie(e, &tie),
             None if tie.is_empty() => {}
             None => self.add_edge(a, b, tie),
         }
@@ -497,7 +543,7 @@ impl Graph {
     pub fn for_each_tie(&self, mut f: impl FnMut(u32, u32, &Tie)) {
         use petgraph::visit::IntoEdgeReferences;
         for e in (&self.g).edge_references() {
-            f(self.node(e.source()).uid, self.node(e.target()).uid, e.weight());
+            f(self.node(e.source()).uid, self.node(e.target()).uid, &self.tie_of(e.id(), e.weight()));
         }
     }
 
@@ -574,10 +620,10 @@ impl Graph {
         let mut next = None;
         'users: for key in self.ordered.range::<str, _>((start, Bound::Unbounded)) {
             let Some(i) = self.idx(key) else { continue };
-            let mut outs: Vec<(&str, &Tie)> = self
+            let mut outs: Vec<(&str, Tie)> = self
                 .g
                 .edges_directed(i, Direction::Outgoing)
-                .map(|e| (&*self.node(e.target()).key, e.weight()))
+                .map(|e| (&*self.node(e.target()).key, self.tie_of(e.id(), e.weight())))
                 .collect();
             outs.sort_unstable_by(|a, b| a.0.cmp(b.0));
             for (to, tie) in outs {
@@ -590,7 +636,7 @@ impl Graph {
                     next = items.last().map(|t: &TieView| encode_pair(&t.from, &t.to));
                     break 'users;
                 }
-                items.push(tie_view(key, to, tie));
+                items.push(tie_view(key, to, &tie));
             }
         }
         Page { items, next }
@@ -637,8 +683,9 @@ impl Graph {
         for (&i, from) in &chosen {
             for e in self.g.edges_directed(i, Direction::Outgoing) {
                 if let Some(to) = chosen.get(&e.target()) {
-                    if e.weight().total() >= min_weight {
-                        ties.push(tie_view(from, to, e.weight()));
+                    let tie = self.tie_of(e.id(), e.weight());
+                    if tie.total() >= min_weight {
+                        ties.push(tie_view(from, to, &tie));
                     }
                 }
             }
@@ -648,6 +695,27 @@ impl Graph {
         });
         (users, ties)
     }
+}
+
+fn node_index(i: u32) -> NodeIndex {
+    NodeIndex::new(i as usize)
+}
+
+fn key_hash(key: &str) -> u64 {
+    FxBuildHasher.hash_one(key)
+}
+
+/// Hash of a handle as compared: case-insensitively (full Unicode lowercase, no copy made).
+fn handle_hash(handle: &str) -> u64 {
+    let mut h = FxHasher::default();
+    for c in handle.chars().flat_map(char::to_lowercase) {
+        h.write_u32(c as u32);
+    }
+    h.finish()
+}
+
+fn same_handle(a: &str, b: &str) -> bool {
+    a.chars().flat_map(char::to_lowercase).eq(b.chars().flat_map(char::to_lowercase))
 }
 
 /// Builds the API view of an edge.
@@ -697,6 +765,31 @@ mod tests {
             t.add(kind, 1_000 + i64::from(s));
         }
         t
+    }
+
+    #[test]
+    fn heavy_edges_keep_exact_counts_through_updates_removal_and_index_reuse() {
+        let mut g = sample();
+        let heavy = tie(Kind::Quote, 5_000);
+        g.set_tie("x:3", "x:1", heavy);
+        assert_eq!(g.tie("x:3", "x:1"), Some(heavy));
+        assert_eq!(g.interaction_count(), 4 + 5_000);
+        assert_eq!(g.user("x:1").unwrap().interactions.received.quote, 5_000);
+        assert_eq!(g.ties_page(None, 10).items.iter().map(|t| t.total).max(), Some(5_000));
+        // Back under the packed limit: the spilled counts go.
+        let light = tie(Kind::Quote, 3);
+        g.set_tie("x:3", "x:1", light);
+        assert_eq!((g.tie("x:3", "x:1"), g.spilled.len()), (Some(light), 0));
+        g.set_tie("x:3", "x:1", heavy);
+        assert!(g.remove_user("x:3"));
+        assert_eq!((g.spilled.len(), g.interaction_count()), (0, 4 - 1));
+        // The freed edge slot is reused by a light edge, which must not pick up the old counts.
+        g.upsert_user(3, "x:4", None, None);
+        g.set_tie("x:4", "x:1", light);
+        assert_eq!(g.tie("x:4", "x:1"), Some(light));
+        let mut sum = 0;
+        g.for_each_tie(|_, _, t| sum += t.total());
+        assert_eq!(sum, g.interaction_count());
     }
 
     fn sample() -> Graph {

@@ -98,6 +98,65 @@ impl Tie {
     }
 }
 
+/// A [`Tie`] as the graph holds it: 16 bytes instead of 28, which with petgraph's links makes an
+/// edge 32 bytes instead of 48. Almost every pair interacts a handful of times, so the five counts
+/// are packed as 12-bit fields of one word; a tie with any count above 4,095 is marked spilled and
+/// the graph keeps its full counts beside it ([`Packed::pack`] hands them over). Never empty: the
+/// graph removes an edge whose tie empties, and bit 62 is always set, so `Option<Packed>` (what a
+/// `StableGraph` stores per edge) costs nothing extra.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Packed {
+    bits: std::num::NonZeroU64,
+    first: u32,
+    last: u32,
+}
+
+const FIELD_BITS: u32 = 12;
+const FIELD_MAX: u32 = (1 << FIELD_BITS) - 1;
+const PRESENT: u64 = 1 << 62;
+const SPILLED: u64 = 1 << 63;
+
+/// Full counts of a spilled [`Packed`] tie.
+pub(crate) type Spill = [u32; Kind::COUNT];
+
+impl Packed {
+    /// Packs a tie; `Some(counts)` if they do not fit and must be kept beside it.
+    pub(crate) fn pack(tie: &Tie) -> (Packed, Option<Spill>) {
+        let fits = tie.counts.iter().all(|&c| c <= FIELD_MAX);
+        let bits = if fits {
+            tie.counts.iter().enumerate().fold(PRESENT, |acc, (i, &c)| acc | u64::from(c) << (FIELD_BITS * i as u32))
+        } else {
+            PRESENT | SPILLED
+        };
+        let packed = Packed {
+            bits: std::num::NonZeroU64::new(bits).expect("PRESENT is set"),
+            first: tie.first,
+            last: tie.last,
+        };
+        (packed, (!fits).then_some(tie.counts))
+    }
+
+    /// Whether the counts live beside the tie.
+    pub(crate) fn spilled(&self) -> bool {
+        self.bits.get() & SPILLED != 0
+    }
+
+    /// The tie back; `spill` must be the counts [`Packed::pack`] returned if it was spilled.
+    pub(crate) fn unpack(&self, spill: Option<&Spill>) -> Tie {
+        let counts = match spill {
+            Some(c) if self.spilled() => *c,
+            _ => {
+                let mut counts = [0; Kind::COUNT];
+                for (i, c) in counts.iter_mut().enumerate() {
+                    *c = ((self.bits.get() >> (FIELD_BITS * i as u32)) as u32) & FIELD_MAX;
+                }
+                counts
+            }
+        };
+        Tie { counts, first: self.first, last: self.last }
+    }
+}
+
 /// Unix seconds clamped into the `u32` range a [`Tie`] stores (0 is "never").
 pub fn clamp_time(at: i64) -> u32 {
     at.clamp(1, i64::from(u32::MAX)) as u32
@@ -202,6 +261,27 @@ mod tests {
         t.add(Kind::Manual, 1_700_000_000);
         assert_eq!(Tie::from_bytes(&t.to_bytes()), Some(t));
         assert_eq!(Tie::from_bytes(&[0u8; 3]), None);
+    }
+
+    #[test]
+    fn packed_ties_round_trip_and_spill_only_counts_that_do_not_fit() {
+        assert_eq!(std::mem::size_of::<Packed>(), 16);
+        assert_eq!(std::mem::size_of::<Option<Packed>>(), 16, "the niche keeps petgraph's Option free");
+        let mut t = Tie::default();
+        t.add(Kind::Reply, 1_600_000_000);
+        for _ in 0..FIELD_MAX {
+            t.add(Kind::Manual, 1_700_000_000);
+        }
+        let (p, spill) = Packed::pack(&t);
+        assert_eq!((spill, p.spilled()), (None, false), "4,095 still fits");
+        assert_eq!(p.unpack(None), t);
+        t.add(Kind::Manual, 1_800_000_000);
+        t.counts[Kind::Repost.index()] = u32::MAX;
+        let (p, spill) = Packed::pack(&t);
+        assert!(p.spilled());
+        assert_eq!(spill, Some(t.counts));
+        assert_eq!(p.unpack(spill.as_ref()), t);
+        assert_eq!((p.unpack(spill.as_ref()).count(Kind::Manual), t.last_seen()), (4_096, 1_800_000_000));
     }
 
     #[test]
