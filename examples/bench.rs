@@ -30,7 +30,15 @@ struct Args {
     pairs: usize,
     batch: usize,
     export: bool,
+    reuse: bool,
 }
+
+const USAGE: &str = "usage: bench [--users N] [--interactions N] [--dir DIR] [--binary PATH] [--pairs N] \
+[--batch N] [--no-export] [--reuse]
+
+Builds a graph with the demo generator through the durable write path and prints import rate,
+find_path latency (in-process and, with --binary, over HTTP), restart time and memory per edge.
+--reuse skips the import when DIR already holds a graph (to measure queries again).";
 
 fn args() -> Args {
     let mut a = Args {
@@ -41,10 +49,16 @@ fn args() -> Args {
         pairs: 1_000,
         batch: 5_000,
         export: true,
+        reuse: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut val = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        let mut val = || {
+            it.next().unwrap_or_else(|| {
+                eprintln!("{flag} needs a value\n{USAGE}");
+                std::process::exit(2)
+            })
+        };
         match flag.as_str() {
             "--users" => a.users = val().parse().expect("--users N"),
             "--interactions" => a.interactions = val().parse().expect("--interactions N"),
@@ -53,7 +67,15 @@ fn args() -> Args {
             "--pairs" => a.pairs = val().parse().expect("--pairs N"),
             "--batch" => a.batch = val().parse().expect("--batch N"),
             "--no-export" => a.export = false,
-            other => panic!("unknown flag {other}"),
+            "--reuse" => a.reuse = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0)
+            }
+            other => {
+                eprintln!("unknown flag {other}\n{USAGE}");
+                std::process::exit(2)
+            }
         }
     }
     a
@@ -61,11 +83,83 @@ fn args() -> Args {
 
 fn main() -> anyhow::Result<()> {
     let a = args();
-    let _ = std::fs::remove_dir_all(&a.dir);
+    let reuse = a.reuse && a.dir.join("db").exists();
+    if !reuse {
+        let _ = std::fs::remove_dir_all(&a.dir);
+    }
     println!("tagflow benchmark: users={} interactions>={} dir={}", a.users, a.interactions, a.dir.display());
 
     // 1. Durable import through the real decoder and write path, in group commits.
-    let (handle, writer, _) = store::open(&StoreConfig::new(&a.dir))?;
+    let (handle, writer, loaded) = store::open(&StoreConfig::new(&a.dir))?;
+    if reuse {
+        println!(
+            "reused {}: {} users, {} edges loaded in {:.1}s (no import measured)",
+            a.dir.display(),
+            loaded.users,
+            loaded.ties,
+            loaded.elapsed.as_secs_f64()
+        );
+    } else {
+        import(&a, &handle)?;
+    }
+    let edges = handle.graph().read().tie_count();
+    // 2. find_path in-process, 1,000 random pairs (undirected, the API default).
+    let keys: Vec<String> = {
+        let g = handle.graph().read();
+        g.users_page(tagflow::graph::UserOrder::Key, None, usize::MAX)
+            .items
+            .into_iter()
+            .map(|u| u.id)
+            .collect()
+    };
+    let mut s = SplitMix64::new(2024);
+    let pairs: Vec<(String, String)> = (0..a.pairs)
+        .map(|_| {
+            let x = &keys[(s.next_u64() % keys.len() as u64) as usize];
+            let y = &keys[(s.next_u64() % keys.len() as u64) as usize];
+            (x.clone(), y.clone())
+        })
+        .collect();
+    let mut lat = Vec::with_capacity(pairs.len());
+    let mut found = 0;
+    for (x, y) in &pairs {
+        let g = handle.graph().read();
+        let t = Instant::now();
+        let r = g.find_path(x, y, false);
+        lat.push(t.elapsed());
+        found += usize::from(r.is_ok());
+    }
+    report("find_path in-process (undirected)", &mut lat, found);
+    let mut lat_d = Vec::with_capacity(pairs.len());
+    let mut found_d = 0;
+    for (x, y) in &pairs {
+        let g = handle.graph().read();
+        let t = Instant::now();
+        let r = g.find_path(x, y, true);
+        lat_d.push(t.elapsed());
+        found_d += usize::from(r.is_ok());
+    }
+    report("find_path in-process (directed)", &mut lat_d, found_d);
+
+    if a.export {
+        export(&a.dir, &handle, &pairs)?;
+    }
+    handle.close_blocking();
+    drop(handle);
+    writer.join();
+
+    // 3. Restart: the real binary on the same directory, until /status answers; then its memory
+    // and find_path over HTTP.
+    if let Some(bin) = &a.binary {
+        restart_and_query(bin, &a.dir, &pairs, edges)?;
+    } else {
+        println!("restart/HTTP: skipped (pass --binary target/release/tagflow)");
+    }
+    Ok(())
+}
+
+/// The durable import through the real decoder and write path, in group commits; prints its figures.
+fn import(a: &Args, handle: &store::StoreHandle) -> anyhow::Result<()> {
     let mut generator = DemoGenerator::new(DemoConfig { users: a.users, seed: 42, ..DemoConfig::default() });
     let started = Instant::now();
     let mut line = Vec::with_capacity(4096);
@@ -129,59 +223,6 @@ fn main() -> anyhow::Result<()> {
             ms(&st.apply_micros),
             st.commits.load(Relaxed)
         );
-    }
-
-    // 2. find_path in-process, 1,000 random pairs (undirected, the API default).
-    let keys: Vec<String> = {
-        let g = handle.graph().read();
-        g.users_page(tagflow::graph::UserOrder::Key, None, usize::MAX)
-            .items
-            .into_iter()
-            .map(|u| u.id)
-            .collect()
-    };
-    let mut s = SplitMix64::new(2024);
-    let pairs: Vec<(String, String)> = (0..a.pairs)
-        .map(|_| {
-            let x = &keys[(s.next_u64() % keys.len() as u64) as usize];
-            let y = &keys[(s.next_u64() % keys.len() as u64) as usize];
-            (x.clone(), y.clone())
-        })
-        .collect();
-    let mut lat = Vec::with_capacity(pairs.len());
-    let mut found = 0;
-    for (x, y) in &pairs {
-        let g = handle.graph().read();
-        let t = Instant::now();
-        let r = g.find_path(x, y, false);
-        lat.push(t.elapsed());
-        found += usize::from(r.is_ok());
-    }
-    report("find_path in-process (undirected)", &mut lat, found);
-    let mut lat_d = Vec::with_capacity(pairs.len());
-    let mut found_d = 0;
-    for (x, y) in &pairs {
-        let g = handle.graph().read();
-        let t = Instant::now();
-        let r = g.find_path(x, y, true);
-        lat_d.push(t.elapsed());
-        found_d += usize::from(r.is_ok());
-    }
-    report("find_path in-process (directed)", &mut lat_d, found_d);
-
-    if a.export {
-        export(&a.dir, &handle, &pairs)?;
-    }
-    handle.close_blocking();
-    drop(handle);
-    writer.join();
-
-    // 3. Restart: the real binary on the same directory, until /status answers; then its memory
-    // and find_path over HTTP.
-    if let Some(bin) = &a.binary {
-        restart_and_query(bin, &a.dir, &pairs, edges)?;
-    } else {
-        println!("restart/HTTP: skipped (pass --binary target/release/tagflow)");
     }
     Ok(())
 }

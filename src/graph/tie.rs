@@ -124,7 +124,10 @@ impl Packed {
     pub(crate) fn pack(tie: &Tie) -> (Packed, Option<Spill>) {
         let fits = tie.counts.iter().all(|&c| c <= FIELD_MAX);
         let bits = if fits {
-            tie.counts.iter().enumerate().fold(PRESENT, |acc, (i, &c)| acc | u64::from(c) << (FIELD_BITS * i as u32))
+            tie.counts
+                .iter()
+                .enumerate()
+                .fold(PRESENT, |acc, (i, &c)| acc | u64::from(c) << (FIELD_BITS * i as u32))
         } else {
             PRESENT | SPILLED
         };

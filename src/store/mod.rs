@@ -289,6 +289,7 @@ fn load(db: &sled::Db, dir: &Path) -> Result<Loaded, StoreError> {
         None => 0,
     };
     let next_uid = stored_next.max(max_uid.map_or(0, |m| m + 1));
+    graph.shrink_to_fit();
     Ok(Loaded {
         graph,
         seen,
