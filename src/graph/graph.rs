@@ -581,6 +581,12 @@ impl Graph {
         }
     }
 
+    /// Users that have neighbour lists (for tests that must exercise them).
+    #[cfg(test)]
+    pub(crate) fn listed_users(&self) -> usize {
+        self.lists.len() - self.free_lists.len()
+    }
+
     /// Gives back the spare capacity that growing by doubling left in the neighbour lists (after a
     /// bulk load, where every list grew from nothing).
     pub fn shrink_to_fit(&mut self) {

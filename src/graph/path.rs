@@ -281,10 +281,12 @@ mod tests {
     #[test]
     fn bidirectional_bfs_matches_dijkstra_on_random_graphs() {
         let mut checked = (0, 0);
+        let mut listed = 0;
         for (seed, users, edges) in
             [(1u64, 200u32, 300u32), (2, 1_000, 1_500), (3, 3_000, 9_000), (4, 500, 5_000)]
         {
             let g = random_graph(users, edges, seed);
+            listed += g.listed_users();
             let keys: Vec<String> = g
                 .users_page(crate::graph::UserOrder::Key, None, usize::MAX)
                 .items
@@ -320,6 +322,7 @@ mod tests {
             checked.0 > 1_000 && checked.1 > 100,
             "both reachable and unreachable pairs checked: {checked:?}"
         );
+        assert!(listed > 30, "searches crossed users read from neighbour lists ({listed})");
     }
 
     #[test]
