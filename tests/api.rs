@@ -18,6 +18,10 @@ async fn status_and_root_report_ok_with_counts() {
         assert_eq!((body["users"].as_u64(), body["edges"].as_u64()), (Some(0), Some(0)));
         assert!(body["uptime_seconds"].is_u64());
         assert!(body["sources"].is_array());
+        assert!(body["store"]["checkpoints"].is_u64());
+        // The test process's own memory: more than a megabyte, less than a terabyte.
+        let rss = body["resident_bytes"].as_u64().expect("resident_bytes on Linux");
+        assert!((1 << 20..1 << 40).contains(&rss), "{rss}");
     }
     app.post("/aristas", r#"{"from":"a","to":"b","kind":"reply"}"#).await;
     let (_, body) = app.get("/status").await;

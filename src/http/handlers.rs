@@ -33,10 +33,20 @@ pub async fn status(state: web::Data<AppState>) -> HttpResponse {
             "commits": stats.commits.load(Relaxed),
             "mutations": stats.mutations.load(Relaxed),
             "bytes_on_disk": state.store.size_on_disk(),
+            "checkpoints": stats.checkpoints.load(Relaxed),
         },
+        // What a 512 MB dyno or a container limit is measured against; absent off Linux.
+        "resident_bytes": resident_bytes(),
         "sources": state.sources.reports(),
         "ui": "/ui",
     }))
+}
+
+/// This process's resident memory, from `/proc/self/status` (Linux); `None` elsewhere.
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().strip_suffix("kB")?;
+    kib.trim().parse::<u64>().ok().map(|k| k * 1024)
 }
 
 // ---- users ----
