@@ -280,6 +280,9 @@ async fn ui_draws_the_graph_and_fills_the_counters_in_a_real_browser() {
     assert_eq!(counter("c-users").as_deref(), Some(users.to_string().as_str()), "users counter");
     let edges_total = app.get("/status").await.1["edges"].to_string();
     assert_eq!(counter("c-edges"), Some(edges_total), "edges counter");
+    let memory = counter("c-memory").unwrap_or_default();
+    let mb: f64 = memory.strip_suffix(" MB").unwrap_or("x").replace(',', "").parse().unwrap_or(0.0);
+    assert!(mb >= 1.0, "the memory counter shows the service's MB: {memory:?}");
     assert!(dom.contains(&format!("showing {users} of {users} users")), "the drawing's caption");
     let edges = app.get("/graph").await.1["edges"].as_array().map_or(0, Vec::len);
     assert!(
