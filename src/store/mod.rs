@@ -175,13 +175,7 @@ pub fn open(config: &StoreConfig) -> Result<(StoreHandle, Writer, LoadReport), S
         db: db.clone(),
         graph: graph.clone(),
         seen: seen.clone(),
-        next_uid: loaded.next_uid,
-        next_seq: loaded.next_seq,
-        snapshot: loaded.snapshot,
-        log_bytes: loaded.log_bytes,
-        snapshot_bytes: loaded.snapshot_bytes,
-        snapshot_chunks: loaded.snapshot_chunks,
-        log_pieces: loaded.log_pieces,
+        disk: loaded.disk,
         stats: stats.clone(),
         max: config.max_batch,
         checkpoint_min: config.checkpoint_min_bytes,
@@ -211,11 +205,20 @@ fn classify_open_error(dir: &Path, e: sled::Error) -> StoreError {
 struct Loaded {
     graph: Graph,
     seen: SeenSet,
+    disk: Disk,
+}
+
+/// Where the store stands on disk: found by `load`, then kept up to date by the writer.
+struct Disk {
     next_uid: u32,
     next_seq: u64,
+    /// The current snapshot id and the last log seq it covers.
     snapshot: (u32, u64),
+    /// Bytes of log written since that snapshot, and the snapshot's own size.
     log_bytes: u64,
     snapshot_bytes: u64,
+    /// How many chunks the current snapshot has, and how many pieces each log record after it has
+    /// (0 for a record written whole, before pieces): what the next checkpoint drops, by key.
     snapshot_chunks: u32,
     log_pieces: Vec<u32>,
 }
@@ -293,13 +296,15 @@ fn load(db: &sled::Db, dir: &Path) -> Result<Loaded, StoreError> {
     Ok(Loaded {
         graph,
         seen,
-        next_uid,
-        next_seq,
-        snapshot: (snapshot, covered),
-        log_bytes,
-        snapshot_bytes,
-        snapshot_chunks,
-        log_pieces,
+        disk: Disk {
+            next_uid,
+            next_seq,
+            snapshot: (snapshot, covered),
+            log_bytes,
+            snapshot_bytes,
+            snapshot_chunks,
+            log_pieces,
+        },
     })
 }
 
@@ -376,17 +381,7 @@ struct WriterLoop {
     db: sled::Db,
     graph: SharedGraph,
     seen: Arc<RwLock<SeenSet>>,
-    next_uid: u32,
-    next_seq: u64,
-    /// The current snapshot id and the last log seq it covers.
-    snapshot: (u32, u64),
-    /// Bytes of log written since that snapshot, and the snapshot's own size.
-    log_bytes: u64,
-    snapshot_bytes: u64,
-    /// How many chunks the current snapshot has, and how many pieces each log record after it has
-    /// (0 for a record written whole, before pieces): what the next checkpoint drops, by key.
-    snapshot_chunks: u32,
-    log_pieces: Vec<u32>,
+    disk: Disk,
     stats: Arc<WriteStats>,
     max: usize,
     checkpoint_min: u64,
@@ -421,7 +416,7 @@ impl WriterLoop {
             }
         }
         // A clean stop folds the log into a snapshot, so that the next start is a bulk load.
-        if self.log_bytes > 0 && !abort {
+        if self.disk.log_bytes > 0 && !abort {
             if let Err(e) = self.checkpoint() {
                 log::error!("store: checkpoint at shutdown failed: {e}");
             }
@@ -471,7 +466,13 @@ impl WriterLoop {
         let mut staged = {
             let graph = self.graph.read();
             let seen = self.seen.read();
-            stage::stage(&graph, &stage::Lookup { seen: &seen, db: &self.db }, self.next_uid, now, mutations)?
+            stage::stage(
+                &graph,
+                &stage::Lookup { seen: &seen, db: &self.db },
+                self.disk.next_uid,
+                now,
+                mutations,
+            )?
         };
         self.stats.stage_micros.fetch_add(micros(t), Ordering::Relaxed);
         let outcomes = std::mem::take(&mut staged.outcomes);
@@ -485,7 +486,7 @@ impl WriterLoop {
         let pieces = layout::pieces(&log, layout::PIECE_BYTES);
         let n_pieces = pieces.len() as u32;
         for (i, piece) in pieces.into_iter().enumerate() {
-            batch.insert(&layout::log_piece_key(self.next_seq, i as u32)[..], piece);
+            batch.insert(&layout::log_piece_key(self.disk.next_seq, i as u32)[..], piece);
         }
         self.db.apply_batch(batch)?;
         self.stats.write_micros.fetch_add(micros(t), Ordering::Relaxed);
@@ -495,18 +496,18 @@ impl WriterLoop {
         self.db.flush()?;
         self.stats.flush_micros.fetch_add(micros(t), Ordering::Relaxed);
         if log_len > 0 {
-            self.log_pieces.push(n_pieces);
-            self.next_seq += 1;
-            self.log_bytes += log_len;
+            self.disk.log_pieces.push(n_pieces);
+            self.disk.next_seq += 1;
+            self.disk.log_bytes += log_len;
         }
-        self.next_uid = staged.next_uid;
+        self.disk.next_uid = staged.next_uid;
         let t = Instant::now();
         self.seen.write().extend(std::mem::take(&mut staged.seen));
         staged.apply(&mut self.graph.write());
         self.stats.apply_micros.fetch_add(micros(t), Ordering::Relaxed);
         // A checkpoint once the log is as large as the last snapshot (and not tiny): checkpoints then
         // cost O(graph) amortised over the writes, and a restart never replays more log than snapshot.
-        if self.log_bytes >= self.checkpoint_min.max(self.snapshot_bytes) {
+        if self.disk.log_bytes >= self.checkpoint_min.max(self.disk.snapshot_bytes) {
             if let Err(e) = self.checkpoint() {
                 // The log still holds everything: a failed checkpoint only costs restart time.
                 log::error!("store: checkpoint failed: {e}");
@@ -520,8 +521,8 @@ impl WriterLoop {
     /// switches, the old snapshot and the full log are what a restart loads.
     fn checkpoint(&mut self) -> Result<(), sled::Error> {
         let t = Instant::now();
-        let covered = self.next_seq - 1;
-        let id = self.snapshot.0.wrapping_add(1);
+        let covered = self.disk.next_seq - 1;
+        let id = self.disk.snapshot.0.wrapping_add(1);
         // Leftovers of an attempt at this same snapshot that failed part-way would load with it.
         for kv in self.db.scan_prefix(layout::snapshot_prefix(id)) {
             self.db.remove(kv?.0)?;
@@ -571,8 +572,8 @@ impl WriterLoop {
         let record = layout::Checkpoint { snapshot: id, seq: covered, users, ties };
         batch.insert(layout::META_CHECKPOINT, &layout::encode_checkpoint(&record)[..]);
         // By key, not by scanning (see `load`): a scan would page in everything it drops.
-        let first = self.snapshot.1 + 1;
-        for (seq, &pieces) in (first..).zip(&self.log_pieces) {
+        let first = self.disk.snapshot.1 + 1;
+        for (seq, &pieces) in (first..).zip(&self.disk.log_pieces) {
             if pieces == 0 {
                 batch.remove(&layout::log_key(seq)[..]);
             }
@@ -580,8 +581,8 @@ impl WriterLoop {
                 batch.remove(&layout::log_piece_key(seq, piece)[..]);
             }
         }
-        for chunk in 0..self.snapshot_chunks {
-            batch.remove(&layout::snapshot_key(self.snapshot.0, chunk)[..]);
+        for chunk in 0..self.disk.snapshot_chunks {
+            batch.remove(&layout::snapshot_key(self.disk.snapshot.0, chunk)[..]);
         }
         self.db.apply_batch(batch)?;
         self.db.flush()?;
@@ -589,13 +590,13 @@ impl WriterLoop {
             "store: checkpoint {id} covers log up to {covered}: {:.1} MiB in {:.2}s (log was {:.1} MiB)",
             bytes as f64 / (1 << 20) as f64,
             t.elapsed().as_secs_f64(),
-            self.log_bytes as f64 / (1 << 20) as f64
+            self.disk.log_bytes as f64 / (1 << 20) as f64
         );
-        self.snapshot = (id, covered);
-        self.snapshot_bytes = bytes;
-        self.snapshot_chunks = chunk;
-        self.log_pieces.clear();
-        self.log_bytes = 0;
+        self.disk.snapshot = (id, covered);
+        self.disk.snapshot_bytes = bytes;
+        self.disk.snapshot_chunks = chunk;
+        self.disk.log_pieces.clear();
+        self.disk.log_bytes = 0;
         self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
