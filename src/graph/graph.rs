@@ -5,6 +5,7 @@
 //! every public method speaks in user keys.
 
 use super::tie::{KindCounts, Packed, Spill, Tie};
+use super::timeline::{Purge, Stamp, Timeline};
 use hashbrown::HashTable;
 use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableGraph};
 use petgraph::visit::EdgeRef;
@@ -80,6 +81,10 @@ pub struct Graph {
     /// Neighbour lists of users with more than [`LISTED`] edges (in + out), and free slots.
     lists: Vec<Lists>,
     free_lists: Vec<u32>,
+    /// One stamp per interaction, for exact counts over any time window.
+    pub(crate) timeline: Timeline,
+    /// Bumped by every change the write path applies: what cached analyses are checked against.
+    version: u64,
 }
 
 /// Degree above which a user counts as busy for [`Graph::busy`].
@@ -181,6 +186,89 @@ impl Graph {
             spilled: FxHashMap::default(),
             lists: Vec::new(),
             free_lists: Vec::new(),
+            timeline: Timeline::default(),
+            version: 0,
+        }
+    }
+
+    /// A number that changes whenever the graph does (every applied commit).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Marks the graph changed; the write path calls it once per applied commit.
+    pub(crate) fn bump_version(&mut self) {
+        self.version += 1;
+    }
+
+    /// Records when one interaction happened (the store calls this beside the tie's count).
+    pub(crate) fn stamp(&mut self, from_uid: u32, to_uid: u32, kind: super::Kind, at: u32) {
+        self.timeline.push(Stamp::new(from_uid, to_uid, kind, at));
+    }
+
+    /// Takes interactions out of the timeline (removed users and edges, retracted posts).
+    pub(crate) fn purge_timeline(&mut self, purge: &Purge) -> usize {
+        self.timeline.purge(purge)
+    }
+
+    /// Interactions in the timeline, and the bytes it holds.
+    pub fn timeline_stats(&self) -> (usize, usize) {
+        (self.timeline.len(), self.timeline.bytes())
+    }
+
+    /// Builds the timeline of a graph loaded from a data directory written before timelines were
+    /// kept: each edge's first interaction at its first-seen time and the others at its last-seen
+    /// time (exact for edges seen once or twice, approximate beyond).
+    pub(crate) fn synthesize_timeline(&mut self) {
+        use petgraph::visit::IntoEdgeReferences;
+        let mut stamps = Vec::new();
+        for e in (&self.g).edge_references() {
+            let tie = self.tie_of(e.id(), e.weight());
+            let (a, b) = (self.node(e.source()).uid, self.node(e.target()).uid);
+            let mut first = true;
+            for kind in super::Kind::ALL {
+                for _ in 0..tie.count(kind) {
+                    let at = if first { tie.first_seen() } else { tie.last_seen() };
+                    first = false;
+                    stamps.push(Stamp::new(a, b, kind, super::tie::clamp_time(at)));
+                }
+            }
+        }
+        stamps.sort_unstable_by_key(|s| s.at());
+        for s in stamps {
+            self.timeline.push(s);
+        }
+    }
+
+    /// Checks that the timeline holds, for every edge and kind, as many stamps as the edge counts,
+    /// and no stamp of an absent edge. For tests of the write path.
+    #[doc(hidden)]
+    pub fn check_timeline(&self) -> Result<(), String> {
+        use petgraph::visit::IntoEdgeReferences;
+        let mut counts: FxHashMap<(u32, u32), [u64; 5]> = FxHashMap::default();
+        for s in self.timeline.iter() {
+            counts.entry((s.from(), s.to())).or_default()[s.kind_index()] += 1;
+        }
+        for e in (&self.g).edge_references() {
+            let tie = self.tie_of(e.id(), e.weight());
+            let key = (self.node(e.source()).uid, self.node(e.target()).uid);
+            let got = counts.remove(&key).unwrap_or_default();
+            for kind in super::Kind::ALL {
+                if got[kind.index()] != u64::from(tie.count(kind)) {
+                    return Err(format!(
+                        "edge {} -> {}: {} {:?} stamps for a count of {}",
+                        self.node(e.source()).key,
+                        self.node(e.target()).key,
+                        got[kind.index()],
+                        kind,
+                        tie.count(kind)
+                    ));
+                }
+            }
+        }
+        match counts.into_iter().next() {
+            Some(((a, b), c)) => Err(format!("stamps {c:?} for uids {a} -> {b}, which have no edge")),
+            None => Ok(()),
         }
     }
 
@@ -334,7 +422,7 @@ impl Graph {
         packed.unpack(if packed.spilled() { self.spilled.get(&e) } else { None })
     }
 
-    fn tie_at(&self, e: EdgeIndex) -> Tie {
+    pub(crate) fn tie_at(&self, e: EdgeIndex) -> Tie {
         self.tie_of(e, &self.g[e])
     }
 
@@ -590,6 +678,7 @@ impl Graph {
     /// Gives back the spare capacity that growing by doubling left in the neighbour lists (after a
     /// bulk load, where every list grew from nothing).
     pub fn shrink_to_fit(&mut self) {
+        self.timeline.shrink_to_fit();
         for l in &mut self.lists {
             l.out.shrink_to_fit();
             l.inc.shrink_to_fit();
@@ -655,6 +744,13 @@ impl Graph {
         use petgraph::visit::IntoEdgeReferences;
         for e in (&self.g).edge_references() {
             f(self.node(e.source()).uid, self.node(e.target()).uid, &self.tie_of(e.id(), e.weight()));
+        }
+    }
+
+    /// Visits every interaction of the timeline as (from uid, to uid, kind, time) (for snapshots).
+    pub fn for_each_stamp(&self, mut f: impl FnMut(u32, u32, super::Kind, u32)) {
+        for s in self.timeline.iter() {
+            f(s.from(), s.to(), s.kind(), s.at());
         }
     }
 

@@ -8,7 +8,9 @@ mod graph;
 pub mod model;
 mod mutation;
 mod path;
+mod select;
 mod tie;
+mod timeline;
 
 pub use graph::{
     decode_pair, encode_pair, tie_view, Graph, GraphError, InOut, Page, TieSlot, TieView, UserDetail,
@@ -17,4 +19,7 @@ pub use graph::{
 pub use model::{Interaction, Kind, Platform, Post, Record, UserRef};
 pub use mutation::{validate_key, Mutation, Outcome, Rejection, MAX_KEY_BYTES};
 pub use path::PathView;
+pub use select::{Extract, KindSet, PairDetail, Selection};
 pub use tie::{clamp_time, rfc3339, KindCounts, Tie, TIE_BYTES};
+pub(crate) use timeline::Purge;
+pub use timeline::MAX_UID;

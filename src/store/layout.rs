@@ -29,7 +29,11 @@
 
 use crate::graph::{Kind, Platform, Tie, TIE_BYTES};
 
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
+
+/// Directories written before the interaction timeline (layout 2) still open: the timeline is then
+/// rebuilt from the edges' first and last times and the directory rewritten as layout 3.
+pub const LAYOUT_WITHOUT_TIMELINE: u32 = 2;
 
 pub const META_VERSION: &[u8] = b"mversion";
 pub const META_NEXT_UID: &[u8] = b"mnext_uid";
@@ -186,12 +190,34 @@ pub enum Effect<'a> {
     Seen {
         hash: u64,
     },
+    /// One interaction and its time, for the timeline.
+    Stamp {
+        from: u32,
+        to: u32,
+        kind: Kind,
+        at: u32,
+    },
+    /// Every stamp of a pair goes (its edge was removed).
+    PurgePair {
+        from: u32,
+        to: u32,
+    },
+    /// One stamp goes (a retracted post); `at` 0 is "any time" (posts recorded without times).
+    Unstamp {
+        from: u32,
+        to: u32,
+        kind: Kind,
+        at: u32,
+    },
 }
 
 const USER_PUT: u8 = 1;
 const USER_DROP: u8 = 2;
 const TIE_SET: u8 = 3;
 const SEEN: u8 = 4;
+const STAMP: u8 = 5;
+const PURGE_PAIR: u8 = 6;
+const UNSTAMP: u8 = 7;
 
 /// Handles and names longer than this are cut (at a character boundary) before storing.
 const MAX_FIELD: usize = 1024;
@@ -226,6 +252,28 @@ impl Encoder {
     pub fn seen(&mut self, hash: u64) {
         self.buf.push(SEEN);
         self.buf.extend_from_slice(&hash.to_le_bytes());
+    }
+
+    pub fn stamp(&mut self, from: u32, to: u32, kind: Kind, at: u32) {
+        self.stamp_like(STAMP, from, to, kind, at);
+    }
+
+    pub fn unstamp(&mut self, from: u32, to: u32, kind: Kind, at: u32) {
+        self.stamp_like(UNSTAMP, from, to, kind, at);
+    }
+
+    fn stamp_like(&mut self, tag: u8, from: u32, to: u32, kind: Kind, at: u32) {
+        self.buf.push(tag);
+        self.buf.extend_from_slice(&from.to_le_bytes());
+        self.buf.extend_from_slice(&to.to_le_bytes());
+        self.buf.push(kind.index() as u8);
+        self.buf.extend_from_slice(&at.to_le_bytes());
+    }
+
+    pub fn purge_pair(&mut self, from: u32, to: u32) {
+        self.buf.push(PURGE_PAIR);
+        self.buf.extend_from_slice(&from.to_le_bytes());
+        self.buf.extend_from_slice(&to.to_le_bytes());
     }
 }
 
@@ -293,6 +341,17 @@ impl<'a> Decoder<'a> {
                 Effect::TieSet { from, to, tie: Tie::from_bytes(self.take(TIE_BYTES)?)? }
             }
             SEEN => Effect::Seen { hash: u64::from_le_bytes(self.take(8)?.try_into().ok()?) },
+            tag @ (STAMP | UNSTAMP) => {
+                let (from, to) = (self.u32()?, self.u32()?);
+                let kind = Kind::from_index(*self.take(1)?.first()? as usize)?;
+                let at = self.u32()?;
+                if tag == STAMP {
+                    Effect::Stamp { from, to, kind, at }
+                } else {
+                    Effect::Unstamp { from, to, kind, at }
+                }
+            }
+            PURGE_PAIR => Effect::PurgePair { from: self.u32()?, to: self.u32()? },
             _ => return None,
         })
     }
@@ -316,22 +375,29 @@ impl<'a> Iterator for Decoder<'a> {
     }
 }
 
-/// One persisted interaction of a post, by store uids.
+/// One persisted interaction of a post, by store uids, with the time it was stamped at (0 in
+/// records written before the timeline: "any time").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PostEdge {
     pub kind: Kind,
     pub from: u32,
     pub to: u32,
+    pub at: u32,
 }
 
+/// Post record versions: 1 without times (9 bytes an edge), 2 with them (13 bytes).
+const POST_V1: u8 = 1;
+const POST_V2: u8 = 2;
+
 pub fn encode_post(edges: &[PostEdge]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1 + 9 * edges.len());
+    let mut out = Vec::with_capacity(1 + 13 * edges.len());
     // A leading version byte keeps an empty interaction list distinct from the deleted marker.
-    out.push(1);
+    out.push(POST_V2);
     for e in edges {
         out.push(e.kind.index() as u8);
         out.extend_from_slice(&e.from.to_le_bytes());
         out.extend_from_slice(&e.to.to_le_bytes());
+        out.extend_from_slice(&e.at.to_le_bytes());
     }
     out
 }
@@ -341,16 +407,22 @@ pub fn decode_post(bytes: &[u8]) -> Option<Vec<PostEdge>> {
     if bytes == POST_DELETED {
         return Some(Vec::new());
     }
-    let body = bytes.strip_prefix(&[1])?;
-    if body.len() % 9 != 0 {
+    let (&version, body) = bytes.split_first()?;
+    let width = match version {
+        POST_V1 => 9,
+        POST_V2 => 13,
+        _ => return None,
+    };
+    if body.len() % width != 0 {
         return None;
     }
-    body.chunks_exact(9)
+    body.chunks_exact(width)
         .map(|c| {
             Some(PostEdge {
                 kind: Kind::from_index(c[0] as usize)?,
                 from: u32::from_le_bytes(c[1..5].try_into().ok()?),
                 to: u32::from_le_bytes(c[5..9].try_into().ok()?),
+                at: if width == 13 { u32::from_le_bytes(c[9..13].try_into().ok()?) } else { 0 },
             })
         })
         .collect()
@@ -372,6 +444,9 @@ mod tests {
         e.user_drop(3);
         e.tie_set(7, 8, &tie);
         e.seen(u64::MAX - 5);
+        e.stamp(7, 8, Kind::Reply, 1_700_000_001);
+        e.purge_pair(8, 7);
+        e.unstamp(7, 8, Kind::Mention, 0);
         let got: Vec<Effect> = Decoder::new(&e.buf).map(Result::unwrap).collect();
         assert_eq!(
             got[0],
@@ -383,6 +458,9 @@ mod tests {
         assert_eq!(got[3], Effect::UserDrop { uid: 3 });
         assert_eq!(got[4], Effect::TieSet { from: 7, to: 8, tie });
         assert_eq!(got[5], Effect::Seen { hash: u64::MAX - 5 });
+        assert_eq!(got[6], Effect::Stamp { from: 7, to: 8, kind: Kind::Reply, at: 1_700_000_001 });
+        assert_eq!(got[7], Effect::PurgePair { from: 8, to: 7 });
+        assert_eq!(got[8], Effect::Unstamp { from: 7, to: 8, kind: Kind::Mention, at: 0 });
     }
 
     #[test]
@@ -415,8 +493,11 @@ mod tests {
 
     #[test]
     fn post_records_round_trip_and_deleted_is_distinct_from_empty() {
-        let edges = vec![PostEdge { kind: Kind::Quote, from: 7, to: 1 << 20 }];
+        let edges = vec![PostEdge { kind: Kind::Quote, from: 7, to: 1 << 20, at: 1_700_000_000 }];
         assert_eq!(decode_post(&encode_post(&edges)), Some(edges));
+        // A record written before times were kept reads with "any time".
+        let old = [1, 2, 7, 0, 0, 0, 9, 0, 0, 0];
+        assert_eq!(decode_post(&old), Some(vec![PostEdge { kind: Kind::Quote, from: 7, to: 9, at: 0 }]));
         assert_eq!(decode_post(&encode_post(&[])), Some(vec![]));
         assert_ne!(encode_post(&[]).as_slice(), POST_DELETED);
         assert_eq!(decode_post(&[1, 2, 3]), None);

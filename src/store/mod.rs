@@ -11,7 +11,7 @@
 mod layout;
 mod stage;
 
-use crate::graph::{Graph, Mutation, Outcome, Platform, Rejection};
+use crate::graph::{Graph, Mutation, Outcome, Platform, Purge, Rejection};
 use layout::Effect;
 use parking_lot::RwLock;
 use stage::SeenSet;
@@ -149,12 +149,14 @@ pub fn open(config: &StoreConfig) -> Result<(StoreHandle, Writer, LoadReport), S
             other => break other?,
         }
     };
+    let mut upgrade = false;
     match db.get(layout::META_VERSION)? {
         None => {
             db.insert(layout::META_VERSION, &layout::LAYOUT_VERSION.to_le_bytes()[..])?;
             db.flush()?;
         }
         Some(v) if v.as_ref() == layout::LAYOUT_VERSION.to_le_bytes() => {}
+        Some(v) if v.as_ref() == layout::LAYOUT_WITHOUT_TIMELINE.to_le_bytes() => upgrade = true,
         Some(_) => {
             return Err(StoreError::Corrupt {
                 dir,
@@ -162,7 +164,18 @@ pub fn open(config: &StoreConfig) -> Result<(StoreHandle, Writer, LoadReport), S
             })
         }
     }
-    let loaded = load(&db, &dir)?;
+    let mut loaded = load(&db, &dir)?;
+    if upgrade {
+        // Written before the timeline: rebuild it from the edges, then rewrite the directory as the
+        // current layout with the first checkpoint (until then, a restart rebuilds it again).
+        loaded.graph.synthesize_timeline();
+        log::warn!(
+            "store: {} was written by an older tagflow without interaction times; the timeline was \
+             rebuilt from each edge's first and last times (exact for edges seen once or twice)",
+            dir.display()
+        );
+        loaded.disk.upgrade = true;
+    }
     let graph = loaded.graph;
     let report =
         LoadReport { users: graph.user_count(), ties: graph.tie_count(), elapsed: started.elapsed() };
@@ -221,6 +234,8 @@ struct Disk {
     /// (0 for a record written whole, before pieces): what the next checkpoint drops, by key.
     snapshot_chunks: u32,
     log_pieces: Vec<u32>,
+    /// The directory is of the layout before the timeline: the next checkpoint rewrites it.
+    upgrade: bool,
 }
 
 /// Rebuilds the graph: the latest snapshot in bulk, then every log record after it, in order.
@@ -242,13 +257,14 @@ fn load(db: &sled::Db, dir: &Path) -> Result<Loaded, StoreError> {
     graph.reserve(checkpoint.users as usize, checkpoint.ties as usize);
     let mut seen = SeenSet::default();
     let mut max_uid: Option<u32> = None;
+    let mut purge = Purge::default();
     let mut snapshot_bytes = 0u64;
     let mut snapshot_chunks = 0u32;
     // No checkpoint was ever completed when it covers nothing: any chunk is a leftover.
     if covered > 0 {
         while let Some(v) = db.get(layout::snapshot_key(snapshot, snapshot_chunks))? {
             snapshot_bytes += v.len() as u64;
-            replay(&mut graph, &mut seen, &mut max_uid, &v, true)
+            replay(&mut graph, &mut seen, &mut max_uid, &mut purge, &v, true)
                 .map_err(|at| corrupt(format!("snapshot chunk {snapshot_chunks} at byte {at}")))?;
             snapshot_chunks += 1;
         }
@@ -263,7 +279,7 @@ fn load(db: &sled::Db, dir: &Path) -> Result<Loaded, StoreError> {
         let mut pieces = 0u32;
         let mut replay_one = |v: &[u8], what: &dyn Fn() -> String| {
             log_bytes += v.len() as u64;
-            replay(&mut graph, &mut seen, &mut max_uid, v, false)
+            replay(&mut graph, &mut seen, &mut max_uid, &mut purge, v, false)
                 .map_err(|at| corrupt(format!("log record {next_seq}{} at byte {at}", what())))
         };
         if let Some(v) = &whole {
@@ -292,6 +308,7 @@ fn load(db: &sled::Db, dir: &Path) -> Result<Loaded, StoreError> {
         None => 0,
     };
     let next_uid = stored_next.max(max_uid.map_or(0, |m| m + 1));
+    graph.purge_timeline(&purge);
     graph.shrink_to_fit();
     Ok(Loaded {
         graph,
@@ -304,6 +321,7 @@ fn load(db: &sled::Db, dir: &Path) -> Result<Loaded, StoreError> {
             snapshot_bytes,
             snapshot_chunks,
             log_pieces,
+            upgrade: false,
         },
     })
 }
@@ -346,10 +364,15 @@ fn drop_stale_chunks(db: &sled::Db, current: Option<u32>) -> Result<(), sled::Er
 
 /// Applies one record's effects to the graph. Snapshot edges are known to be new (`fresh`): they
 /// are added without looking for an existing edge.
+///
+/// Timeline removals are gathered in `purge` and carried out in one pass over the timeline, just
+/// before a later stamp they could concern (or once the whole log is read): a pass per record
+/// would make replaying a log of deletions quadratic.
 fn replay(
     graph: &mut Graph,
     seen: &mut SeenSet,
     max_uid: &mut Option<u32>,
+    purge: &mut Purge,
     record: &[u8],
     fresh: bool,
 ) -> Result<(), usize> {
@@ -361,6 +384,25 @@ fn replay(
             }
             Effect::UserDrop { uid } => {
                 graph.remove_user_by_uid(uid);
+                purge.uids.insert(uid);
+            }
+            Effect::PurgePair { from, to } => {
+                purge.pairs.insert((from, to));
+            }
+            Effect::Unstamp { from, to, kind, at } => {
+                purge.stamps.push((from, to, kind, (at != 0).then_some(at)));
+            }
+            Effect::Stamp { from, to, kind, at } => {
+                let concerned = !purge.is_empty()
+                    && (purge.uids.contains(&from)
+                        || purge.uids.contains(&to)
+                        || purge.pairs.contains(&(from, to))
+                        || purge.stamps.iter().any(|&(a, b, k, _)| (a, b, k) == (from, to, kind)));
+                if concerned {
+                    graph.purge_timeline(purge);
+                    *purge = Purge::default();
+                }
+                graph.stamp(from, to, kind, at);
             }
             Effect::TieSet { from, to, tie } => {
                 if fresh {
@@ -389,6 +431,11 @@ struct WriterLoop {
 
 impl WriterLoop {
     fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        if self.disk.upgrade {
+            if let Err(e) = self.checkpoint() {
+                log::error!("store: rewriting the data directory with its timeline failed: {e}");
+            }
+        }
         let mut stopping = false;
         let mut abort = false;
         while let Some(first) = rx.blocking_recv() {
@@ -416,7 +463,7 @@ impl WriterLoop {
             }
         }
         // A clean stop folds the log into a snapshot, so that the next start is a bulk load.
-        if self.disk.log_bytes > 0 && !abort {
+        if (self.disk.log_bytes > 0 || self.disk.upgrade) && !abort {
             if let Err(e) = self.checkpoint() {
                 log::error!("store: checkpoint at shutdown failed: {e}");
             }
@@ -557,6 +604,10 @@ impl WriterLoop {
                 ties += 1;
                 cut(&mut enc, false);
             });
+            graph.for_each_stamp(|a, b, kind, at| {
+                enc.stamp(a, b, kind, at);
+                cut(&mut enc, false);
+            });
         }
         for h in self.seen.read().iter() {
             enc.seen(*h);
@@ -571,6 +622,8 @@ impl WriterLoop {
         let mut batch = sled::Batch::default();
         let record = layout::Checkpoint { snapshot: id, seq: covered, users, ties };
         batch.insert(layout::META_CHECKPOINT, &layout::encode_checkpoint(&record)[..]);
+        // The snapshot holds the timeline: from here on the directory is of the current layout.
+        batch.insert(layout::META_VERSION, &layout::LAYOUT_VERSION.to_le_bytes()[..]);
         // By key, not by scanning (see `load`): a scan would page in everything it drops.
         let first = self.disk.snapshot.1 + 1;
         for (seq, &pieces) in (first..).zip(&self.disk.log_pieces) {
@@ -597,6 +650,7 @@ impl WriterLoop {
         self.disk.snapshot_chunks = chunk;
         self.disk.log_pieces.clear();
         self.disk.log_bytes = 0;
+        self.disk.upgrade = false;
         self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

@@ -3,7 +3,9 @@
 //! to persist and the changes to apply to the graph once it is durable.
 
 use super::layout::{self, PostEdge};
-use crate::graph::{Graph, Kind, Mutation, Outcome, Platform, Post, Rejection, Tie, TieSlot, UserRef};
+use crate::graph::{
+    clamp_time, Graph, Kind, Mutation, Outcome, Platform, Post, Purge, Rejection, Tie, TieSlot, UserRef,
+};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet};
 use std::collections::HashSet;
 
@@ -30,7 +32,13 @@ pub struct Staged {
     users: HashMap<String, StagedUser>,
     /// Staged edge states, with where the graph keeps the edge when staging found it there.
     ties: HashMap<(String, String), (Tie, Option<TieSlot>)>,
+    /// The timeline's side: what goes (removed users and edges, retracted posts), then what comes.
+    purge: Purge,
+    stamps: Vec<NewStamp>,
 }
+
+/// An interaction staged for the timeline: from uid, to uid, kind, time.
+type NewStamp = (u32, u32, Kind, u32);
 
 impl Staged {
     /// Applies the persisted batch to the in-memory graph: removals first, then users, then edges,
@@ -52,6 +60,11 @@ impl Staged {
                 }
             }
         }
+        graph.purge_timeline(&self.purge);
+        for &(a, b, kind, at) in &self.stamps {
+            graph.stamp(a, b, kind, at);
+        }
+        graph.bump_version();
     }
 
     /// True when the batch persists nothing (every mutation was a duplicate or refused).
@@ -121,6 +134,8 @@ struct Stage<'a, L: PostLookup> {
     new_seen_set: FxHashSet<u64>,
     cursors: Vec<(Vec<u8>, Vec<u8>)>,
     user_writes: FxHashSet<String>,
+    purge: Purge,
+    stamps: Vec<NewStamp>,
 }
 
 /// Evaluates `mutations` in order against `graph` and builds the batch that persists them.
@@ -148,6 +163,8 @@ pub fn stage<L: PostLookup>(
         new_seen_set: Default::default(),
         cursors: Vec::new(),
         user_writes: Default::default(),
+        purge: Purge::default(),
+        stamps: Vec::new(),
     };
     let mut outcomes = Vec::new();
     for m in mutations {
@@ -296,9 +313,12 @@ impl<L: PostLookup> Stage<'_, L> {
     }
 
     fn remove_user(&mut self, key: &str) -> Result<Outcome, Rejection> {
-        if !self.exists(key) {
+        let Some(uid) = self.uid(key) else {
             return Err(Rejection::UserNotFound(key.to_string()));
-        }
+        };
+        // Its interactions leave the timeline: staged ones here, the graph's by its uid on apply.
+        self.stamps.retain(|&(a, b, _, _)| a != uid && b != uid);
+        self.purge.uids.insert(uid);
         let mut removed: HashSet<(String, String)> = Default::default();
         // Edges staged in this batch.
         let staged: Vec<(String, String)> =
@@ -347,10 +367,11 @@ impl<L: PostLookup> Stage<'_, L> {
         if from == to {
             return Err(Rejection::SelfLoop(from.to_string()));
         }
-        self.ensure_user(&UserRef::new(from));
-        self.ensure_user(&UserRef::new(to));
+        let (a, _) = self.ensure_user(&UserRef::new(from));
+        let (b, _) = self.ensure_user(&UserRef::new(to));
         let mut tie = self.tie(from, to);
         tie.add(kind, at);
+        self.stamps.push((a, b, kind, clamp_time(at)));
         self.ties.insert((from.to_string(), to.to_string()), (tie, None));
         Ok(Outcome::InteractionAdded)
     }
@@ -358,6 +379,10 @@ impl<L: PostLookup> Stage<'_, L> {
     fn remove_tie(&mut self, from: String, to: String) -> Result<Outcome, Rejection> {
         if self.tie(&from, &to).is_empty() {
             return Err(Rejection::TieNotFound { from, to });
+        }
+        if let (Some(a), Some(b)) = (self.uid(&from), self.uid(&to)) {
+            self.stamps.retain(|&(x, y, _, _)| (x, y) != (a, b));
+            self.purge.pairs.insert((a, b));
         }
         self.ties.entry((from, to)).or_insert((Tie::default(), None)).0 = Tie::default();
         Ok(Outcome::TieRemoved)
@@ -405,6 +430,7 @@ impl<L: PostLookup> Stage<'_, L> {
             return Ok(Err(Rejection::InvalidKey { key: post.author.key.clone(), reason: "bad author key" }));
         }
         let at = post.created_at.unwrap_or(self.now);
+        let stamp_at = clamp_time(at);
         let (author, created) = self.ensure_user(&post.author);
         let mut new_users = usize::from(created);
         let mut edges = Vec::with_capacity(post.interactions.len());
@@ -432,7 +458,8 @@ impl<L: PostLookup> Stage<'_, L> {
             if let Some((tie, _)) = self.ties.get_mut(&pair) {
                 tie.add(i.kind, at);
             }
-            edges.push(PostEdge { kind: i.kind, from: author, to });
+            edges.push(PostEdge { kind: i.kind, from: author, to, at: stamp_at });
+            self.stamps.push((author, to, i.kind, stamp_at));
         }
         // Other users the payload described: refresh the profiles of those already known.
         for u in &post.users {
@@ -459,9 +486,24 @@ impl<L: PostLookup> Stage<'_, L> {
             if tie.remove(e.kind) {
                 undone += 1;
                 self.ties.entry((from, to)).or_insert((tie, None)).0 = tie;
+                self.unstamp(e);
             }
         }
         undone
+    }
+
+    /// Takes one interaction of a retracted post out of the timeline: a stamp staged in this batch
+    /// directly, one of the graph's when the batch is applied.
+    fn unstamp(&mut self, e: PostEdge) {
+        let staged = self.stamps.iter().rposition(|&(a, b, k, at)| {
+            (a, b, k) == (e.from, e.to, e.kind) && (e.at == 0 || at == e.at)
+        });
+        match staged {
+            Some(i) => {
+                self.stamps.remove(i);
+            }
+            None => self.purge.stamps.push((e.from, e.to, e.kind, (e.at != 0).then_some(e.at))),
+        }
     }
 
     fn retract(&mut self, platform: Platform, id: &str) -> Result<Result<Outcome, Rejection>, sled::Error> {
@@ -486,7 +528,7 @@ impl<L: PostLookup> Stage<'_, L> {
         let mut log = layout::Encoder::default();
         let mut batch = sled::Batch::default();
         let mut len = 0usize;
-        // Replay order is apply order: drops, users, edges, seen posts.
+        // Replay order is apply order: drops, users, edges, the timeline, seen posts.
         for key in &self.dropped {
             if let Some(uid) = self.graph.uid(key) {
                 log.user_drop(uid);
@@ -503,6 +545,19 @@ impl<L: PostLookup> Stage<'_, L> {
         for ((from, to), (tie, _)) in &self.ties {
             let (Some(a), Some(b)) = (uid(from), uid(to)) else { continue };
             log.tie_set(a, b, tie);
+            len += 1;
+        }
+        // The timeline: what goes (drops carry their users' stamps), then what comes.
+        for &(a, b) in &self.purge.pairs {
+            log.purge_pair(a, b);
+            len += 1;
+        }
+        for &(a, b, kind, at) in &self.purge.stamps {
+            log.unstamp(a, b, kind, at.unwrap_or(0));
+            len += 1;
+        }
+        for &(a, b, kind, at) in &self.stamps {
+            log.stamp(a, b, kind, at);
             len += 1;
         }
         for h in &self.new_seen {
@@ -530,6 +585,8 @@ impl<L: PostLookup> Stage<'_, L> {
             dropped: self.dropped,
             users: self.users,
             ties: self.ties,
+            purge: self.purge,
+            stamps: self.stamps,
         }
     }
 }

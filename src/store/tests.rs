@@ -54,6 +54,14 @@ fn dump(h: &StoreHandle) -> (Vec<UserView>, Vec<TieView>) {
     (g.users_page(UserOrder::Key, None, usize::MAX).items, g.ties_page(None, usize::MAX).items)
 }
 
+/// The timeline as a sorted list of (from uid, to uid, kind, time).
+fn stamps(h: &StoreHandle) -> Vec<(u32, u32, Kind, u32)> {
+    let mut v = Vec::new();
+    h.graph().read().for_each_stamp(|a, b, k, at| v.push((a, b, k, at)));
+    v.sort_unstable_by_key(|&(a, b, k, at)| (a, b, k.index(), at));
+    v
+}
+
 fn one(h: &StoreHandle, m: Mutation) -> Result<Outcome, Rejection> {
     h.submit_blocking(vec![m]).expect("store ok").pop().expect("one outcome")
 }
@@ -246,6 +254,8 @@ fn random_mutation_sequences_reload_to_the_same_graph() {
         batch.push(Mutation::ApplyPost(post("known", "u1", &[(Kind::Repost, "u2")])));
         h.submit_blocking(batch).unwrap();
         let before = dump(&h);
+        h.graph().read().check_timeline().unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let timeline = stamps(&h);
         assert!(
             before.0.len() > 10 && before.1.len() > 10,
             "the workload leaves a real graph: {:?}",
@@ -265,6 +275,7 @@ fn random_mutation_sequences_reload_to_the_same_graph() {
         }
         let (h, w) = open_dir(dir.path());
         assert_eq!(dump(&h), before, "seed {seed}");
+        assert_eq!(stamps(&h), timeline, "seed {seed}: the timeline reloads exactly");
         // Applying again after the restart changes nothing: the seen-set was restored too.
         let again = h
             .submit_blocking(vec![Mutation::ApplyPost(post("known", "u1", &[(Kind::Repost, "u2")]))])

@@ -1,0 +1,228 @@
+//! Selections: the network an analysis looks at (which kinds, which time window, how heavy an edge
+//! must be), and the raw copy of it taken under the read lock.
+//!
+//! Taking a selection copies only flat arrays of numbers (store uids and weights): everything else —
+//! aggregating a window's interactions into edges, numbering users densely, building adjacency
+//! arrays — happens after the lock is released, so the writer waits for a copy, never for an analysis.
+
+use super::graph::Graph;
+use super::model::Kind;
+use super::tie::{clamp_time, KindCounts};
+use petgraph::visit::{EdgeRef, IntoEdgeReferences};
+use rustc_hash::FxHashMap;
+
+/// A set of interaction kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KindSet(u8);
+
+impl KindSet {
+    pub const ALL: KindSet = KindSet((1 << Kind::COUNT) - 1);
+
+    pub fn of(kinds: &[Kind]) -> KindSet {
+        KindSet(kinds.iter().fold(0, |m, k| m | 1 << k.index()))
+    }
+
+    /// Parses a comma list of kind names (`repost,reply`); `Err` names the first unknown one.
+    pub fn parse(list: &str) -> Result<KindSet, String> {
+        let mut set = 0u8;
+        for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let kind = Kind::parse(name).ok_or_else(|| name.chars().take(32).collect::<String>())?;
+            set |= 1 << kind.index();
+        }
+        if set == 0 {
+            return Err(String::new());
+        }
+        Ok(KindSet(set))
+    }
+
+    pub fn contains(self, kind: Kind) -> bool {
+        self.0 & (1 << kind.index()) != 0
+    }
+
+    fn contains_index(self, i: usize) -> bool {
+        self.0 & (1 << i) != 0
+    }
+
+    pub fn kinds(self) -> Vec<Kind> {
+        Kind::ALL.into_iter().filter(|&k| self.contains(k)).collect()
+    }
+
+    pub fn names(self) -> Vec<&'static str> {
+        self.kinds().into_iter().map(Kind::as_str).collect()
+    }
+}
+
+/// Which part of the graph an analysis sees. Its users are the ends of the edges it keeps; an edge
+/// u -> v weighs the number of selected interactions from u to v.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Selection {
+    pub kinds: KindSet,
+    /// Unix seconds: only interactions with `since <= time < until` count.
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// Keep an edge only if it carries at least this many selected interactions.
+    pub min_weight: u32,
+}
+
+impl Default for Selection {
+    fn default() -> Self {
+        Selection { kinds: KindSet::ALL, since: None, until: None, min_weight: 1 }
+    }
+}
+
+impl Selection {
+    pub fn is_windowed(&self) -> bool {
+        self.since.is_some() || self.until.is_some()
+    }
+
+    /// The window as the timeline's `u32` seconds, half-open.
+    fn bounds(&self) -> (u32, u32) {
+        let since = self.since.map_or(0, |s| if s <= 0 { 0 } else { clamp_time(s) });
+        let until = self.until.map_or(u32::MAX, |u| if u <= 0 { 0 } else { clamp_time(u) });
+        (since, until)
+    }
+
+    fn keeps(&self, kind: usize, at: u32, (since, until): (u32, u32)) -> bool {
+        self.kinds.contains_index(kind) && at >= since && at < until
+    }
+}
+
+/// The selected network, as copied under the read lock: `(from uid, to uid, weight)` triples.
+/// When `aggregated` is false each triple is one interaction and pairs repeat.
+pub struct Extract {
+    pub edges: Vec<[u32; 3]>,
+    pub aggregated: bool,
+    /// The graph's version when the copy was taken.
+    pub version: u64,
+}
+
+/// An edge of a selection in full: per-kind counts and first and last time, within the selection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PairDetail {
+    pub kinds: KindCounts,
+    pub first: u32,
+    pub last: u32,
+}
+
+impl Graph {
+    /// Copies the selected network. Without a time window it reads the edges' per-kind counts; with
+    /// one it reads the timeline (skipping chunks outside the window). Cost under the lock: one pass
+    /// over the edges (or the window's part of the timeline), writing 12 bytes per kept edge.
+    pub fn extract(&self, sel: &Selection) -> Extract {
+        if sel.is_windowed() {
+            let bounds = sel.bounds();
+            let mut edges = Vec::new();
+            self.timeline.for_each_in(bounds.0, bounds.1, |s| {
+                if sel.keeps(s.kind_index(), s.at(), bounds) {
+                    edges.push([s.from(), s.to(), 1]);
+                }
+            });
+            return Extract { edges, aggregated: false, version: self.version() };
+        }
+        // Node index -> uid, then edges by node index: both sequential reads of petgraph's arrays.
+        let bound = self.node_bound();
+        let mut uid_of = vec![u32::MAX; bound];
+        for i in self.g.node_indices() {
+            uid_of[i.index()] = self.g[i].uid;
+        }
+        let mut edges = Vec::with_capacity(self.g.edge_count());
+        let all = sel.kinds == KindSet::ALL;
+        for e in (&self.g).edge_references() {
+            let w = if all && !e.weight().spilled() {
+                e.weight().unpack(None).total().min(u64::from(u32::MAX)) as u32
+            } else {
+                let tie = self.tie_at(e.id());
+                let w: u64 = sel.kinds.kinds().iter().map(|&k| u64::from(tie.count(k))).sum();
+                w.min(u64::from(u32::MAX)) as u32
+            };
+            if w >= sel.min_weight.max(1) {
+                edges.push([uid_of[e.source().index()], uid_of[e.target().index()], w]);
+            }
+        }
+        Extract { edges, aggregated: true, version: self.version() }
+    }
+
+    /// Per-kind detail of some edges of a selection, by uid pairs (for drawing a few of them: an ego
+    /// network, a path). Without a window it reads the edges; with one, one pass over the timeline.
+    pub fn pair_details(&self, sel: &Selection, pairs: &[(u32, u32)]) -> Vec<PairDetail> {
+        let mut out = vec![PairDetail::default(); pairs.len()];
+        if sel.is_windowed() {
+            let at: FxHashMap<(u32, u32), usize> = pairs.iter().enumerate().map(|(i, &p)| (p, i)).collect();
+            let bounds = sel.bounds();
+            self.timeline.for_each_in(bounds.0, bounds.1, |s| {
+                if !sel.keeps(s.kind_index(), s.at(), bounds) {
+                    return;
+                }
+                if let Some(&i) = at.get(&(s.from(), s.to())) {
+                    let d = &mut out[i];
+                    d.kinds.add(s.kind(), 1);
+                    d.first = if d.first == 0 { s.at() } else { d.first.min(s.at()) };
+                    d.last = d.last.max(s.at());
+                }
+            });
+            return out;
+        }
+        for (d, &(a, b)) in out.iter_mut().zip(pairs) {
+            let (Some(a), Some(b)) = (self.key_of_uid(a), self.key_of_uid(b)) else { continue };
+            let Some(tie) = self.tie(a, b) else { continue };
+            for k in sel.kinds.kinds() {
+                d.kinds.add(k, u64::from(tie.count(k)));
+            }
+            d.first = clamp_time(tie.first_seen());
+            d.last = clamp_time(tie.last_seen());
+        }
+        out
+    }
+
+    /// Key, handle and name of users by uid (`None` for a user removed since).
+    pub fn user_refs(&self, uids: &[u32]) -> Vec<Option<(String, Option<String>, Option<String>)>> {
+        uids.iter()
+            .map(|&uid| {
+                let key = self.key_of_uid(uid)?;
+                let (h, n) = self.profile(key)?;
+                Some((key.to_string(), h.map(str::to_string), n.map(str::to_string)))
+            })
+            .collect()
+    }
+
+    /// The earliest and latest interaction time in the timeline (for a page's time slider).
+    pub fn time_span(&self) -> Option<(i64, i64)> {
+        let mut span: Option<(u32, u32)> = None;
+        for s in self.timeline.iter() {
+            span = Some(match span {
+                None => (s.at(), s.at()),
+                Some((a, b)) => (a.min(s.at()), b.max(s.at())),
+            });
+        }
+        span.map(|(a, b)| (i64::from(a), i64::from(b)))
+    }
+
+    /// Interactions per time bucket of `width` seconds from `start` (for the page's timeline chart).
+    pub fn histogram(&self, sel: &Selection, start: i64, width: i64, buckets: usize) -> Vec<u64> {
+        let mut out = vec![0u64; buckets];
+        let bounds = sel.bounds();
+        self.timeline.for_each_in(bounds.0, bounds.1, |s| {
+            if sel.keeps(s.kind_index(), s.at(), bounds) {
+                let b = (i64::from(s.at()) - start).div_euclid(width.max(1));
+                if (0..buckets as i64).contains(&b) {
+                    out[b as usize] += 1;
+                }
+            }
+        });
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_sets_parse_and_refuse_unknown_names() {
+        assert_eq!(KindSet::parse("repost, reply"), Ok(KindSet::of(&[Kind::Repost, Kind::Reply])));
+        assert_eq!(KindSet::parse("retweet").unwrap().names(), ["repost"]);
+        assert_eq!(KindSet::parse("repost,like"), Err("like".into()));
+        assert_eq!(KindSet::parse(""), Err(String::new()));
+        assert_eq!(KindSet::ALL.kinds().len(), 5);
+    }
+}
