@@ -17,6 +17,7 @@
 //! - [`http`]: actix-web routes and `ApiError`, the only place that knows HTTP status codes.
 //! - [`app`]: wires a [`config::Config`] into a running service that tests can start on port 0.
 
+pub mod analytics;
 pub mod app;
 pub mod config;
 pub mod graph;

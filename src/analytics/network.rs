@@ -1,0 +1,265 @@
+//! The selected network as compact immutable arrays (CSR): users numbered densely `0..n` in store-uid
+//! order, each user's out- and in-edges contiguous and sorted by neighbour, weights as counts.
+//!
+//! Built from an [`Extract`] after the graph's read lock is released. 16 bytes per edge (target and
+//! weight, both ways) plus 16 per user.
+
+use crate::graph::Extract;
+
+/// A selected network, ready for the algorithms.
+pub struct Network {
+    /// Store uid of each user (dense id -> uid), ascending.
+    pub uids: Vec<u32>,
+    out_off: Vec<u32>,
+    out_dst: Vec<u32>,
+    out_w: Vec<u32>,
+    in_off: Vec<u32>,
+    in_src: Vec<u32>,
+    in_w: Vec<u32>,
+    /// Sum of the weights: the selected interactions.
+    pub interactions: u64,
+    /// The graph version the copy was taken at.
+    pub version: u64,
+}
+
+/// Counting sort of `(key, a, b)` records by key into CSR order: offsets and the two payloads.
+fn bucket(n: usize, len: usize, mut each: impl FnMut(&mut dyn FnMut(u32, u32, u32))) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
+    let mut off = vec![0u32; n + 1];
+    each(&mut |k, _, _| off[k as usize + 1] += 1);
+    for i in 0..n {
+        off[i + 1] += off[i];
+    }
+    let mut at = off.clone();
+    let (mut a_out, mut b_out) = (vec![0u32; len], vec![0u32; len]);
+    each(&mut |k, a, b| {
+        let p = at[k as usize] as usize;
+        a_out[p] = a;
+        b_out[p] = b;
+        at[k as usize] += 1;
+    });
+    (off, a_out, b_out)
+}
+
+impl Network {
+    /// Builds the network: aggregates a window's interactions into weighted edges, drops edges
+    /// lighter than `min_weight`, numbers the remaining users densely, and lays out both adjacencies.
+    pub fn build(extract: Extract, min_weight: u32) -> Network {
+        let Extract { edges, aggregated, version } = extract;
+        let max_uid = edges.iter().map(|e| e[0].max(e[1])).max().map_or(0, |m| m as usize + 1);
+        // 1. Bucket by source uid.
+        let (off, dst, w) = bucket(max_uid, edges.len(), |f| {
+            for e in &edges {
+                f(e[0], e[1], e[2]);
+            }
+        });
+        drop(edges);
+        // 2. Aggregate repeated pairs (a window's interactions) and apply min_weight, in place.
+        let mut slot = vec![u32::MAX; if aggregated { 0 } else { max_uid }];
+        let (mut kdst, mut kw) = (Vec::with_capacity(dst.len()), Vec::with_capacity(dst.len()));
+        let mut koff = vec![0u32; max_uid + 1];
+        for s in 0..max_uid {
+            let start = kdst.len();
+            for p in off[s] as usize..off[s + 1] as usize {
+                if aggregated {
+                    kdst.push(dst[p]);
+                    kw.push(w[p]);
+                } else {
+                    let d = dst[p] as usize;
+                    let i = slot[d];
+                    if i != u32::MAX && i as usize >= start {
+                        kw[i as usize] += w[p];
+                    } else {
+                        slot[d] = kdst.len() as u32;
+                        kdst.push(dst[p]);
+                        kw.push(w[p]);
+                    }
+                }
+            }
+            // Drop the light ones.
+            let mut keep = start;
+            for i in start..kdst.len() {
+                if kw[i] >= min_weight.max(1) {
+                    kdst[keep] = kdst[i];
+                    kw[keep] = kw[i];
+                    keep += 1;
+                }
+            }
+            kdst.truncate(keep);
+            kw.truncate(keep);
+            koff[s + 1] = kdst.len() as u32;
+        }
+        drop((off, dst, w, slot));
+        // 3. Dense ids, in uid order, for users with a kept edge.
+        let mut id = vec![u32::MAX; max_uid];
+        for s in 0..max_uid {
+            if koff[s + 1] > koff[s] {
+                id[s] = 0;
+            }
+        }
+        for &d in &kdst {
+            id[d as usize] = 0;
+        }
+        let mut uids = Vec::new();
+        for (u, slot) in id.iter_mut().enumerate() {
+            if *slot == 0 {
+                *slot = uids.len() as u32;
+                uids.push(u as u32);
+            }
+        }
+        let n = uids.len();
+        let m = kdst.len();
+        let interactions = kw.iter().map(|&x| u64::from(x)).sum();
+        // 4. In-adjacency by walking sources in order (so each in-list is sorted by source), then the
+        // out-adjacency again from it (so each out-list is sorted by target).
+        let (in_off, in_src, in_w) = bucket(n, m, |f| {
+            for s in 0..max_uid {
+                for p in koff[s] as usize..koff[s + 1] as usize {
+                    f(id[kdst[p] as usize], id[s], kw[p]);
+                }
+            }
+        });
+        drop((kdst, kw, koff, id));
+        let (out_off, out_dst, out_w) = bucket(n, m, |f| {
+            for d in 0..n {
+                for p in in_off[d] as usize..in_off[d + 1] as usize {
+                    f(in_src[p], d as u32, in_w[p]);
+                }
+            }
+        });
+        Network { uids, out_off, out_dst, out_w, in_off, in_src, in_w, interactions, version }
+    }
+
+    pub fn users(&self) -> usize {
+        self.uids.len()
+    }
+
+    pub fn edges(&self) -> usize {
+        self.out_dst.len()
+    }
+
+    /// Out-neighbours of `u` and the weights of those edges.
+    pub fn out(&self, u: usize) -> (&[u32], &[u32]) {
+        let r = self.out_off[u] as usize..self.out_off[u + 1] as usize;
+        (&self.out_dst[r.clone()], &self.out_w[r])
+    }
+
+    /// In-neighbours of `v` and the weights of those edges.
+    pub fn inc(&self, v: usize) -> (&[u32], &[u32]) {
+        let r = self.in_off[v] as usize..self.in_off[v + 1] as usize;
+        (&self.in_src[r.clone()], &self.in_w[r])
+    }
+
+    /// The dense id of a store uid, if that user is in the network.
+    pub fn id_of(&self, uid: u32) -> Option<usize> {
+        self.uids.binary_search(&uid).ok()
+    }
+
+    /// Bytes held by the arrays.
+    pub fn bytes(&self) -> usize {
+        4 * (self.uids.len()
+            + self.out_off.len()
+            + self.out_dst.len()
+            + self.out_w.len()
+            + self.in_off.len()
+            + self.in_src.len()
+            + self.in_w.len())
+    }
+
+    /// The undirected simple view: u and v are neighbours if either acted on the other, with weight
+    /// w(u->v) + w(v->u). Each edge appears in both lists.
+    pub fn undirected(&self) -> Undirected {
+        let n = self.users();
+        let mut off = vec![0u32; n + 1];
+        let mut adj = Vec::with_capacity(2 * self.edges());
+        let mut w = Vec::with_capacity(2 * self.edges());
+        for u in 0..n {
+            let (od, ow) = self.out(u);
+            let (id, iw) = self.inc(u);
+            let (mut i, mut j) = (0, 0);
+            while i < od.len() || j < id.len() {
+                let a = od.get(i).copied().unwrap_or(u32::MAX);
+                let b = id.get(j).copied().unwrap_or(u32::MAX);
+                if a == b {
+                    adj.push(a);
+                    w.push(u64::from(ow[i]) + u64::from(iw[j]));
+                    i += 1;
+                    j += 1;
+                } else if a < b {
+                    adj.push(a);
+                    w.push(u64::from(ow[i]));
+                    i += 1;
+                } else {
+                    adj.push(b);
+                    w.push(u64::from(iw[j]));
+                    j += 1;
+                }
+            }
+            off[u + 1] = adj.len() as u32;
+        }
+        Undirected { off, adj, w }
+    }
+}
+
+/// An undirected simple graph in CSR form (every edge in both lists, sorted), weighted.
+pub struct Undirected {
+    off: Vec<u32>,
+    adj: Vec<u32>,
+    w: Vec<u64>,
+}
+
+impl Undirected {
+    pub fn users(&self) -> usize {
+        self.off.len() - 1
+    }
+
+    pub fn neighbors(&self, u: usize) -> &[u32] {
+        &self.adj[self.off[u] as usize..self.off[u + 1] as usize]
+    }
+
+    pub fn weights(&self, u: usize) -> &[u64] {
+        &self.w[self.off[u] as usize..self.off[u + 1] as usize]
+    }
+
+    pub fn degree(&self, u: usize) -> usize {
+        (self.off[u + 1] - self.off[u]) as usize
+    }
+
+    /// Sum of the weights of `u`'s edges.
+    pub fn strength(&self, u: usize) -> u64 {
+        self.weights(u).iter().sum()
+    }
+
+    /// Twice the number of edges (each appears in both lists).
+    pub fn adjacency_len(&self) -> usize {
+        self.adj.len()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A network from (from uid, to uid, weight) triples, as an extract would give.
+    pub(crate) fn net(edges: &[(u32, u32, u32)], aggregated: bool, min_weight: u32) -> Network {
+        let edges = edges.iter().map(|&(a, b, w)| [a, b, w]).collect();
+        Network::build(Extract { edges, aggregated, version: 0 }, min_weight)
+    }
+
+    #[test]
+    fn build_aggregates_filters_and_sorts_both_ways() {
+        // Interactions one by one (a window): 5->9 three times, 9->5 once, 5->2 once, 7->9 once.
+        let n = net(&[(5, 9, 1), (9, 5, 1), (5, 2, 1), (5, 9, 1), (7, 9, 1), (5, 9, 1)], false, 1);
+        assert_eq!(n.uids, [2, 5, 7, 9]);
+        assert_eq!(n.out(1), (&[0, 3][..], &[1, 3][..]), "5 -> 2 once, 5 -> 9 three times");
+        assert_eq!(n.inc(3), (&[1, 2][..], &[3, 1][..]));
+        assert_eq!((n.edges(), n.interactions), (4, 6));
+        let heavy = net(&[(5, 9, 1), (9, 5, 1), (5, 9, 1)], false, 2);
+        assert_eq!((heavy.uids.clone(), heavy.edges()), (vec![5, 9], 1), "min_weight drops 9->5 and its user stays only as a target");
+        let u = n.undirected();
+        assert_eq!(u.neighbors(1), [0, 3]);
+        assert_eq!(u.weights(1), [1, 4], "w(5,9) = 3 + 1");
+        assert_eq!(u.strength(3), 5);
+        let empty = net(&[], true, 1);
+        assert_eq!((empty.users(), empty.edges()), (0, 0));
+    }
+}
