@@ -80,6 +80,8 @@ impl Application {
             started: Instant::now(),
             max_body: config.max_body_bytes,
             ingest,
+            analytics: crate::analytics::engine::Engine::new(store.graph().clone(), config.analytics_threads)
+                .context("cannot start the analytics threads")?,
         };
         let mut server = HttpServer::new(move || {
             App::new()

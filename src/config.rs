@@ -90,6 +90,10 @@ pub struct ServeArgs {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "TAGFLOW_WORKERS")]
     pub workers: Option<usize>,
+    /// Threads for analyses (PageRank, communities, ...). Default: one fewer than the cores (at
+    /// least one), so that the store's writer keeps a core while analyses run.
+    #[arg(long, env = "TAGFLOW_ANALYTICS_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub analytics_threads: Option<u16>,
     /// X API base URL (the token is TAGFLOW_X_BEARER_TOKEN, from the environment only).
     #[arg(long, env = "TAGFLOW_X_API_URL", default_value = "https://api.x.com")]
     pub x_api_url: String,
@@ -210,9 +214,15 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub shutdown_timeout: u64,
     pub workers: Option<usize>,
+    pub analytics_threads: usize,
     pub x: XSettings,
     pub mastodon: MastodonSettings,
     pub jetstream: JetstreamSettings,
+}
+
+/// One thread fewer than the cores, at least one.
+pub fn default_analytics_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
 }
 
 /// X API v2 settings. The token is read from the environment and never printed: `Debug` redacts it.
@@ -350,6 +360,7 @@ impl Config {
             max_body_bytes: args.max_body_kb.saturating_mul(1024).max(1024),
             shutdown_timeout: args.shutdown_timeout,
             workers: args.workers,
+            analytics_threads: args.analytics_threads.map_or_else(default_analytics_threads, usize::from),
             x,
             mastodon,
             jetstream,

@@ -171,7 +171,16 @@ impl<'a> Mover<'a> {
             size[comm[u] as usize] += 1;
         }
         let empty = (0..n as u32).rev().filter(|&c| size[c as usize] == 0).collect();
-        Mover { g, comm, tot, size, empty, acc: vec![0.0; n], touched: Vec::new(), gamma_over_2m: gamma / two_m }
+        Mover {
+            g,
+            comm,
+            tot,
+            size,
+            empty,
+            acc: vec![0.0; n],
+            touched: Vec::new(),
+            gamma_over_2m: gamma / two_m,
+        }
     }
 
     /// Moves `u` to the community with the best modularity gain (possibly a new one); returns

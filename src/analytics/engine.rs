@@ -1,0 +1,289 @@
+//! Runs analyses off the request threads: a dedicated rayon pool, one run at a time per (task,
+//! selection) shared by every request that asks for it meanwhile, results cached until the graph
+//! changes. A request for a result whose graph has changed since gets the cached one marked
+//! `stale` while the fresh one computes, when computing it takes long (over [`STALE_AFTER_MS`]);
+//! otherwise it waits for the fresh one.
+
+use super::community::{self, Communities, Method};
+use super::network::Network;
+use super::pagerank::{self, PageRank};
+use super::paths;
+use super::structure::{self, Partition};
+use crate::graph::Selection;
+use crate::store::SharedGraph;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::watch;
+
+/// A result older than the graph is served as stale, rather than waited for, when it took this long.
+pub const STALE_AFTER_MS: u64 = 500;
+
+/// Selections whose snapshots are kept (each is 16 bytes an edge).
+const KEPT_NETWORKS: usize = 2;
+/// Results kept (beyond these, the least recently computed go).
+const KEPT_RESULTS: usize = 64;
+
+/// What to compute. Floating parameters are kept as their bits so tasks can be compared and hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Task {
+    /// Only the snapshot (for ego networks, strongest paths, drawings).
+    Network,
+    PageRank {
+        damping_bits: u64,
+    },
+    Cores,
+    Components {
+        strong: bool,
+    },
+    Communities {
+        method: Method,
+        resolution_bits: u64,
+        seed: u64,
+    },
+    Betweenness {
+        samples: Option<usize>,
+        seed: u64,
+    },
+}
+
+impl Task {
+    pub fn pagerank(damping: f64) -> Task {
+        Task::PageRank { damping_bits: damping.to_bits() }
+    }
+    pub fn communities(method: Method, resolution: f64, seed: u64) -> Task {
+        Task::Communities { method, resolution_bits: resolution.to_bits(), seed }
+    }
+}
+
+/// The PageRank tolerance: NetworkX's criterion (L1 change below users × tol), tight enough that
+/// scores agree with `networkx.pagerank(tol=1e-10)` to 1e-7.
+pub const PAGERANK_TOL: f64 = 1e-10;
+
+pub enum Output {
+    Network,
+    PageRank(PageRank),
+    Cores(Vec<u32>),
+    Components(Partition),
+    Communities(Communities),
+    Betweenness { scores: Vec<f64>, samples: usize, error_bound: f64 },
+}
+
+/// Computes a task on a snapshot (on the calling thread; parallel parts use the current rayon pool).
+pub fn compute(task: Task, net: &Network) -> Output {
+    match task {
+        Task::Network => Output::Network,
+        Task::PageRank { damping_bits } => {
+            Output::PageRank(pagerank::pagerank(net, f64::from_bits(damping_bits), PAGERANK_TOL, 1000))
+        }
+        Task::Cores => Output::Cores(structure::core_numbers(&net.undirected())),
+        Task::Components { strong: false } => Output::Components(structure::weak_components(net)),
+        Task::Components { strong: true } => Output::Components(structure::strong_components(net)),
+        Task::Communities { method, resolution_bits, seed } => Output::Communities(community::communities(
+            &net.undirected(),
+            method,
+            f64::from_bits(resolution_bits),
+            seed,
+        )),
+        Task::Betweenness { samples, seed } => {
+            let g = net.undirected();
+            let k = samples.unwrap_or_else(|| paths::default_samples(&g)).clamp(1, g.users().max(1));
+            let scores = paths::betweenness(&g, k, seed);
+            Output::Betweenness {
+                scores,
+                samples: k.min(g.users()),
+                error_bound: paths::error_bound(g.users(), k, 0.05),
+            }
+        }
+    }
+}
+
+/// A result with what it was computed on.
+#[derive(Clone)]
+pub struct Answer {
+    pub output: Arc<Output>,
+    pub network: Arc<Network>,
+    /// Unix seconds.
+    pub computed_at: i64,
+    pub took_ms: u64,
+    /// True when the graph has changed since (a fresh result is being computed).
+    pub stale: bool,
+}
+
+#[derive(Clone)]
+struct Done {
+    output: Arc<Output>,
+    network: Arc<Network>,
+    computed_at: i64,
+    took_ms: u64,
+    order: u64,
+}
+
+type Running = watch::Receiver<Option<Result<Done, String>>>;
+
+#[derive(Default)]
+struct Slot {
+    done: Option<Done>,
+    running: Option<Running>,
+}
+
+/// The analytics engine shared by the HTTP handlers.
+pub struct Engine {
+    graph: SharedGraph,
+    pool: rayon::ThreadPool,
+    slots: Mutex<HashMap<(Task, Selection), Slot>>,
+    networks: Mutex<Vec<(Selection, Arc<Network>)>>,
+    /// Snapshots are taken one at a time: two tasks on one selection share the copy.
+    snapshotting: Mutex<()>,
+    runs: std::sync::atomic::AtomicU64,
+}
+
+impl Engine {
+    /// An engine with a pool of `threads` threads.
+    ///
+    /// # Errors
+    /// If the pool's threads cannot be started.
+    pub fn new(graph: SharedGraph, threads: usize) -> Result<Arc<Engine>, rayon::ThreadPoolBuildError> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(|i| format!("tagflow-analytics-{i}"))
+            .build()?;
+        Ok(Arc::new(Engine {
+            graph,
+            pool,
+            slots: Mutex::new(HashMap::new()),
+            networks: Mutex::new(Vec::new()),
+            snapshotting: Mutex::new(()),
+            runs: Default::default(),
+        }))
+    }
+
+    /// How many computations have run (tests check that identical requests share one).
+    pub fn runs(&self) -> u64 {
+        self.runs.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The snapshot of a selection at the graph's current version, taken if not cached. Holds the
+    /// graph's read lock only while copying.
+    fn network(&self, sel: &Selection) -> Arc<Network> {
+        let _one = self.snapshotting.lock();
+        let version = self.graph.read().version();
+        if let Some((_, n)) = self.networks.lock().iter().find(|(s, n)| s == sel && n.version == version) {
+            return n.clone();
+        }
+        let extract = self.graph.read().extract(sel);
+        let net = Arc::new(Network::build(extract, sel.min_weight));
+        let mut nets = self.networks.lock();
+        nets.retain(|(s, _)| s != sel);
+        nets.push((*sel, net.clone()));
+        if nets.len() > KEPT_NETWORKS {
+            nets.remove(0);
+        }
+        net
+    }
+
+    /// A task's result for a selection: cached if the graph has not changed, otherwise computed
+    /// (once, however many ask meanwhile).
+    ///
+    /// # Errors
+    /// The computation panicked (a bug): the message, for the log.
+    pub async fn run(self: &Arc<Self>, task: Task, sel: Selection) -> Result<Answer, String> {
+        let version = self.graph.read().version();
+        let mut rx = {
+            let mut slots = self.slots.lock();
+            let slot = slots.entry((task, sel)).or_default();
+            if let Some(d) = &slot.done {
+                if d.network.version == version {
+                    return Ok(answer(d, false));
+                }
+            }
+            let rx = match &slot.running {
+                Some(rx) => rx.clone(),
+                None => {
+                    let rx = self.start(task, sel);
+                    slot.running = Some(rx.clone());
+                    rx
+                }
+            };
+            if let Some(d) = &slot.done {
+                if d.took_ms >= STALE_AFTER_MS {
+                    return Ok(answer(d, true));
+                }
+            }
+            rx
+        };
+        loop {
+            if let Some(result) = rx.borrow_and_update().clone() {
+                return result.map(|d| answer(&d, false));
+            }
+            rx.changed().await.map_err(|_| "analytics worker stopped".to_string())?;
+        }
+    }
+
+    /// The newest cached result of a task, whatever the graph's version (for `/vertices/{user}`).
+    pub fn cached(&self, task: Task, sel: Selection) -> Option<Answer> {
+        let slots = self.slots.lock();
+        let d = slots.get(&(task, sel))?.done.as_ref()?;
+        let stale = d.network.version != self.graph.read().version();
+        Some(answer(d, stale))
+    }
+
+    fn start(self: &Arc<Self>, task: Task, sel: Selection) -> Running {
+        let (tx, rx) = watch::channel(None);
+        let me = self.clone();
+        self.pool.spawn(move || {
+            let t = Instant::now();
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let network = me.network(&sel);
+                let output = Arc::new(compute(task, &network));
+                (network, output)
+            }));
+            let order = me.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let result = match result {
+                Ok((network, output)) => Ok(Done {
+                    output,
+                    network,
+                    computed_at: chrono::Utc::now().timestamp(),
+                    took_ms: t.elapsed().as_millis() as u64,
+                    order,
+                }),
+                Err(p) => Err(p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "analysis panicked".into())),
+            };
+            let mut slots = me.slots.lock();
+            if let Some(slot) = slots.get_mut(&(task, sel)) {
+                slot.running = None;
+                if let Ok(d) = &result {
+                    slot.done = Some(d.clone());
+                }
+            }
+            if slots.len() > KEPT_RESULTS {
+                let oldest = slots
+                    .iter()
+                    .filter(|(_, s)| s.running.is_none())
+                    .min_by_key(|(_, s)| s.done.as_ref().map_or(0, |d| d.order))
+                    .map(|(k, _)| *k);
+                if let Some(k) = oldest {
+                    slots.remove(&k);
+                }
+            }
+            drop(slots);
+            let _ = tx.send(Some(result));
+        });
+        rx
+    }
+}
+
+fn answer(d: &Done, stale: bool) -> Answer {
+    Answer {
+        output: d.output.clone(),
+        network: d.network.clone(),
+        computed_at: d.computed_at,
+        took_ms: d.took_ms,
+        stale,
+    }
+}

@@ -23,7 +23,11 @@ pub struct Network {
 }
 
 /// Counting sort of `(key, a, b)` records by key into CSR order: offsets and the two payloads.
-fn bucket(n: usize, len: usize, mut each: impl FnMut(&mut dyn FnMut(u32, u32, u32))) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
+fn bucket(
+    n: usize,
+    len: usize,
+    mut each: impl FnMut(&mut dyn FnMut(u32, u32, u32)),
+) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
     let mut off = vec![0u32; n + 1];
     each(&mut |k, _, _| off[k as usize + 1] += 1);
     for i in 0..n {
@@ -254,7 +258,11 @@ pub(crate) mod tests {
         assert_eq!(n.inc(3), (&[1, 2][..], &[3, 1][..]));
         assert_eq!((n.edges(), n.interactions), (4, 6));
         let heavy = net(&[(5, 9, 1), (9, 5, 1), (5, 9, 1)], false, 2);
-        assert_eq!((heavy.uids.clone(), heavy.edges()), (vec![5, 9], 1), "min_weight drops 9->5 and its user stays only as a target");
+        assert_eq!(
+            (heavy.uids.clone(), heavy.edges()),
+            (vec![5, 9], 1),
+            "min_weight drops 9->5 and its user stays only as a target"
+        );
         let u = n.undirected();
         assert_eq!(u.neighbors(1), [0, 3]);
         assert_eq!(u.weights(1), [1, 4], "w(5,9) = 3 + 1");

@@ -41,10 +41,13 @@ pub fn betweenness(g: &Undirected, samples: usize, seed: u64) -> Vec<f64> {
             },
         )
         .map(|(acc, _)| acc)
-        .reduce(|| vec![0.0; n], |mut a, b| {
-            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-            a
-        });
+        .reduce(
+            || vec![0.0; n],
+            |mut a, b| {
+                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                a
+            },
+        );
     let scale = 1.0 / ((n - 1) as f64 * (n - 2) as f64) * n as f64 / k as f64;
     raw.into_iter().map(|x| x * scale).collect()
 }
@@ -169,7 +172,9 @@ pub fn strongest_path(net: &Network, a: usize, b: usize, directed: bool) -> Opti
             }
         };
         match &undirected {
-            Some(g) => g.neighbors(u).iter().zip(g.weights(u)).for_each(|(&v, &w)| relax(v as usize, w as f64)),
+            Some(g) => {
+                g.neighbors(u).iter().zip(g.weights(u)).for_each(|(&v, &w)| relax(v as usize, w as f64))
+            }
             None => {
                 let (dst, w) = net.out(u);
                 dst.iter().zip(w).for_each(|(&v, &w)| relax(v as usize, f64::from(w)));

@@ -25,6 +25,7 @@ pub enum ApiError {
         to: String,
     },
     UserExists(String),
+    CommunityNotFound(u32),
     SelfLoop(String),
     InvalidUser {
         key: String,
@@ -52,6 +53,7 @@ impl ApiError {
             ApiError::EdgeNotFound { .. } => "edge_not_found",
             ApiError::NoPath { .. } => "no_path",
             ApiError::UserExists(_) => "user_exists",
+            ApiError::CommunityNotFound(_) => "community_not_found",
             ApiError::SelfLoop(_) => "self_loop",
             ApiError::InvalidUser { .. } => "invalid_user",
             ApiError::InvalidJson(_) => "invalid_json",
@@ -78,6 +80,7 @@ impl fmt::Display for ApiError {
             ApiError::EdgeNotFound { from, to } => write!(f, "no edge from {from:?} to {to:?}"),
             ApiError::NoPath { from, to } => write!(f, "{from:?} and {to:?} are not connected"),
             ApiError::UserExists(u) => write!(f, "user {u:?} already exists"),
+            ApiError::CommunityNotFound(id) => write!(f, "no community {id} in this selection"),
             ApiError::SelfLoop(u) => write!(f, "a user cannot interact with itself ({u:?})"),
             ApiError::InvalidUser { key, reason } => write!(f, "invalid user {key:?}: {reason}"),
             ApiError::InvalidJson(m) => write!(f, "invalid JSON body: {m}"),
@@ -102,6 +105,7 @@ impl ResponseError for ApiError {
             ApiError::UserNotFound(_)
             | ApiError::EdgeNotFound { .. }
             | ApiError::NoPath { .. }
+            | ApiError::CommunityNotFound(_)
             | ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::AmbiguousHandle { .. } | ApiError::UserExists(_) => StatusCode::CONFLICT,
             ApiError::SelfLoop(_)

@@ -1,6 +1,7 @@
 //! Request handlers. Each one validates its input, then either reads the graph under a short read
 //! lock or submits a mutation to the store and answers once it is durable.
 
+use super::analytics::{self, Params};
 use super::error::ApiError;
 use super::AppState;
 use crate::graph::{decode_pair, validate_key, Graph, GraphError, Kind, Mutation, UserOrder};
@@ -100,11 +101,19 @@ pub async fn count_users(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "count": n }))
 }
 
+/// `GET /vertices/{user}`: degrees and interactions per kind, and the user's metrics in the whole
+/// network where they have been computed (by `/analytics/...`).
 pub async fn get_user(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse> {
-    let g = state.store.graph().read();
-    let key = g.resolve(&path)?;
-    let detail = g.user(key).ok_or_else(|| ApiError::UserNotFound(path.to_string()))?;
-    Ok(HttpResponse::Ok().json(detail))
+    let (detail, uid) = {
+        let g = state.store.graph().read();
+        let key = g.resolve(&path)?;
+        (g.user(key).ok_or_else(|| ApiError::UserNotFound(path.to_string()))?, g.uid(key))
+    };
+    let mut body = serde_json::to_value(detail).map_err(|e| ApiError::Internal(e.to_string()))?;
+    if let Some(m) = uid.and_then(|uid| analytics::cached_metrics(&state, uid)) {
+        body["metrics"] = m;
+    }
+    Ok(HttpResponse::Ok().json(body))
 }
 
 #[derive(Debug, Deserialize)]
@@ -310,19 +319,28 @@ pub async fn remove_edge(
 
 // ---- paths ----
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PathParams {
-    directed: Option<bool>,
-}
-
+/// `GET /find_path/{from}/{to}`: the fewest hops on the whole graph, or with `weighted=true` the
+/// strongest path on a selection (cost 1/weight per edge).
 pub async fn find_path(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    q: web::Query<PathParams>,
+    req: HttpRequest,
 ) -> Result<HttpResponse> {
+    let mut p = Params::of(&req)?;
+    let directed = p.flag("directed")?;
+    let weighted = p.flag("weighted")?;
+    if !weighted && (analytics::selects(&p) || p.has("min_weight")) {
+        return Err(ApiError::InvalidQuery(
+            "kinds, since, until and min_weight select the network of weighted=true paths".into(),
+        ));
+    }
+    let sel = p.selection()?;
+    p.finish()?;
+    if weighted {
+        return analytics::strongest_path(&state, &path.0, &path.1, directed, sel).await;
+    }
     let g = state.store.graph().read();
-    let found = g.find_path(&path.0, &path.1, q.directed.unwrap_or(false))?;
+    let found = g.find_path(&path.0, &path.1, directed)?;
     Ok(HttpResponse::Ok().json(found))
 }
 
@@ -331,24 +349,45 @@ pub async fn find_path(
 const DEFAULT_TOP: usize = 100;
 const MAX_TOP: usize = 500;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GraphParams {
-    top: Option<usize>,
-    min_weight: Option<u64>,
-}
-
 /// `GET /graph`: the `top` users of highest degree and the edges among them with at least
-/// `min_weight` interactions, the subgraph `/ui` draws. Bounded, so the read lock is short.
-pub async fn subgraph(state: web::Data<AppState>, q: web::Query<GraphParams>) -> Result<HttpResponse> {
-    let top = match q.top.unwrap_or(DEFAULT_TOP) {
-        0 => return Err(ApiError::InvalidQuery("top must be at least 1".into())),
-        n if n > MAX_TOP => return Err(ApiError::InvalidQuery(format!("top must be at most {MAX_TOP}"))),
-        n => n,
+/// `min_weight` interactions, the subgraph `/ui` draws. Bounded, so the read lock is short. With
+/// `kinds`, `since` or `until`, degrees and weights are those of that selection.
+pub async fn subgraph(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
+    let mut p = Params::of(&req)?;
+    let top = match p.take("top") {
+        None => DEFAULT_TOP,
+        Some(t) => match t.parse::<usize>() {
+            Ok(0) => return Err(ApiError::InvalidQuery("top must be at least 1".into())),
+            Ok(n) if n <= MAX_TOP => n,
+            _ => return Err(ApiError::InvalidQuery(format!("top must be a number from 1 to {MAX_TOP}"))),
+        },
     };
+    let selected = analytics::selects(&p);
+    let sel = p.selection()?;
+    p.finish()?;
+    if selected {
+        let a = state
+            .analytics
+            .run(crate::analytics::engine::Task::Network, sel)
+            .await
+            .map_err(ApiError::Internal)?;
+        let net = &a.network;
+        let mut ids: Vec<usize> = (0..net.users()).collect();
+        let degree = |i: usize| net.out(i).0.len() + net.inc(i).0.len();
+        ids.sort_unstable_by(|&x, &y| degree(y).cmp(&degree(x)).then(x.cmp(&y)));
+        ids.truncate(top);
+        let (nodes, edges) = analytics::drawing(&state, &sel, net, &ids, None);
+        return Ok(HttpResponse::Ok().json(json!({
+            "nodes": nodes,
+            "edges": edges,
+            "users": net.users(),
+            "edges_total": net.edges(),
+            "network": analytics::network_json(&sel, net),
+        })));
+    }
     let ((nodes, ties), users, edges_total) = {
         let g = state.store.graph().read();
-        (g.top_subgraph(top, q.min_weight.unwrap_or(1)), g.user_count(), g.tie_count())
+        (g.top_subgraph(top, u64::from(sel.min_weight)), g.user_count(), g.tie_count())
     };
     let edges: Vec<_> = ties
         .into_iter()

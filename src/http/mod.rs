@@ -3,6 +3,7 @@
 //! Handlers turn requests into domain mutations for the store's write path, or read the graph under
 //! a short read lock. Only [`error::ApiError`] knows status codes.
 
+mod analytics;
 pub mod error;
 mod handlers;
 
@@ -22,6 +23,8 @@ pub struct AppState {
     pub max_body: usize,
     /// Counters of `POST /ingest`, shown in `/status` as the source `ingest`.
     pub ingest: Arc<SourceStatus>,
+    /// Analyses of the graph, off the request threads.
+    pub analytics: Arc<crate::analytics::engine::Engine>,
 }
 
 /// The route table. The seed project's documented routes are served at their original paths beside
@@ -129,6 +132,42 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .service(
             resource("/find_path/{v1}/{v2}")
                 .route(get().to(find_path))
+                .default_service(web::to(method_not_allowed)),
+        )
+        // Analyses.
+        .service(
+            resource("/analytics/users")
+                .route(get().to(analytics::users))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            resource("/analytics/components")
+                .route(get().to(analytics::components))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            resource("/analytics/cores")
+                .route(get().to(analytics::cores))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            resource("/analytics/communities")
+                .route(get().to(analytics::communities))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            resource("/analytics/communities/{id}")
+                .route(get().to(analytics::community_members))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            resource("/analytics/bridges")
+                .route(get().to(analytics::bridges))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            resource("/vertices/{v}/ego")
+                .route(get().to(analytics::ego))
                 .default_service(web::to(method_not_allowed)),
         )
         // The page and the subgraph it draws.

@@ -495,9 +495,10 @@ impl<L: PostLookup> Stage<'_, L> {
     /// Takes one interaction of a retracted post out of the timeline: a stamp staged in this batch
     /// directly, one of the graph's when the batch is applied.
     fn unstamp(&mut self, e: PostEdge) {
-        let staged = self.stamps.iter().rposition(|&(a, b, k, at)| {
-            (a, b, k) == (e.from, e.to, e.kind) && (e.at == 0 || at == e.at)
-        });
+        let staged = self
+            .stamps
+            .iter()
+            .rposition(|&(a, b, k, at)| (a, b, k) == (e.from, e.to, e.kind) && (e.at == 0 || at == e.at));
         match staged {
             Some(i) => {
                 self.stamps.remove(i);
