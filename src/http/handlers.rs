@@ -17,9 +17,9 @@ const MAX_LIMIT: usize = 1_000;
 // ---- status ----
 
 pub async fn status(state: web::Data<AppState>) -> HttpResponse {
-    let (users, edges, interactions) = {
+    let (users, edges, interactions, timeline) = {
         let g = state.store.graph().read();
-        (g.user_count(), g.tie_count(), g.interaction_count())
+        (g.user_count(), g.tie_count(), g.interaction_count(), g.timeline_stats())
     };
     let stats = state.store.stats();
     use std::sync::atomic::Ordering::Relaxed;
@@ -39,6 +39,8 @@ pub async fn status(state: web::Data<AppState>) -> HttpResponse {
         // What a 512 MB dyno or a container limit is measured against; absent off Linux.
         "resident_bytes": resident_bytes(),
         "sources": state.sources.reports(),
+        "analytics": { "runs": state.analytics.runs() },
+        "timeline": { "interactions": timeline.0, "bytes": timeline.1 },
         "ui": "/ui",
     }))
 }
