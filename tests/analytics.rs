@@ -308,12 +308,12 @@ async fn time_windows_count_exactly_and_survive_retraction_and_restart() {
             (String::new(), 4 + r),
             (format!("since={day}&until={}", day + 3_600), 1),
             (format!("since={}&until={}", day + 3_600, day + 3_601), 1),
-            (format!("since=2026-01-01T01:00:01Z&until=2026-01-01T03:00:00Z"), r),
+            ("since=2026-01-01T01:00:01Z&until=2026-01-01T03:00:00Z".to_string(), r),
             (format!("until={}", day + 86_400), 3 + r),
             (format!("since={}", day + 86_400), 1),
             (format!("kinds=repost&until={}", day + 86_400), 2 + r),
-            (format!("kinds=reply,mention"), 2),
-            (format!("kinds=repost&min_weight=2"), 2 * r),
+            ("kinds=reply,mention".to_string(), 2),
+            ("kinds=repost&min_weight=2".to_string(), 2 * r),
         ]
     };
     for (q, want) in cases(false) {

@@ -19,7 +19,7 @@ pub use graph::{
 pub use model::{Interaction, Kind, Platform, Post, Record, UserRef};
 pub use mutation::{validate_key, Mutation, Outcome, Rejection, MAX_KEY_BYTES};
 pub use path::PathView;
-pub use select::{Extract, KindSet, PairDetail, Selection};
+pub use select::{Extract, KindSet, PairDetail, Selection, UserRefOwned};
 pub use tie::{clamp_time, rfc3339, KindCounts, Tie, TIE_BYTES};
 pub(crate) use timeline::Purge;
 pub use timeline::MAX_UID;

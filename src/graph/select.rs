@@ -96,6 +96,9 @@ pub struct Extract {
     pub version: u64,
 }
 
+/// A user's key, handle and name, copied out of the graph.
+pub type UserRefOwned = (String, Option<String>, Option<String>);
+
 /// An edge of a selection in full: per-kind counts and first and last time, within the selection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PairDetail {
@@ -175,7 +178,7 @@ impl Graph {
     }
 
     /// Key, handle and name of users by uid (`None` for a user removed since).
-    pub fn user_refs(&self, uids: &[u32]) -> Vec<Option<(String, Option<String>, Option<String>)>> {
+    pub fn user_refs(&self, uids: &[u32]) -> Vec<Option<UserRefOwned>> {
         uids.iter()
             .map(|&uid| {
                 let key = self.key_of_uid(uid)?;

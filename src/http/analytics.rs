@@ -143,7 +143,7 @@ pub(super) fn network_json(sel: &Selection, net: &Network) -> Value {
 }
 
 /// Key, handle and name of users of a network, by dense id (`None` for a user removed since).
-type Profile = Option<(String, Option<String>, Option<String>)>;
+type Profile = Option<crate::graph::UserRefOwned>;
 
 fn profiles(state: &AppState, net: &Network, ids: &[usize]) -> Vec<Profile> {
     let uids: Vec<u32> = ids.iter().map(|&i| net.uids[i]).collect();
