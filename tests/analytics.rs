@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::app::{assert_error, spawn_app, spawn_app_at, TestApp};
+use common::app::{assert_error, enc, networkx_available, spawn_app, spawn_app_at, TestApp};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -17,22 +17,6 @@ use tagflow::ingest::decode::x_v2;
 use tagflow::ingest::demo::{DemoConfig, DemoGenerator};
 use tagflow::ingest::source::to_mutation;
 use tagflow::rng::SplitMix64;
-
-fn networkx_available() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import networkx"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true: python3 with networkx is required (pip install -r .ci/test-requirements.txt)"
-        );
-        eprintln!("SKIPPED networkx analytics checks: python3 with networkx not found");
-    }
-    ok
-}
 
 async fn submit(app: &TestApp, mutations: Vec<Mutation>) {
     let out = app.store.submit(mutations).await.unwrap();
@@ -110,18 +94,6 @@ async fn edge_list(app: &TestApp) -> Vec<(String, String, u64)> {
             None => return out,
         }
     }
-}
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 fn reference(input: &Value) -> Value {

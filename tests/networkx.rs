@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::app::spawn_app;
+use common::app::{enc, networkx_available, spawn_app};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -15,18 +15,6 @@ use tagflow::ingest::decode::x_v2;
 use tagflow::ingest::demo::{DemoConfig, DemoGenerator};
 use tagflow::ingest::source::to_mutation;
 use tagflow::rng::SplitMix64;
-
-fn networkx_available() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import networkx"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("SKIPPED networkx reference checks: python3 with networkx not found (pip install -r .ci/test-requirements.txt)");
-    }
-    ok
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn find_path_and_degrees_agree_with_networkx_on_a_generated_graph() {
@@ -122,16 +110,4 @@ async fn app_store_submit(app: &common::app::TestApp, mutations: Vec<Mutation>) 
 
 fn tagflow_store(app: &common::app::TestApp) -> tagflow::store::StoreHandle {
     app.store.clone()
-}
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }

@@ -88,3 +88,34 @@ pub fn assert_error(got: &(StatusCode, Value), status: u16, code: &str) {
     assert_eq!(got.1["error"]["code"], code, "code of {:?}", got.1);
     assert!(got.1["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "message of {:?}", got.1);
 }
+
+/// Percent-encodes a user key for a path segment.
+pub fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Whether python3 with networkx is here for the reference checks. Without it a test says SKIPPED
+/// and passes, except with `CI=true`, where a missing reference is a failure.
+pub fn networkx_available() -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import networkx, scipy"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true: python3 with networkx and scipy is required (pip install -r .ci/test-requirements.txt)"
+        );
+        eprintln!("SKIPPED networkx reference checks: python3 with networkx not found (pip install -r .ci/test-requirements.txt)");
+    }
+    ok
+}
