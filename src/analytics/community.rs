@@ -489,12 +489,12 @@ mod tests {
         let n = net(&two_cliques(), true, 1);
         let g = n.undirected();
         for method in [Method::Leiden, Method::Louvain] {
-            let c = communities(&g, method, 1.0, 7);
+            let c = communities(g, method, 1.0, 7);
             assert_eq!(c.partition.sizes, [6, 6, 2], "{method:?}");
             assert!((0..6).all(|u| c.partition.of[u] == c.partition.of[0]));
-            assert!((c.modularity - modularity(&g, &c.partition.of, 1.0)).abs() < 1e-12);
+            assert!((c.modularity - modularity(g, &c.partition.of, 1.0)).abs() < 1e-12);
             assert!(c.modularity > 0.4, "{method:?}: {}", c.modularity);
-            let again = communities(&g, method, 1.0, 7);
+            let again = communities(g, method, 1.0, 7);
             assert_eq!(again.partition, c.partition, "deterministic for a seed");
         }
     }
@@ -503,8 +503,8 @@ mod tests {
     fn modularity_of_a_single_community_is_zero_and_of_nothing_too() {
         let n = net(&[(0, 1, 1), (1, 2, 1)], true, 1);
         let g = n.undirected();
-        assert!(modularity(&g, &[0, 0, 0], 1.0).abs() < 1e-12);
+        assert!(modularity(g, &[0, 0, 0], 1.0).abs() < 1e-12);
         let empty = net(&[], true, 1);
-        assert_eq!(communities(&empty.undirected(), Method::Leiden, 1.0, 1).partition.count(), 0);
+        assert_eq!(communities(empty.undirected(), Method::Leiden, 1.0, 1).partition.count(), 0);
     }
 }

@@ -77,19 +77,19 @@ pub fn compute(task: Task, net: &Network) -> Output {
         Task::PageRank { damping_bits } => {
             Output::PageRank(pagerank::pagerank(net, f64::from_bits(damping_bits), PAGERANK_TOL, 1000))
         }
-        Task::Cores => Output::Cores(structure::core_numbers(&net.undirected())),
+        Task::Cores => Output::Cores(structure::core_numbers(net.undirected())),
         Task::Components { strong: false } => Output::Components(structure::weak_components(net)),
         Task::Components { strong: true } => Output::Components(structure::strong_components(net)),
         Task::Communities { method, resolution_bits, seed } => Output::Communities(community::communities(
-            &net.undirected(),
+            net.undirected(),
             method,
             f64::from_bits(resolution_bits),
             seed,
         )),
         Task::Betweenness { samples, seed } => {
             let g = net.undirected();
-            let k = samples.unwrap_or_else(|| paths::default_samples(&g)).clamp(1, g.users().max(1));
-            let scores = paths::betweenness(&g, k, seed);
+            let k = samples.unwrap_or_else(|| paths::default_samples(g)).clamp(1, g.users().max(1));
+            let scores = paths::betweenness(g, k, seed);
             Output::Betweenness {
                 scores,
                 samples: k.min(g.users()),

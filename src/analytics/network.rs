@@ -20,6 +20,9 @@ pub struct Network {
     pub interactions: u64,
     /// The graph version the copy was taken at.
     pub version: u64,
+    /// The undirected view, built once on first use (cores, communities, betweenness, ego networks
+    /// and undirected paths all read it).
+    undirected: std::sync::OnceLock<Undirected>,
 }
 
 /// Counting sort of `(key, a, b)` records by key into CSR order: offsets and the two payloads.
@@ -130,7 +133,18 @@ impl Network {
                 }
             }
         });
-        Network { uids, out_off, out_dst, out_w, in_off, in_src, in_w, interactions, version }
+        Network {
+            uids,
+            out_off,
+            out_dst,
+            out_w,
+            in_off,
+            in_src,
+            in_w,
+            interactions,
+            version,
+            undirected: std::sync::OnceLock::new(),
+        }
     }
 
     pub fn users(&self) -> usize {
@@ -170,8 +184,12 @@ impl Network {
     }
 
     /// The undirected simple view: u and v are neighbours if either acted on the other, with weight
-    /// w(u->v) + w(v->u). Each edge appears in both lists.
-    pub fn undirected(&self) -> Undirected {
+    /// w(u->v) + w(v->u). Each edge appears in both lists. Built on first use, then shared.
+    pub fn undirected(&self) -> &Undirected {
+        self.undirected.get_or_init(|| self.build_undirected())
+    }
+
+    fn build_undirected(&self) -> Undirected {
         let n = self.users();
         let mut off = vec![0u32; n + 1];
         let mut adj = Vec::with_capacity(2 * self.edges());

@@ -242,7 +242,7 @@ mod tests {
     fn betweenness_of_a_path_is_exact_when_every_source_is_used() {
         // 0 - 1 - 2 - 3: the middle users carry 2 of the 3 pairs' paths each (normalized: 2/3).
         let n = net(&[(0, 1, 1), (1, 2, 1), (2, 3, 1)], true, 1);
-        let b = betweenness(&n.undirected(), 100, 1);
+        let b = betweenness(n.undirected(), 100, 1);
         let want = [0.0, 2.0 / 3.0, 2.0 / 3.0, 0.0];
         assert!(b.iter().zip(want).all(|(x, y)| (x - y).abs() < 1e-12), "{b:?}");
         assert_eq!(error_bound(4, 4, 0.05), 0.0);
@@ -259,7 +259,7 @@ mod tests {
         assert!(strongest_path(&n, 3, 0, true).is_none(), "nothing leaves 3");
         assert_eq!(strongest_path(&n, 3, 2, false).unwrap().nodes.len(), 4);
         let g = n.undirected();
-        assert_eq!(ego(&g, 0, 1, 3), [(0, 0), (1, 1), (2, 1)], "heaviest two of 0's neighbours");
-        assert_eq!(ego(&g, 2, 2, 10).len(), 4);
+        assert_eq!(ego(g, 0, 1, 3), [(0, 0), (1, 1), (2, 1)], "heaviest two of 0's neighbours");
+        assert_eq!(ego(g, 2, 2, 10).len(), 4);
     }
 }

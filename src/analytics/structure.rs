@@ -183,7 +183,7 @@ mod tests {
     fn cores_of_a_triangle_with_a_tail() {
         // Triangle 0-1-2 (k = 2) with a tail 2-3 (k = 1) and a lone pair 4-5 (k = 1).
         let n = net(&[(0, 1, 1), (1, 2, 1), (2, 0, 1), (3, 2, 1), (4, 5, 1), (5, 4, 3)], true, 1);
-        assert_eq!(core_numbers(&n.undirected()), [2, 2, 2, 1, 1, 1]);
+        assert_eq!(core_numbers(n.undirected()), [2, 2, 2, 1, 1, 1]);
     }
 
     #[test]

@@ -603,7 +603,7 @@ pub async fn ego(
     let a = run(&state, Task::Network, sel).await?;
     let net = a.network.clone();
     let center = member(&state, &net, &path)?;
-    let chosen = crate::analytics::paths::ego(&net.undirected(), center, hops, limit);
+    let chosen = crate::analytics::paths::ego(net.undirected(), center, hops, limit);
     let ids: Vec<usize> = chosen.iter().map(|&(i, _)| i).collect();
     let levels: Vec<u32> = chosen.iter().map(|&(_, h)| h).collect();
     let (nodes, edges) = drawing(&state, &sel, &net, &ids, Some(&levels));
