@@ -372,3 +372,29 @@ async fn identical_concurrent_requests_share_one_run_and_answers_come_during_ing
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_results_hold_a_bounded_number_of_snapshots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = spawn_app(&tmp).await;
+    submit(&app, heavy_tailed()).await;
+    let held = |v: &Value| v["analytics"]["held_snapshots"].as_u64().unwrap();
+    // Each selection is its own snapshot; the graph also changes between requests.
+    for round in 0..3 {
+        let (_, before) = app.get("/analytics/users?limit=3&min_weight=1").await;
+        for w in 1..=6 {
+            for route in ["users?limit=3&", "components?mode=strong&", "cores?"] {
+                let (status, body) = app.get(&format!("/analytics/{route}min_weight={w}")).await;
+                assert_eq!(status, 200, "{route} {body}");
+            }
+            let (_, status) = app.get("/status").await;
+            assert!(held(&status) <= 3, "round {round}, min_weight {w}: {status}");
+        }
+        // The first answer's snapshot has been dropped since: asked again, it is recomputed alike.
+        let (_, after) = app.get("/analytics/users?limit=3&min_weight=1").await;
+        assert_eq!(after["users"], before["users"]);
+        submit(&app, vec![interaction(format!("late{round}"), "late".into(), Kind::Mention, 1_700_000_000)])
+            .await;
+    }
+    app.stop().await;
+}

@@ -3,6 +3,13 @@
 //! changes. A request for a result whose graph has changed since gets the cached one marked
 //! `stale` while the fresh one computes, when computing it takes long (over [`STALE_AFTER_MS`]);
 //! otherwise it waits for the fresh one.
+//!
+//! Under live ingest the graph changes every few milliseconds, so two bounds keep analysis from
+//! eating the machine: a snapshot that took long to take (over [`REUSE_AFTER_MS`]) stays fresh
+//! enough for [`REUSE_FACTOR`] times that long (its results are served, marked stale, without a
+//! new run, and runs starting meanwhile share it), so snapshots cost at most a tenth of the pool;
+//! and results hold at most [`HELD_NETWORKS`] distinct snapshots between them (results on older
+//! ones are dropped).
 
 use super::community::{self, Communities, Method};
 use super::network::Network;
@@ -20,8 +27,13 @@ use tokio::sync::watch;
 /// A result older than the graph is served as stale, rather than waited for, when it took this long.
 pub const STALE_AFTER_MS: u64 = 500;
 
-/// Selections whose snapshots are kept (each is 16 bytes an edge).
-const KEPT_NETWORKS: usize = 2;
+/// Snapshots that took at least this long to take are reused for a while after the graph changes.
+pub const REUSE_AFTER_MS: u64 = 20;
+/// ... for this many times as long as they took.
+pub const REUSE_FACTOR: u32 = 10;
+/// Distinct snapshots kept alive by the cache and the results together (each is 16 bytes an edge,
+/// plus 24 an edge for its undirected view once built).
+pub const HELD_NETWORKS: usize = 3;
 /// Results kept (beyond these, the least recently computed go).
 const KEPT_RESULTS: usize = 64;
 
@@ -107,7 +119,8 @@ pub struct Answer {
     /// Unix seconds.
     pub computed_at: i64,
     pub took_ms: u64,
-    /// True when the graph has changed since (a fresh result is being computed).
+    /// True when the graph has changed since the snapshot (a fresh result is being computed, or
+    /// the snapshot is still reused: see the module's notes).
     pub stale: bool,
 }
 
@@ -169,17 +182,17 @@ impl Engine {
     fn network(&self, sel: &Selection) -> Arc<Network> {
         let _one = self.snapshotting.lock();
         let version = self.graph.read().version();
-        if let Some((_, n)) = self.networks.lock().iter().find(|(s, n)| s == sel && n.version == version) {
+        if let Some((_, n)) = self.networks.lock().iter().find(|(s, n)| s == sel && usable(n, version)) {
             return n.clone();
         }
+        let t = Instant::now();
         let extract = self.graph.read().extract(sel);
-        let net = Arc::new(Network::build(extract, sel.min_weight));
+        let mut net = Network::build(extract, sel.min_weight);
+        net.cost = t.elapsed();
+        let net = Arc::new(net);
         let mut nets = self.networks.lock();
         nets.retain(|(s, _)| s != sel);
         nets.push((*sel, net.clone()));
-        if nets.len() > KEPT_NETWORKS {
-            nets.remove(0);
-        }
         net
     }
 
@@ -194,8 +207,8 @@ impl Engine {
             let mut slots = self.slots.lock();
             let slot = slots.entry((task, sel)).or_default();
             if let Some(d) = &slot.done {
-                if d.network.version == version {
-                    return Ok(answer(d, false));
+                if usable(&d.network, version) {
+                    return Ok(answer(d, d.network.version != version));
                 }
             }
             let rx = match &slot.running {
@@ -227,6 +240,30 @@ impl Engine {
         let d = slots.get(&(task, sel))?.done.as_ref()?;
         let stale = d.network.version != self.graph.read().version();
         Some(answer(d, stale))
+    }
+
+    /// Drops the results (and cached snapshots) on the oldest snapshots until at most
+    /// [`HELD_NETWORKS`] distinct ones are held.
+    fn hold_networks(&self, slots: &mut HashMap<(Task, Selection), Slot>) {
+        let mut nets = self.networks.lock();
+        loop {
+            let held = held(slots, &nets);
+            if held.len() <= HELD_NETWORKS {
+                return;
+            }
+            let oldest = held.into_iter().min_by_key(|n| n.taken).expect("more than one held");
+            for s in slots.values_mut() {
+                if s.done.as_ref().is_some_and(|d| Arc::ptr_eq(&d.network, &oldest)) {
+                    s.done = None;
+                }
+            }
+            nets.retain(|(_, n)| !Arc::ptr_eq(n, &oldest));
+        }
+    }
+
+    /// How many distinct snapshots the results and the cache hold (tests check the bound).
+    pub fn held_networks(&self) -> usize {
+        held(&self.slots.lock(), &self.networks.lock()).len()
     }
 
     fn start(self: &Arc<Self>, task: Task, sel: Selection) -> Running {
@@ -261,6 +298,7 @@ impl Engine {
                     slot.done = Some(d.clone());
                 }
             }
+            me.hold_networks(&mut slots);
             if slots.len() > KEPT_RESULTS {
                 let oldest = slots
                     .iter()
@@ -276,6 +314,25 @@ impl Engine {
         });
         rx
     }
+}
+
+/// The distinct snapshots held by results and the cache.
+fn held(slots: &HashMap<(Task, Selection), Slot>, nets: &[(Selection, Arc<Network>)]) -> Vec<Arc<Network>> {
+    let mut held: Vec<Arc<Network>> = slots
+        .values()
+        .filter_map(|s| s.done.as_ref().map(|d| d.network.clone()))
+        .chain(nets.iter().map(|(_, n)| n.clone()))
+        .collect();
+    held.sort_by_key(Arc::as_ptr);
+    held.dedup_by(|a, b| Arc::ptr_eq(a, b));
+    held
+}
+
+/// Whether a snapshot may stand for the graph at `version`: it is that version, or it was costly
+/// and is still young.
+fn usable(n: &Network, version: u64) -> bool {
+    n.version == version
+        || (n.cost.as_millis() >= u128::from(REUSE_AFTER_MS) && n.taken.elapsed() < n.cost * REUSE_FACTOR)
 }
 
 fn answer(d: &Done, stale: bool) -> Answer {

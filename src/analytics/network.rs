@@ -20,6 +20,9 @@ pub struct Network {
     pub interactions: u64,
     /// The graph version the copy was taken at.
     pub version: u64,
+    /// When the copy was taken, and how long taking and building it took.
+    pub(crate) taken: std::time::Instant,
+    pub(crate) cost: std::time::Duration,
     /// The undirected view, built once on first use (cores, communities, betweenness, ego networks
     /// and undirected paths all read it).
     undirected: std::sync::OnceLock<Undirected>,
@@ -143,6 +146,8 @@ impl Network {
             in_w,
             interactions,
             version,
+            taken: std::time::Instant::now(),
+            cost: std::time::Duration::ZERO,
             undirected: std::sync::OnceLock::new(),
         }
     }

@@ -39,7 +39,7 @@ pub async fn status(state: web::Data<AppState>) -> HttpResponse {
         // What a 512 MB dyno or a container limit is measured against; absent off Linux.
         "resident_bytes": resident_bytes(),
         "sources": state.sources.reports(),
-        "analytics": { "runs": state.analytics.runs() },
+        "analytics": { "runs": state.analytics.runs(), "held_snapshots": state.analytics.held_networks() },
         "timeline": { "interactions": timeline.0, "bytes": timeline.1 },
         "ui": "/ui",
     }))
