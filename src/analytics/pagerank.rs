@@ -11,6 +11,9 @@ pub struct PageRank {
     pub converged: bool,
 }
 
+/// Users per chunk of a sum over users.
+const CHUNK: usize = 1 << 14;
+
 /// Power iteration, pulling along in-edges (each user's new score is a sum over its in-list, so the
 /// work splits over threads without shared writes).
 pub fn pagerank(net: &Network, damping: f64, tol: f64, max_iter: u32) -> PageRank {
@@ -35,7 +38,14 @@ pub fn pagerank(net: &Network, damping: f64, tol: f64, max_iter: u32) -> PageRan
             let pulled: f64 = src.iter().zip(w).map(|(&u, &w)| share[u as usize] * f64::from(w)).sum();
             *out = damping * pulled + base;
         });
-        let err: f64 = next.par_iter().zip(&x).map(|(a, b)| (a - b).abs()).sum();
+        // Summed in fixed chunks, in order: the same iterations whatever the thread count.
+        let err: f64 = next
+            .par_chunks(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .map(|(a, b)| a.iter().zip(b).map(|(a, b)| (a - b).abs()).sum::<f64>())
+            .collect::<Vec<f64>>()
+            .iter()
+            .sum();
         std::mem::swap(&mut x, &mut next);
         if err < nf * tol {
             return PageRank { scores: x, iterations: it, converged: true };

@@ -31,10 +31,12 @@ pub fn betweenness(g: &Undirected, samples: usize, seed: u64) -> Vec<f64> {
         all.truncate(k);
         all
     };
+    // Sums in fixed point: integer addition does not depend on the order the threads add in, so
+    // the scores are the same whatever the thread count.
     let raw = sources
         .par_iter()
         .fold(
-            || (vec![0.0f64; n], Scratch::new(n)),
+            || (vec![0u64; n], Scratch::new(n)),
             |(mut acc, mut s), &src| {
                 s.accumulate(g, src as usize, &mut acc);
                 (acc, s)
@@ -42,14 +44,14 @@ pub fn betweenness(g: &Undirected, samples: usize, seed: u64) -> Vec<f64> {
         )
         .map(|(acc, _)| acc)
         .reduce(
-            || vec![0.0; n],
+            || vec![0; n],
             |mut a, b| {
-                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                a.iter_mut().zip(b).for_each(|(x, y)| *x = x.saturating_add(y));
                 a
             },
         );
-    let scale = 1.0 / ((n - 1) as f64 * (n - 2) as f64) * n as f64 / k as f64;
-    raw.into_iter().map(|x| x * scale).collect()
+    let scale = 1.0 / FIXED / ((n - 1) as f64 * (n - 2) as f64) * n as f64 / k as f64;
+    raw.into_iter().map(|x| x as f64 * scale).collect()
 }
 
 /// The half-width of the 1 - delta confidence interval of [`betweenness`] for every user at once.
@@ -67,6 +69,10 @@ pub fn default_samples(g: &Undirected) -> usize {
     (4_000_000_000 / per_source).clamp(32, g.users().max(1))
 }
 
+/// Betweenness sums are kept in units of 2^-20: exact to 1e-6 a source, and room for a million
+/// sources over a million users.
+const FIXED: f64 = (1u64 << 20) as f64;
+
 struct Scratch {
     dist: Vec<i32>,
     sigma: Vec<f64>,
@@ -81,7 +87,7 @@ impl Scratch {
 
     /// One source of Brandes' algorithm; predecessors are found again on the way back (a neighbour
     /// one level closer) instead of being stored.
-    fn accumulate(&mut self, g: &Undirected, s: usize, acc: &mut [f64]) {
+    fn accumulate(&mut self, g: &Undirected, s: usize, acc: &mut [u64]) {
         self.order.clear();
         self.dist[s] = 0;
         self.sigma[s] = 1.0;
@@ -113,7 +119,7 @@ impl Scratch {
                 }
             }
             if w != s {
-                acc[w] += self.delta[w];
+                acc[w] = acc[w].saturating_add((self.delta[w] * FIXED).round() as u64);
             }
         }
         for &w in &self.order {
@@ -261,5 +267,24 @@ mod tests {
         let g = n.undirected();
         assert_eq!(ego(g, 0, 1, 3), [(0, 0), (1, 1), (2, 1)], "heaviest two of 0's neighbours");
         assert_eq!(ego(g, 2, 2, 10).len(), 4);
+    }
+
+    #[test]
+    fn betweenness_is_the_same_whatever_the_thread_count() {
+        let mut rng = crate::rng::SplitMix64::new(5);
+        let edges: Vec<(u32, u32, u32)> = (0..3_000)
+            .map(|_| (rng.below(400) as u32, rng.below(400) as u32, 1))
+            .filter(|e| e.0 != e.1)
+            .collect();
+        let n = net(&edges, true, 1);
+        let on = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| betweenness(n.undirected(), 150, 3))
+        };
+        let one = on(1);
+        assert!(one.iter().any(|&b| b > 0.0));
+        for t in [2, 3, 7] {
+            assert_eq!(on(t), one, "{t} threads");
+        }
     }
 }
