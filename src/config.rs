@@ -21,6 +21,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Load files of recorded posts (X API v2 / v1.1 output, NDJSON or JSON) into a data directory.
     Import(ImportArgs),
+    /// Analyse a data directory that no service holds: PageRank, communities, components, cores or
+    /// bridges, as a table or as JSON.
+    Analyze(AnalyzeArgs),
     /// Exit 0 if the service on this machine answers GET /status (for container health checks).
     Healthcheck(HealthcheckArgs),
 }
@@ -175,6 +178,73 @@ impl ImportFormat {
     pub fn parse(s: &str) -> Option<ImportFormat> {
         <ImportFormat as ValueEnum>::from_str(s, true).ok()
     }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AnalyzeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// What to compute.
+    #[arg(value_enum)]
+    pub analysis: Analysis,
+    /// Interaction kinds to count, comma separated (repost, reply, quote, mention, manual).
+    #[arg(long)]
+    pub kinds: Option<String>,
+    /// Count interactions from this time on (unix seconds or RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Count interactions before this time (unix seconds or RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Keep an edge only if it carries at least this many selected interactions.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub min_weight: u32,
+    /// Rows to show (users, communities).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub limit: u64,
+    /// Communities: leiden or louvain.
+    #[arg(long, default_value = "leiden")]
+    pub algorithm: String,
+    /// Communities: the modularity resolution (higher finds smaller communities).
+    #[arg(long, default_value_t = 1.0)]
+    pub resolution: f64,
+    /// Seed of communities and betweenness samples (the same seed gives the same answer).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// PageRank damping factor.
+    #[arg(long, default_value_t = 0.85)]
+    pub damping: f64,
+    /// Components: strong instead of weak.
+    #[arg(long)]
+    pub strong: bool,
+    /// Bridges: betweenness samples, the more the closer to exact (default: as many as about 4e9
+    /// edge visits allow, at least 32).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub samples: Option<u64>,
+    /// Threads to compute on (default: every core).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
+    /// Print the answer as JSON (the HTTP route's body) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Never show progress (it is shown only on a terminal anyway).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// An analysis of `tagflow analyze`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Analysis {
+    /// Users by PageRank, with their degrees, core and community.
+    Pagerank,
+    /// Communities (Leiden by default), largest first, with their leaders.
+    Communities,
+    /// Weak (or, with --strong, strong) components.
+    Components,
+    /// How many users have each core number.
+    Cores,
+    /// Users by estimated betweenness, with the communities they reach.
+    Bridges,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -18,6 +18,7 @@
 //! - [`app`]: wires a [`config::Config`] into a running service that tests can start on port 0.
 
 pub mod analytics;
+pub mod analyze;
 pub mod app;
 pub mod config;
 pub mod graph;

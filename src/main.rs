@@ -17,6 +17,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Import(args) => tagflow::import::run(args),
+        Command::Analyze(args) => tagflow::analyze::run(args),
         Command::Healthcheck(args) => tagflow::app::healthcheck(args.port),
     };
     match result {

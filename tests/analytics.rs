@@ -398,3 +398,80 @@ async fn cached_results_hold_a_bounded_number_of_snapshots() {
     }
     app.stop().await;
 }
+
+fn analyze(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let dir = dir.to_str().unwrap();
+    common::process::run_tagflow(&[&["analyze", "--data-dir", dir], args].concat())
+}
+
+/// A report without what depends on when and how it was computed.
+fn content(mut v: Value) -> Value {
+    for k in ["computed_at", "took_ms", "graph_version", "stale"] {
+        v.as_object_mut().unwrap().remove(k);
+    }
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analyze_prints_what_the_routes_serve_on_a_directory_no_service_holds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = spawn_app(&tmp).await;
+    submit(&app, planted()).await;
+    let day = "since=1700000000&until=1700043200";
+    let cases: [(&[&str], String); 6] = [
+        (&["pagerank", "--limit", "7"], "/analytics/users?limit=7".into()),
+        (
+            &["communities", "--limit", "50", "--seed", "7"],
+            "/analytics/communities?limit=50&top=3&seed=7".into(),
+        ),
+        (
+            &["components", "--strong", "--kinds", "repost,quote"],
+            "/analytics/components?mode=strong&kinds=repost,quote".into(),
+        ),
+        (&["cores", "--min-weight", "2"], "/analytics/cores?min_weight=2".into()),
+        (&["bridges", "--limit", "5", "--samples", "40"], "/analytics/bridges?limit=5&samples=40".into()),
+        (
+            &["pagerank", "--since", "1700000000", "--until", "2023-11-15T10:13:20Z"],
+            format!("/analytics/users?limit=20&{day}"),
+        ),
+    ];
+    let mut served = Vec::new();
+    for (_, route) in &cases {
+        let (status, body) = app.get(route).await;
+        assert_eq!(status, 200, "{route}: {body}");
+        served.push(body);
+    }
+    // A directory held by a service is refused, saying so.
+    let (ok, _, err) = analyze(tmp.path(), &["cores"]);
+    assert!(!ok && err.contains("in use by another tagflow process"), "{err}");
+    app.stop().await;
+    for ((args, route), want) in cases.iter().zip(served) {
+        let mut with_json = args.to_vec();
+        with_json.push("--json");
+        let (ok, out, err) = analyze(tmp.path(), &with_json);
+        assert!(ok, "{args:?}: {err}");
+        let got: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"));
+        assert_eq!(content(got), content(want), "tagflow analyze {args:?} and GET {route}");
+    }
+    // The tables name the leaders and the figures people look for.
+    let (ok, out, _) = analyze(tmp.path(), &["pagerank", "--limit", "3"]);
+    assert!(ok);
+    let (_, top) = {
+        let app = spawn_app(&tmp).await;
+        let got = app.get("/analytics/users?limit=1").await;
+        app.stop().await;
+        got
+    };
+    let leader = top["users"][0]["id"].as_str().unwrap().to_string();
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("network: ") && lines[2].starts_with("#  user"), "{out}");
+    assert!(lines[3].starts_with("1 ") && lines[3].contains(&leader), "{out}");
+    assert_eq!(lines.len(), 6, "three rows: {out}");
+    let (ok, out, _) = analyze(tmp.path(), &["communities"]);
+    assert!(ok && out.contains("modularity") && out.contains("leaders (by pagerank)"), "{out}");
+    // Bad parameters and missing directories are refused with the reason.
+    let (ok, _, err) = analyze(tmp.path(), &["cores", "--kinds", "likes"]);
+    assert!(!ok && err.contains("unknown kind \"likes\""), "{err}");
+    let (ok, _, err) = analyze(&tmp.path().join("missing"), &["cores"]);
+    assert!(!ok && err.contains("not a tagflow data directory"), "{err}");
+}

@@ -9,23 +9,13 @@ use common::fixtures::fixtures;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Command;
 use tagflow::graph::{Kind, UserOrder};
 use tagflow::store::{self, StoreConfig};
 
 type Edges = BTreeMap<(String, String, String), u64>;
 
 fn import(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tagflow"))
-        .arg("import")
-        .args(args)
-        .output()
-        .expect("run tagflow import");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::process::run_tagflow(&[&["import"], args].concat())
 }
 
 /// The figure `name=` in the import summary line.

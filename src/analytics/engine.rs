@@ -172,6 +172,11 @@ impl Engine {
         }))
     }
 
+    /// The graph analysed.
+    pub fn graph(&self) -> &SharedGraph {
+        &self.graph
+    }
+
     /// How many computations have run (tests check that identical requests share one).
     pub fn runs(&self) -> u64 {
         self.runs.load(std::sync::atomic::Ordering::Relaxed)

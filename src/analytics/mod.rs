@@ -12,6 +12,7 @@ pub mod engine;
 pub mod network;
 pub mod pagerank;
 pub mod paths;
+pub mod report;
 pub mod structure;
 
 pub use network::{Network, Undirected};

@@ -52,6 +52,21 @@ impl KindSet {
     }
 }
 
+/// A time as unix seconds, from unix seconds or RFC 3339.
+fn parse_time(key: &str, v: &str) -> Result<i64, String> {
+    if let Ok(n) = v.trim().parse::<i64>() {
+        if (0..=i64::from(u32::MAX)).contains(&n) {
+            return Ok(n);
+        }
+    }
+    chrono::DateTime::parse_from_rfc3339(v.trim()).map(|t| t.timestamp()).map_err(|_| {
+        format!(
+            "{key} must be unix seconds or an RFC 3339 time (2026-11-29T12:00:00Z), not {:?}",
+            v.chars().take(40).collect::<String>()
+        )
+    })
+}
+
 /// Which part of the graph an analysis sees. Its users are the ends of the edges it keeps; an edge
 /// u -> v weighs the number of selected interactions from u to v.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,6 +86,40 @@ impl Default for Selection {
 }
 
 impl Selection {
+    /// A selection from its textual parameters (a query string's or the command line's):
+    /// `kinds` a comma list, `since`/`until` unix seconds or RFC 3339.
+    ///
+    /// # Errors
+    /// What is wrong with which parameter, in a sentence.
+    pub fn parse(
+        kinds: Option<&str>,
+        since: Option<&str>,
+        until: Option<&str>,
+        min_weight: u32,
+    ) -> Result<Selection, String> {
+        let kinds = match kinds {
+            None => KindSet::ALL,
+            Some(list) => KindSet::parse(list).map_err(|bad| {
+                if bad.is_empty() {
+                    "kinds must name at least one of repost, reply, quote, mention, manual".to_string()
+                } else {
+                    format!("unknown kind {bad:?} in kinds (repost, reply, quote, mention, manual)")
+                }
+            })?,
+        };
+        let since = since.map(|v| parse_time("since", v)).transpose()?;
+        let until = until.map(|v| parse_time("until", v)).transpose()?;
+        if let (Some(a), Some(b)) = (since, until) {
+            if a >= b {
+                return Err("since must be before until".into());
+            }
+        }
+        if min_weight == 0 {
+            return Err("min_weight must be at least 1".into());
+        }
+        Ok(Selection { kinds, since, until, min_weight })
+    }
+
     pub fn is_windowed(&self) -> bool {
         self.since.is_some() || self.until.is_some()
     }

@@ -162,6 +162,16 @@ impl From<Rejection> for ApiError {
     }
 }
 
+impl From<crate::analytics::report::ReportError> for ApiError {
+    fn from(e: crate::analytics::report::ReportError) -> ApiError {
+        use crate::analytics::report::ReportError;
+        match e {
+            ReportError::Failed(cause) => ApiError::Internal(cause),
+            ReportError::CommunityNotFound(id) => ApiError::CommunityNotFound(id),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

@@ -384,7 +384,7 @@ pub async fn subgraph(state: web::Data<AppState>, req: HttpRequest) -> Result<Ht
             "edges": edges,
             "users": net.users(),
             "edges_total": net.edges(),
-            "network": analytics::network_json(&sel, net),
+            "network": crate::analytics::report::network_json(&sel, net),
         })));
     }
     let ((nodes, ties), users, edges_total) = {

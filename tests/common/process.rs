@@ -1,4 +1,5 @@
-//! The real `tagflow` binary as a child process, for crash (`kill -9`) and signal tests.
+//! The real `tagflow` binary as a child process: a server for crash (`kill -9`) and signal tests,
+//! or a command run to its end.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -6,6 +7,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Runs `tagflow ARGS...` to its end: whether it succeeded, its standard output and error.
+pub fn run_tagflow<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tagflow")).args(args).output().expect("run tagflow");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
 
 pub struct ServerProcess {
     pub child: Child,

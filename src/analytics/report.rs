@@ -1,0 +1,433 @@
+//! The analyses as JSON documents: the per-user table, components, cores, communities and bridges,
+//! each with the network it describes and when it was computed. The HTTP routes serve them and
+//! `tagflow analyze` prints them (as a table, or as the same JSON with `--json`), so both say the
+//! same thing. Parameters arrive parsed and checked; knows no HTTP.
+
+use super::community::Method;
+use super::engine::{Answer, Engine, Output, Task};
+use super::structure::Partition;
+use super::Network;
+use crate::graph::{rfc3339, Selection, UserRefOwned};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Why a report could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The computation failed (a bug): the message, for the log.
+    #[error("analysis failed: {0}")]
+    Failed(String),
+    #[error("no community {0} in this selection")]
+    CommunityNotFound(u32),
+}
+
+type Result<T> = std::result::Result<T, ReportError>;
+
+/// How communities are found: the algorithm, its resolution and its seed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CommunityParams {
+    pub method: Method,
+    pub resolution: f64,
+    pub seed: u64,
+}
+
+impl Default for CommunityParams {
+    fn default() -> Self {
+        CommunityParams { method: Method::Leiden, resolution: 1.0, seed: 42 }
+    }
+}
+
+impl CommunityParams {
+    fn task(&self) -> Task {
+        Task::communities(self.method, self.resolution, self.seed)
+    }
+}
+
+/// What the user table's rows may carry besides degrees and strengths.
+pub const METRICS: [&str; 5] = ["pagerank", "core", "community", "component", "betweenness"];
+/// What the user table may be sorted by.
+pub const SORTS: [&str; 8] =
+    ["pagerank", "betweenness", "core", "degree", "in_degree", "out_degree", "in_strength", "out_strength"];
+
+/// The user table's parameters (`GET /analytics/users`).
+#[derive(Debug, Clone)]
+pub struct UsersQuery {
+    /// One of [`SORTS`].
+    pub sort: String,
+    pub limit: usize,
+    pub offset: usize,
+    /// Some of [`METRICS`]; the sort's metric is added when missing.
+    pub metrics: Vec<String>,
+    pub damping: f64,
+    pub communities: CommunityParams,
+    /// Betweenness samples (default: see [`super::paths::default_samples`]).
+    pub samples: Option<usize>,
+}
+
+impl Default for UsersQuery {
+    fn default() -> Self {
+        UsersQuery {
+            sort: "pagerank".into(),
+            limit: 100,
+            offset: 0,
+            metrics: ["pagerank", "core", "community", "component"].map(String::from).to_vec(),
+            damping: 0.85,
+            communities: CommunityParams::default(),
+            samples: None,
+        }
+    }
+}
+
+async fn run(engine: &Arc<Engine>, task: Task, sel: Selection) -> Result<Answer> {
+    engine.run(task, sel).await.map_err(ReportError::Failed)
+}
+
+/// `network`, `graph_version`, `computed_at`, `took_ms`, `stale` of an answer built from several.
+pub(crate) fn envelope(sel: &Selection, answers: &[&Answer]) -> Map<String, Value> {
+    let net = &answers[0].network;
+    let mut m = Map::new();
+    m.insert("network".into(), network_json(sel, net));
+    m.insert("graph_version".into(), json!(net.version));
+    let at = answers.iter().map(|a| a.computed_at).max().unwrap_or(0);
+    m.insert("computed_at".into(), json!(rfc3339(at)));
+    m.insert("took_ms".into(), json!(answers.iter().map(|a| a.took_ms).sum::<u64>()));
+    m.insert("stale".into(), json!(answers.iter().any(|a| a.stale)));
+    m
+}
+
+/// What a selection holds: its parameters and its size.
+pub(crate) fn network_json(sel: &Selection, net: &Network) -> Value {
+    json!({
+        "kinds": sel.kinds.names(),
+        "since": sel.since.map(rfc3339),
+        "until": sel.until.map(rfc3339),
+        "min_weight": sel.min_weight,
+        "users": net.users(),
+        "edges": net.edges(),
+        "interactions": net.interactions,
+    })
+}
+
+/// Key, handle and name of users of a network, by dense id (`None` for a user removed since).
+pub(crate) type Profile = Option<UserRefOwned>;
+
+pub(crate) fn profiles(engine: &Engine, net: &Network, ids: &[usize]) -> Vec<Profile> {
+    let uids: Vec<u32> = ids.iter().map(|&i| net.uids[i]).collect();
+    engine.graph().read().user_refs(&uids)
+}
+
+fn pagerank_of(a: &Answer) -> &[f64] {
+    match &*a.output {
+        Output::PageRank(p) => &p.scores,
+        _ => &[],
+    }
+}
+
+/// An answer if it was computed on `net` (answers computed meanwhile may lag behind).
+fn on<'a>(a: &'a Option<Answer>, net: &Arc<Network>) -> Option<&'a Answer> {
+    a.as_ref().filter(|a| Arc::ptr_eq(&a.network, net))
+}
+
+fn strength(w: &[u32]) -> u64 {
+    w.iter().map(|&w| u64::from(w)).sum()
+}
+
+/// The per-user table, sorted and paginated.
+pub async fn users(engine: &Arc<Engine>, sel: Selection, q: &UsersQuery) -> Result<Value> {
+    let mut metrics = q.metrics.clone();
+    for m in ["pagerank", "betweenness", "core"] {
+        if q.sort == m && !metrics.iter().any(|x| x == m) {
+            metrics.push(m.into());
+        }
+    }
+    let want = |m: &str| metrics.iter().any(|x| x == m);
+    let maybe = |m: &'static str, task: Task| async move {
+        match want(m) {
+            true => run(engine, task, sel).await.map(Some),
+            false => Ok(None),
+        }
+    };
+    let base = run(engine, Task::Network, sel).await?;
+    let pr = maybe("pagerank", Task::pagerank(q.damping)).await?;
+    let core = maybe("core", Task::Cores).await?;
+    let comm = maybe("community", q.communities.task()).await?;
+    let comp = maybe("component", Task::Components { strong: false }).await?;
+    let btw =
+        maybe("betweenness", Task::Betweenness { samples: q.samples, seed: q.communities.seed }).await?;
+    // Every column must describe the same snapshot; a stale one may lag: use the newest.
+    let net = [&pr, &core, &comm, &comp, &btw]
+        .iter()
+        .filter_map(|a| a.as_ref())
+        .map(|a| a.network.clone())
+        .chain([base.network.clone()])
+        .max_by_key(|n| n.version)
+        .expect("base");
+    let n = net.users();
+    let value = |i: usize| -> f64 {
+        match q.sort.as_str() {
+            "pagerank" => on(&pr, &net).map_or(0.0, |a| pagerank_of(a)[i]),
+            "betweenness" => on(&btw, &net).map_or(0.0, |a| match &*a.output {
+                Output::Betweenness { scores, .. } => scores[i],
+                _ => 0.0,
+            }),
+            "core" => on(&core, &net).map_or(0.0, |a| match &*a.output {
+                Output::Cores(c) => f64::from(c[i]),
+                _ => 0.0,
+            }),
+            "degree" => (net.out(i).0.len() + net.inc(i).0.len()) as f64,
+            "in_degree" => net.inc(i).0.len() as f64,
+            "out_degree" => net.out(i).0.len() as f64,
+            "in_strength" => strength(net.inc(i).1) as f64,
+            _ => strength(net.out(i).1) as f64,
+        }
+    };
+    let mut order: Vec<(f64, usize)> = (0..n).map(|i| (value(i), i)).collect();
+    order.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let page: Vec<usize> = order.iter().skip(q.offset).take(q.limit).map(|&(_, i)| i).collect();
+    let refs = profiles(engine, &net, &page);
+    let rows: Vec<Value> = page
+        .iter()
+        .zip(refs)
+        .filter_map(|(&i, r)| {
+            let (id, handle, name) = r?;
+            let mut row = json!({
+                "id": id, "handle": handle, "name": name,
+                "in_degree": net.inc(i).0.len(), "out_degree": net.out(i).0.len(),
+                "in_strength": strength(net.inc(i).1), "out_strength": strength(net.out(i).1),
+            });
+            if let Some(a) = on(&pr, &net) {
+                row["pagerank"] = json!(pagerank_of(a)[i]);
+            }
+            if let Some(Output::Cores(c)) = on(&core, &net).map(|a| &*a.output) {
+                row["core"] = json!(c[i]);
+            }
+            if let Some(Output::Communities(c)) = on(&comm, &net).map(|a| &*a.output) {
+                row["community"] = json!(c.partition.of[i]);
+            }
+            if let Some(Output::Components(c)) = on(&comp, &net).map(|a| &*a.output) {
+                row["component"] = json!(c.of[i]);
+            }
+            if let Some(Output::Betweenness { scores, .. }) = on(&btw, &net).map(|a| &*a.output) {
+                row["betweenness"] = json!(scores[i]);
+            }
+            Some(row)
+        })
+        .collect();
+    let answers: Vec<&Answer> =
+        [&pr, &core, &comm, &comp, &btw].into_iter().filter_map(|a| a.as_ref()).chain([&base]).collect();
+    let mut body = envelope(&sel, &answers);
+    body.insert("sort".into(), json!(q.sort));
+    body.insert("users".into(), json!(rows));
+    let next = q.offset + q.limit;
+    body.insert("next_cursor".into(), json!((next < n).then(|| format!("o{next}"))));
+    if let Some(Output::Betweenness { samples, error_bound, .. }) = btw.as_ref().map(|a| &*a.output) {
+        body.insert(
+            "betweenness".into(),
+            json!({ "samples": samples, "error_bound": error_bound, "confidence": 0.95 }),
+        );
+    }
+    Ok(Value::Object(body))
+}
+
+/// Weak or strong components: how many, the largest's share, the 100 largest sizes.
+pub async fn components(engine: &Arc<Engine>, sel: Selection, strong: bool) -> Result<Value> {
+    let a = run(engine, Task::Components { strong }, sel).await?;
+    let Output::Components(part) = &*a.output else { return Err(ReportError::Failed("components".into())) };
+    let n = a.network.users().max(1);
+    let largest = part.sizes.first().copied().unwrap_or(0);
+    let mut body = envelope(&sel, &[&a]);
+    body.insert("mode".into(), json!(if strong { "strong" } else { "weak" }));
+    body.insert("count".into(), json!(part.count()));
+    body.insert("largest".into(), json!({ "size": largest, "share": f64::from(largest) / n as f64 }));
+    body.insert("sizes".into(), json!(part.sizes.iter().take(100).collect::<Vec<_>>()));
+    Ok(Value::Object(body))
+}
+
+/// How many users have each core number, and how large each k-core is.
+pub async fn cores(engine: &Arc<Engine>, sel: Selection) -> Result<Value> {
+    let a = run(engine, Task::Cores, sel).await?;
+    let Output::Cores(c) = &*a.output else { return Err(ReportError::Failed("cores".into())) };
+    let max = c.iter().copied().max().unwrap_or(0);
+    let mut exact = vec![0u64; max as usize + 1];
+    for &k in c {
+        exact[k as usize] += 1;
+    }
+    let mut in_core = 0u64;
+    let mut rows: Vec<Value> = Vec::new();
+    for k in (1..=max as usize).rev() {
+        in_core += exact[k];
+        rows.push(json!({ "k": k, "users": exact[k], "k_core_size": in_core }));
+    }
+    rows.reverse();
+    let mut body = envelope(&sel, &[&a]);
+    body.insert("max_core".into(), json!(max));
+    body.insert("cores".into(), json!(rows));
+    Ok(Value::Object(body))
+}
+
+/// Members of each community, heaviest PageRank first.
+fn members_by_rank(part: &Partition, pr: &[f64]) -> Vec<Vec<usize>> {
+    let mut members = vec![Vec::new(); part.count()];
+    for (u, &c) in part.of.iter().enumerate() {
+        members[c as usize].push(u);
+    }
+    for m in &mut members {
+        m.sort_unstable_by(|&a, &b| {
+            pr.get(b).unwrap_or(&0.0).total_cmp(pr.get(a).unwrap_or(&0.0)).then(a.cmp(&b))
+        });
+    }
+    members
+}
+
+fn user_brief(r: Profile, pr: f64) -> Option<Value> {
+    let (id, handle, _) = r?;
+    Some(json!({ "id": id, "handle": handle, "pagerank": pr }))
+}
+
+/// Communities and PageRank on one snapshot (PageRank orders the members).
+async fn ranked_communities(
+    engine: &Arc<Engine>,
+    sel: Selection,
+    cp: &CommunityParams,
+) -> Result<(Answer, Answer)> {
+    let c = run(engine, cp.task(), sel).await?;
+    let pr = run(engine, Task::pagerank(0.85), sel).await?;
+    Ok((c, pr))
+}
+
+/// The communities, largest first, each with its size, inner weight and `top` leaders by PageRank.
+pub async fn communities(
+    engine: &Arc<Engine>,
+    sel: Selection,
+    cp: &CommunityParams,
+    limit: usize,
+    top: usize,
+) -> Result<Value> {
+    let (c, pr) = ranked_communities(engine, sel, cp).await?;
+    let Output::Communities(found) = &*c.output else {
+        return Err(ReportError::Failed("communities".into()));
+    };
+    let net = &c.network;
+    let ranks = if Arc::ptr_eq(&pr.network, net) { pagerank_of(&pr) } else { &[] };
+    let members = members_by_rank(&found.partition, ranks);
+    // Weight inside each community (each directed edge once).
+    let of = &found.partition.of;
+    let mut inner = vec![0u64; found.partition.count()];
+    for u in 0..net.users() {
+        let (dst, w) = net.out(u);
+        for (&v, &w) in dst.iter().zip(w) {
+            if of[u] == of[v as usize] {
+                inner[of[u] as usize] += u64::from(w);
+            }
+        }
+    }
+    let leaders: Vec<usize> = members.iter().take(limit).flat_map(|m| m.iter().take(top).copied()).collect();
+    let mut refs = profiles(engine, net, &leaders).into_iter();
+    let list: Vec<Value> = members
+        .iter()
+        .take(limit)
+        .enumerate()
+        .map(|(id, m)| {
+            let tops: Vec<Value> = m
+                .iter()
+                .take(top)
+                .zip(refs.by_ref())
+                .filter_map(|(&u, r)| user_brief(r, ranks.get(u).copied().unwrap_or(0.0)))
+                .collect();
+            json!({ "id": id, "size": m.len(), "internal_weight": inner[id], "top_users": tops })
+        })
+        .collect();
+    let mut body = envelope(&sel, &[&c, &pr]);
+    body.insert("algorithm".into(), json!(cp.method.as_str()));
+    body.insert("resolution".into(), json!(cp.resolution));
+    body.insert("seed".into(), json!(cp.seed));
+    body.insert("modularity".into(), json!(found.modularity));
+    body.insert("count".into(), json!(found.partition.count()));
+    body.insert("communities".into(), json!(list));
+    Ok(Value::Object(body))
+}
+
+/// One community's members by PageRank, paginated.
+pub async fn community_members(
+    engine: &Arc<Engine>,
+    sel: Selection,
+    cp: &CommunityParams,
+    id: u32,
+    limit: usize,
+    offset: usize,
+) -> Result<Value> {
+    let (c, pr) = ranked_communities(engine, sel, cp).await?;
+    let Output::Communities(found) = &*c.output else {
+        return Err(ReportError::Failed("communities".into()));
+    };
+    let ranks = if Arc::ptr_eq(&pr.network, &c.network) { pagerank_of(&pr) } else { &[] };
+    let members = members_by_rank(&found.partition, ranks);
+    let m = members.get(id as usize).ok_or(ReportError::CommunityNotFound(id))?;
+    let page: Vec<usize> = m.iter().skip(offset).take(limit).copied().collect();
+    let refs = profiles(engine, &c.network, &page);
+    let users: Vec<Value> = page
+        .iter()
+        .zip(refs)
+        .filter_map(|(&u, r)| user_brief(r, ranks.get(u).copied().unwrap_or(0.0)))
+        .collect();
+    let mut body = envelope(&sel, &[&c, &pr]);
+    body.insert("id".into(), json!(id));
+    body.insert("size".into(), json!(m.len()));
+    body.insert("users".into(), json!(users));
+    let next = offset + limit;
+    body.insert("next_cursor".into(), json!((next < m.len()).then(|| format!("o{next}"))));
+    Ok(Value::Object(body))
+}
+
+/// Users by estimated betweenness, each with the communities its edges reach (and their weight).
+pub async fn bridges(
+    engine: &Arc<Engine>,
+    sel: Selection,
+    cp: &CommunityParams,
+    limit: usize,
+    samples: Option<usize>,
+) -> Result<Value> {
+    let b = run(engine, Task::Betweenness { samples, seed: cp.seed }, sel).await?;
+    let c = run(engine, cp.task(), sel).await?;
+    let Output::Betweenness { scores, samples, error_bound } = &*b.output else {
+        return Err(ReportError::Failed("betweenness".into()));
+    };
+    let net = &b.network;
+    let part = match &*c.output {
+        Output::Communities(f) if Arc::ptr_eq(&c.network, net) => Some(&f.partition),
+        _ => None,
+    };
+    let mut order: Vec<usize> = (0..net.users()).collect();
+    order.sort_unstable_by(|&x, &y| scores[y].total_cmp(&scores[x]).then(x.cmp(&y)));
+    order.truncate(limit);
+    let refs = profiles(engine, net, &order);
+    let rows: Vec<Value> = order
+        .iter()
+        .zip(refs)
+        .filter_map(|(&u, r)| {
+            let (id, handle, name) = r?;
+            let mut reach: HashMap<u32, u64> = HashMap::new();
+            if let Some(part) = part {
+                for (n, w) in [net.out(u), net.inc(u)] {
+                    for (&v, &w) in n.iter().zip(w) {
+                        *reach.entry(part.of[v as usize]).or_default() += u64::from(w);
+                    }
+                }
+            }
+            let mut reach: Vec<(u32, u64)> = reach.into_iter().collect();
+            reach.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            Some(json!({
+                "id": id, "handle": handle, "name": name, "betweenness": scores[u],
+                "community": part.map(|p| p.of[u]),
+                "communities": reach.iter().map(|(c, w)| json!({ "id": c, "weight": w })).collect::<Vec<_>>(),
+            }))
+        })
+        .collect();
+    let mut body = envelope(&sel, &[&b, &c]);
+    body.insert("samples".into(), json!(samples));
+    body.insert("error_bound".into(), json!(error_bound));
+    body.insert("confidence".into(), json!(0.95));
+    body.insert("users".into(), json!(rows));
+    Ok(Value::Object(body))
+}
