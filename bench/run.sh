@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The benchmark of README "Performance": builds release binaries, builds a USERS-user /
 # INTERACTIONS-interaction graph through the real durable write path, measures import rate, memory per
-# edge, restart time and find_path latency (in-process and over HTTP), then measures NetworkX on the
-# same graph and pairs as the peer. Figures print; nothing fails on a timing.
+# edge, restart time and find_path latency (in-process and over HTTP), the analytics (snapshots, each
+# algorithm, the timeline, ingest while analyses run, a cached answer over HTTP); then measures the
+# peers on the same graph: NetworkX for paths, networkit, igraph and NetworkX for the analytics.
+# Figures print; nothing fails on a timing.
 #
-#   bench/run.sh                      # 1,000,000 users, 10,000,000 interactions (needs ~12 GB for NetworkX)
+#   pip install -r bench/requirements.txt
+#   bench/run.sh                      # 1,000,000 users, 10,000,000 interactions (needs ~16 GB for NetworkX)
 #   USERS=100000 INTERACTIONS=1000000 bench/run.sh
+#   NX_ANALYTICS=0 bench/run.sh       # without NetworkX's analytics (minutes at full size)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 USERS=${USERS:-1000000}
@@ -15,8 +19,13 @@ NX_PAIRS=${NX_PAIRS:-1000}
 cargo build --release --locked --bin tagflow --example bench
 ./target/release/examples/bench --users "$USERS" --interactions "$INTERACTIONS" --dir "$DIR" \
     --binary target/release/tagflow
-if python3 -c 'import networkx' 2>/dev/null; then
-    python3 bench/networkx_compare.py "$DIR.export" "$NX_PAIRS"
+if ! python3 -c 'import networkx, networkit, igraph, numpy' 2>/dev/null; then
+    echo "the peers are missing: pip install -r bench/requirements.txt" >&2
+    exit 1
+fi
+python3 bench/networkx_compare.py "$DIR.export" "$NX_PAIRS"
+if [ "${NX_ANALYTICS:-1}" = 1 ]; then
+    python3 bench/analytics_peers.py "$DIR.export" --networkx
 else
-    echo "networkx comparison skipped: pip install -r .ci/test-requirements.txt"
+    python3 bench/analytics_peers.py "$DIR.export"
 fi

@@ -121,13 +121,12 @@ pub(crate) fn render(analysis: Analysis, body: &Value) -> String {
     let kinds: Vec<&str> = net["kinds"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     let _ = writeln!(
         out,
-        "network: {} users, {} edges, {} interactions ({}; {window}; min weight {}); graph version {}, took {} ms\n",
+        "network: {} users, {} edges, {} interactions ({}; {window}; min weight {}); took {} ms\n",
         int(&net["users"]),
         int(&net["edges"]),
         int(&net["interactions"]),
         kinds.join(","),
         net["min_weight"],
-        body["graph_version"],
         body["took_ms"],
     );
     let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);

@@ -486,7 +486,7 @@ mod tests {
 
     #[test]
     fn both_methods_find_planted_cliques_and_report_their_modularity() {
-        let n = net(&two_cliques(), true, 1);
+        let n = net(&two_cliques(), 1);
         let g = n.undirected();
         for method in [Method::Leiden, Method::Louvain] {
             let c = communities(g, method, 1.0, 7);
@@ -501,10 +501,10 @@ mod tests {
 
     #[test]
     fn modularity_of_a_single_community_is_zero_and_of_nothing_too() {
-        let n = net(&[(0, 1, 1), (1, 2, 1)], true, 1);
+        let n = net(&[(0, 1, 1), (1, 2, 1)], 1);
         let g = n.undirected();
         assert!(modularity(g, &[0, 0, 0], 1.0).abs() < 1e-12);
-        let empty = net(&[], true, 1);
+        let empty = net(&[], 1);
         assert_eq!(communities(empty.undirected(), Method::Leiden, 1.0, 1).partition.count(), 0);
     }
 }

@@ -36,6 +36,12 @@ pub const REUSE_FACTOR: u32 = 10;
 pub const HELD_NETWORKS: usize = 3;
 /// Results kept (beyond these, the least recently computed go).
 const KEPT_RESULTS: usize = 64;
+/// Derived values kept (sorted orders, members by rank), each only while its snapshot lives.
+const KEPT_DERIVED: usize = 32;
+
+/// What a derived value is derived from: a task's result on a selection, and what of it.
+pub type DerivedKey = (Task, Selection, &'static str);
+type DerivedValue = Arc<dyn std::any::Any + Send + Sync>;
 
 /// What to compute. Floating parameters are kept as their bits so tasks can be compared and hashed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -149,6 +155,7 @@ pub struct Engine {
     networks: Mutex<Vec<(Selection, Arc<Network>)>>,
     /// Snapshots are taken one at a time: two tasks on one selection share the copy.
     snapshotting: Mutex<()>,
+    derived: Mutex<Vec<(DerivedKey, std::sync::Weak<Network>, DerivedValue)>>,
     runs: std::sync::atomic::AtomicU64,
 }
 
@@ -161,6 +168,15 @@ impl Engine {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.max(1))
             .thread_name(|i| format!("tagflow-analytics-{i}"))
+            // The lowest priority (nice 19): when cores are short, the store's writer and the sources
+            // go first, so ingest keeps its rate while analyses run; idle cores still go to analyses.
+            .start_handler(|_| {
+                if let Err(e) =
+                    thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min)
+                {
+                    log::debug!("analytics: could not lower the thread's priority: {e:?}");
+                }
+            })
             .build()?;
         Ok(Arc::new(Engine {
             graph,
@@ -168,6 +184,7 @@ impl Engine {
             slots: Mutex::new(HashMap::new()),
             networks: Mutex::new(Vec::new()),
             snapshotting: Mutex::new(()),
+            derived: Mutex::new(Vec::new()),
             runs: Default::default(),
         }))
     }
@@ -175,6 +192,41 @@ impl Engine {
     /// The graph analysed.
     pub fn graph(&self) -> &SharedGraph {
         &self.graph
+    }
+
+    /// A value derived from results on one snapshot (users sorted by a column, communities' members
+    /// by rank): computed once per snapshot, off the async threads, and kept while the snapshot is
+    /// (so that a cached answer is served in O(page), not O(users)).
+    ///
+    /// # Errors
+    /// The computation panicked (a bug).
+    pub async fn derived<T, F>(
+        &self,
+        key: DerivedKey,
+        net: &Arc<Network>,
+        compute: F,
+    ) -> Result<Arc<T>, String>
+    where
+        T: Send + Sync + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let found = self
+            .derived
+            .lock()
+            .iter()
+            .find(|(k, n, _)| *k == key && n.strong_count() > 0 && std::ptr::eq(n.as_ptr(), Arc::as_ptr(net)))
+            .map(|(_, _, v)| v.clone());
+        if let Some(v) = found.and_then(|v| v.downcast::<T>().ok()) {
+            return Ok(v);
+        }
+        let v = Arc::new(tokio::task::spawn_blocking(compute).await.map_err(|e| e.to_string())?);
+        let mut all = self.derived.lock();
+        all.retain(|(k, n, _)| n.strong_count() > 0 && *k != key);
+        all.push((key, Arc::downgrade(net), v.clone()));
+        if all.len() > KEPT_DERIVED {
+            all.remove(0);
+        }
+        Ok(v)
     }
 
     /// How many computations have run (tests check that identical requests share one).
@@ -190,10 +242,7 @@ impl Engine {
         if let Some((_, n)) = self.networks.lock().iter().find(|(s, n)| s == sel && usable(n, version)) {
             return n.clone();
         }
-        let t = Instant::now();
-        let extract = self.graph.read().extract(sel);
-        let mut net = Network::build(extract, sel.min_weight);
-        net.cost = t.elapsed();
+        let (net, _) = snapshot(&self.graph, sel);
         let net = Arc::new(net);
         let mut nets = self.networks.lock();
         nets.retain(|(s, _)| s != sel);
@@ -319,6 +368,23 @@ impl Engine {
         });
         rx
     }
+}
+
+/// Takes a snapshot of a selection; returns it and how long the graph's read lock was held.
+pub fn snapshot(graph: &SharedGraph, sel: &Selection) -> (Network, std::time::Duration) {
+    let t = Instant::now();
+    // Room for the copy, touched before the lock is taken (its page faults are not the writer's
+    // wait). A window's size is not known beforehand, and is smaller.
+    let mut room = Vec::new();
+    if !sel.is_windowed() {
+        room.resize(graph.read().tie_count(), [0u32; 3]);
+    }
+    let held = Instant::now();
+    let extract = graph.read().extract(sel, room);
+    let held = held.elapsed();
+    let mut net = Network::build(extract, sel.min_weight);
+    net.cost = t.elapsed();
+    (net, held)
 }
 
 /// The distinct snapshots held by results and the cache.

@@ -5,6 +5,29 @@
 //! weight, both ways) plus 16 per user.
 
 use crate::graph::Extract;
+use rayon::prelude::*;
+
+/// Sorts a source's packed `target << 32 | weight` records, merges repeated targets (summing their
+/// weights), drops those lighter than `min_weight`, and leaves the kept ones at the front; returns
+/// how many.
+fn merge(list: &mut [u64], min_weight: u32) -> u32 {
+    list.sort_unstable();
+    let mut kept = 0;
+    let mut i = 0;
+    while i < list.len() {
+        let target = list[i] >> 32;
+        let mut w = 0u32;
+        while i < list.len() && list[i] >> 32 == target {
+            w = w.saturating_add(list[i] as u32);
+            i += 1;
+        }
+        if w >= min_weight {
+            list[kept] = (target << 32) | u64::from(w);
+            kept += 1;
+        }
+    }
+    kept as u32
+}
 
 /// A selected network, ready for the algorithms.
 pub struct Network {
@@ -53,61 +76,51 @@ fn bucket(
 impl Network {
     /// Builds the network: aggregates a window's interactions into weighted edges, drops edges
     /// lighter than `min_weight`, numbers the remaining users densely, and lays out both adjacencies.
+    ///
+    /// One scatter by source (each record packed as `target << 32 | weight`), a sort of each
+    /// source's list on the current rayon pool (merging a window's repeated pairs), then one scatter
+    /// by target walking sources in order, so that every list comes out sorted.
     pub fn build(extract: Extract, min_weight: u32) -> Network {
-        let Extract { edges, aggregated, version } = extract;
+        let Extract { edges, version, .. } = extract;
+        let min_weight = min_weight.max(1);
         let max_uid = edges.iter().map(|e| e[0].max(e[1])).max().map_or(0, |m| m as usize + 1);
         // 1. Bucket by source uid.
-        let (off, dst, w) = bucket(max_uid, edges.len(), |f| {
-            for e in &edges {
-                f(e[0], e[1], e[2]);
-            }
-        });
-        drop(edges);
-        // 2. Aggregate repeated pairs (a window's interactions) and apply min_weight, in place.
-        let mut slot = vec![u32::MAX; if aggregated { 0 } else { max_uid }];
-        let (mut kdst, mut kw) = (Vec::with_capacity(dst.len()), Vec::with_capacity(dst.len()));
-        let mut koff = vec![0u32; max_uid + 1];
-        for s in 0..max_uid {
-            let start = kdst.len();
-            for p in off[s] as usize..off[s + 1] as usize {
-                if aggregated {
-                    kdst.push(dst[p]);
-                    kw.push(w[p]);
-                } else {
-                    let d = dst[p] as usize;
-                    let i = slot[d];
-                    if i != u32::MAX && i as usize >= start {
-                        kw[i as usize] += w[p];
-                    } else {
-                        slot[d] = kdst.len() as u32;
-                        kdst.push(dst[p]);
-                        kw.push(w[p]);
-                    }
-                }
-            }
-            // Drop the light ones.
-            let mut keep = start;
-            for i in start..kdst.len() {
-                if kw[i] >= min_weight.max(1) {
-                    kdst[keep] = kdst[i];
-                    kw[keep] = kw[i];
-                    keep += 1;
-                }
-            }
-            kdst.truncate(keep);
-            kw.truncate(keep);
-            koff[s + 1] = kdst.len() as u32;
+        let mut off = vec![0u32; max_uid + 1];
+        for e in &edges {
+            off[e[0] as usize + 1] += 1;
         }
-        drop((off, dst, w, slot));
-        // 3. Dense ids, in uid order, for users with a kept edge.
+        for i in 0..max_uid {
+            off[i + 1] += off[i];
+        }
+        let mut packed = vec![0u64; edges.len()];
+        {
+            let mut at = off.clone();
+            for e in &edges {
+                let p = &mut at[e[0] as usize];
+                packed[*p as usize] = (u64::from(e[1]) << 32) | u64::from(e[2]);
+                *p += 1;
+            }
+        }
+        drop(edges);
+        // 2. Each source's list: sorted by target, repeats merged, light edges dropped; `kept[s]`
+        // records stay at the front of its slice.
+        let mut lists: Vec<&mut [u64]> = Vec::with_capacity(max_uid);
+        let mut rest = &mut packed[..];
+        for s in 0..max_uid {
+            let (list, tail) = rest.split_at_mut((off[s + 1] - off[s]) as usize);
+            lists.push(list);
+            rest = tail;
+        }
+        let kept: Vec<u32> = lists.into_par_iter().map(|list| merge(list, min_weight)).collect();
+        // 3. Dense ids, in uid order, for users with a kept edge either way.
         let mut id = vec![u32::MAX; max_uid];
         for s in 0..max_uid {
-            if koff[s + 1] > koff[s] {
+            if kept[s] > 0 {
                 id[s] = 0;
+                for &r in &packed[off[s] as usize..(off[s] + kept[s]) as usize] {
+                    id[(r >> 32) as usize] = 0;
+                }
             }
-        }
-        for &d in &kdst {
-            id[d as usize] = 0;
         }
         let mut uids = Vec::new();
         for (u, slot) in id.iter_mut().enumerate() {
@@ -116,23 +129,27 @@ impl Network {
                 uids.push(u as u32);
             }
         }
+        // 4. Out-adjacency in dense ids (targets keep their order: ids are monotone in uids).
         let n = uids.len();
-        let m = kdst.len();
-        let interactions = kw.iter().map(|&x| u64::from(x)).sum();
-        // 4. In-adjacency by walking sources in order (so each in-list is sorted by source), then the
-        // out-adjacency again from it (so each out-list is sorted by target).
-        let (in_off, in_src, in_w) = bucket(n, m, |f| {
-            for s in 0..max_uid {
-                for p in koff[s] as usize..koff[s + 1] as usize {
-                    f(id[kdst[p] as usize], id[s], kw[p]);
-                }
+        let m: usize = kept.iter().map(|&k| k as usize).sum();
+        let mut out_off = Vec::with_capacity(n + 1);
+        out_off.push(0u32);
+        let (mut out_dst, mut out_w) = (Vec::with_capacity(m), Vec::with_capacity(m));
+        for &u in &uids {
+            let start = off[u as usize] as usize;
+            for &r in &packed[start..start + kept[u as usize] as usize] {
+                out_dst.push(id[(r >> 32) as usize]);
+                out_w.push(r as u32);
             }
-        });
-        drop((kdst, kw, koff, id));
-        let (out_off, out_dst, out_w) = bucket(n, m, |f| {
-            for d in 0..n {
-                for p in in_off[d] as usize..in_off[d + 1] as usize {
-                    f(in_src[p], d as u32, in_w[p]);
+            out_off.push(out_dst.len() as u32);
+        }
+        drop((packed, off, kept, id));
+        let interactions = out_w.iter().map(|&x| u64::from(x)).sum();
+        // 5. In-adjacency by walking sources in order: each in-list comes out sorted by source.
+        let (in_off, in_src, in_w) = bucket(n, m, |f| {
+            for u in 0..n {
+                for p in out_off[u] as usize..out_off[u + 1] as usize {
+                    f(out_dst[p], u as u32, out_w[p]);
                 }
             }
         });
@@ -267,20 +284,20 @@ pub(crate) mod tests {
     use super::*;
 
     /// A network from (from uid, to uid, weight) triples, as an extract would give.
-    pub(crate) fn net(edges: &[(u32, u32, u32)], aggregated: bool, min_weight: u32) -> Network {
+    pub(crate) fn net(edges: &[(u32, u32, u32)], min_weight: u32) -> Network {
         let edges = edges.iter().map(|&(a, b, w)| [a, b, w]).collect();
-        Network::build(Extract { edges, aggregated, version: 0 }, min_weight)
+        Network::build(Extract { edges, version: 0 }, min_weight)
     }
 
     #[test]
     fn build_aggregates_filters_and_sorts_both_ways() {
         // Interactions one by one (a window): 5->9 three times, 9->5 once, 5->2 once, 7->9 once.
-        let n = net(&[(5, 9, 1), (9, 5, 1), (5, 2, 1), (5, 9, 1), (7, 9, 1), (5, 9, 1)], false, 1);
+        let n = net(&[(5, 9, 1), (9, 5, 1), (5, 2, 1), (5, 9, 1), (7, 9, 1), (5, 9, 1)], 1);
         assert_eq!(n.uids, [2, 5, 7, 9]);
         assert_eq!(n.out(1), (&[0, 3][..], &[1, 3][..]), "5 -> 2 once, 5 -> 9 three times");
         assert_eq!(n.inc(3), (&[1, 2][..], &[3, 1][..]));
         assert_eq!((n.edges(), n.interactions), (4, 6));
-        let heavy = net(&[(5, 9, 1), (9, 5, 1), (5, 9, 1)], false, 2);
+        let heavy = net(&[(5, 9, 1), (9, 5, 1), (5, 9, 1)], 2);
         assert_eq!(
             (heavy.uids.clone(), heavy.edges()),
             (vec![5, 9], 1),
@@ -290,7 +307,7 @@ pub(crate) mod tests {
         assert_eq!(u.neighbors(1), [0, 3]);
         assert_eq!(u.weights(1), [1, 4], "w(5,9) = 3 + 1");
         assert_eq!(u.strength(3), 5);
-        let empty = net(&[], true, 1);
+        let empty = net(&[], 1);
         assert_eq!((empty.users(), empty.edges()), (0, 0));
     }
 }

@@ -62,7 +62,7 @@ mod tests {
     #[test]
     fn a_star_ranks_its_centre_first_and_scores_sum_to_one() {
         // 1, 2, 3 repost 0; 0 is dangling.
-        let n = net(&[(1, 0, 1), (2, 0, 2), (3, 0, 1)], true, 1);
+        let n = net(&[(1, 0, 1), (2, 0, 2), (3, 0, 1)], 1);
         let pr = pagerank(&n, 0.85, 1e-12, 200);
         assert!(pr.converged);
         assert!((pr.scores.iter().sum::<f64>() - 1.0).abs() < 1e-12);

@@ -247,7 +247,7 @@ mod tests {
     #[test]
     fn betweenness_of_a_path_is_exact_when_every_source_is_used() {
         // 0 - 1 - 2 - 3: the middle users carry 2 of the 3 pairs' paths each (normalized: 2/3).
-        let n = net(&[(0, 1, 1), (1, 2, 1), (2, 3, 1)], true, 1);
+        let n = net(&[(0, 1, 1), (1, 2, 1), (2, 3, 1)], 1);
         let b = betweenness(n.undirected(), 100, 1);
         let want = [0.0, 2.0 / 3.0, 2.0 / 3.0, 0.0];
         assert!(b.iter().zip(want).all(|(x, y)| (x - y).abs() < 1e-12), "{b:?}");
@@ -258,7 +258,7 @@ mod tests {
     #[test]
     fn strongest_path_prefers_heavy_ties_and_ego_takes_heaviest_first() {
         // 0 -> 3 directly with weight 1 (cost 1), or 0 -> 1 -> 3 with weight 10 each (cost 0.2).
-        let n = net(&[(0, 3, 1), (0, 1, 10), (1, 3, 10), (2, 0, 5)], true, 1);
+        let n = net(&[(0, 3, 1), (0, 1, 10), (1, 3, 10), (2, 0, 5)], 1);
         let p = strongest_path(&n, 0, 3, true).unwrap();
         assert_eq!(p.nodes, [0, 1, 3]);
         assert!((p.cost - 0.2).abs() < 1e-12);
@@ -276,7 +276,7 @@ mod tests {
             .map(|_| (rng.below(400) as u32, rng.below(400) as u32, 1))
             .filter(|e| e.0 != e.1)
             .collect();
-        let n = net(&edges, true, 1);
+        let n = net(&edges, 1);
         let on = |threads| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| betweenness(n.undirected(), 150, 3))

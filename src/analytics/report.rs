@@ -133,6 +133,31 @@ fn strength(w: &[u32]) -> u64 {
     w.iter().map(|&w| u64::from(w)).sum()
 }
 
+/// A sort's name as a `'static` key.
+fn sort_key(sort: &str) -> &'static str {
+    SORTS.iter().find(|s| **s == sort).copied().unwrap_or("pagerank")
+}
+
+/// Users (dense ids) by a column, highest first, ties by id. `output` is the result the column
+/// comes from (PageRank, betweenness, cores), `None` for degrees and strengths or when it lags.
+fn ranking(sort: &str, net: &Network, output: Option<&Output>) -> Vec<u32> {
+    let n = net.users();
+    let values: Vec<f64> = match (sort, output) {
+        ("pagerank", Some(Output::PageRank(p))) => p.scores.clone(),
+        ("betweenness", Some(Output::Betweenness { scores, .. })) => scores.clone(),
+        ("core", Some(Output::Cores(c))) => c.iter().map(|&k| f64::from(k)).collect(),
+        ("degree", _) => (0..n).map(|i| (net.out(i).0.len() + net.inc(i).0.len()) as f64).collect(),
+        ("in_degree", _) => (0..n).map(|i| net.inc(i).0.len() as f64).collect(),
+        ("out_degree", _) => (0..n).map(|i| net.out(i).0.len() as f64).collect(),
+        ("in_strength", _) => (0..n).map(|i| strength(net.inc(i).1) as f64).collect(),
+        ("out_strength", _) => (0..n).map(|i| strength(net.out(i).1) as f64).collect(),
+        _ => vec![0.0; n],
+    };
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    order.sort_unstable_by(|&a, &b| values[b as usize].total_cmp(&values[a as usize]).then(a.cmp(&b)));
+    order
+}
+
 /// The per-user table, sorted and paginated.
 pub async fn users(engine: &Arc<Engine>, sel: Selection, q: &UsersQuery) -> Result<Value> {
     let mut metrics = q.metrics.clone();
@@ -164,27 +189,25 @@ pub async fn users(engine: &Arc<Engine>, sel: Selection, q: &UsersQuery) -> Resu
         .max_by_key(|n| n.version)
         .expect("base");
     let n = net.users();
-    let value = |i: usize| -> f64 {
-        match q.sort.as_str() {
-            "pagerank" => on(&pr, &net).map_or(0.0, |a| pagerank_of(a)[i]),
-            "betweenness" => on(&btw, &net).map_or(0.0, |a| match &*a.output {
-                Output::Betweenness { scores, .. } => scores[i],
-                _ => 0.0,
-            }),
-            "core" => on(&core, &net).map_or(0.0, |a| match &*a.output {
-                Output::Cores(c) => f64::from(c[i]),
-                _ => 0.0,
-            }),
-            "degree" => (net.out(i).0.len() + net.inc(i).0.len()) as f64,
-            "in_degree" => net.inc(i).0.len() as f64,
-            "out_degree" => net.out(i).0.len() as f64,
-            "in_strength" => strength(net.inc(i).1) as f64,
-            _ => strength(net.out(i).1) as f64,
-        }
+    // The column sorted by, and the result it comes from (none for degrees and strengths).
+    let (task, source) = match q.sort.as_str() {
+        "pagerank" => (Task::pagerank(q.damping), &pr),
+        "betweenness" => (Task::Betweenness { samples: q.samples, seed: q.communities.seed }, &btw),
+        "core" => (Task::Cores, &core),
+        _ => (Task::Network, &None),
     };
-    let mut order: Vec<(f64, usize)> = (0..n).map(|i| (value(i), i)).collect();
-    order.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let page: Vec<usize> = order.iter().skip(q.offset).take(q.limit).map(|&(_, i)| i).collect();
+    let output = on(source, &net).map(|a| a.output.clone());
+    let order = if output.is_some() || task == Task::Network {
+        let (sort, net2) = (q.sort.clone(), net.clone());
+        engine
+            .derived((task, sel, sort_key(&q.sort)), &net, move || ranking(&sort, &net2, output.as_deref()))
+            .await
+            .map_err(ReportError::Failed)?
+    } else {
+        // The column's result lags behind the snapshot: all zeros, sorted by id, not kept.
+        Arc::new(ranking(&q.sort, &net, None))
+    };
+    let page: Vec<usize> = order.iter().skip(q.offset).take(q.limit).map(|&i| i as usize).collect();
     let refs = profiles(engine, &net, &page);
     let rows: Vec<Value> = page
         .iter()
@@ -285,6 +308,51 @@ fn user_brief(r: Profile, pr: f64) -> Option<Value> {
     Some(json!({ "id": id, "handle": handle, "pagerank": pr }))
 }
 
+/// Each community's members by PageRank, and the weight of the edges inside it.
+struct CommunityIndex {
+    members: Vec<Vec<usize>>,
+    inner: Vec<u64>,
+}
+
+/// The index of a communities answer, computed once per snapshot (and not kept when PageRank
+/// lags behind it).
+async fn community_index(
+    engine: &Arc<Engine>,
+    sel: Selection,
+    cp: &CommunityParams,
+    c: &Answer,
+    pr: &Answer,
+) -> Result<Arc<CommunityIndex>> {
+    let ranked = Arc::ptr_eq(&pr.network, &c.network);
+    let (net, output, pr_output) = (c.network.clone(), c.output.clone(), pr.output.clone());
+    let compute = move || {
+        let Output::Communities(found) = &*output else {
+            return CommunityIndex { members: Vec::new(), inner: Vec::new() };
+        };
+        let ranks = match &*pr_output {
+            Output::PageRank(p) if ranked => &p.scores[..],
+            _ => &[],
+        };
+        // Weight inside each community (each directed edge once).
+        let of = &found.partition.of;
+        let mut inner = vec![0u64; found.partition.count()];
+        for u in 0..net.users() {
+            let (dst, w) = net.out(u);
+            for (&v, &w) in dst.iter().zip(w) {
+                if of[u] == of[v as usize] {
+                    inner[of[u] as usize] += u64::from(w);
+                }
+            }
+        }
+        CommunityIndex { members: members_by_rank(&found.partition, ranks), inner }
+    };
+    if ranked {
+        engine.derived((cp.task(), sel, "members"), &c.network, compute).await.map_err(ReportError::Failed)
+    } else {
+        Ok(Arc::new(compute()))
+    }
+}
+
 /// Communities and PageRank on one snapshot (PageRank orders the members).
 async fn ranked_communities(
     engine: &Arc<Engine>,
@@ -310,18 +378,8 @@ pub async fn communities(
     };
     let net = &c.network;
     let ranks = if Arc::ptr_eq(&pr.network, net) { pagerank_of(&pr) } else { &[] };
-    let members = members_by_rank(&found.partition, ranks);
-    // Weight inside each community (each directed edge once).
-    let of = &found.partition.of;
-    let mut inner = vec![0u64; found.partition.count()];
-    for u in 0..net.users() {
-        let (dst, w) = net.out(u);
-        for (&v, &w) in dst.iter().zip(w) {
-            if of[u] == of[v as usize] {
-                inner[of[u] as usize] += u64::from(w);
-            }
-        }
-    }
+    let index = community_index(engine, sel, cp, &c, &pr).await?;
+    let (members, inner) = (&index.members, &index.inner);
     let leaders: Vec<usize> = members.iter().take(limit).flat_map(|m| m.iter().take(top).copied()).collect();
     let mut refs = profiles(engine, net, &leaders).into_iter();
     let list: Vec<Value> = members
@@ -358,12 +416,9 @@ pub async fn community_members(
     offset: usize,
 ) -> Result<Value> {
     let (c, pr) = ranked_communities(engine, sel, cp).await?;
-    let Output::Communities(found) = &*c.output else {
-        return Err(ReportError::Failed("communities".into()));
-    };
     let ranks = if Arc::ptr_eq(&pr.network, &c.network) { pagerank_of(&pr) } else { &[] };
-    let members = members_by_rank(&found.partition, ranks);
-    let m = members.get(id as usize).ok_or(ReportError::CommunityNotFound(id))?;
+    let index = community_index(engine, sel, cp, &c, &pr).await?;
+    let m = index.members.get(id as usize).ok_or(ReportError::CommunityNotFound(id))?;
     let page: Vec<usize> = m.iter().skip(offset).take(limit).copied().collect();
     let refs = profiles(engine, &c.network, &page);
     let users: Vec<Value> = page
@@ -388,7 +443,8 @@ pub async fn bridges(
     limit: usize,
     samples: Option<usize>,
 ) -> Result<Value> {
-    let b = run(engine, Task::Betweenness { samples, seed: cp.seed }, sel).await?;
+    let b_task = Task::Betweenness { samples, seed: cp.seed };
+    let b = run(engine, b_task, sel).await?;
     let c = run(engine, cp.task(), sel).await?;
     let Output::Betweenness { scores, samples, error_bound } = &*b.output else {
         return Err(ReportError::Failed("betweenness".into()));
@@ -398,9 +454,12 @@ pub async fn bridges(
         Output::Communities(f) if Arc::ptr_eq(&c.network, net) => Some(&f.partition),
         _ => None,
     };
-    let mut order: Vec<usize> = (0..net.users()).collect();
-    order.sort_unstable_by(|&x, &y| scores[y].total_cmp(&scores[x]).then(x.cmp(&y)));
-    order.truncate(limit);
+    let (net2, output) = (net.clone(), b.output.clone());
+    let ranked = engine
+        .derived((b_task, sel, "betweenness"), net, move || ranking("betweenness", &net2, Some(&output)))
+        .await
+        .map_err(ReportError::Failed)?;
+    let order: Vec<usize> = ranked.iter().take(limit).map(|&i| i as usize).collect();
     let refs = profiles(engine, net, &order);
     let rows: Vec<Value> = order
         .iter()

@@ -182,14 +182,14 @@ mod tests {
     #[test]
     fn cores_of_a_triangle_with_a_tail() {
         // Triangle 0-1-2 (k = 2) with a tail 2-3 (k = 1) and a lone pair 4-5 (k = 1).
-        let n = net(&[(0, 1, 1), (1, 2, 1), (2, 0, 1), (3, 2, 1), (4, 5, 1), (5, 4, 3)], true, 1);
+        let n = net(&[(0, 1, 1), (1, 2, 1), (2, 0, 1), (3, 2, 1), (4, 5, 1), (5, 4, 3)], 1);
         assert_eq!(core_numbers(n.undirected()), [2, 2, 2, 1, 1, 1]);
     }
 
     #[test]
     fn components_weak_and_strong() {
         // 0 -> 1 -> 2 -> 0 is a cycle; 2 -> 3; 4 -> 5 apart.
-        let n = net(&[(0, 1, 1), (1, 2, 1), (2, 0, 1), (2, 3, 1), (4, 5, 1)], true, 1);
+        let n = net(&[(0, 1, 1), (1, 2, 1), (2, 0, 1), (2, 3, 1), (4, 5, 1)], 1);
         let weak = weak_components(&n);
         assert_eq!(weak.sizes, [4, 2]);
         assert_eq!(weak.of, [0, 0, 0, 0, 1, 1]);

@@ -137,10 +137,9 @@ impl Selection {
 }
 
 /// The selected network, as copied under the read lock: `(from uid, to uid, weight)` triples.
-/// When `aggregated` is false each triple is one interaction and pairs repeat.
+/// Pairs may repeat (a window's interactions, one triple each): their weights add up.
 pub struct Extract {
     pub edges: Vec<[u32; 3]>,
-    pub aggregated: bool,
     /// The graph's version when the copy was taken.
     pub version: u64,
 }
@@ -160,16 +159,19 @@ impl Graph {
     /// Copies the selected network. Without a time window it reads the edges' per-kind counts; with
     /// one it reads the timeline (skipping chunks outside the window). Cost under the lock: one pass
     /// over the edges (or the window's part of the timeline), writing 12 bytes per kept edge.
-    pub fn extract(&self, sel: &Selection) -> Extract {
+    ///
+    /// `edges` is where to copy (emptied first): a caller that sizes it beforehand, outside the lock,
+    /// keeps the page faults of a big allocation out of the time the lock is held.
+    pub fn extract(&self, sel: &Selection, mut edges: Vec<[u32; 3]>) -> Extract {
+        edges.clear();
         if sel.is_windowed() {
             let bounds = sel.bounds();
-            let mut edges = Vec::new();
             self.timeline.for_each_in(bounds.0, bounds.1, |s| {
                 if sel.keeps(s.kind_index(), s.at(), bounds) {
                     edges.push([s.from(), s.to(), 1]);
                 }
             });
-            return Extract { edges, aggregated: false, version: self.version() };
+            return Extract { edges, version: self.version() };
         }
         // Node index -> uid, then edges by node index: both sequential reads of petgraph's arrays.
         let bound = self.node_bound();
@@ -177,7 +179,7 @@ impl Graph {
         for i in self.g.node_indices() {
             uid_of[i.index()] = self.g[i].uid;
         }
-        let mut edges = Vec::with_capacity(self.g.edge_count());
+        edges.reserve(self.g.edge_count());
         let all = sel.kinds == KindSet::ALL;
         for e in (&self.g).edge_references() {
             let w = if all && !e.weight().spilled() {
@@ -191,7 +193,7 @@ impl Graph {
                 edges.push([uid_of[e.source().index()], uid_of[e.target().index()], w]);
             }
         }
-        Extract { edges, aggregated: true, version: self.version() }
+        Extract { edges, version: self.version() }
     }
 
     /// Per-kind detail of some edges of a selection, by uid pairs (for drawing a few of them: an ego

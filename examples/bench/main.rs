@@ -10,6 +10,10 @@
 //! Prints: durable import rate (posts/s), resident memory per edge of the restarted service,
 //! restart time (spawn until `/status` answers), find_path latency p50/p99 over 1,000 random pairs
 //! in-process and through HTTP; writes the pairs and the edge list for the NetworkX comparison.
+//! Then the analytics (see `analytics.rs`): snapshots, each algorithm, the timeline's cost, ingest
+//! while analyses run, and a cached analytics answer over HTTP.
+
+mod analytics;
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -35,13 +39,18 @@ struct Args {
     batch: usize,
     export: bool,
     reuse: bool,
+    analytics: bool,
+    samples: usize,
+    ingest_secs: u64,
 }
 
 const USAGE: &str = "usage: bench [--users N] [--interactions N] [--dir DIR] [--binary PATH] [--pairs N] \
-[--batch N] [--no-export] [--reuse]
+[--batch N] [--no-export] [--reuse] [--no-analytics] [--samples K] [--ingest-secs S]
 
 Builds a graph with the demo generator through the durable write path and prints import rate,
-find_path latency (in-process and, with --binary, over HTTP), restart time and memory per edge.
+find_path latency (in-process and, with --binary, over HTTP), restart time and memory per edge,
+then the analytics figures (betweenness from K sampled sources, default 64; ingest measured for S
+seconds alone and S with analyses running, default 20).
 --reuse skips the import when DIR already holds a graph (to measure queries again).";
 
 fn args() -> Args {
@@ -54,6 +63,9 @@ fn args() -> Args {
         batch: 5_000,
         export: true,
         reuse: false,
+        analytics: true,
+        samples: 64,
+        ingest_secs: 20,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -72,6 +84,9 @@ fn args() -> Args {
             "--batch" => a.batch = val().parse().expect("--batch N"),
             "--no-export" => a.export = false,
             "--reuse" => a.reuse = true,
+            "--no-analytics" => a.analytics = false,
+            "--samples" => a.samples = val().parse().expect("--samples K"),
+            "--ingest-secs" => a.ingest_secs = val().parse().expect("--ingest-secs S"),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0)
@@ -136,11 +151,25 @@ fn main() -> anyhow::Result<()> {
             lat.push(t.elapsed());
             found += usize::from(r.is_ok());
         }
-        report(&format!("find_path in-process ({what})"), &mut lat, found);
+        report(&format!("find_path in-process ({what})"), &mut lat, Some(found));
     }
 
     if a.export {
         export(&a.dir, &handle, &pairs)?;
+    }
+    if a.analytics {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        analytics::measure(&handle, &a.dir.with_extension("export"), a.samples, cores)?;
+        // Posts later than the graph's (new ids, new times), so that every one is a real write.
+        let mut phase = 0;
+        let mut feed = |h: &store::StoreHandle, span: Duration| {
+            phase += 1;
+            let start = DemoConfig::default().start + phase * 40 * 86_400;
+            let mut f = Feeder::new(a.users, 7 + phase as u64, start, a.batch);
+            let t = Instant::now();
+            f.run(h, |_, _| t.elapsed() < span).map(|(posts, _)| posts)
+        };
+        analytics::ingest_under_analytics(&handle, &mut feed, a.ingest_secs)?;
     }
     handle.close_blocking();
     drop(handle);
@@ -156,45 +185,67 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Generated posts decoded and written through the durable path in group commits, a few in flight.
+struct Feeder {
+    generator: DemoGenerator,
+    batch: usize,
+    tally: Tally,
+    decode_time: Duration,
+}
+
+impl Feeder {
+    fn new(users: u32, seed: u64, start: i64, batch: usize) -> Feeder {
+        let config = DemoConfig { users, seed, start, ..DemoConfig::default() };
+        Feeder { generator: DemoGenerator::new(config), batch, tally: Tally::default(), decode_time: Duration::ZERO }
+    }
+
+    /// Writes posts while `more(posts, interactions)` says so; returns how many of each, once durable.
+    fn run(&mut self, handle: &store::StoreHandle, mut more: impl FnMut(u64, u64) -> bool) -> anyhow::Result<(u64, u64)> {
+        let mut line = Vec::with_capacity(4096);
+        let (mut posts, mut interactions) = (0u64, 0u64);
+        let mut in_flight = std::collections::VecDeque::new();
+        let mut batch: Vec<Mutation> = Vec::with_capacity(self.batch);
+        while more(posts, interactions) {
+            line.clear();
+            self.generator.write_next(&mut line);
+            let t = Instant::now();
+            for m in x_v2::decode(&line)?.into_iter().filter_map(to_mutation) {
+                if let Mutation::ApplyPost(p) = &m {
+                    interactions += p.interactions.len() as u64;
+                }
+                batch.push(m);
+            }
+            self.decode_time += t.elapsed();
+            posts += 1;
+            if batch.len() >= self.batch {
+                in_flight.push_back(handle.enqueue_blocking(std::mem::take(&mut batch))?);
+                while in_flight.len() > 4 {
+                    let out = in_flight.pop_front().expect("non-empty").blocking_recv()??;
+                    self.tally.add(&Tally::of(&out));
+                }
+            }
+        }
+        in_flight.push_back(handle.enqueue_blocking(batch)?);
+        for rx in in_flight {
+            self.tally.add(&Tally::of(&rx.blocking_recv()??));
+        }
+        Ok((posts, interactions))
+    }
+}
+
 /// The durable import through the real decoder and write path, in group commits; prints its figures.
 fn import(a: &Args, handle: &store::StoreHandle) -> anyhow::Result<()> {
-    let mut generator = DemoGenerator::new(DemoConfig { users: a.users, seed: 42, ..DemoConfig::default() });
+    let mut feeder = Feeder::new(a.users, 42, DemoConfig::default().start, a.batch);
     let started = Instant::now();
-    let mut line = Vec::with_capacity(4096);
-    let (mut posts, mut interactions) = (0u64, 0u64);
-    let mut in_flight = std::collections::VecDeque::new();
-    let mut tally = Tally::default();
-    let mut batch: Vec<Mutation> = Vec::with_capacity(a.batch);
-    let mut decode_time = Duration::ZERO;
-    while interactions < a.interactions {
-        line.clear();
-        generator.write_next(&mut line);
-        let t = Instant::now();
-        for m in x_v2::decode(&line)?.into_iter().filter_map(to_mutation) {
-            if let Mutation::ApplyPost(p) = &m {
-                interactions += p.interactions.len() as u64;
-            }
-            batch.push(m);
-        }
-        decode_time += t.elapsed();
-        posts += 1;
-        if batch.len() >= a.batch {
-            in_flight.push_back(handle.enqueue_blocking(std::mem::take(&mut batch))?);
-            while in_flight.len() > 4 {
-                let out = in_flight.pop_front().expect("non-empty").blocking_recv()??;
-                tally.add(&Tally::of(&out));
-            }
-        }
-        if posts % 500_000 == 0 {
+    let (posts, _) = feeder.run(handle, |posts, interactions| {
+        if posts > 0 && posts % 500_000 == 0 {
             let s = started.elapsed().as_secs_f64();
             println!("  .. {posts} posts, {interactions} interactions, {:.0} posts/s", posts as f64 / s);
         }
-    }
-    in_flight.push_back(handle.enqueue_blocking(batch)?);
-    for rx in in_flight {
-        tally.add(&Tally::of(&rx.blocking_recv()??));
-    }
+        interactions < a.interactions
+    })?;
     let import_secs = started.elapsed().as_secs_f64();
+    let tally = &feeder.tally;
     let (users, edges) = {
         let g = handle.graph().read();
         (g.user_count(), g.tie_count())
@@ -206,7 +257,7 @@ fn import(a: &Args, handle: &store::StoreHandle) -> anyhow::Result<()> {
         tally.interactions,
         posts as f64 / import_secs,
         tally.interactions as f64 / import_secs,
-        decode_time.as_secs_f64()
+        feeder.decode_time.as_secs_f64()
     );
     println!("graph: {users} users, {edges} edges, {} bytes on disk", handle.size_on_disk());
     {
@@ -225,12 +276,16 @@ fn import(a: &Args, handle: &store::StoreHandle) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn report(what: &str, lat: &mut [Duration], found: usize) {
+/// Prints latency quantiles; `found` says how many pairs were connected, for paths.
+fn report(what: &str, lat: &mut [Duration], found: Option<usize>) {
     lat.sort();
     let q = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    let count = match found {
+        Some(found) => format!("{} pairs ({found} connected)", lat.len()),
+        None => format!("{} requests", lat.len()),
+    };
     println!(
-        "{what}: {} pairs ({found} connected) p50={:.3}ms p99={:.3}ms max={:.3}ms",
-        lat.len(),
+        "{what}: {count} p50={:.3}ms p99={:.3}ms max={:.3}ms",
         q(0.50).as_secs_f64() * 1e3,
         q(0.99).as_secs_f64() * 1e3,
         lat[lat.len() - 1].as_secs_f64() * 1e3
@@ -317,7 +372,24 @@ fn restart_and_query(bin: &Path, dir: &Path, pairs: &[(String, String)], edges: 
             found += usize::from(ok);
         }
     });
-    report("find_path over HTTP (undirected, keep-alive, sequential)", &mut lat, found);
+    report("find_path over HTTP (undirected, keep-alive, sequential)", &mut lat, Some(found));
+    // An analytics answer: computed once (PageRank, cores, communities, components on the service's
+    // default threads), then served from the cache.
+    let url = format!("{base}/analytics/users?limit=100");
+    let t = Instant::now();
+    let first = runtime.block_on(async { client.get(&url).send().await?.text().await })?;
+    anyhow::ensure!(first.contains("\"pagerank\""), "analytics answer: {first}");
+    println!("GET /analytics/users?limit=100, first (computing): {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
+    let mut lat = Vec::with_capacity(1000);
+    runtime.block_on(async {
+        for _ in 0..1000 {
+            let t = Instant::now();
+            let body = client.get(&url).send().await.expect("request").bytes().await.expect("body");
+            lat.push(t.elapsed());
+            assert!(body.len() > 1000);
+        }
+    });
+    report("GET /analytics/users?limit=100 cached, over HTTP (keep-alive, sequential)", &mut lat, None);
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let _ = child.wait();
     Ok(())

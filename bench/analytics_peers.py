@@ -1,0 +1,178 @@
+"""The peers of tagflow's analytics, measured in the same run as bench/run.sh's Rust benchmark.
+
+usage: analytics_peers.py EXPORT_DIR [--networkx]
+
+Reads EXPORT_DIR/analytics.u32 (the whole selected network as little-endian uint32 triples
+from, to, weight; dense ids) and EXPORT_DIR/tagflow.json (tagflow's figures on that network), runs
+networkit and igraph (and, with --networkx, NetworkX where it finishes in minutes) on the same
+network with the same definitions, and prints each time beside tagflow's with the ratio
+peer time / tagflow time (above 1: tagflow is faster).
+
+Definitions, as tagflow's: PageRank directed and weighted, damping 0.85, dangling mass spread
+uniformly, stopped when the L1 change is below 1e-8; components weak and strong on the directed
+network; core numbers, communities and betweenness on the undirected network with
+weight(u,v) = weight(u->v) + weight(v->u) (core numbers and betweenness ignore weights).
+Peers run on every core (networkit's threads = the machine's cores; igraph and NetworkX have one).
+"""
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+
+def timed(f):
+    t = time.perf_counter()
+    out = f()
+    return out, (time.perf_counter() - t) * 1e3
+
+
+def load(base):
+    raw = np.fromfile(os.path.join(base, "analytics.u32"), dtype="<u4").reshape(-1, 3)
+    src, dst, w = raw[:, 0].astype(np.int64), raw[:, 1].astype(np.int64), raw[:, 2].astype(np.float64)
+    n = int(max(src.max(), dst.max())) + 1 if len(raw) else 0
+    # Undirected simple network: each unordered pair once, the weights of both directions summed.
+    lo, hi = np.minimum(src, dst), np.maximum(src, dst)
+    key = lo * n + hi
+    order = np.argsort(key, kind="stable")
+    key_sorted = key[order]
+    uniq, start = np.unique(key_sorted, return_index=True)
+    uw = np.add.reduceat(w[order], start) if len(start) else np.array([])
+    ulo, uhi = uniq // n, uniq % n
+    return n, (src, dst, w), (ulo, uhi, uw)
+
+
+def networkit_figures(n, directed, undirected, samples, threads):
+    import networkit as nk
+
+    nk.setNumberOfThreads(threads)
+    src, dst, w = directed
+    ulo, uhi, uw = undirected
+    g, load_ms = timed(lambda: nk.graph.GraphFromCoo((w, (src.astype(np.uint64), dst.astype(np.uint64))), n=n, directed=True, weighted=True))
+    gu = nk.graph.GraphFromCoo((uw, (ulo.astype(np.uint64), uhi.astype(np.uint64))), n=n, directed=False, weighted=True)
+    gu_plain = nk.graph.GraphFromCoo((np.ones(len(ulo)), (ulo.astype(np.uint64), uhi.astype(np.uint64))), n=n, directed=False, weighted=False)
+    f = {"version": nk.__version__, "load_ms": load_ms}
+
+    def pr():
+        p = nk.centrality.PageRank(g, damp=0.85, tol=1e-8, distributeSinks=nk.centrality.SinkHandling.DistributeSinks)
+        p.norm = nk.centrality.Norm.L1_NORM
+        p.run()
+        return p
+
+    p, f["pagerank_ms"] = timed(pr)
+    f["pagerank_iterations"] = p.numberOfIterations()
+    weak, f["weak_ms"] = timed(lambda: nk.components.WeaklyConnectedComponents(g).run())
+    strong, f["strong_ms"] = timed(lambda: nk.components.StronglyConnectedComponents(g).run())
+    cores, f["cores_ms"] = timed(lambda: nk.centrality.CoreDecomposition(gu_plain).run())
+    f["weak_count"] = weak.numberOfComponents()
+    f["strong_count"] = strong.numberOfComponents()
+    f["max_core"] = int(max(cores.scores(), default=0))
+    plm, f["plm_ms"] = timed(lambda: nk.community.PLM(gu, refine=True, gamma=1.0).run())
+    f["plm_modularity"] = nk.community.Modularity().getQuality(plm.getPartition(), gu)
+    pl, f["parallel_leiden_ms"] = timed(lambda: nk.community.ParallelLeiden(gu, randomize=True, iterations=3, gamma=1.0).run())
+    f["parallel_leiden_modularity"] = nk.community.Modularity().getQuality(pl.getPartition(), gu)
+    f["betweenness_ms"] = timed(lambda: nk.centrality.EstimateBetweenness(gu_plain, samples, normalized=True, parallel=True).run())[1]
+    return f
+
+
+def igraph_figures(n, directed, undirected):
+    import igraph as ig
+
+    src, dst, w = directed
+    ulo, uhi, uw = undirected
+    g, load_ms = timed(lambda: ig.Graph(n=n, edges=np.column_stack([src, dst]).tolist(), directed=True, edge_attrs={"weight": w.tolist()}))
+    gu = ig.Graph(n=n, edges=np.column_stack([ulo, uhi]).tolist(), directed=False, edge_attrs={"weight": uw.tolist()})
+    f = {"version": ig.__version__, "load_ms": load_ms}
+    # PRPACK solves the linear system to machine precision: tighter than 1e-8, not looser.
+    f["pagerank_ms"] = timed(lambda: g.pagerank(damping=0.85, weights="weight"))[1]
+    f["weak_ms"] = timed(lambda: g.connected_components(mode="weak"))[1]
+    f["strong_ms"] = timed(lambda: g.connected_components(mode="strong"))[1]
+    f["cores_ms"] = timed(lambda: gu.coreness())[1]
+    lv, f["louvain_ms"] = timed(lambda: gu.community_multilevel(weights="weight"))
+    f["louvain_modularity"] = gu.modularity(lv.membership, weights="weight")
+    ld, f["leiden_ms"] = timed(lambda: gu.community_leiden(objective_function="modularity", weights="weight", n_iterations=-1))
+    f["leiden_modularity"] = gu.modularity(ld.membership, weights="weight")
+    return f
+
+
+def networkx_figures(n, directed):
+    import networkx as nx
+
+    src, dst, w = directed
+    f = {"version": nx.__version__}
+    def build():
+        g = nx.DiGraph()
+        g.add_nodes_from(range(n))
+        g.add_weighted_edges_from(zip(src.tolist(), dst.tolist(), w.tolist()))
+        return g
+    g, f["load_ms"] = timed(build)
+    # NetworkX's criterion is users x tol: 1e-8 / n gives the same L1 bound as the others'.
+    f["pagerank_ms"] = timed(lambda: nx.pagerank(g, alpha=0.85, weight="weight", tol=1e-8 / max(n, 1)))[1]
+    f["weak_ms"] = timed(lambda: sum(1 for _ in nx.weakly_connected_components(g)))[1]
+    f["strong_ms"] = timed(lambda: sum(1 for _ in nx.strongly_connected_components(g)))[1]
+    gu = g.to_undirected(as_view=False)
+    gu.remove_edges_from(nx.selfloop_edges(gu))
+    f["cores_ms"] = timed(lambda: nx.core_number(gu))[1]
+    return f
+
+
+def main():
+    base = sys.argv[1]
+    with_nx = "--networkx" in sys.argv[2:]
+    with open(os.path.join(base, "tagflow.json")) as fh:
+        tf = json.load(fh)
+    n, directed, undirected = load(base)
+    threads = int(tf.get("threads", os.cpu_count() or 1))
+    print(f"peers on the same network: {n} users, {len(directed[0])} directed edges, {len(undirected[0])} undirected pairs; {threads} threads")
+    peers = {}
+    peers["networkit"] = networkit_figures(n, directed, undirected, int(tf["betweenness_samples"]), threads)
+    peers["igraph"] = igraph_figures(n, directed, undirected)
+    if with_nx:
+        peers["networkx"] = networkx_figures(n, directed)
+    rows = [
+        ("PageRank (L1 < 1e-8)", "pagerank_ms", {"networkit": "pagerank_ms", "igraph": "pagerank_ms", "networkx": "pagerank_ms"}),
+        ("weak components", "weak_ms", {"networkit": "weak_ms", "igraph": "weak_ms", "networkx": "weak_ms"}),
+        ("strong components", "strong_ms", {"networkit": "strong_ms", "igraph": "strong_ms", "networkx": "strong_ms"}),
+        ("core numbers", "cores_ms", {"networkit": "cores_ms", "igraph": "cores_ms", "networkx": "cores_ms"}),
+        ("Leiden (networkit: ParallelLeiden)", "leiden_ms", {"networkit": "parallel_leiden_ms", "igraph": "leiden_ms"}),
+        ("Leiden vs networkit PLM", "leiden_ms", {"networkit": "plm_ms"}),
+        ("Louvain (igraph: multilevel)", "louvain_ms", {"igraph": "louvain_ms"}),
+        (f"betweenness, {tf['betweenness_samples']} samples", "betweenness_ms", {"networkit": "betweenness_ms"}),
+    ]
+    names = list(peers)
+    head = ["measure", "tagflow ms"] + [f"{p} {peers[p]['version']} ms (ratio)" for p in names]
+    print(" | ".join(head))
+    for label, mine, theirs in rows:
+        cells = [label, f"{tf[mine]:.0f}"]
+        for p in names:
+            k = theirs.get(p)
+            if k and k in peers[p]:
+                t = peers[p][k]
+                cells.append(f"{t:.0f} ({t / max(tf[mine], 1e-9):.2f}x)")
+            else:
+                cells.append("-")
+        print(" | ".join(cells))
+    print(
+        "modularity: tagflow Leiden {:.4f}, Louvain {:.4f}; networkit PLM {:.4f}, ParallelLeiden {:.4f}; igraph Leiden {:.4f}, multilevel {:.4f}".format(
+            tf["leiden_modularity"],
+            tf["louvain_modularity"],
+            peers["networkit"]["plm_modularity"],
+            peers["networkit"]["parallel_leiden_modularity"],
+            peers["igraph"]["leiden_modularity"],
+            peers["igraph"]["louvain_modularity"],
+        )
+    )
+    print(f"tagflow Leiden modularity - networkit PLM's: {tf['leiden_modularity'] - peers['networkit']['plm_modularity']:+.4f} (goal >= -0.005)")
+    print(f"networkit PageRank iterations: {peers['networkit']['pagerank_iterations']}")
+    nkf = peers["networkit"]
+    for key in ["weak_count", "strong_count", "max_core"]:
+        if key in tf:
+            same = "same" if tf[key] == nkf[key] else "DIFFERENT"
+            print(f"{key}: tagflow {tf[key]}, networkit {nkf[key]} ({same})")
+    with open(os.path.join(base, "peers.json"), "w") as fh:
+        json.dump(peers, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()

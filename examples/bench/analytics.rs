@@ -1,0 +1,169 @@
+//! The analytics part of the benchmark: snapshot times and sizes, each algorithm on every core (as
+//! the peers run), the timeline's cost, durable ingest with and without analyses running, and the
+//! edge list and figures `bench/analytics_peers.py` compares networkit, igraph and NetworkX with.
+
+use serde_json::{json, Value};
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tagflow::analytics::community::{self, Method};
+use tagflow::analytics::engine::{Engine, Task};
+use tagflow::analytics::{pagerank, paths, structure, Network};
+use tagflow::graph::Selection;
+use tagflow::store::StoreHandle;
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Times `f`, prints `what: X ms (detail)`, records it under `key`.
+fn timed<T>(figures: &mut serde_json::Map<String, Value>, key: &str, f: impl FnOnce() -> T) -> (T, f64) {
+    let t = Instant::now();
+    let out = f();
+    let took = ms(t.elapsed());
+    figures.insert(key.into(), json!(took));
+    (out, took)
+}
+
+/// A snapshot of a selection: how long the read lock was held (the extract) and the whole copy took.
+fn snapshot(handle: &StoreHandle, sel: &Selection) -> (Network, f64, f64) {
+    let t = Instant::now();
+    let extract = handle.graph().read().extract(sel);
+    let lock = t.elapsed();
+    let net = Network::build(extract, sel.min_weight);
+    (net, ms(lock), ms(t.elapsed()))
+}
+
+/// Runs every measurement on the open store; writes `analytics.u32` (the selected network's edges
+/// as little-endian `u32` triples `from, to, weight` in dense ids) and `tagflow.json` into `export`.
+pub fn measure(handle: &StoreHandle, export: &Path, samples: usize, threads: usize) -> anyhow::Result<()> {
+    let mut f = serde_json::Map::new();
+    let (stamps, timeline_bytes) = handle.graph().read().timeline_stats();
+    println!(
+        "timeline: {stamps} interactions in {:.0} MiB = {:.2} bytes per interaction",
+        timeline_bytes as f64 / 1048576.0,
+        timeline_bytes as f64 / stamps.max(1) as f64
+    );
+    f.insert("timeline_bytes_per_interaction".into(), json!(timeline_bytes as f64 / stamps.max(1) as f64));
+
+    let whole = Selection::default();
+    let (net, lock, took) = snapshot(handle, &whole);
+    println!(
+        "snapshot of the whole network: {:.0} ms ({lock:.0} ms holding the read lock); {} users, {} edges, \
+         {} interactions; {:.1} bytes per edge ({:.1} for the edges, {:.1} for the users)",
+        took,
+        net.users(),
+        net.edges(),
+        net.interactions,
+        net.bytes() as f64 / net.edges().max(1) as f64,
+        16.0,
+        (net.bytes() - 16 * net.edges()) as f64 / net.edges().max(1) as f64,
+    );
+    f.insert("snapshot_ms".into(), json!(took));
+    f.insert("snapshot_lock_ms".into(), json!(lock));
+    f.insert("snapshot_bytes_per_edge".into(), json!(net.bytes() as f64 / net.edges().max(1) as f64));
+    f.insert("users".into(), json!(net.users()));
+    f.insert("edges".into(), json!(net.edges()));
+    if let Some((_, last)) = handle.graph().read().time_span() {
+        let day = Selection { since: Some(last + 1 - 86_400), until: Some(last + 1), ..Selection::default() };
+        let (dnet, dlock, dtook) = snapshot(handle, &day);
+        println!(
+            "snapshot of the last day: {dtook:.0} ms ({dlock:.0} ms holding the read lock); {} users, {} edges, \
+             {} interactions",
+            dnet.users(),
+            dnet.edges(),
+            dnet.interactions
+        );
+        f.insert("day_snapshot_ms".into(), json!(dtook));
+        f.insert("day_snapshot_lock_ms".into(), json!(dlock));
+    }
+
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+    pool.install(|| {
+        let n = net.users().max(1);
+        // The peers' criterion: L1 change below 1e-8 (NetworkX's is users x tol).
+        let (pr, t) = timed(&mut f, "pagerank_ms", || pagerank::pagerank(&net, 0.85, 1e-8 / n as f64, 10_000));
+        println!("pagerank (L1 change < 1e-8): {t:.0} ms, {} iterations", pr.iterations);
+        let (weak, t) = timed(&mut f, "weak_ms", || structure::weak_components(&net));
+        println!("weak components: {t:.0} ms, {} components", weak.count());
+        f.insert("weak_count".into(), json!(weak.count()));
+        let (strong, t) = timed(&mut f, "strong_ms", || structure::strong_components(&net));
+        println!("strong components: {t:.0} ms, {} components", strong.count());
+        f.insert("strong_count".into(), json!(strong.count()));
+        let (und, t) = timed(&mut f, "undirected_ms", || net.undirected());
+        println!("undirected view: {t:.0} ms, {} adjacency entries", und.adjacency_len());
+        let (cores, t) = timed(&mut f, "cores_ms", || structure::core_numbers(und));
+        println!("core numbers: {t:.0} ms, max core {}", cores.iter().max().unwrap_or(&0));
+        f.insert("max_core".into(), json!(cores.iter().max().unwrap_or(&0)));
+        for (method, key) in [(Method::Leiden, "leiden"), (Method::Louvain, "louvain")] {
+            let (c, t) = timed(&mut f, &format!("{key}_ms"), || community::communities(und, method, 1.0, 42));
+            println!("{key}: {t:.0} ms, {} communities, modularity {:.4}", c.partition.count(), c.modularity);
+            f.insert(format!("{key}_modularity"), json!(c.modularity));
+        }
+        let (_, t) = timed(&mut f, "betweenness_ms", || paths::betweenness(und, samples, 42));
+        println!("betweenness, {samples} sampled sources: {t:.0} ms");
+    });
+    f.insert("betweenness_samples".into(), json!(samples));
+    f.insert("threads".into(), json!(threads));
+
+    std::fs::create_dir_all(export)?;
+    let mut out = BufWriter::new(std::fs::File::create(export.join("analytics.u32"))?);
+    for u in 0..net.users() {
+        let (dst, w) = net.out(u);
+        for (&v, &w) in dst.iter().zip(w) {
+            for x in [u as u32, v, w] {
+                out.write_all(&x.to_le_bytes())?;
+            }
+        }
+    }
+    out.flush()?;
+    std::fs::write(export.join("tagflow.json"), serde_json::to_string_pretty(&Value::Object(f))?)?;
+    println!("wrote the network and the figures to {} for bench/analytics_peers.py", export.display());
+    Ok(())
+}
+
+/// Durable ingest for `secs` alone, then for `secs` while the engine (with the service's default
+/// threads) recomputes PageRank, cores, communities and components on the live graph in a loop.
+pub fn ingest_under_analytics(
+    handle: &StoreHandle,
+    feed: &mut dyn FnMut(&StoreHandle, Duration) -> anyhow::Result<u64>,
+    secs: u64,
+) -> anyhow::Result<()> {
+    let span = Duration::from_secs(secs);
+    let alone = feed(handle, span)? as f64 / secs as f64;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).saturating_sub(1).max(1);
+    let engine = Engine::new(handle.graph().clone(), threads)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let looping = {
+        let (engine, stop) = (engine.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let sel = Selection::default();
+            let tasks = [
+                Task::pagerank(0.85),
+                Task::Cores,
+                Task::communities(Method::Leiden, 1.0, 42),
+                Task::Components { strong: false },
+            ];
+            let mut runs = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                for t in tasks {
+                    rt.block_on(engine.run(t, sel)).expect("analysis");
+                    runs += 1;
+                }
+            }
+            runs
+        })
+    };
+    let with = feed(handle, span)? as f64 / secs as f64;
+    stop.store(true, Ordering::Relaxed);
+    let runs = looping.join().expect("analytics loop");
+    println!(
+        "durable ingest: {alone:.0} posts/s alone, {with:.0} posts/s while analyses run on {threads} thread(s) \
+         ({runs} analyses answered) = {:.0}% kept",
+        100.0 * with / alone.max(1.0)
+    );
+    Ok(())
+}
