@@ -22,10 +22,13 @@ import time
 import numpy as np
 
 
-def timed(f):
+def timed(f, label=None):
     t = time.perf_counter()
     out = f()
-    return out, (time.perf_counter() - t) * 1e3
+    took = (time.perf_counter() - t) * 1e3
+    if label:
+        print(f"  {label}: {took:.0f} ms", flush=True)
+    return out, took
 
 
 def load(base):
@@ -60,19 +63,19 @@ def networkit_figures(n, directed, undirected, samples, threads):
         p.run()
         return p
 
-    p, f["pagerank_ms"] = timed(pr)
+    p, f["pagerank_ms"] = timed(pr, "networkit pagerank")
     f["pagerank_iterations"] = p.numberOfIterations()
-    weak, f["weak_ms"] = timed(lambda: nk.components.WeaklyConnectedComponents(g).run())
-    strong, f["strong_ms"] = timed(lambda: nk.components.StronglyConnectedComponents(g).run())
-    cores, f["cores_ms"] = timed(lambda: nk.centrality.CoreDecomposition(gu_plain).run())
+    weak, f["weak_ms"] = timed(lambda: nk.components.WeaklyConnectedComponents(g).run(), "networkit weak")
+    strong, f["strong_ms"] = timed(lambda: nk.components.StronglyConnectedComponents(g).run(), "networkit strong")
+    cores, f["cores_ms"] = timed(lambda: nk.centrality.CoreDecomposition(gu_plain).run(), "networkit cores")
     f["weak_count"] = weak.numberOfComponents()
     f["strong_count"] = strong.numberOfComponents()
     f["max_core"] = int(max(cores.scores(), default=0))
-    plm, f["plm_ms"] = timed(lambda: nk.community.PLM(gu, refine=True, gamma=1.0).run())
+    plm, f["plm_ms"] = timed(lambda: nk.community.PLM(gu, refine=True, gamma=1.0).run(), "networkit plm")
     f["plm_modularity"] = nk.community.Modularity().getQuality(plm.getPartition(), gu)
-    pl, f["parallel_leiden_ms"] = timed(lambda: nk.community.ParallelLeiden(gu, randomize=True, iterations=3, gamma=1.0).run())
+    pl, f["parallel_leiden_ms"] = timed(lambda: nk.community.ParallelLeiden(gu, randomize=True, iterations=3, gamma=1.0).run(), "networkit parallel_leiden")
     f["parallel_leiden_modularity"] = nk.community.Modularity().getQuality(pl.getPartition(), gu)
-    f["betweenness_ms"] = timed(lambda: nk.centrality.EstimateBetweenness(gu_plain, samples, normalized=True, parallel=True).run())[1]
+    f["betweenness_ms"] = timed(lambda: nk.centrality.EstimateBetweenness(gu_plain, samples, normalized=True, parallel=True).run(), "networkit betweenness")[1]
     return f
 
 
@@ -85,13 +88,13 @@ def igraph_figures(n, directed, undirected):
     gu = ig.Graph(n=n, edges=np.column_stack([ulo, uhi]).tolist(), directed=False, edge_attrs={"weight": uw.tolist()})
     f = {"version": ig.__version__, "load_ms": load_ms}
     # PRPACK solves the linear system to machine precision: tighter than 1e-8, not looser.
-    f["pagerank_ms"] = timed(lambda: g.pagerank(damping=0.85, weights="weight"))[1]
-    f["weak_ms"] = timed(lambda: g.connected_components(mode="weak"))[1]
-    f["strong_ms"] = timed(lambda: g.connected_components(mode="strong"))[1]
-    f["cores_ms"] = timed(lambda: gu.coreness())[1]
-    lv, f["louvain_ms"] = timed(lambda: gu.community_multilevel(weights="weight"))
+    f["pagerank_ms"] = timed(lambda: g.pagerank(damping=0.85, weights="weight"), "igraph pagerank")[1]
+    f["weak_ms"] = timed(lambda: g.connected_components(mode="weak"), "igraph weak")[1]
+    f["strong_ms"] = timed(lambda: g.connected_components(mode="strong"), "igraph strong")[1]
+    f["cores_ms"] = timed(lambda: gu.coreness(), "igraph cores")[1]
+    lv, f["louvain_ms"] = timed(lambda: gu.community_multilevel(weights="weight"), "igraph louvain")
     f["louvain_modularity"] = gu.modularity(lv.membership, weights="weight")
-    ld, f["leiden_ms"] = timed(lambda: gu.community_leiden(objective_function="modularity", weights="weight", n_iterations=-1))
+    ld, f["leiden_ms"] = timed(lambda: gu.community_leiden(objective_function="modularity", weights="weight", n_iterations=-1), "igraph leiden")
     f["leiden_modularity"] = gu.modularity(ld.membership, weights="weight")
     return f
 
@@ -106,14 +109,14 @@ def networkx_figures(n, directed):
         g.add_nodes_from(range(n))
         g.add_weighted_edges_from(zip(src.tolist(), dst.tolist(), w.tolist()))
         return g
-    g, f["load_ms"] = timed(build)
+    g, f["load_ms"] = timed(build, "networkx load")
     # NetworkX's criterion is users x tol: 1e-8 / n gives the same L1 bound as the others'.
-    f["pagerank_ms"] = timed(lambda: nx.pagerank(g, alpha=0.85, weight="weight", tol=1e-8 / max(n, 1)))[1]
-    f["weak_ms"] = timed(lambda: sum(1 for _ in nx.weakly_connected_components(g)))[1]
-    f["strong_ms"] = timed(lambda: sum(1 for _ in nx.strongly_connected_components(g)))[1]
+    f["pagerank_ms"] = timed(lambda: nx.pagerank(g, alpha=0.85, weight="weight", tol=1e-8 / max(n, 1)), "networkx pagerank")[1]
+    f["weak_ms"] = timed(lambda: sum(1 for _ in nx.weakly_connected_components(g)), "networkx weak")[1]
+    f["strong_ms"] = timed(lambda: sum(1 for _ in nx.strongly_connected_components(g)), "networkx strong")[1]
     gu = g.to_undirected(as_view=False)
     gu.remove_edges_from(nx.selfloop_edges(gu))
-    f["cores_ms"] = timed(lambda: nx.core_number(gu))[1]
+    f["cores_ms"] = timed(lambda: nx.core_number(gu), "networkx cores")[1]
     return f
 
 

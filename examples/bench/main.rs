@@ -160,16 +160,6 @@ fn main() -> anyhow::Result<()> {
     if a.analytics {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         analytics::measure(&handle, &a.dir.with_extension("export"), a.samples, cores)?;
-        // Posts later than the graph's (new ids, new times), so that every one is a real write.
-        let mut phase = 0;
-        let mut feed = |h: &store::StoreHandle, span: Duration| {
-            phase += 1;
-            let start = DemoConfig::default().start + phase * 40 * 86_400;
-            let mut f = Feeder::new(a.users, 7 + phase as u64, start, a.batch);
-            let t = Instant::now();
-            f.run(h, |_, _| t.elapsed() < span).map(|(posts, _)| posts)
-        };
-        analytics::ingest_under_analytics(&handle, &mut feed, a.ingest_secs)?;
     }
     handle.close_blocking();
     drop(handle);
@@ -181,6 +171,24 @@ fn main() -> anyhow::Result<()> {
         restart_and_query(bin, &a.dir, &pairs, edges)?;
     } else {
         println!("restart/HTTP: skipped (pass --binary target/release/tagflow)");
+    }
+
+    // 4. Durable ingest alone, then while analyses run (last: it adds posts to the graph).
+    if a.analytics && a.ingest_secs > 0 {
+        let (handle, writer, _) = store::open(&StoreConfig::new(&a.dir))?;
+        // Posts later than the graph's (new ids, new times), so that every one is a real write.
+        let mut phase = 0;
+        let mut feed = |h: &store::StoreHandle, span: Duration| {
+            phase += 1;
+            let start = DemoConfig::default().start + phase * 40 * 86_400;
+            let mut f = Feeder::new(a.users, 7 + phase as u64, start, a.batch);
+            let t = Instant::now();
+            f.run(h, |_, _| t.elapsed() < span).map(|(posts, _)| posts)
+        };
+        analytics::ingest_under_analytics(&handle, &mut feed, a.ingest_secs)?;
+        handle.close_blocking();
+        drop(handle);
+        writer.join();
     }
     Ok(())
 }
@@ -196,11 +204,20 @@ struct Feeder {
 impl Feeder {
     fn new(users: u32, seed: u64, start: i64, batch: usize) -> Feeder {
         let config = DemoConfig { users, seed, start, ..DemoConfig::default() };
-        Feeder { generator: DemoGenerator::new(config), batch, tally: Tally::default(), decode_time: Duration::ZERO }
+        Feeder {
+            generator: DemoGenerator::new(config),
+            batch,
+            tally: Tally::default(),
+            decode_time: Duration::ZERO,
+        }
     }
 
     /// Writes posts while `more(posts, interactions)` says so; returns how many of each, once durable.
-    fn run(&mut self, handle: &store::StoreHandle, mut more: impl FnMut(u64, u64) -> bool) -> anyhow::Result<(u64, u64)> {
+    fn run(
+        &mut self,
+        handle: &store::StoreHandle,
+        mut more: impl FnMut(u64, u64) -> bool,
+    ) -> anyhow::Result<(u64, u64)> {
         let mut line = Vec::with_capacity(4096);
         let (mut posts, mut interactions) = (0u64, 0u64);
         let mut in_flight = std::collections::VecDeque::new();
