@@ -85,6 +85,7 @@ impl Application {
         };
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(http::security_headers())
                 .wrap(middleware::Logger::new("%a \"%r\" %s %b %Dms").exclude("/status"))
                 .configure(|cfg| http::configure(cfg, state.clone()))
         })

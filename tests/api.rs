@@ -307,3 +307,42 @@ fn urlencode(s: &str) -> String {
     }
     out
 }
+
+#[tokio::test]
+async fn head_answers_every_read_and_every_response_carries_the_security_headers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = spawn_app(&tmp).await;
+    app.post_empty("/aristas/add/ana/bo").await;
+    let client = reqwest::Client::new();
+    for path in [
+        "/status",
+        "/vertices",
+        "/vertices/ana",
+        "/aristas/ana/bo",
+        "/find_path/ana/bo",
+        "/analytics/cores",
+        "/ui",
+    ] {
+        let get = client.get(format!("{}{path}", app.addr)).send().await.unwrap();
+        let (get_status, get_type) = (get.status(), get.headers().get("content-type").cloned());
+        let get_len = get.bytes().await.unwrap().len();
+        let head = client.head(format!("{}{path}", app.addr)).send().await.unwrap();
+        assert_eq!((head.status(), get_status.as_u16()), (get_status, 200), "HEAD {path}");
+        assert_eq!(head.headers().get("content-type").cloned(), get_type, "HEAD {path}");
+        assert!(get_len > 0 && head.bytes().await.unwrap().is_empty(), "HEAD {path} has no body");
+    }
+    // Writes are not reads: HEAD on a write-only route is still 405.
+    let head = client.head(format!("{}/vertices/add/x", app.addr)).send().await.unwrap();
+    assert_eq!(head.status(), 405);
+    for (method, path) in [("GET", "/status"), ("GET", "/nowhere"), ("DELETE", "/status"), ("GET", "/ui")] {
+        let r = client.request(method.parse().unwrap(), format!("{}{path}", app.addr)).send().await.unwrap();
+        let h = r.headers();
+        assert_eq!(h.get("x-content-type-options").unwrap(), "nosniff", "{method} {path}");
+        assert_eq!(h.get("referrer-policy").unwrap(), "no-referrer", "{method} {path}");
+        assert_eq!(h.get("x-frame-options").unwrap(), "DENY", "{method} {path}");
+    }
+    let ui = client.get(format!("{}/ui", app.addr)).send().await.unwrap();
+    let csp = ui.headers().get("content-security-policy").unwrap().to_str().unwrap().to_string();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    app.stop().await;
+}

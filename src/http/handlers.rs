@@ -414,7 +414,8 @@ pub async fn ui() -> HttpResponse {
         .insert_header((
             "Content-Security-Policy",
             "default-src 'none'; connect-src 'self'; script-src 'unsafe-inline'; \
-             style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; form-action 'none'",
+             style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
+             frame-ancestors 'none'",
         ))
         .insert_header(("Cache-Control", "no-cache"))
         .body(UI_HTML)
