@@ -51,28 +51,6 @@ pub struct Network {
     undirected: std::sync::OnceLock<Undirected>,
 }
 
-/// Counting sort of `(key, a, b)` records by key into CSR order: offsets and the two payloads.
-fn bucket(
-    n: usize,
-    len: usize,
-    mut each: impl FnMut(&mut dyn FnMut(u32, u32, u32)),
-) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
-    let mut off = vec![0u32; n + 1];
-    each(&mut |k, _, _| off[k as usize + 1] += 1);
-    for i in 0..n {
-        off[i + 1] += off[i];
-    }
-    let mut at = off.clone();
-    let (mut a_out, mut b_out) = (vec![0u32; len], vec![0u32; len]);
-    each(&mut |k, a, b| {
-        let p = at[k as usize] as usize;
-        a_out[p] = a;
-        b_out[p] = b;
-        at[k as usize] += 1;
-    });
-    (off, a_out, b_out)
-}
-
 impl Network {
     /// Builds the network: aggregates a window's interactions into weighted edges, drops edges
     /// lighter than `min_weight`, numbers the remaining users densely, and lays out both adjacencies.
@@ -81,7 +59,13 @@ impl Network {
     /// source's list on the current rayon pool (merging a window's repeated pairs), then one scatter
     /// by target walking sources in order, so that every list comes out sorted.
     pub fn build(extract: Extract, min_weight: u32) -> Network {
-        let Extract { edges, version, .. } = extract;
+        let Extract { mut edges, uid_of, version } = extract;
+        if let Some(uid_of) = uid_of {
+            for e in &mut edges {
+                e[0] = uid_of[e[0] as usize];
+                e[1] = uid_of[e[1] as usize];
+            }
+        }
         let min_weight = min_weight.max(1);
         let max_uid = edges.iter().map(|e| e[0].max(e[1])).max().map_or(0, |m| m as usize + 1);
         // 1. Bucket by source uid.
@@ -146,13 +130,27 @@ impl Network {
         drop((packed, off, kept, id));
         let interactions = out_w.iter().map(|&x| u64::from(x)).sum();
         // 5. In-adjacency by walking sources in order: each in-list comes out sorted by source.
-        let (in_off, in_src, in_w) = bucket(n, m, |f| {
-            for u in 0..n {
-                for p in out_off[u] as usize..out_off[u + 1] as usize {
-                    f(out_dst[p], u as u32, out_w[p]);
-                }
+        let mut in_off = vec![0u32; n + 1];
+        for &v in &out_dst {
+            in_off[v as usize + 1] += 1;
+        }
+        for i in 0..n {
+            in_off[i + 1] += in_off[i];
+        }
+        // One 8-byte write per edge at a random place (source and weight packed), then split.
+        let mut packed = vec![0u64; m];
+        let mut at = in_off.clone();
+        for u in 0..n {
+            for p in out_off[u] as usize..out_off[u + 1] as usize {
+                let slot = &mut at[out_dst[p] as usize];
+                packed[*slot as usize] = ((u as u64) << 32) | u64::from(out_w[p]);
+                *slot += 1;
             }
-        });
+        }
+        drop(at);
+        let in_src: Vec<u32> = packed.iter().map(|&r| (r >> 32) as u32).collect();
+        let in_w: Vec<u32> = packed.iter().map(|&r| r as u32).collect();
+        drop(packed);
         Network {
             uids,
             out_off,
@@ -286,7 +284,7 @@ pub(crate) mod tests {
     /// A network from (from uid, to uid, weight) triples, as an extract would give.
     pub(crate) fn net(edges: &[(u32, u32, u32)], min_weight: u32) -> Network {
         let edges = edges.iter().map(|&(a, b, w)| [a, b, w]).collect();
-        Network::build(Extract { edges, version: 0 }, min_weight)
+        Network::build(Extract { edges, uid_of: None, version: 0 }, min_weight)
     }
 
     #[test]

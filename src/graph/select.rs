@@ -136,10 +136,13 @@ impl Selection {
     }
 }
 
-/// The selected network, as copied under the read lock: `(from uid, to uid, weight)` triples.
+/// The selected network, as copied under the read lock: `(from, to, weight)` triples of uids (or of
+/// node indices, see `uid_of`).
 /// Pairs may repeat (a window's interactions, one triple each): their weights add up.
 pub struct Extract {
     pub edges: Vec<[u32; 3]>,
+    /// When set, the edges' ends are petgraph node indices, and this maps them to uids.
+    pub uid_of: Option<Vec<u32>>,
     /// The graph's version when the copy was taken.
     pub version: u64,
 }
@@ -171,11 +174,12 @@ impl Graph {
                     edges.push([s.from(), s.to(), 1]);
                 }
             });
-            return Extract { edges, version: self.version() };
+            return Extract { edges, uid_of: None, version: self.version() };
         }
-        // Node index -> uid, then edges by node index: both sequential reads of petgraph's arrays.
-        let bound = self.node_bound();
-        let mut uid_of = vec![u32::MAX; bound];
+        // Node index -> uid (a sequential read of petgraph's nodes), then the edges as node indices
+        // (a sequential read of its edges): turning indices into uids is random access, left to
+        // the caller, after the lock.
+        let mut uid_of = vec![u32::MAX; self.node_bound()];
         for i in self.g.node_indices() {
             uid_of[i.index()] = self.g[i].uid;
         }
@@ -190,10 +194,10 @@ impl Graph {
                 w.min(u64::from(u32::MAX)) as u32
             };
             if w >= sel.min_weight.max(1) {
-                edges.push([uid_of[e.source().index()], uid_of[e.target().index()], w]);
+                edges.push([e.source().index() as u32, e.target().index() as u32, w]);
             }
         }
-        Extract { edges, version: self.version() }
+        Extract { edges, uid_of: Some(uid_of), version: self.version() }
     }
 
     /// Per-kind detail of some edges of a selection, by uid pairs (for drawing a few of them: an ego
