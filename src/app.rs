@@ -1,7 +1,7 @@
 //! Wiring: a [`Config`] in, a running service out. Tests build the same [`Application`] that `main`
 //! runs, on port 0 with a temporary data directory.
 
-use crate::config::Config;
+use crate::config::{Config, SourceKind};
 use crate::http::{self, AppState};
 use crate::ingest::status::Registry;
 use crate::store::{self, LoadReport, StoreHandle, Writer};
@@ -38,6 +38,34 @@ impl StopHandle {
     }
 }
 
+/// The file that marks a data directory as the demo's own (its posts are made up). `tagflow serve`
+/// with no source configured runs the demo only on an empty directory or one holding this file, so
+/// that simulated posts never mix into collected or imported ones unless asked for with `--demo`.
+pub const DEMO_MARKER: &str = "DEMO";
+
+/// Drops the default demo from the sources of a directory that holds data the demo did not make,
+/// saying so; marks an empty directory the demo is about to fill.
+fn keep_demo_apart(config: &mut Config, users: usize) -> std::io::Result<()> {
+    let marker = config.data_dir.join(DEMO_MARKER);
+    let demo = config.sources.contains(&SourceKind::Demo);
+    if config.demo_by_default && users > 0 && !marker.exists() {
+        config.sources.retain(|s| *s != SourceKind::Demo);
+        log::warn!(
+            "sources: none. {} holds {users} users that the demo did not make up, so the demo does not run \
+             on it by default: serving it unchanged. Pass --demo to add simulated posts anyway, or \
+             --sources x|mastodon|bluesky to collect.",
+            config.data_dir.display()
+        );
+    } else if demo && users == 0 && !marker.exists() {
+        std::fs::write(
+            &marker,
+            "The posts in this directory are made up by tagflow's demo source: `tagflow serve` runs the demo \
+             here by default. Without this file it would run only when asked for (--demo).\n",
+        )?;
+    }
+    Ok(())
+}
+
 impl Application {
     /// Opens the store, loads the graph, binds the listener and starts the sources.
     ///
@@ -66,6 +94,8 @@ impl Application {
             load.ties,
             load.elapsed.as_secs_f64()
         );
+        let mut config = config;
+        keep_demo_apart(&mut config, load.users).context("cannot mark the data directory as the demo's")?;
         let listener = TcpListener::bind((config.host.as_str(), config.port))
             .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
         let port = listener.local_addr()?.port();

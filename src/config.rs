@@ -279,6 +279,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub cache_bytes: u64,
     pub sources: Vec<SourceKind>,
+    /// The demo is in `sources` because nothing else was configured, not because it was asked for:
+    /// it then runs only on a directory it made (see [`crate::app`]).
+    pub demo_by_default: bool,
     pub track: Vec<String>,
     pub demo: DemoSettings,
     pub max_body_bytes: usize,
@@ -381,6 +384,7 @@ impl Config {
             idle_timeout: std::time::Duration::from_millis(args.jetstream_idle_timeout_ms),
         };
         let mut sources: Vec<SourceKind> = Vec::new();
+        let mut demo_by_default = false;
         for s in args.sources.iter().copied().chain(args.demo.then_some(SourceKind::Demo)) {
             if !sources.contains(&s) {
                 sources.push(s);
@@ -401,6 +405,7 @@ impl Config {
             }
             if sources.is_empty() {
                 sources.push(SourceKind::Demo);
+                demo_by_default = true;
             }
         }
         if sources.contains(&SourceKind::X) && x.bearer_token.is_none() {
@@ -425,6 +430,7 @@ impl Config {
             data_dir: args.store.data_dir,
             cache_bytes: args.store.cache_mb << 20,
             sources,
+            demo_by_default,
             track,
             demo: DemoSettings { rate: args.demo_rate, users: args.demo_users, seed: args.demo_seed },
             max_body_bytes: args.max_body_kb.saturating_mul(1024).max(1024),

@@ -38,6 +38,11 @@ pub fn try_start(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Result<Ser
         .args(extra)
         .env("RUST_LOG", "info")
         .env_remove("PORT")
+        // The developer's own settings must not choose the sources of a test.
+        .env_remove("TAGFLOW_SOURCES")
+        .env_remove("TAGFLOW_X_BEARER_TOKEN")
+        .env_remove("TAGFLOW_MASTODON_URL")
+        .env_remove("TAGFLOW_MASTODON_TOKEN")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     for (k, v) in env {
