@@ -112,9 +112,23 @@ impl Application {
             ingest,
             analytics: crate::analytics::engine::Engine::new(store.graph().clone(), config.analytics_threads)
                 .context("cannot start the analytics threads")?,
+            access: Arc::new(config.access.clone()),
         };
+        if config.access.remote_writes() {
+            log::info!("http: writes need a bearer token ({})", http::auth::ENV_API_TOKEN);
+        } else {
+            log::warn!(
+                "http: writes are accepted from this machine only; set {} (one or more tokens, comma \
+                 separated) to accept authenticated writes from elsewhere",
+                http::auth::ENV_API_TOKEN
+            );
+        }
+        if config.access.private_reads() {
+            log::info!("http: reads need a bearer token ({})", http::auth::ENV_READ_TOKEN);
+        }
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(middleware::from_fn(http::auth::guard))
                 .wrap(http::security_headers())
                 .wrap(middleware::Logger::new("%a \"%r\" %s %b %Dms").exclude("/status"))
                 .configure(|cfg| http::configure(cfg, state.clone()))

@@ -279,6 +279,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub cache_bytes: u64,
     pub sources: Vec<SourceKind>,
+    /// Tokens for writes and reads (environment only).
+    pub access: crate::http::auth::Access,
     /// The demo is in `sources` because nothing else was configured, not because it was asked for:
     /// it then runs only on a directory it made (see [`crate::app`]).
     pub demo_by_default: bool,
@@ -430,6 +432,7 @@ impl Config {
             data_dir: args.store.data_dir,
             cache_bytes: args.store.cache_mb << 20,
             sources,
+            access: crate::http::auth::Access::from_env(),
             demo_by_default,
             track,
             demo: DemoSettings { rate: args.demo_rate, users: args.demo_users, seed: args.demo_seed },
@@ -459,7 +462,10 @@ impl Config {
         let Command::Serve(mut serve) = args.command else { unreachable!("serve was parsed") };
         serve.store.data_dir = data_dir.into();
         serve.workers = Some(2);
-        Config::from_args(serve).expect("test configuration is valid")
+        let mut config = Config::from_args(serve).expect("test configuration is valid");
+        // Open, whatever tokens the developer's environment holds; tests that need tokens set them.
+        config.access = crate::http::auth::Access::default();
+        config
     }
 
     pub fn store_config(&self) -> crate::store::StoreConfig {

@@ -184,6 +184,8 @@ struct HttpSink {
     client: reqwest::Client,
     runtime: tokio::runtime::Runtime,
     body: Vec<u8>,
+    /// The first of `TAGFLOW_API_TOKEN`'s tokens, sent with every request.
+    token: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -209,6 +211,9 @@ impl HttpSink {
             client,
             runtime,
             body: Vec::with_capacity(HTTP_BODY_BYTES),
+            token: std::env::var(crate::http::auth::ENV_API_TOKEN)
+                .ok()
+                .and_then(|l| l.split(',').map(str::trim).find(|t| !t.is_empty()).map(String::from)),
         })
     }
 
@@ -228,13 +233,11 @@ impl HttpSink {
         let body = std::mem::replace(&mut self.body, Vec::with_capacity(HTTP_BODY_BYTES));
         let (client, url) = (&self.client, &self.url);
         let answer: IngestAnswer = self.runtime.block_on(async {
-            let resp = client
-                .post(url)
-                .header("content-type", "application/x-ndjson")
-                .body(body)
-                .send()
-                .await
-                .with_context(|| format!("POST {url}"))?;
+            let mut request = client.post(url).header("content-type", "application/x-ndjson").body(body);
+            if let Some(token) = &self.token {
+                request = request.bearer_auth(token);
+            }
+            let resp = request.send().await.with_context(|| format!("POST {url}"))?;
             let status = resp.status();
             if !status.is_success() {
                 let text = resp.text().await.unwrap_or_default();

@@ -346,3 +346,64 @@ async fn head_answers_every_read_and_every_response_carries_the_security_headers
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn with_a_token_set_writes_need_it_and_import_url_sends_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = tagflow::config::Config::for_tests(tmp.path());
+    config.access = tagflow::http::auth::Access::new(Some("tok-1,tok-2".into()), None);
+    let app = common::app::spawn_app_with(config).await;
+    let client = reqwest::Client::new();
+    let url = |p: &str| format!("{}{p}", app.addr);
+    // Without a token, or with a wrong one: 401 in the error shape, saying how to authenticate.
+    for auth in [None, Some("Bearer nope"), Some("tok-1"), Some("Bearer ")] {
+        let mut req =
+            client.post(url("/vertices")).header("content-type", "application/json").body(r#"{"id":"ana"}"#);
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 401, "{auth:?}");
+        assert_eq!(r.headers().get("www-authenticate").unwrap(), "Bearer realm=\"tagflow\"");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unauthorized");
+        assert!(!body.to_string().contains("nope"), "the token sent is never echoed: {body}");
+    }
+    let del = client.delete(url("/vertices/ana")).send().await.unwrap();
+    assert_eq!(del.status(), 401);
+    // With either token: written. Reads need none.
+    for (token, id) in [("tok-1", "ana"), ("tok-2", "bo")] {
+        let r = client
+            .post(url("/vertices"))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"id":"{id}"}}"#))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    assert_eq!(app.get("/vertices/count").await.1, json!({"count": 2}));
+    // `tagflow import --url` sends TAGFLOW_API_TOKEN's first token, and is refused without it.
+    let file = tmp.path().join("posts.ndjson");
+    std::fs::write(
+        &file,
+        r#"{"data":{"id":"9","text":"@bo hi","author_id":"1","entities":{"mentions":[{"username":"bo","id":"2"}]}},"includes":{"users":[{"id":"1","username":"cy"},{"id":"2","username":"bo"}]}}"#,
+    )
+    .unwrap();
+    let import = |token: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tagflow"));
+        cmd.args(["import", "--quiet", "--url", &app.addr]).arg(&file).env_remove("TAGFLOW_API_TOKEN");
+        if let Some(t) = token {
+            cmd.env("TAGFLOW_API_TOKEN", t);
+        }
+        cmd.output().unwrap()
+    };
+    let refused = import(None);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("401"), "{refused:?}");
+    let sent = import(Some("tok-2, tok-1"));
+    assert!(sent.status.success(), "{sent:?}");
+    assert!(String::from_utf8_lossy(&sent.stdout).contains("posts=1"), "{sent:?}");
+    app.stop().await;
+}

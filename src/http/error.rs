@@ -37,6 +37,8 @@ pub enum ApiError {
     InvalidCursor,
     InvalidKind(String),
     PayloadTooLarge(usize),
+    /// No valid token for this request: what is needed, never what was sent.
+    Unauthorized(String),
     RouteNotFound(String),
     MethodNotAllowed(String),
     /// The store could not write or is shutting down; the client may retry.
@@ -62,6 +64,7 @@ impl ApiError {
             ApiError::InvalidCursor => "invalid_cursor",
             ApiError::InvalidKind(_) => "invalid_kind",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::Unauthorized(_) => "unauthorized",
             ApiError::RouteNotFound(_) => "route_not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Unavailable(_) => "store_unavailable",
@@ -91,6 +94,7 @@ impl fmt::Display for ApiError {
                 write!(f, "unknown interaction kind {k:?} (repost, reply, quote, mention, manual)")
             }
             ApiError::PayloadTooLarge(limit) => write!(f, "request body larger than {limit} bytes"),
+            ApiError::Unauthorized(m) => write!(f, "{m}"),
             ApiError::RouteNotFound(p) => write!(f, "no route {p}"),
             ApiError::MethodNotAllowed(m) => write!(f, "method {m} is not allowed on this route"),
             ApiError::Unavailable(_) => write!(f, "the store is unavailable; retry later"),
@@ -116,6 +120,7 @@ impl ResponseError for ApiError {
             | ApiError::InvalidCursor
             | ApiError::InvalidKind(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -133,7 +138,11 @@ impl ResponseError for ApiError {
         if let ApiError::AmbiguousHandle { keys, .. } = self {
             error["matches"] = json!(keys);
         }
-        HttpResponse::build(self.status_code()).json(json!({ "error": error }))
+        let mut response = HttpResponse::build(self.status_code());
+        if let ApiError::Unauthorized(_) = self {
+            response.insert_header(("WWW-Authenticate", "Bearer realm=\"tagflow\""));
+        }
+        response.json(json!({ "error": error }))
     }
 }
 

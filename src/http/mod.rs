@@ -4,6 +4,7 @@
 //! a short read lock. Only [`error::ApiError`] knows status codes.
 
 mod analytics;
+pub mod auth;
 pub mod error;
 mod handlers;
 
@@ -25,6 +26,8 @@ pub struct AppState {
     pub ingest: Arc<SourceStatus>,
     /// Analyses of the graph, off the request threads.
     pub analytics: Arc<crate::analytics::engine::Engine>,
+    /// Who may write and read.
+    pub access: Arc<auth::Access>,
 }
 
 /// The route table. The seed project's documented routes are served at their original paths beside

@@ -1,0 +1,168 @@
+//! Who may write, and who may read: bearer tokens from the environment (`TAGFLOW_API_TOKEN` for
+//! writes and reads, `TAGFLOW_READ_TOKEN` for reads only; each a comma list), compared in constant
+//! time. With no write token, writes are accepted from this machine only (loopback), so that a
+//! service started on 0.0.0.0 cannot be emptied by whoever reaches its port. `/status` (the health
+//! check) and `/ui` (a page with no data of its own) are always open.
+
+use super::error::ApiError;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::middleware::Next;
+use std::net::IpAddr;
+use subtle::ConstantTimeEq;
+
+/// Environment variables holding the tokens.
+pub const ENV_API_TOKEN: &str = "TAGFLOW_API_TOKEN";
+pub const ENV_READ_TOKEN: &str = "TAGFLOW_READ_TOKEN";
+
+/// The tokens a request may present. Never printed: `Debug` shows how many there are.
+#[derive(Clone, Default)]
+pub struct Access {
+    write: Vec<String>,
+    read: Vec<String>,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Access {{ write tokens: {}, read tokens: {} }}", self.write.len(), self.read.len())
+    }
+}
+
+fn tokens(list: Option<String>) -> Vec<String> {
+    list.into_iter()
+        .flat_map(|l| l.split(',').map(str::trim).map(String::from).collect::<Vec<_>>())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+impl Access {
+    /// The tokens of `TAGFLOW_API_TOKEN` and `TAGFLOW_READ_TOKEN`.
+    pub fn from_env() -> Access {
+        Access::new(std::env::var(ENV_API_TOKEN).ok(), std::env::var(ENV_READ_TOKEN).ok())
+    }
+
+    /// Tokens from comma lists (for tests and the environment).
+    pub fn new(write: Option<String>, read: Option<String>) -> Access {
+        Access { write: tokens(write), read: tokens(read) }
+    }
+
+    /// Whether remote writes are possible (a write token is set).
+    pub fn remote_writes(&self) -> bool {
+        !self.write.is_empty()
+    }
+
+    /// Whether reads need a token.
+    pub fn private_reads(&self) -> bool {
+        !self.read.is_empty()
+    }
+
+    /// Decides a request: its method, path, client address and `Authorization` header.
+    ///
+    /// # Errors
+    /// [`ApiError::Unauthorized`] saying what is missing (never echoing what was sent).
+    pub fn check(
+        &self,
+        method: &Method,
+        path: &str,
+        peer: Option<IpAddr>,
+        authorization: Option<&[u8]>,
+    ) -> Result<(), ApiError> {
+        let read = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+        let presented = authorization.and_then(|h| h.strip_prefix(b"Bearer ")).map(<[u8]>::trim_ascii);
+        let matches = |list: &[String]| {
+            // Every token is compared, whatever matched before: the time says nothing of which.
+            presented
+                .is_some_and(|p| list.iter().fold(false, |hit, t| hit | bool::from(t.as_bytes().ct_eq(p))))
+        };
+        if read {
+            if !self.private_reads()
+                || path == "/status"
+                || path == "/ui"
+                || matches(&self.read)
+                || matches(&self.write)
+            {
+                return Ok(());
+            }
+            return Err(ApiError::Unauthorized(
+                "this service's data is private: send Authorization: Bearer <a read or API token>".into(),
+            ));
+        }
+        if self.remote_writes() {
+            return if matches(&self.write) {
+                Ok(())
+            } else {
+                Err(ApiError::Unauthorized(
+                    "writes need Authorization: Bearer <an API token of this service>".into(),
+                ))
+            };
+        }
+        if peer.is_some_and(|ip| ip.to_canonical().is_loopback()) {
+            return Ok(());
+        }
+        Err(ApiError::Unauthorized(format!(
+            "writes are accepted from this machine only until {ENV_API_TOKEN} is set on the server"
+        )))
+    }
+}
+
+/// The middleware: refuses what [`Access::check`] refuses, before any handler runs.
+pub async fn guard(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody>>, actix_web::Error> {
+    let access = req.app_data::<actix_web::web::Data<super::AppState>>().map(|s| s.access.clone());
+    if let Some(access) = access {
+        let auth = req.headers().get(actix_web::http::header::AUTHORIZATION).map(|h| h.as_bytes());
+        let peer = req.peer_addr().map(|a| a.ip());
+        if let Err(e) = access.check(req.method(), req.path(), peer, auth) {
+            let response = actix_web::ResponseError::error_response(&e);
+            return Ok(req.into_response(response).map_into_right_body());
+        }
+    }
+    next.call(req).await.map(ServiceResponse::map_into_left_body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(r: Result<(), ApiError>) -> &'static str {
+        r.err().map_or("ok", |e| e.code())
+    }
+
+    #[test]
+    fn writes_need_a_token_once_one_is_set_and_only_loopback_writes_without() {
+        let remote: Option<IpAddr> = Some("203.0.113.7".parse().unwrap());
+        let local: Option<IpAddr> = Some("::ffff:127.0.0.1".parse().unwrap());
+        let open = Access::new(None, None);
+        assert_eq!(code(open.check(&Method::POST, "/vertices", local, None)), "ok");
+        assert_eq!(code(open.check(&Method::POST, "/vertices", remote, None)), "unauthorized");
+        assert_eq!(
+            code(open.check(&Method::DELETE, "/vertices/a", remote, Some(b"Bearer x"))),
+            "unauthorized"
+        );
+        assert_eq!(code(open.check(&Method::GET, "/vertices", remote, None)), "ok");
+        let set = Access::new(Some("s3cret, other".into()), None);
+        assert_eq!(code(set.check(&Method::POST, "/ingest", remote, Some(b"Bearer s3cret"))), "ok");
+        assert_eq!(code(set.check(&Method::POST, "/ingest", remote, Some(b"Bearer other"))), "ok");
+        assert_eq!(
+            code(set.check(&Method::POST, "/ingest", local, None)),
+            "unauthorized",
+            "a token binds loopback too"
+        );
+        assert_eq!(code(set.check(&Method::POST, "/ingest", remote, Some(b"Bearer s3cre"))), "unauthorized");
+        assert_eq!(code(set.check(&Method::POST, "/ingest", remote, Some(b"s3cret"))), "unauthorized");
+        let err = set.check(&Method::POST, "/ingest", remote, Some(b"Bearer wrong-s3cret")).unwrap_err();
+        assert!(!err.to_string().contains("s3cret") && !format!("{set:?}").contains("s3cret"));
+        let private = Access::new(Some("w".into()), Some("r".into()));
+        assert_eq!(code(private.check(&Method::GET, "/vertices", remote, None)), "unauthorized");
+        assert_eq!(code(private.check(&Method::GET, "/vertices", remote, Some(b"Bearer r"))), "ok");
+        assert_eq!(code(private.check(&Method::GET, "/vertices", remote, Some(b"Bearer w"))), "ok");
+        assert_eq!(
+            code(private.check(&Method::POST, "/vertices", remote, Some(b"Bearer r"))),
+            "unauthorized"
+        );
+        assert_eq!(code(private.check(&Method::GET, "/status", remote, None)), "ok");
+    }
+}
