@@ -407,3 +407,36 @@ async fn with_a_token_set_writes_need_it_and_import_url_sends_it() {
     assert!(String::from_utf8_lossy(&sent.stdout).contains("posts=1"), "{sent:?}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_cross_site_form_cannot_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = spawn_app(&tmp).await;
+    let client = reqwest::Client::new();
+    let body = r#"{"from":"ana","to":"bo","kind":"repost"}"#;
+    for ct in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
+        let r = client
+            .post(format!("{}/aristas", app.addr))
+            .header("content-type", ct)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 415, "{ct}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "unsupported_media_type", "{ct}");
+    }
+    let r = client
+        .post(format!("{}/ingest", app.addr))
+        .header("content-type", "text/plain")
+        .body("{}\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    assert_eq!(app.get("/aristas/count").await.1["count"], 0, "nothing was written");
+    // The seed's bodiless writes and JSON bodies keep working.
+    assert_eq!(app.post_empty("/aristas/add/ana/bo").await.0, 201);
+    assert_eq!(app.post("/vertices", r#"{"id":"cy"}"#).await.0, 201);
+    app.stop().await;
+}

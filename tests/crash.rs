@@ -22,7 +22,13 @@ async fn acknowledged_writes_survive_kill_9() {
             for i in 0..10_000 {
                 let (from, to) = (format!("w{w}"), format!("t{}", i % 50));
                 let body = format!(r#"{{"from":"{from}","to":"{to}","kind":"mention"}}"#);
-                match client.post(format!("{base}/aristas")).body(body).send().await {
+                match client
+                    .post(format!("{base}/aristas"))
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                {
                     Ok(r) if r.status() == 201 => {
                         let _ = tx.send((from, to));
                     }

@@ -23,7 +23,12 @@ fn ms(d: Duration) -> f64 {
 
 /// Times `f` `runs` times (the machine is shared: the best of a few is the figure least disturbed
 /// by others; the peers are timed the same way), records the best under `key`.
-fn timed<T>(figures: &mut serde_json::Map<String, Value>, key: &str, runs: u32, f: impl Fn() -> T) -> (T, f64) {
+fn timed<T>(
+    figures: &mut serde_json::Map<String, Value>,
+    key: &str,
+    runs: u32,
+    f: impl Fn() -> T,
+) -> (T, f64) {
     let mut best = f64::INFINITY;
     let mut out = None;
     for _ in 0..runs.max(1) {
@@ -106,7 +111,8 @@ pub fn measure(handle: &StoreHandle, export: &Path, samples: usize, threads: usi
         println!("core numbers: {t:.0} ms, max core {}", cores.iter().max().unwrap_or(&0));
         f.insert("max_core".into(), json!(cores.iter().max().unwrap_or(&0)));
         for (method, key) in [(Method::Leiden, "leiden"), (Method::Louvain, "louvain")] {
-            let (c, t) = timed(&mut f, &format!("{key}_ms"), BEST_OF, || community::communities(und, method, 1.0, 42));
+            let (c, t) =
+                timed(&mut f, &format!("{key}_ms"), BEST_OF, || community::communities(und, method, 1.0, 42));
             println!("{key}: {t:.0} ms, {} communities, modularity {:.4}", c.partition.count(), c.modularity);
             f.insert(format!("{key}_modularity"), json!(c.modularity));
         }

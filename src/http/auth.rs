@@ -3,6 +3,10 @@
 //! time. With no write token, writes are accepted from this machine only (loopback), so that a
 //! service started on 0.0.0.0 cannot be emptied by whoever reaches its port. `/status` (the health
 //! check) and `/ui` (a page with no data of its own) are always open.
+//!
+//! A write with a body must say it is JSON (`application/json`, or NDJSON for `/ingest`): the
+//! content types a cross-site form can send without asking (form, multipart, `text/plain`) are
+//! refused, so a web page the operator visits cannot write through the operator's browser.
 
 use super::error::ApiError;
 use actix_web::body::MessageBody;
@@ -106,7 +110,33 @@ impl Access {
     }
 }
 
-/// The middleware: refuses what [`Access::check`] refuses, before any handler runs.
+/// Whether a write's body may be read: none, or one declared as JSON (NDJSON too for `/ingest`).
+///
+/// # Errors
+/// [`ApiError::UnsupportedMediaType`] naming what is accepted.
+pub fn check_body(path: &str, has_body: bool, content_type: Option<&[u8]>) -> Result<(), ApiError> {
+    if !has_body {
+        return Ok(());
+    }
+    let essence = content_type
+        .and_then(|c| std::str::from_utf8(c).ok())
+        .map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let json =
+        essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"));
+    let ndjson =
+        matches!(essence.as_str(), "application/x-ndjson" | "application/jsonl" | "application/json-seq");
+    if json || (path == "/ingest" && ndjson) {
+        return Ok(());
+    }
+    Err(ApiError::UnsupportedMediaType(if path == "/ingest" {
+        "send the posts as application/x-ndjson (or application/json)".into()
+    } else {
+        "send the body as application/json".into()
+    }))
+}
+
+/// The middleware: refuses what [`Access::check`] and [`check_body`] refuse, before any handler runs.
 pub async fn guard(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -115,7 +145,19 @@ pub async fn guard(
     if let Some(access) = access {
         let auth = req.headers().get(actix_web::http::header::AUTHORIZATION).map(|h| h.as_bytes());
         let peer = req.peer_addr().map(|a| a.ip());
-        if let Err(e) = access.check(req.method(), req.path(), peer, auth) {
+        let read = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+        let has_body =
+            req.headers().get(actix_web::http::header::CONTENT_LENGTH).is_some_and(|l| l.as_bytes() != b"0")
+                || req.headers().contains_key(actix_web::http::header::TRANSFER_ENCODING);
+        let content_type = req.headers().get(actix_web::http::header::CONTENT_TYPE).map(|c| c.as_bytes());
+        let checked = access.check(req.method(), req.path(), peer, auth).and_then(|()| {
+            if read {
+                Ok(())
+            } else {
+                check_body(req.path(), has_body, content_type)
+            }
+        });
+        if let Err(e) = checked {
             let response = actix_web::ResponseError::error_response(&e);
             return Ok(req.into_response(response).map_into_right_body());
         }
@@ -126,6 +168,27 @@ pub async fn guard(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_bodies_must_be_json_so_that_a_cross_site_form_cannot_write() {
+        let code = |path, body, ct: Option<&str>| {
+            check_body(path, body, ct.map(str::as_bytes)).err().map_or("ok", |e| e.code())
+        };
+        assert_eq!(code("/vertices", true, Some("application/json")), "ok");
+        assert_eq!(code("/vertices", true, Some("Application/JSON; charset=utf-8")), "ok");
+        assert_eq!(code("/vertices/add/a", false, None), "ok", "the seed's bodiless POSTs");
+        for ct in [
+            None,
+            Some("text/plain"),
+            Some("application/x-www-form-urlencoded"),
+            Some("multipart/form-data; boundary=x"),
+        ] {
+            assert_eq!(code("/vertices", true, ct), "unsupported_media_type", "{ct:?}");
+        }
+        assert_eq!(code("/ingest", true, Some("application/x-ndjson")), "ok");
+        assert_eq!(code("/aristas", true, Some("application/x-ndjson")), "unsupported_media_type");
+        assert_eq!(code("/ingest", true, Some("text/plain")), "unsupported_media_type");
+    }
 
     fn code(r: Result<(), ApiError>) -> &'static str {
         r.err().map_or("ok", |e| e.code())

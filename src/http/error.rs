@@ -39,6 +39,8 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     /// No valid token for this request: what is needed, never what was sent.
     Unauthorized(String),
+    /// A write's body is not declared as JSON: what is accepted.
+    UnsupportedMediaType(String),
     RouteNotFound(String),
     MethodNotAllowed(String),
     /// The store could not write or is shutting down; the client may retry.
@@ -65,6 +67,7 @@ impl ApiError {
             ApiError::InvalidKind(_) => "invalid_kind",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::RouteNotFound(_) => "route_not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Unavailable(_) => "store_unavailable",
@@ -95,6 +98,7 @@ impl fmt::Display for ApiError {
             }
             ApiError::PayloadTooLarge(limit) => write!(f, "request body larger than {limit} bytes"),
             ApiError::Unauthorized(m) => write!(f, "{m}"),
+            ApiError::UnsupportedMediaType(m) => write!(f, "unsupported content type: {m}"),
             ApiError::RouteNotFound(p) => write!(f, "no route {p}"),
             ApiError::MethodNotAllowed(m) => write!(f, "method {m} is not allowed on this route"),
             ApiError::Unavailable(_) => write!(f, "the store is unavailable; retry later"),
@@ -121,6 +125,7 @@ impl ResponseError for ApiError {
             | ApiError::InvalidKind(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
