@@ -5,8 +5,9 @@
 //! otherwise it waits for the fresh one.
 //!
 //! Under live ingest the graph changes every few milliseconds, so two bounds keep analysis from
-//! eating the machine: a snapshot that took long to take (over [`REUSE_AFTER_MS`]) stays fresh
-//! enough for [`REUSE_FACTOR`] times that long (its results are served, marked stale, without a
+//! eating the machine: a big snapshot (over [`REUSE_MIN_EDGES`] edges: a size, not a time, so that
+//! small graphs behave the same on a loaded machine) stays fresh enough for [`REUSE_FACTOR`] times
+//! as long as it took to take (its results are served, marked stale, without a
 //! new run, and runs starting meanwhile share it), so snapshots cost at most a tenth of the pool;
 //! and results hold at most [`HELD_NETWORKS`] distinct snapshots between them (results on older
 //! ones are dropped).
@@ -27,8 +28,8 @@ use tokio::sync::watch;
 /// A result older than the graph is served as stale, rather than waited for, when it took this long.
 pub const STALE_AFTER_MS: u64 = 500;
 
-/// Snapshots that took at least this long to take are reused for a while after the graph changes.
-pub const REUSE_AFTER_MS: u64 = 20;
+/// Snapshots with at least this many edges are reused for a while after the graph changes.
+pub const REUSE_MIN_EDGES: usize = 500_000;
 /// ... for this many times as long as they took.
 pub const REUSE_FACTOR: u32 = 10;
 /// Distinct snapshots kept alive by the cache and the results together (each is 16 bytes an edge,
@@ -399,11 +400,10 @@ fn held(slots: &HashMap<(Task, Selection), Slot>, nets: &[(Selection, Arc<Networ
     held
 }
 
-/// Whether a snapshot may stand for the graph at `version`: it is that version, or it was costly
-/// and is still young.
+/// Whether a snapshot may stand for the graph at `version`: it is that version, or it is big and
+/// still young.
 fn usable(n: &Network, version: u64) -> bool {
-    n.version == version
-        || (n.cost.as_millis() >= u128::from(REUSE_AFTER_MS) && n.taken.elapsed() < n.cost * REUSE_FACTOR)
+    n.version == version || (n.edges() >= REUSE_MIN_EDGES && n.taken.elapsed() < n.cost * REUSE_FACTOR)
 }
 
 fn answer(d: &Done, stale: bool) -> Answer {
