@@ -97,6 +97,11 @@ pub struct ServeArgs {
     /// least one), so that the store's writer keeps a core while analyses run.
     #[arg(long, env = "TAGFLOW_ANALYTICS_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub analytics_threads: Option<u16>,
+    /// Host names the service answers to, comma separated (e.g. tagflow.example.org): when set, a
+    /// request naming another `Host` is refused (421), which defeats DNS rebinding. localhost,
+    /// 127.0.0.1 and [::1] always work.
+    #[arg(long, env = "TAGFLOW_PUBLIC_HOST", value_delimiter = ',')]
+    pub public_host: Vec<String>,
     /// X API base URL (the token is TAGFLOW_X_BEARER_TOKEN, from the environment only).
     #[arg(long, env = "TAGFLOW_X_API_URL", default_value = "https://api.x.com")]
     pub x_api_url: String,
@@ -432,7 +437,7 @@ impl Config {
             data_dir: args.store.data_dir,
             cache_bytes: args.store.cache_mb << 20,
             sources,
-            access: crate::http::auth::Access::from_env(),
+            access: crate::http::auth::Access::from_env().with_hosts(&args.public_host),
             demo_by_default,
             track,
             demo: DemoSettings { rate: args.demo_rate, users: args.demo_users, seed: args.demo_seed },

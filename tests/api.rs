@@ -440,3 +440,23 @@ async fn a_cross_site_form_cannot_write() {
     assert_eq!(app.post("/vertices", r#"{"id":"cy"}"#).await.0, 201);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn with_public_hosts_set_other_host_headers_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = tagflow::config::Config::for_tests(tmp.path());
+    config.access = tagflow::http::auth::Access::default().with_hosts(&["tagflow.example.org".into()]);
+    let app = common::app::spawn_app_with(config).await;
+    let client = reqwest::Client::new();
+    let get =
+        |host: &'static str| client.get(format!("{}/vertices/count", app.addr)).header("host", host).send();
+    let r = get("rebound.evil.example").await.unwrap();
+    assert_eq!(r.status(), 421);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unknown_host");
+    assert_eq!(get("tagflow.example.org").await.unwrap().status(), 200);
+    assert_eq!(get("Tagflow.Example.org:443").await.unwrap().status(), 200);
+    // The machine itself (health checks, local use) is always answered.
+    assert_eq!(app.get("/vertices/count").await.0, 200);
+    app.stop().await;
+}

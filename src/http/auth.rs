@@ -25,11 +25,19 @@ pub const ENV_READ_TOKEN: &str = "TAGFLOW_READ_TOKEN";
 pub struct Access {
     write: Vec<String>,
     read: Vec<String>,
+    /// `--public-host`: the names a request's `Host` may give (lowercase, no port); empty: any.
+    hosts: Vec<String>,
 }
 
 impl std::fmt::Debug for Access {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Access {{ write tokens: {}, read tokens: {} }}", self.write.len(), self.read.len())
+        write!(
+            f,
+            "Access {{ write tokens: {}, read tokens: {}, hosts: {:?} }}",
+            self.write.len(),
+            self.read.len(),
+            self.hosts
+        )
     }
 }
 
@@ -48,7 +56,41 @@ impl Access {
 
     /// Tokens from comma lists (for tests and the environment).
     pub fn new(write: Option<String>, read: Option<String>) -> Access {
-        Access { write: tokens(write), read: tokens(read) }
+        Access { write: tokens(write), read: tokens(read), hosts: Vec::new() }
+    }
+
+    /// Answers only requests whose `Host` names one of `hosts` (or this machine).
+    pub fn with_hosts(mut self, hosts: &[String]) -> Access {
+        self.hosts = hosts.iter().map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect();
+        self
+    }
+
+    /// Whether a request's `Host` header names this service.
+    ///
+    /// # Errors
+    /// [`ApiError::UnknownHost`] when `--public-host` is set and the header names another host.
+    pub fn check_host(&self, host: Option<&[u8]>) -> Result<(), ApiError> {
+        if self.hosts.is_empty() {
+            return Ok(());
+        }
+        let name = host.and_then(|h| std::str::from_utf8(h).ok()).map(|h| {
+            let h = h.trim().to_ascii_lowercase();
+            // Drop a port: after the last ':' unless inside an IPv6 literal's brackets.
+            match h.rfind(':') {
+                Some(i) if !h[i..].contains(']') && (!h.starts_with('[') || h[..i].ends_with(']')) => {
+                    h[..i].to_string()
+                }
+                _ => h,
+            }
+        });
+        match name {
+            Some(n)
+                if ["localhost", "127.0.0.1", "[::1]"].contains(&n.as_str()) || self.hosts.contains(&n) =>
+            {
+                Ok(())
+            }
+            _ => Err(ApiError::UnknownHost(self.hosts.join(", "))),
+        }
     }
 
     /// Whether remote writes are possible (a write token is set).
@@ -150,13 +192,11 @@ pub async fn guard(
             req.headers().get(actix_web::http::header::CONTENT_LENGTH).is_some_and(|l| l.as_bytes() != b"0")
                 || req.headers().contains_key(actix_web::http::header::TRANSFER_ENCODING);
         let content_type = req.headers().get(actix_web::http::header::CONTENT_TYPE).map(|c| c.as_bytes());
-        let checked = access.check(req.method(), req.path(), peer, auth).and_then(|()| {
-            if read {
-                Ok(())
-            } else {
-                check_body(req.path(), has_body, content_type)
-            }
-        });
+        let host = req.headers().get(actix_web::http::header::HOST).map(|h| h.as_bytes());
+        let checked = access
+            .check_host(host)
+            .and_then(|()| access.check(req.method(), req.path(), peer, auth))
+            .and_then(|()| if read { Ok(()) } else { check_body(req.path(), has_body, content_type) });
         if let Err(e) = checked {
             let response = actix_web::ResponseError::error_response(&e);
             return Ok(req.into_response(response).map_into_right_body());
@@ -168,6 +208,28 @@ pub async fn guard(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn with_public_hosts_set_only_those_and_this_machine_are_answered() {
+        let any = Access::default();
+        assert!(any.check_host(Some(b"evil.example")).is_ok());
+        let set = Access::default().with_hosts(&["Tagflow.Example.org ".into(), "10.0.0.5".into()]);
+        for ok in [
+            "tagflow.example.org",
+            "TAGFLOW.example.org:443",
+            "10.0.0.5:8080",
+            "localhost:8080",
+            "127.0.0.1",
+            "[::1]:80",
+            "[::1]",
+        ] {
+            assert!(set.check_host(Some(ok.as_bytes())).is_ok(), "{ok}");
+        }
+        for bad in ["evil.example", "tagflow.example.org.evil.example", "10.0.0.6", "[::2]:80", ""] {
+            assert_eq!(set.check_host(Some(bad.as_bytes())).unwrap_err().code(), "unknown_host", "{bad}");
+        }
+        assert!(set.check_host(None).is_err());
+    }
 
     #[test]
     fn write_bodies_must_be_json_so_that_a_cross_site_form_cannot_write() {

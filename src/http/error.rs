@@ -41,6 +41,8 @@ pub enum ApiError {
     Unauthorized(String),
     /// A write's body is not declared as JSON: what is accepted.
     UnsupportedMediaType(String),
+    /// The request's `Host` is not one of `--public-host` (the names it accepts).
+    UnknownHost(String),
     RouteNotFound(String),
     MethodNotAllowed(String),
     /// The store could not write or is shutting down; the client may retry.
@@ -68,6 +70,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::UnknownHost(_) => "unknown_host",
             ApiError::RouteNotFound(_) => "route_not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Unavailable(_) => "store_unavailable",
@@ -99,6 +102,7 @@ impl fmt::Display for ApiError {
             ApiError::PayloadTooLarge(limit) => write!(f, "request body larger than {limit} bytes"),
             ApiError::Unauthorized(m) => write!(f, "{m}"),
             ApiError::UnsupportedMediaType(m) => write!(f, "unsupported content type: {m}"),
+            ApiError::UnknownHost(hosts) => write!(f, "this service answers to {hosts} only"),
             ApiError::RouteNotFound(p) => write!(f, "no route {p}"),
             ApiError::MethodNotAllowed(m) => write!(f, "method {m} is not allowed on this route"),
             ApiError::Unavailable(_) => write!(f, "the store is unavailable; retry later"),
@@ -126,6 +130,7 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
