@@ -211,9 +211,9 @@ impl HttpSink {
             client,
             runtime,
             body: Vec::with_capacity(HTTP_BODY_BYTES),
-            token: std::env::var(crate::http::auth::ENV_API_TOKEN)
-                .ok()
-                .and_then(|l| l.split(',').map(str::trim).find(|t| !t.is_empty()).map(String::from)),
+            token: crate::http::auth::tokens(std::env::var(crate::http::auth::ENV_API_TOKEN).ok())
+                .into_iter()
+                .next(),
         })
     }
 

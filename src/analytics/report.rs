@@ -324,14 +324,11 @@ async fn community_index(
     pr: &Answer,
 ) -> Result<Arc<CommunityIndex>> {
     let ranked = Arc::ptr_eq(&pr.network, &c.network);
-    let (net, output, pr_output) = (c.network.clone(), c.output.clone(), pr.output.clone());
+    let (c2, pr2) = (c.clone(), pr.clone());
     let compute = move || {
-        let Output::Communities(found) = &*output else {
+        let (net, ranks) = (&c2.network, ranks_on(&c2, &pr2));
+        let Output::Communities(found) = &*c2.output else {
             return CommunityIndex { members: Vec::new(), inner: Vec::new() };
-        };
-        let ranks = match &*pr_output {
-            Output::PageRank(p) if ranked => &p.scores[..],
-            _ => &[],
         };
         // Weight inside each community (each directed edge once).
         let of = &found.partition.of;
@@ -353,15 +350,25 @@ async fn community_index(
     }
 }
 
-/// Communities and PageRank on one snapshot (PageRank orders the members).
+/// Communities, PageRank (which orders the members) and the index of the communities' members.
 async fn ranked_communities(
     engine: &Arc<Engine>,
     sel: Selection,
     cp: &CommunityParams,
-) -> Result<(Answer, Answer)> {
+) -> Result<(Answer, Answer, Arc<CommunityIndex>)> {
     let c = run(engine, cp.task(), sel).await?;
     let pr = run(engine, Task::pagerank(0.85), sel).await?;
-    Ok((c, pr))
+    let index = community_index(engine, sel, cp, &c, &pr).await?;
+    Ok((c, pr, index))
+}
+
+/// PageRank's scores if computed on the communities' snapshot (otherwise none: they would not match).
+fn ranks_on<'a>(c: &Answer, pr: &'a Answer) -> &'a [f64] {
+    if Arc::ptr_eq(&pr.network, &c.network) {
+        pagerank_of(pr)
+    } else {
+        &[]
+    }
 }
 
 /// The communities, largest first, each with its size, inner weight and `top` leaders by PageRank.
@@ -372,13 +379,12 @@ pub async fn communities(
     limit: usize,
     top: usize,
 ) -> Result<Value> {
-    let (c, pr) = ranked_communities(engine, sel, cp).await?;
+    let (c, pr, index) = ranked_communities(engine, sel, cp).await?;
     let Output::Communities(found) = &*c.output else {
         return Err(ReportError::Failed("communities".into()));
     };
     let net = &c.network;
-    let ranks = if Arc::ptr_eq(&pr.network, net) { pagerank_of(&pr) } else { &[] };
-    let index = community_index(engine, sel, cp, &c, &pr).await?;
+    let ranks = ranks_on(&c, &pr);
     let (members, inner) = (&index.members, &index.inner);
     let leaders: Vec<usize> = members.iter().take(limit).flat_map(|m| m.iter().take(top).copied()).collect();
     let mut refs = profiles(engine, net, &leaders).into_iter();
@@ -415,9 +421,8 @@ pub async fn community_members(
     limit: usize,
     offset: usize,
 ) -> Result<Value> {
-    let (c, pr) = ranked_communities(engine, sel, cp).await?;
-    let ranks = if Arc::ptr_eq(&pr.network, &c.network) { pagerank_of(&pr) } else { &[] };
-    let index = community_index(engine, sel, cp, &c, &pr).await?;
+    let (c, pr, index) = ranked_communities(engine, sel, cp).await?;
+    let ranks = ranks_on(&c, &pr);
     let m = index.members.get(id as usize).ok_or(ReportError::CommunityNotFound(id))?;
     let page: Vec<usize> = m.iter().skip(offset).take(limit).copied().collect();
     let refs = profiles(engine, &c.network, &page);

@@ -41,7 +41,8 @@ impl std::fmt::Debug for Access {
     }
 }
 
-fn tokens(list: Option<String>) -> Vec<String> {
+/// The tokens of a comma list, trimmed, empty ones dropped.
+pub(crate) fn tokens(list: Option<String>) -> Vec<String> {
     list.into_iter()
         .flat_map(|l| l.split(',').map(str::trim).map(String::from).collect::<Vec<_>>())
         .filter(|t| !t.is_empty())
@@ -114,7 +115,7 @@ impl Access {
         peer: Option<IpAddr>,
         authorization: Option<&[u8]>,
     ) -> Result<(), ApiError> {
-        let read = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+        let read = is_read(method);
         let presented = authorization.and_then(|h| h.strip_prefix(b"Bearer ")).map(<[u8]>::trim_ascii);
         let matches = |list: &[String]| {
             // Every token is compared, whatever matched before: the time says nothing of which.
@@ -152,6 +153,11 @@ impl Access {
     }
 }
 
+/// Reads change nothing: GET, HEAD and OPTIONS.
+fn is_read(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
 /// Whether a write's body may be read: none, or one declared as JSON (NDJSON too for `/ingest`).
 ///
 /// # Errors
@@ -187,7 +193,7 @@ pub async fn guard(
     if let Some(access) = access {
         let auth = req.headers().get(actix_web::http::header::AUTHORIZATION).map(|h| h.as_bytes());
         let peer = req.peer_addr().map(|a| a.ip());
-        let read = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+        let read = is_read(req.method());
         let has_body =
             req.headers().get(actix_web::http::header::CONTENT_LENGTH).is_some_and(|l| l.as_bytes() != b"0")
                 || req.headers().contains_key(actix_web::http::header::TRANSFER_ENCODING);
