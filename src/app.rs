@@ -6,7 +6,7 @@ use crate::http::{self, AppState};
 use crate::ingest::status::Registry;
 use crate::store::{self, LoadReport, StoreHandle, Writer};
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::{middleware, App, HttpServer};
+use actix_web::{middleware, App};
 use anyhow::Context;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -104,6 +104,19 @@ impl Application {
         let sources = crate::ingest::start_sources(&config, &store, &registry, &cancel)?;
         let ingest = registry.register("ingest");
         ingest.set_state(crate::ingest::status::SourceState::Streaming);
+        let limits = http::server::Limits {
+            max_connections: config
+                .max_connections
+                .unwrap_or_else(http::server::Limits::default_max_connections),
+            request_timeout: config.request_timeout,
+            keep_alive: config.keep_alive,
+            body_timeout: config.body_timeout,
+            workers: config
+                .workers
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            shutdown_timeout: Duration::from_secs(config.shutdown_timeout),
+        };
+        let connections = http::server::Connections::new(limits.max_connections);
         let state = AppState {
             store: store.clone(),
             sources: registry,
@@ -113,6 +126,9 @@ impl Application {
             analytics: crate::analytics::engine::Engine::new(store.graph().clone(), config.analytics_threads)
                 .context("cannot start the analytics threads")?,
             access: Arc::new(config.access.clone()),
+            connections: connections.clone(),
+            rates: Arc::new(http::gate::Rates::new(config.rates)),
+            body_timeout: config.body_timeout,
         };
         if config.access.remote_writes() {
             log::info!("http: writes need a bearer token ({})", http::auth::ENV_API_TOKEN);
@@ -126,20 +142,18 @@ impl Application {
         if config.access.private_reads() {
             log::info!("http: reads need a bearer token ({})", http::auth::ENV_READ_TOKEN);
         }
-        let mut server = HttpServer::new(move || {
+        log::info!(
+            "http: at most {} connections ({} kept for /status)",
+            connections.cap(),
+            connections.reserve()
+        );
+        let server = http::server::serve(listener, &limits, connections, move || {
             App::new()
-                .wrap(middleware::from_fn(http::auth::guard))
+                .wrap(middleware::from_fn(http::gate::guard))
                 .wrap(http::security_headers())
                 .wrap(middleware::Logger::new("%a \"%r\" %s %b %Dms").exclude("/status"))
                 .configure(|cfg| http::configure(cfg, state.clone()))
-        })
-        // Signals are ours: SIGTERM must also stop the sources and flush the store (see run).
-        .disable_signals()
-        .shutdown_timeout(config.shutdown_timeout);
-        if let Some(w) = config.workers {
-            server = server.workers(w.max(1));
-        }
-        let server = server.listen(listener)?.run();
+        })?;
         log::info!("http: listening on {}:{port}", config.host);
         Ok(Application { port, server, store, writer, sources, cancel, load })
     }

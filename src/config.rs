@@ -6,6 +6,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Watches a hashtag on X, Mastodon and Bluesky and serves the live graph of who interacts with whom.
 #[derive(Debug, Parser)]
@@ -90,6 +91,31 @@ pub struct ServeArgs {
     /// Seconds to finish in-flight requests after SIGTERM before closing them.
     #[arg(long, env = "TAGFLOW_SHUTDOWN_TIMEOUT", default_value_t = 10)]
     pub shutdown_timeout: u64,
+    /// Open connections at most (default: the file limit, raised to its maximum, less 256). Past it a
+    /// client gets 503 at once; the last few under it answer only /status.
+    #[arg(long, env = "TAGFLOW_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(2..))]
+    pub max_connections: Option<u64>,
+    /// Seconds a request's head may take to arrive (408 after).
+    #[arg(long, env = "TAGFLOW_REQUEST_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub request_timeout: u64,
+    /// Seconds a request's body may take to arrive (408 after).
+    #[arg(long, env = "TAGFLOW_BODY_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub body_timeout: u64,
+    /// Seconds an idle kept-alive connection stays open.
+    #[arg(long, env = "TAGFLOW_KEEP_ALIVE", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub keep_alive: u64,
+    /// Writes one client may make per second (bursts of ten seconds' worth); 0: unlimited.
+    #[arg(long, env = "TAGFLOW_RATE_LIMIT_WRITES", default_value_t = 50)]
+    pub rate_limit_writes: u32,
+    /// Expensive reads (analyses, paths, /graph, ego networks, a user's edges) one client may make
+    /// per second (bursts of ten seconds' worth); 0: unlimited.
+    #[arg(long, env = "TAGFLOW_RATE_LIMIT_READS", default_value_t = 5)]
+    pub rate_limit_reads: u32,
+    /// The service is behind a proxy (Heroku's router, nginx) that appends the client's address to
+    /// X-Forwarded-For: rate limits count that address. Without a proxy the header is the client's
+    /// own say and is ignored.
+    #[arg(long, env = "TAGFLOW_TRUST_PROXY")]
+    pub trust_proxy: bool,
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "TAGFLOW_WORKERS")]
     pub workers: Option<usize>,
@@ -294,6 +320,12 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub shutdown_timeout: u64,
     pub workers: Option<usize>,
+    pub rates: crate::http::gate::RateSettings,
+    /// `None`: derived from the file limit when the server starts.
+    pub max_connections: Option<usize>,
+    pub request_timeout: Duration,
+    pub body_timeout: Duration,
+    pub keep_alive: Duration,
     pub analytics_threads: usize,
     pub x: XSettings,
     pub mastodon: MastodonSettings,
@@ -444,6 +476,15 @@ impl Config {
             max_body_bytes: args.max_body_kb.saturating_mul(1024).max(1024),
             shutdown_timeout: args.shutdown_timeout,
             workers: args.workers,
+            rates: crate::http::gate::RateSettings {
+                writes: std::num::NonZeroU32::new(args.rate_limit_writes),
+                expensive_reads: std::num::NonZeroU32::new(args.rate_limit_reads),
+                trust_proxy: args.trust_proxy,
+            },
+            max_connections: args.max_connections.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            request_timeout: Duration::from_secs(args.request_timeout),
+            body_timeout: Duration::from_secs(args.body_timeout),
+            keep_alive: Duration::from_secs(args.keep_alive),
             analytics_threads: args.analytics_threads.map_or_else(default_analytics_threads, usize::from),
             x,
             mastodon,
@@ -470,6 +511,8 @@ impl Config {
         let mut config = Config::from_args(serve).expect("test configuration is valid");
         // Open, whatever tokens the developer's environment holds; tests that need tokens set them.
         config.access = crate::http::auth::Access::default();
+        // Unlimited: tests write as fast as they can; the test of the limits sets them.
+        config.rates = crate::http::gate::RateSettings::default();
         config
     }
 

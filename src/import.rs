@@ -25,6 +25,9 @@ use std::time::Instant;
 /// flushing the previous one.
 const IN_FLIGHT: usize = 4;
 
+/// Tries of one body with `--url` when the service answers 429 or 503 with `Retry-After`.
+const MAX_ATTEMPTS: u32 = 10;
+
 /// Size of one `POST /ingest` body with `--url`.
 const HTTP_BODY_BYTES: usize = 2 << 20;
 
@@ -232,18 +235,41 @@ impl HttpSink {
         }
         let body = std::mem::replace(&mut self.body, Vec::with_capacity(HTTP_BODY_BYTES));
         let (client, url) = (&self.client, &self.url);
+        let body = actix_web::web::Bytes::from(body);
         let answer: IngestAnswer = self.runtime.block_on(async {
-            let mut request = client.post(url).header("content-type", "application/x-ndjson").body(body);
-            if let Some(token) = &self.token {
-                request = request.bearer_auth(token);
+            // A service over its rate says when to come back: wait that long (a few times at most).
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let mut request =
+                    client.post(url).header("content-type", "application/x-ndjson").body(body.clone());
+                if let Some(token) = &self.token {
+                    request = request.bearer_auth(token);
+                }
+                let resp = request.send().await.with_context(|| format!("POST {url}"))?;
+                let status = resp.status();
+                let retry_after = resp
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                    .filter(|_| matches!(status.as_u16(), 429 | 503) && attempt < MAX_ATTEMPTS);
+                if let Some(secs) = retry_after {
+                    log::info!("import: {url} answered {status}; retrying in {secs} s");
+                    tokio::time::sleep(std::time::Duration::from_secs(secs.clamp(1, 60))).await;
+                    continue;
+                }
+                if !status.is_success() {
+                    let text = resp.text().await.unwrap_or_default();
+                    anyhow::bail!(
+                        "POST {url} answered {status}: {}",
+                        text.chars().take(300).collect::<String>()
+                    );
+                }
+                return resp
+                    .json::<IngestAnswer>()
+                    .await
+                    .with_context(|| format!("reading the answer of POST {url}"));
             }
-            let resp = request.send().await.with_context(|| format!("POST {url}"))?;
-            let status = resp.status();
-            if !status.is_success() {
-                let text = resp.text().await.unwrap_or_default();
-                anyhow::bail!("POST {url} answered {status}: {}", text.chars().take(300).collect::<String>());
-            }
-            resp.json::<IngestAnswer>().await.with_context(|| format!("reading the answer of POST {url}"))
         })?;
         let t = &mut report.tally;
         t.posts += answer.accepted;

@@ -7,12 +7,11 @@
 //! A write with a body must say it is JSON (`application/json`, or NDJSON for `/ingest`): the
 //! content types a cross-site form can send without asking (form, multipart, `text/plain`) are
 //! refused, so a web page the operator visits cannot write through the operator's browser.
+//!
+//! [`super::gate`] applies these checks to every request.
 
 use super::error::ApiError;
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
-use actix_web::middleware::Next;
 use std::net::IpAddr;
 use subtle::ConstantTimeEq;
 
@@ -154,7 +153,7 @@ impl Access {
 }
 
 /// Reads change nothing: GET, HEAD and OPTIONS.
-fn is_read(method: &Method) -> bool {
+pub(crate) fn is_read(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
@@ -182,33 +181,6 @@ pub fn check_body(path: &str, has_body: bool, content_type: Option<&[u8]>) -> Re
     } else {
         "send the body as application/json".into()
     }))
-}
-
-/// The middleware: refuses what [`Access::check`] and [`check_body`] refuse, before any handler runs.
-pub async fn guard(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody>>, actix_web::Error> {
-    let access = req.app_data::<actix_web::web::Data<super::AppState>>().map(|s| s.access.clone());
-    if let Some(access) = access {
-        let auth = req.headers().get(actix_web::http::header::AUTHORIZATION).map(|h| h.as_bytes());
-        let peer = req.peer_addr().map(|a| a.ip());
-        let read = is_read(req.method());
-        let has_body =
-            req.headers().get(actix_web::http::header::CONTENT_LENGTH).is_some_and(|l| l.as_bytes() != b"0")
-                || req.headers().contains_key(actix_web::http::header::TRANSFER_ENCODING);
-        let content_type = req.headers().get(actix_web::http::header::CONTENT_TYPE).map(|c| c.as_bytes());
-        let host = req.headers().get(actix_web::http::header::HOST).map(|h| h.as_bytes());
-        let checked = access
-            .check_host(host)
-            .and_then(|()| access.check(req.method(), req.path(), peer, auth))
-            .and_then(|()| if read { Ok(()) } else { check_body(req.path(), has_body, content_type) });
-        if let Err(e) = checked {
-            let response = actix_web::ResponseError::error_response(&e);
-            return Ok(req.into_response(response).map_into_right_body());
-        }
-    }
-    next.call(req).await.map(ServiceResponse::map_into_left_body)
 }
 
 #[cfg(test)]

@@ -32,6 +32,8 @@ pub enum ApiError {
         reason: String,
     },
     InvalidJson(String),
+    /// A gzip or deflate body that does not inflate.
+    InvalidEncoding(String),
     InvalidQuery(String),
     InvalidPath(String),
     InvalidCursor,
@@ -45,6 +47,18 @@ pub enum ApiError {
     UnknownHost(String),
     RouteNotFound(String),
     MethodNotAllowed(String),
+    /// The request is not HTTP/1.1 that can be parsed (written by the connection layer).
+    BadRequest,
+    /// The request's head or body did not arrive in time.
+    RequestTimeout,
+    /// The request's head is larger than the server reads.
+    HeadersTooLarge,
+    /// Too many requests from this client: seconds until one is accepted again.
+    RateLimited {
+        retry_after: u64,
+    },
+    /// Too many open connections: this one only answers the health check.
+    Overloaded,
     /// The store could not write or is shutting down; the client may retry.
     Unavailable(String),
     /// A bug or an unexpected failure: the client sees a generic message, the log the cause.
@@ -63,6 +77,7 @@ impl ApiError {
             ApiError::SelfLoop(_) => "self_loop",
             ApiError::InvalidUser { .. } => "invalid_user",
             ApiError::InvalidJson(_) => "invalid_json",
+            ApiError::InvalidEncoding(_) => "invalid_encoding",
             ApiError::InvalidQuery(_) => "invalid_query",
             ApiError::InvalidPath(_) => "invalid_path",
             ApiError::InvalidCursor => "invalid_cursor",
@@ -73,6 +88,11 @@ impl ApiError {
             ApiError::UnknownHost(_) => "unknown_host",
             ApiError::RouteNotFound(_) => "route_not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::BadRequest => "bad_request",
+            ApiError::RequestTimeout => "request_timeout",
+            ApiError::HeadersTooLarge => "headers_too_large",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Overloaded => "overloaded",
             ApiError::Unavailable(_) => "store_unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -93,6 +113,7 @@ impl fmt::Display for ApiError {
             ApiError::SelfLoop(u) => write!(f, "a user cannot interact with itself ({u:?})"),
             ApiError::InvalidUser { key, reason } => write!(f, "invalid user {key:?}: {reason}"),
             ApiError::InvalidJson(m) => write!(f, "invalid JSON body: {m}"),
+            ApiError::InvalidEncoding(m) => write!(f, "the body does not inflate: {m}"),
             ApiError::InvalidQuery(m) => write!(f, "invalid query string: {m}"),
             ApiError::InvalidPath(m) => write!(f, "invalid path: {m}"),
             ApiError::InvalidCursor => write!(f, "cursor is not one this API returned"),
@@ -105,6 +126,18 @@ impl fmt::Display for ApiError {
             ApiError::UnknownHost(hosts) => write!(f, "this service answers to {hosts} only"),
             ApiError::RouteNotFound(p) => write!(f, "no route {p}"),
             ApiError::MethodNotAllowed(m) => write!(f, "method {m} is not allowed on this route"),
+            ApiError::BadRequest => write!(f, "the request is not valid HTTP/1.1"),
+            ApiError::RequestTimeout => write!(f, "the request did not arrive in time"),
+            ApiError::HeadersTooLarge => write!(f, "the request's head is too large"),
+            ApiError::RateLimited { retry_after } => {
+                write!(f, "too many requests from this client; retry in {retry_after} s")
+            }
+            ApiError::Overloaded => {
+                write!(
+                    f,
+                    "the server holds too many connections; retry later (the health check still answers)"
+                )
+            }
             ApiError::Unavailable(_) => write!(f, "the store is unavailable; retry later"),
             ApiError::Internal(_) => write!(f, "internal error"),
         }
@@ -123,10 +156,16 @@ impl ResponseError for ApiError {
             ApiError::SelfLoop(_)
             | ApiError::InvalidUser { .. }
             | ApiError::InvalidJson(_)
+            | ApiError::InvalidEncoding(_)
             | ApiError::InvalidQuery(_)
             | ApiError::InvalidPath(_)
             | ApiError::InvalidCursor
-            | ApiError::InvalidKind(_) => StatusCode::BAD_REQUEST,
+            | ApiError::InvalidKind(_)
+            | ApiError::BadRequest => StatusCode::BAD_REQUEST,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -144,15 +183,32 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
+        let mut response = HttpResponse::build(self.status_code());
+        match self {
+            ApiError::Unauthorized(_) => {
+                response.insert_header(("WWW-Authenticate", "Bearer realm=\"tagflow\""));
+            }
+            ApiError::RateLimited { retry_after } => {
+                response.insert_header(("Retry-After", retry_after.to_string()));
+            }
+            ApiError::Overloaded => {
+                response.insert_header(("Retry-After", "1"));
+                response.force_close();
+            }
+            _ => {}
+        }
+        response.json(self.body())
+    }
+}
+
+impl ApiError {
+    /// The JSON body of this error: `{"error":{"code":...,"message":...}}`.
+    pub fn body(&self) -> serde_json::Value {
         let mut error = json!({ "code": self.code(), "message": self.to_string() });
         if let ApiError::AmbiguousHandle { keys, .. } = self {
             error["matches"] = json!(keys);
         }
-        let mut response = HttpResponse::build(self.status_code());
-        if let ApiError::Unauthorized(_) = self {
-            response.insert_header(("WWW-Authenticate", "Bearer realm=\"tagflow\""));
-        }
-        response.json(json!({ "error": error }))
+        json!({ "error": error })
     }
 }
 
@@ -197,15 +253,5 @@ impl From<StoreError> for ApiError {
             StoreError::Closed => ApiError::Unavailable(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
-    }
-}
-
-/// Maps actix's JSON extractor errors (bad syntax, wrong types, oversize bodies).
-pub fn json_error(err: actix_web::error::JsonPayloadError, limit: usize) -> ApiError {
-    use actix_web::error::JsonPayloadError as E;
-    match err {
-        E::OverflowKnownLength { .. } | E::Overflow { .. } => ApiError::PayloadTooLarge(limit),
-        E::Deserialize(e) => ApiError::InvalidJson(e.to_string()),
-        other => ApiError::InvalidJson(other.to_string()),
     }
 }

@@ -41,6 +41,12 @@ pub async fn status(state: web::Data<AppState>) -> HttpResponse {
         "sources": state.sources.reports(),
         "analytics": { "runs": state.analytics.runs(), "held_snapshots": state.analytics.held_networks() },
         "timeline": { "interactions": timeline.0, "bytes": timeline.1 },
+        "http": {
+            "connections": state.connections.open(),
+            "max_connections": state.connections.cap(),
+            "connections_refused": state.connections.refused(),
+            "rate_limited": state.rates.limited(),
+        },
         "ui": "/ui",
     }))
 }
@@ -161,8 +167,8 @@ pub struct NewUser {
     name: Option<String>,
 }
 
-pub async fn add_user(state: web::Data<AppState>, body: web::Json<NewUser>) -> Result<HttpResponse> {
-    let NewUser { id, handle, name } = body.into_inner();
+pub async fn add_user(state: web::Data<AppState>, body: super::body::Json<NewUser>) -> Result<HttpResponse> {
+    let NewUser { id, handle, name } = body.0;
     create_user(&state, id, handle.map(|h| h.trim_start_matches('@').to_string()), name).await
 }
 
@@ -244,8 +250,8 @@ pub struct NewEdge {
     kind: Option<String>,
 }
 
-pub async fn add_edge(state: web::Data<AppState>, body: web::Json<NewEdge>) -> Result<HttpResponse> {
-    let NewEdge { from, to, kind } = body.into_inner();
+pub async fn add_edge(state: web::Data<AppState>, body: super::body::Json<NewEdge>) -> Result<HttpResponse> {
+    let NewEdge { from, to, kind } = body.0;
     record_interaction(&state, &from, &to, kind.as_deref()).await
 }
 
@@ -435,9 +441,9 @@ pub struct IngestParams {
 pub async fn ingest(
     state: web::Data<AppState>,
     q: web::Query<IngestParams>,
-    mut payload: web::Payload,
+    req: HttpRequest,
+    payload: web::Payload,
 ) -> Result<HttpResponse> {
-    use futures_util::StreamExt;
     let format = match q.format.as_deref() {
         None => None,
         Some(f) => crate::config::ImportFormat::parse(f)
@@ -449,14 +455,7 @@ pub async fn ingest(
             })?
             .into_format(),
     };
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::InvalidJson(format!("body: {e}")))?;
-        if body.len() + chunk.len() > state.max_body {
-            return Err(ApiError::PayloadTooLarge(state.max_body));
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = super::body::read(&state, &req, &mut payload.into_inner()).await?;
     // Decoding a large body is CPU work: keep it off the async workers.
     let collected = web::block(move || crate::ingest::Collected::ndjson(&body, format))
         .await

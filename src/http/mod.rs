@@ -5,8 +5,11 @@
 
 mod analytics;
 pub mod auth;
+mod body;
 pub mod error;
+pub mod gate;
 mod handlers;
+pub mod server;
 
 use crate::ingest::status::{Registry, SourceStatus};
 use crate::store::StoreHandle;
@@ -28,17 +31,22 @@ pub struct AppState {
     pub analytics: Arc<crate::analytics::engine::Engine>,
     /// Who may write and read.
     pub access: Arc<auth::Access>,
+    /// The open connections (see [`server`]).
+    pub connections: Arc<server::Connections>,
+    /// Per-client request rates.
+    pub rates: Arc<gate::Rates>,
+    /// A request's body must arrive within this.
+    pub body_timeout: std::time::Duration,
 }
 
-/// The route table. The seed project's documented routes are served at their original paths beside
-/// the canonical ones, with the same meaning.
 /// Headers on every response, errors included: no MIME sniffing, no referrer leaked to other sites,
 /// never framed (the page's CSP says `frame-ancestors 'none'` too).
+pub(crate) const SECURITY_HEADERS: [(&str, &str); 3] =
+    [("x-content-type-options", "nosniff"), ("referrer-policy", "no-referrer"), ("x-frame-options", "DENY")];
+
+/// The middleware that puts [`SECURITY_HEADERS`] on every response.
 pub fn security_headers() -> actix_web::middleware::DefaultHeaders {
-    actix_web::middleware::DefaultHeaders::new()
-        .add(("X-Content-Type-Options", "nosniff"))
-        .add(("Referrer-Policy", "no-referrer"))
-        .add(("X-Frame-Options", "DENY"))
+    SECURITY_HEADERS.iter().fold(actix_web::middleware::DefaultHeaders::new(), |h, &pair| h.add(pair))
 }
 
 /// A route for reads: GET, and HEAD (the same response without its body, which actix leaves out).
@@ -47,18 +55,12 @@ fn read() -> actix_web::Route {
     web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
 }
 
+/// The route table. The seed project's documented routes are served at their original paths beside
+/// the canonical ones, with the same meaning.
 pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
-    let limit = state.max_body;
     use handlers::*;
     use web::{delete, post, resource};
     cfg.app_data(web::Data::new(state))
-        .app_data(
-            web::JsonConfig::default()
-                .limit(limit)
-                .content_type_required(false)
-                .error_handler(move |err, _req| error::json_error(err, limit).into()),
-        )
-        .app_data(web::PayloadConfig::default().limit(limit))
         .app_data(
             web::QueryConfig::default()
                 .error_handler(|err, _req| ApiError::InvalidQuery(err.to_string()).into()),

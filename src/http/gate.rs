@@ -1,0 +1,224 @@
+//! The one middleware that refuses requests before any handler runs, cheapest check first: a
+//! connection in the reserve asks for something other than the health check (503), the `Host` is
+//! not ours (421), the token is missing (401), a write's body is not JSON (415), the client is over
+//! its rate (429, with `Retry-After`).
+//!
+//! Rates are per client and per class: writes, and expensive reads (analyses, paths, subgraphs,
+//! ego networks, a user's edges). The client is the connection's address, or with `--trust-proxy`
+//! the address the proxy in front (Heroku's router, nginx) appended last to `X-Forwarded-For`; an
+//! IPv6 client counts by its /64, the block one subscriber is given.
+
+use super::auth::{check_body, is_read};
+use super::error::ApiError;
+use super::server::ConnInfo;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::Next;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Requests per second allowed to one client, per class; `None`: unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateSettings {
+    pub writes: Option<NonZeroU32>,
+    pub expensive_reads: Option<NonZeroU32>,
+    /// Take the client from the last `X-Forwarded-For` entry.
+    pub trust_proxy: bool,
+}
+
+/// What a request costs, for rate limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Write,
+    ExpensiveRead,
+    Cheap,
+}
+
+fn class(read: bool, path: &str) -> Class {
+    if !read {
+        return Class::Write;
+    }
+    let expensive = path.starts_with("/analytics/")
+        || path == "/graph"
+        || path.starts_with("/find_path/")
+        || path.starts_with("/vertices/find_path/")
+        || path.starts_with("/export")
+        || (path.starts_with("/vertices/") && (path.ends_with("/ego") || path.ends_with("/aristas")));
+    if expensive {
+        Class::ExpensiveRead
+    } else {
+        Class::Cheap
+    }
+}
+
+/// The per-client limiters.
+pub struct Rates {
+    settings: RateSettings,
+    writes: Option<DefaultKeyedRateLimiter<u128>>,
+    expensive: Option<DefaultKeyedRateLimiter<u128>>,
+    checks: AtomicU64,
+    limited: AtomicU64,
+}
+
+impl std::fmt::Debug for Rates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Rates {:?}", self.settings)
+    }
+}
+
+/// Forgotten clients are dropped from the limiters every this many checks.
+const SWEEP_EVERY: u64 = 1 << 14;
+
+impl Rates {
+    pub fn new(settings: RateSettings) -> Rates {
+        // A burst of ten seconds' worth: a client catching up (an import's batches, a page loading
+        // its panels) is not cut off, a client that keeps it up is.
+        let limiter = |rate: Option<NonZeroU32>| {
+            rate.map(|r| {
+                let burst = r.saturating_mul(NonZeroU32::new(10).expect("10 is not zero"));
+                DefaultKeyedRateLimiter::keyed(Quota::per_second(r).allow_burst(burst))
+            })
+        };
+        Rates {
+            settings,
+            writes: limiter(settings.writes),
+            expensive: limiter(settings.expensive_reads),
+            checks: AtomicU64::new(0),
+            limited: AtomicU64::new(0),
+        }
+    }
+
+    /// Requests refused with 429 so far.
+    pub fn limited(&self) -> u64 {
+        self.limited.load(Ordering::Relaxed)
+    }
+
+    /// The client a request counts against.
+    fn client(&self, peer: Option<IpAddr>, forwarded: Option<&[u8]>) -> u128 {
+        let proxied = self
+            .settings
+            .trust_proxy
+            .then(|| forwarded.and_then(|f| std::str::from_utf8(f).ok()))
+            .flatten()
+            .and_then(|f| f.rsplit(',').next())
+            .and_then(|last| last.trim().parse::<IpAddr>().ok());
+        match proxied.or(peer).map(|ip| ip.to_canonical()) {
+            Some(IpAddr::V4(v4)) => u128::from(u32::from(v4)),
+            // The /64, and a bit no IPv4 key has.
+            Some(IpAddr::V6(v6)) => (u128::from(v6) >> 64) | (1 << 127),
+            None => 0,
+        }
+    }
+
+    /// Whether a request of `class` from `client` is within its rate.
+    fn check(&self, class: Class, client: u128) -> Result<(), ApiError> {
+        let limiter = match class {
+            Class::Write => &self.writes,
+            Class::ExpensiveRead => &self.expensive,
+            Class::Cheap => return Ok(()),
+        };
+        let Some(limiter) = limiter else { return Ok(()) };
+        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            for l in [&self.writes, &self.expensive].into_iter().flatten() {
+                l.retain_recent();
+                l.shrink_to_fit();
+            }
+        }
+        limiter.check_key(&client).map_err(|not_until| {
+            self.limited.fetch_add(1, Ordering::Relaxed);
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            ApiError::RateLimited { retry_after: wait.as_secs() + u64::from(wait.subsec_nanos() > 0) }
+        })
+    }
+}
+
+/// The middleware (see the module docs).
+pub async fn guard(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    if let Err(e) = admit(&req) {
+        let response = actix_web::ResponseError::error_response(&e);
+        return Ok(req.into_response(response).map_into_right_body());
+    }
+    next.call(req).await.map(ServiceResponse::map_into_left_body)
+}
+
+fn admit(req: &ServiceRequest) -> Result<(), ApiError> {
+    let path = req.path();
+    let health = path == "/status" || path == "/";
+    if !health && req.conn_data::<ConnInfo>().is_some_and(|c| c.reserve) {
+        return Err(ApiError::Overloaded);
+    }
+    let Some(state) = req.app_data::<actix_web::web::Data<super::AppState>>() else { return Ok(()) };
+    let headers = req.headers();
+    let bytes = |name| headers.get(name).map(header::HeaderValue::as_bytes);
+    let read = is_read(req.method());
+    let peer = req.peer_addr().map(|a| a.ip());
+    state.access.check_host(bytes(header::HOST))?;
+    state.access.check(req.method(), path, peer, bytes(header::AUTHORIZATION))?;
+    if !read {
+        let has_body = bytes(header::CONTENT_LENGTH).is_some_and(|l| l != b"0")
+            || headers.contains_key(header::TRANSFER_ENCODING);
+        check_body(path, has_body, bytes(header::CONTENT_TYPE))?;
+    }
+    let client = state.rates.client(peer, bytes(header::X_FORWARDED_FOR));
+    state.rates.check(class(read, path), client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_classed_by_what_they_cost() {
+        assert_eq!(class(false, "/vertices/add/a"), Class::Write);
+        assert_eq!(class(true, "/vertices"), Class::Cheap);
+        assert_eq!(class(true, "/status"), Class::Cheap);
+        for p in
+            ["/analytics/users", "/graph", "/find_path/a/b", "/vertices/find_path/a/b", "/vertices/a/ego"]
+        {
+            assert_eq!(class(true, p), Class::ExpensiveRead, "{p}");
+        }
+        assert_eq!(class(true, "/vertices/a/aristas"), Class::ExpensiveRead);
+    }
+
+    #[test]
+    fn a_client_over_its_rate_is_told_when_to_come_back_and_others_are_not_held() {
+        let rates = Rates::new(RateSettings {
+            writes: NonZeroU32::new(1),
+            expensive_reads: None,
+            trust_proxy: false,
+        });
+        let a = rates.client(Some("203.0.113.7".parse().unwrap()), None);
+        let b = rates.client(Some("203.0.113.8".parse().unwrap()), None);
+        for _ in 0..10 {
+            rates.check(Class::Write, a).unwrap();
+        }
+        let err = rates.check(Class::Write, a).unwrap_err();
+        assert!(matches!(err, ApiError::RateLimited { retry_after: 1 }), "{err:?}");
+        rates.check(Class::Write, b).unwrap();
+        rates.check(Class::ExpensiveRead, a).unwrap();
+        rates.check(Class::Cheap, a).unwrap();
+        assert_eq!(rates.limited(), 1);
+    }
+
+    #[test]
+    fn the_client_is_the_proxy_s_last_entry_only_when_trusted_and_ipv6_counts_by_its_64() {
+        let peer = Some("10.0.0.1".parse().unwrap());
+        let xff = Some(&b"198.51.100.1, 203.0.113.9"[..]);
+        let direct = Rates::new(RateSettings::default());
+        assert_eq!(direct.client(peer, xff), direct.client(peer, None), "a spoofable header is ignored");
+        let proxied = Rates::new(RateSettings { trust_proxy: true, ..RateSettings::default() });
+        assert_eq!(proxied.client(peer, xff), proxied.client(Some("203.0.113.9".parse().unwrap()), None));
+        assert_eq!(proxied.client(peer, Some(b"garbage")), proxied.client(peer, None));
+        let v6 = |s: &str| direct.client(Some(s.parse().unwrap()), None);
+        assert_eq!(v6("2001:db8:1:2::1"), v6("2001:db8:1:2:ffff::9"));
+        assert_ne!(v6("2001:db8:1:2::1"), v6("2001:db8:1:3::1"));
+        assert_eq!(v6("::ffff:203.0.113.7"), direct.client(Some("203.0.113.7".parse().unwrap()), None));
+    }
+}
