@@ -128,6 +128,7 @@ impl Application {
             access: Arc::new(config.access.clone()),
             connections: connections.clone(),
             rates: Arc::new(http::gate::Rates::new(config.rates)),
+            metrics: Arc::new(http::metrics::Metrics::new(store.stats())),
             body_timeout: config.body_timeout,
         };
         if config.access.remote_writes() {
@@ -151,7 +152,8 @@ impl Application {
             App::new()
                 .wrap(middleware::from_fn(http::gate::guard))
                 .wrap(http::security_headers())
-                .wrap(middleware::Logger::new("%a \"%r\" %s %b %Dms").exclude("/status"))
+                .wrap(middleware::from_fn(http::metrics::record))
+                .wrap(middleware::Logger::new("%a \"%r\" %s %b %Dms").exclude("/status").exclude("/metrics"))
                 .configure(|cfg| http::configure(cfg, state.clone()))
         })?;
         log::info!("http: listening on {}:{port}", config.host);

@@ -8,14 +8,13 @@
 //! (self-loops, repeats, unresolvable targets, the automatic `RT @author` mention) itemised in the
 //! expected file.
 //!
-//! The tests skip (and say so) when the fixtures are absent. The throughput test is `#[ignore]`d:
-//! `cargo test --release --test decode_x -- --ignored --nocapture x_v2_decode_throughput`.
+//! The tests skip (and say so) when the fixtures are absent. Decoding speed is measured by the
+//! benchmark (`bench/run.sh`).
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use tagflow::graph::{Kind, Record};
@@ -426,53 +425,4 @@ fn sniff_recognises_the_recorded_jetstream_and_mastodon_frames() {
         let bytes = serde_json::to_vec(&frame).expect("serialises");
         assert_eq!(decode::sniff(&bytes), Some(Format::Mastodon), "{frame}");
     }
-}
-
-/// Decodes each page repeatedly for about a second and prints tweets/s and MB/s.
-#[test]
-#[ignore = "timing; run in release: cargo test --release --test decode_x -- --ignored --nocapture"]
-fn x_v2_decode_throughput() {
-    let Some(fixtures) = common::fixtures::fixtures("x_v2_decode_throughput") else {
-        return;
-    };
-    let mut report = Vec::new();
-    for name in ["x-v2/noflat.jsonl", "x-v2/brexit.jsonl", "x-v2/kpop.jsonl", "x-v1/search_2014.json"] {
-        let bytes = std::fs::read(fixtures.join(name)).expect("fixture");
-        let run = |bytes: &[u8]| -> usize {
-            let decoded = if name.starts_with("x-v1") { x_v1::decode(bytes) } else { x_v2::decode(bytes) };
-            decoded.map(|r| r.len()).unwrap_or(0)
-        };
-        let tweets_per_page = run(&bytes);
-        let (mut pages, start) = (0u64, Instant::now());
-        while start.elapsed() < Duration::from_secs(1) {
-            for _ in 0..10 {
-                std::hint::black_box(run(std::hint::black_box(&bytes)));
-            }
-            pages += 10;
-        }
-        let secs = start.elapsed().as_secs_f64();
-        report.push(format!(
-            "{name}: {tweets_per_page} tweets/page, {:.0} pages/s, {:.0} tweets/s, {:.0} MB/s",
-            pages as f64 / secs,
-            (pages * tweets_per_page as u64) as f64 / secs,
-            (pages * bytes.len() as u64) as f64 / secs / 1e6,
-        ));
-    }
-    // Stream lines one at a time, as the live source and the demo feed them.
-    let stream = std::fs::read(fixtures.join("x-v2/streaming_output.jsonl")).expect("fixture");
-    let lines: Vec<&[u8]> = stream.split(|&b| b == b'\n').filter(|l| !l.trim_ascii().is_empty()).collect();
-    let (mut n, start) = (0u64, Instant::now());
-    while start.elapsed() < Duration::from_secs(1) {
-        for line in &lines {
-            std::hint::black_box(x_v2::decode(std::hint::black_box(line)).map(|r| r.len()).unwrap_or(0));
-        }
-        n += lines.len() as u64;
-    }
-    let secs = start.elapsed().as_secs_f64();
-    report.push(format!(
-        "x-v2/streaming_output.jsonl: {:.0} lines/s, {:.0} MB/s",
-        n as f64 / secs,
-        (n as f64 / lines.len() as f64) * stream.len() as f64 / secs / 1e6
-    ));
-    eprintln!("{}", report.join("\n"));
 }

@@ -6,6 +6,8 @@
 //!
 //! Only loopback traffic; every wait is bounded; children are stopped by a drop guard on failure.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{Read, Write};
@@ -223,12 +225,15 @@ fn env_words<'a>(text: &'a str, prefix: &str) -> BTreeSet<&'a str> {
         .collect()
 }
 
-/// Environment variables the binary knows: those its help names (`[env: NAME=...]`) and those its sources
+/// Environment variables tagflow knows: those its help names (`[env: NAME=...]`) and those its sources
 /// read by name (the tokens are env-only, so they have no flag in the help).
 fn known_env_vars(help: &str) -> BTreeSet<String> {
     let mut known: BTreeSet<String> =
         help.split("[env: ").skip(1).filter_map(|s| s.split(['=', ']']).next()).map(str::to_owned).collect();
-    let mut stack = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
+    // The service's variables, and those of its tests and benchmark (TAGFLOW_FIXTURES), which the
+    // README may name too.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut stack = vec![root.join("src"), root.join("tests"), root.join("examples")];
     while let Some(dir) = stack.pop() {
         for entry in fs::read_dir(&dir).expect("read src/").flatten() {
             let path = entry.path();
@@ -512,7 +517,7 @@ fn procfile_web_process_under_honcho() {
             std::env::var_os("TAGFLOW_REQUIRE_HONCHO").is_none(),
             "TAGFLOW_REQUIRE_HONCHO is set but honcho is not on PATH (run .ci/deploy-checks)"
         );
-        eprintln!("SKIPPED procfile_web_process_under_honcho: honcho not found (pip install honcho)");
+        common::skip::skip("procfile_web_process_under_honcho", "honcho", "pip install honcho");
         return;
     };
     let app = tempfile::tempdir().expect("temp dir");

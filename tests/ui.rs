@@ -248,7 +248,7 @@ async fn browser_graph(app: &TestApp) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ui_draws_the_graph_and_fills_the_counters_in_a_real_browser() {
     let Some(bin) = on_path("chromium") else {
-        println!("SKIPPED: chromium is not on PATH (apt-get install -y chromium)");
+        common::skip::skip("the browser test of /ui", "chromium", "apt-get install -y chromium");
         return;
     };
     let tmp = tempfile::tempdir().unwrap();

@@ -14,6 +14,7 @@
 //! while analyses run, and a cached analytics answer over HTTP.
 
 mod analytics;
+mod micro;
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -42,16 +43,18 @@ struct Args {
     analytics: bool,
     samples: usize,
     ingest_secs: u64,
+    micro: bool,
 }
 
 const USAGE: &str = "usage: bench [--users N] [--interactions N] [--dir DIR] [--binary PATH] [--pairs N] \
-[--batch N] [--no-export] [--reuse] [--no-analytics] [--samples K] [--ingest-secs S]
+[--batch N] [--no-export] [--reuse] [--no-analytics] [--no-micro] [--samples K] [--ingest-secs S]
 
 Builds a graph with the demo generator through the durable write path and prints import rate,
 find_path latency (in-process and, with --binary, over HTTP), restart time and memory per edge,
 then the analytics figures (betweenness from K sampled sources, default 64; ingest measured for S
 seconds alone and S with analyses running, default 20).
---reuse skips the import when DIR already holds a graph (to measure queries again).";
+--reuse skips the import when DIR already holds a graph (to measure queries again).
+--no-micro leaves out the first figures: demo lines/s, the demo's workload, decoding the recorded pages.";
 
 fn args() -> Args {
     let mut a = Args {
@@ -66,6 +69,7 @@ fn args() -> Args {
         analytics: true,
         samples: 64,
         ingest_secs: 20,
+        micro: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -85,6 +89,7 @@ fn args() -> Args {
             "--no-export" => a.export = false,
             "--reuse" => a.reuse = true,
             "--no-analytics" => a.analytics = false,
+            "--no-micro" => a.micro = false,
             "--samples" => a.samples = val().parse().expect("--samples K"),
             "--ingest-secs" => a.ingest_secs = val().parse().expect("--ingest-secs S"),
             "-h" | "--help" => {
@@ -107,6 +112,9 @@ fn main() -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&a.dir);
     }
     println!("tagflow benchmark: users={} interactions>={} dir={}", a.users, a.interactions, a.dir.display());
+    if a.micro {
+        micro::run(a.users);
+    }
 
     // 1. Durable import through the real decoder and write path, in group commits.
     let (handle, writer, loaded) = store::open(&StoreConfig::new(&a.dir))?;

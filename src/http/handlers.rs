@@ -52,7 +52,7 @@ pub async fn status(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// This process's resident memory, from `/proc/self/status` (Linux); `None` elsewhere.
-fn resident_bytes() -> Option<u64> {
+pub(crate) fn resident_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().strip_suffix("kB")?;
     kib.trim().parse::<u64>().ok().map(|k| k * 1024)

@@ -9,6 +9,7 @@ mod body;
 pub mod error;
 pub mod gate;
 mod handlers;
+pub mod metrics;
 pub mod server;
 
 use crate::ingest::status::{Registry, SourceStatus};
@@ -33,6 +34,8 @@ pub struct AppState {
     pub access: Arc<auth::Access>,
     /// The open connections (see [`server`]).
     pub connections: Arc<server::Connections>,
+    /// What `/metrics` exports.
+    pub metrics: Arc<metrics::Metrics>,
     /// Per-client request rates.
     pub rates: Arc<gate::Rates>,
     /// A request's body must arrive within this.
@@ -71,6 +74,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         )
         .service(resource("/").route(read().to(status)).default_service(web::to(method_not_allowed)))
         .service(resource("/status").route(read().to(status)).default_service(web::to(method_not_allowed)))
+        .service(
+            resource("/metrics")
+                .route(read().to(metrics::metrics))
+                .default_service(web::to(method_not_allowed)),
+        )
         // Users. Fixed segments first, so that `count` is not taken for a user.
         .service(
             resource("/vertices")

@@ -28,6 +28,20 @@ pub enum SourceState {
     Stopped,
 }
 
+impl SourceState {
+    /// The state's name, as `/status` spells it.
+    pub fn label(&self) -> &'static str {
+        match self {
+            SourceState::Connecting => "connecting",
+            SourceState::Streaming => "streaming",
+            SourceState::BackingOff { .. } => "backing_off",
+            SourceState::Stalled => "stalled",
+            SourceState::Failed { .. } => "failed",
+            SourceState::Stopped => "stopped",
+        }
+    }
+}
+
 /// Counters and state of one source.
 #[derive(Debug)]
 pub struct SourceStatus {
@@ -137,6 +151,11 @@ impl Registry {
     }
 
     pub fn reports(&self) -> Vec<SourceReport> {
-        self.sources.lock().iter().map(|s| s.report()).collect()
+        self.all().iter().map(|s| s.report()).collect()
+    }
+
+    /// The sources themselves, for readers of their counters (`/metrics`).
+    pub fn all(&self) -> Vec<Arc<SourceStatus>> {
+        self.sources.lock().clone()
     }
 }

@@ -71,8 +71,8 @@ pub struct LoadReport {
     pub elapsed: Duration,
 }
 
-/// Counters of the write path.
-#[derive(Debug, Default)]
+/// Counters of the write path, and its histograms (exported by `/metrics`).
+#[derive(Debug)]
 pub struct WriteStats {
     pub commits: AtomicU64,
     pub mutations: AtomicU64,
@@ -83,6 +83,52 @@ pub struct WriteStats {
     pub flush_micros: AtomicU64,
     pub apply_micros: AtomicU64,
     pub checkpoints: AtomicU64,
+    /// Seconds per group commit, from staging to applied.
+    pub commit_seconds: prometheus::Histogram,
+    /// Mutations per group commit.
+    pub commit_mutations: prometheus::Histogram,
+    /// Seconds per flush (the fsync an acknowledgement waits for).
+    pub flush_seconds: prometheus::Histogram,
+    pub checkpoint_seconds: prometheus::Histogram,
+}
+
+impl Default for WriteStats {
+    fn default() -> WriteStats {
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            prometheus::Histogram::with_opts(prometheus::HistogramOpts::new(name, help).buckets(buckets))
+                .expect("a valid histogram")
+        };
+        let seconds = || prometheus::exponential_buckets(0.000_25, 2.0, 16).expect("valid buckets");
+        WriteStats {
+            commits: AtomicU64::default(),
+            mutations: AtomicU64::default(),
+            stage_micros: AtomicU64::default(),
+            write_micros: AtomicU64::default(),
+            flush_micros: AtomicU64::default(),
+            apply_micros: AtomicU64::default(),
+            checkpoints: AtomicU64::default(),
+            commit_seconds: histogram(
+                "tagflow_store_commit_duration_seconds",
+                "Seconds per group commit: staging, writing, flushing, applying to the graph",
+                seconds(),
+            ),
+            commit_mutations: histogram(
+                "tagflow_store_commit_mutations",
+                "Mutations per group commit",
+                prometheus::exponential_buckets(1.0, 4.0, 10).expect("valid buckets"),
+            ),
+            flush_seconds: histogram(
+                "tagflow_store_flush_duration_seconds",
+                "Seconds per flush to disk (fsync) before writes are acknowledged",
+                seconds(),
+            ),
+            checkpoint_seconds: histogram(
+                "tagflow_store_checkpoint_duration_seconds",
+                "Seconds per checkpoint (a new snapshot of the whole graph)",
+                prometheus::exponential_buckets(0.01, 2.0, 14).expect("valid buckets"),
+            ),
+        }
+    }
 }
 
 /// The outcomes of one submission, in order, or why the whole batch failed.
@@ -483,7 +529,10 @@ impl WriterLoop {
             all.extend(c.mutations);
         }
         let total = all.len();
+        let started = Instant::now();
         let result = self.persist(all);
+        self.stats.commit_seconds.observe(started.elapsed().as_secs_f64());
+        self.stats.commit_mutations.observe(total as f64);
         self.stats.commits.fetch_add(1, Ordering::Relaxed);
         self.stats.mutations.fetch_add(total as u64, Ordering::Relaxed);
         match result {
@@ -542,6 +591,7 @@ impl WriterLoop {
         // wait for it, so flush (fsync) before anyone is answered.
         self.db.flush()?;
         self.stats.flush_micros.fetch_add(micros(t), Ordering::Relaxed);
+        self.stats.flush_seconds.observe(t.elapsed().as_secs_f64());
         if log_len > 0 {
             self.disk.log_pieces.push(n_pieces);
             self.disk.next_seq += 1;
@@ -652,6 +702,7 @@ impl WriterLoop {
         self.disk.log_bytes = 0;
         self.disk.upgrade = false;
         self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+        self.stats.checkpoint_seconds.observe(t.elapsed().as_secs_f64());
         Ok(())
     }
 }

@@ -102,20 +102,24 @@ pub fn enc(s: &str) -> String {
         .collect()
 }
 
-/// Whether python3 with networkx is here for the reference checks. Without it a test says SKIPPED
-/// and passes, except with `CI=true`, where a missing reference is a failure.
+/// Whether python3 with networkx is here for the reference checks (see [`python_has`]).
 pub fn networkx_available() -> bool {
+    python_has(&["networkx", "scipy"], "networkx reference checks")
+}
+
+/// Whether python3 can import `modules`; when not, the test is skipped (see [`super::skip::skip`]).
+pub fn python_has(modules: &[&str], for_what: &str) -> bool {
     let ok = std::process::Command::new("python3")
-        .args(["-c", "import networkx, scipy"])
+        .args(["-c", &format!("import {}", modules.join(", "))])
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true: python3 with networkx and scipy is required (pip install -r .ci/test-requirements.txt)"
+        super::skip::skip(
+            for_what,
+            &format!("python3 with {}", modules.join(", ")),
+            "pip install -r .ci/test-requirements.txt",
         );
-        eprintln!("SKIPPED networkx reference checks: python3 with networkx not found (pip install -r .ci/test-requirements.txt)");
     }
     ok
 }

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-/// The fixtures folder, or `None` (after saying so on stderr) when it is absent, so that tests built on
-/// real recorded payloads report themselves as skipped instead of failing on a clone without `../shared`.
+/// The fixtures folder, or `None` when it is absent (see [`super::skip::skip`]: a visible skip, a
+/// failure with `CI=true`).
 pub fn fixtures(test: &str) -> Option<PathBuf> {
     let dir = std::env::var_os("TAGFLOW_FIXTURES")
         .map(PathBuf::from)
@@ -11,7 +11,11 @@ pub fn fixtures(test: &str) -> Option<PathBuf> {
     if dir.join("SOURCES.md").is_file() {
         Some(dir)
     } else {
-        eprintln!("SKIPPED {test}: recorded fixtures not found at {} (set TAGFLOW_FIXTURES)", dir.display());
+        super::skip::skip(
+            test,
+            &format!("the recorded fixtures at {}", dir.display()),
+            "clone with ../shared beside it, or set TAGFLOW_FIXTURES to its fixtures folder",
+        );
         None
     }
 }

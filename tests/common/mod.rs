@@ -7,3 +7,4 @@ pub mod mock_jetstream;
 pub mod mock_mastodon;
 pub mod mock_x;
 pub mod process;
+pub mod skip;
