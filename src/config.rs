@@ -128,6 +128,10 @@ pub struct ServeArgs {
     /// 127.0.0.1 and [::1] always work.
     #[arg(long, env = "TAGFLOW_PUBLIC_HOST", value_delimiter = ',')]
     pub public_host: Vec<String>,
+    /// Web origins whose pages may call the API from a browser (CORS), comma separated, e.g.
+    /// https://dash.example.org; `*` for any. Writes from pages of other origins are refused (403).
+    #[arg(long, env = "TAGFLOW_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
     /// X API base URL (the token is TAGFLOW_X_BEARER_TOKEN, from the environment only).
     #[arg(long, env = "TAGFLOW_X_API_URL", default_value = "https://api.x.com")]
     pub x_api_url: String,
@@ -469,7 +473,9 @@ impl Config {
             data_dir: args.store.data_dir,
             cache_bytes: args.store.cache_mb << 20,
             sources,
-            access: crate::http::auth::Access::from_env().with_hosts(&args.public_host),
+            access: crate::http::auth::Access::from_env()
+                .with_hosts(&args.public_host)
+                .with_origins(&args.allowed_origins),
             demo_by_default,
             track,
             demo: DemoSettings { rate: args.demo_rate, users: args.demo_users, seed: args.demo_seed },

@@ -460,3 +460,64 @@ async fn with_public_hosts_set_other_host_headers_are_refused() {
     assert_eq!(app.get("/vertices/count").await.0, 200);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn pages_of_other_origins_cannot_write_and_listed_origins_get_cors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = tagflow::config::Config::for_tests(tmp.path());
+    config.access =
+        tagflow::http::auth::Access::default().with_origins(&["https://Dash.example.org/".into()]);
+    let app = common::app::spawn_app_with(config).await;
+    let client = reqwest::Client::new();
+    let post = |path: &str, origin: Option<&str>| {
+        let mut r = client.post(format!("{}{path}", app.addr));
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        r.send()
+    };
+    // A bodiless seed write needs no preflight: a page elsewhere could send it through the browser
+    // of someone on this machine. The browser names the page's origin, and that is refused.
+    let r = post("/vertices/add/csrf", Some("https://evil.example")).await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "origin_not_allowed");
+    assert_eq!(app.get("/vertices/csrf").await.0, 404, "nothing was written");
+    // The service's own pages, listed origins and clients that are not browsers may.
+    assert_eq!(post("/vertices/add/own", Some(&app.addr)).await.unwrap().status(), 201);
+    assert_eq!(post("/vertices/add/dash", Some("https://dash.example.org")).await.unwrap().status(), 201);
+    assert_eq!(post("/vertices/add/curl", None).await.unwrap().status(), 201);
+
+    // Preflight: answered for a listed origin, refused for others.
+    let preflight = |origin: &'static str| {
+        client
+            .request(reqwest::Method::OPTIONS, format!("{}/aristas", app.addr))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization, content-type")
+            .send()
+    };
+    let r = preflight("https://dash.example.org").await.unwrap();
+    assert_eq!(r.status(), 204);
+    let h = r.headers();
+    assert_eq!(h["access-control-allow-origin"], "https://dash.example.org");
+    assert!(h["access-control-allow-methods"].to_str().unwrap().contains("POST"));
+    assert!(h["access-control-allow-headers"].to_str().unwrap().to_lowercase().contains("authorization"));
+    let r = preflight("https://evil.example").await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+
+    // Reads: a listed origin's page may read the answer; another's gets no CORS header (the browser
+    // keeps the answer from it).
+    let get = |origin: &'static str| {
+        client.get(format!("{}/vertices/count", app.addr)).header("origin", origin).send()
+    };
+    let r = get("https://dash.example.org").await.unwrap();
+    assert_eq!(r.headers()["access-control-allow-origin"], "https://dash.example.org");
+    assert!(r.headers().get_all("vary").iter().any(|v| v.to_str().unwrap().contains("Origin")));
+    let r = get("https://evil.example").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    app.stop().await;
+}

@@ -26,16 +26,19 @@ pub struct Access {
     read: Vec<String>,
     /// `--public-host`: the names a request's `Host` may give (lowercase, no port); empty: any.
     hosts: Vec<String>,
+    /// `--allowed-origins`: web origins whose pages may call the API (`*`: any).
+    origins: Vec<String>,
 }
 
 impl std::fmt::Debug for Access {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "Access {{ write tokens: {}, read tokens: {}, hosts: {:?} }}",
+            "Access {{ write tokens: {}, read tokens: {}, hosts: {:?}, origins: {:?} }}",
             self.write.len(),
             self.read.len(),
-            self.hosts
+            self.hosts,
+            self.origins
         )
     }
 }
@@ -56,7 +59,36 @@ impl Access {
 
     /// Tokens from comma lists (for tests and the environment).
     pub fn new(write: Option<String>, read: Option<String>) -> Access {
-        Access { write: tokens(write), read: tokens(read), hosts: Vec::new() }
+        Access { write: tokens(write), read: tokens(read), hosts: Vec::new(), origins: Vec::new() }
+    }
+
+    /// Lets pages of `origins` (`https://dash.example.org`, or `*` for any) call the API: CORS.
+    pub fn with_origins(mut self, origins: &[String]) -> Access {
+        self.origins = origins
+            .iter()
+            .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+            .filter(|o| !o.is_empty())
+            .collect();
+        self
+    }
+
+    /// Whether `origin` is one of `--allowed-origins`: its pages may read answers (CORS headers).
+    pub fn origin_listed(&self, origin: &[u8]) -> bool {
+        let origin = String::from_utf8_lossy(origin).to_ascii_lowercase();
+        self.origins.iter().any(|o| o == "*" || *o == origin)
+    }
+
+    /// Whether a page of `origin` may write: a listed origin, or this service's own (the origin
+    /// names the host the request was sent to). A browser names the origin of every cross-site
+    /// write, so a page elsewhere cannot write through a visitor's browser, even with a bodiless
+    /// POST of the seed's routes (which needs no preflight).
+    pub fn origin_may_write(&self, origin: &[u8], host: Option<&[u8]>) -> bool {
+        if self.origin_listed(origin) {
+            return true;
+        }
+        let origin = String::from_utf8_lossy(origin).to_ascii_lowercase();
+        let authority = origin.split_once("://").map_or("", |(_, a)| a);
+        host.is_some_and(|h| String::from_utf8_lossy(h).trim().eq_ignore_ascii_case(authority))
     }
 
     /// Answers only requests whose `Host` names one of `hosts` (or this machine).

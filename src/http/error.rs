@@ -43,6 +43,8 @@ pub enum ApiError {
     Unauthorized(String),
     /// A write's body is not declared as JSON: what is accepted.
     UnsupportedMediaType(String),
+    /// A web page of another origin (not in `--allowed-origins`) tried to write.
+    OriginNotAllowed(String),
     /// The request's `Host` is not one of `--public-host` (the names it accepts).
     UnknownHost(String),
     RouteNotFound(String),
@@ -86,6 +88,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::UnknownHost(_) => "unknown_host",
+            ApiError::OriginNotAllowed(_) => "origin_not_allowed",
             ApiError::RouteNotFound(_) => "route_not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::BadRequest => "bad_request",
@@ -124,6 +127,9 @@ impl fmt::Display for ApiError {
             ApiError::Unauthorized(m) => write!(f, "{m}"),
             ApiError::UnsupportedMediaType(m) => write!(f, "unsupported content type: {m}"),
             ApiError::UnknownHost(hosts) => write!(f, "this service answers to {hosts} only"),
+            ApiError::OriginNotAllowed(origin) => {
+                write!(f, "pages of {origin} may not call this service (see --allowed-origins)")
+            }
             ApiError::RouteNotFound(p) => write!(f, "no route {p}"),
             ApiError::MethodNotAllowed(m) => write!(f, "method {m} is not allowed on this route"),
             ApiError::BadRequest => write!(f, "the request is not valid HTTP/1.1"),
@@ -168,6 +174,7 @@ impl ResponseError for ApiError {
             ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,

@@ -1,7 +1,11 @@
 //! The one middleware that refuses requests before any handler runs, cheapest check first: a
 //! connection in the reserve asks for something other than the health check (503), the `Host` is
-//! not ours (421), the token is missing (401), a write's body is not JSON (415), the client is over
-//! its rate (429, with `Retry-After`).
+//! not ours (421), a web page of another origin tries to write (403), the token is missing (401), a
+//! write's body is not JSON (415), the client is over its rate (429, with `Retry-After`).
+//!
+//! It also speaks CORS for `--allowed-origins`: it answers their preflights and marks the answers
+//! to their pages as readable; other origins get no CORS headers, so a browser keeps the answers
+//! from their pages.
 //!
 //! Rates are per client and per class: writes, and expensive reads (analyses, paths, subgraphs,
 //! ego networks, a user's edges). The client is the connection's address, or with `--trust-proxy`
@@ -136,16 +140,55 @@ impl Rates {
     }
 }
 
+/// What CORS answers a listed origin: the methods and headers its pages may use, for how long the
+/// browser may remember it, and the headers of ours its scripts may read.
+const CORS_ALLOW_METHODS: &str = "GET, HEAD, POST, DELETE";
+const CORS_ALLOW_HEADERS: &str = "Authorization, Content-Type, Content-Encoding";
+const CORS_EXPOSE_HEADERS: &str = "Location, Retry-After, WWW-Authenticate";
+const CORS_MAX_AGE: &str = "600";
+
 /// The middleware (see the module docs).
 pub async fn guard(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    if let Err(e) = admit(&req) {
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let listed = origin.as_ref().is_some_and(|o| {
+        req.app_data::<actix_web::web::Data<super::AppState>>()
+            .is_some_and(|s| s.access.origin_listed(o.as_bytes()))
+    });
+    let preflight = req.method() == actix_web::http::Method::OPTIONS
+        && origin.is_some()
+        && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut response = if preflight {
+        let answer = if listed {
+            let mut ok = actix_web::HttpResponse::NoContent();
+            ok.insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, CORS_ALLOW_METHODS))
+                .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, CORS_ALLOW_HEADERS))
+                .insert_header((header::ACCESS_CONTROL_MAX_AGE, CORS_MAX_AGE));
+            ok.finish()
+        } else {
+            let origin = origin.as_ref().map(|o| String::from_utf8_lossy(o.as_bytes()).into_owned());
+            let e = ApiError::OriginNotAllowed(origin.unwrap_or_default().chars().take(200).collect());
+            actix_web::ResponseError::error_response(&e)
+        };
+        req.into_response(answer).map_into_right_body()
+    } else if let Err(e) = admit(&req) {
         let response = actix_web::ResponseError::error_response(&e);
-        return Ok(req.into_response(response).map_into_right_body());
+        req.into_response(response).map_into_right_body()
+    } else {
+        next.call(req).await?.map_into_left_body()
+    };
+    if let (true, Some(origin)) = (listed, origin) {
+        let headers = response.headers_mut();
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        headers.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            header::HeaderValue::from_static(CORS_EXPOSE_HEADERS),
+        );
+        headers.append(header::VARY, header::HeaderValue::from_static("Origin"));
     }
-    next.call(req).await.map(ServiceResponse::map_into_left_body)
+    Ok(response)
 }
 
 fn admit(req: &ServiceRequest) -> Result<(), ApiError> {
@@ -160,6 +203,12 @@ fn admit(req: &ServiceRequest) -> Result<(), ApiError> {
     let read = is_read(req.method());
     let peer = req.peer_addr().map(|a| a.ip());
     state.access.check_host(bytes(header::HOST))?;
+    if let Some(origin) = bytes(header::ORIGIN).filter(|_| !read) {
+        if !state.access.origin_may_write(origin, bytes(header::HOST)) {
+            let origin = String::from_utf8_lossy(origin).chars().take(200).collect();
+            return Err(ApiError::OriginNotAllowed(origin));
+        }
+    }
     state.access.check(req.method(), path, peer, bytes(header::AUTHORIZATION))?;
     if !read {
         let has_body = bytes(header::CONTENT_LENGTH).is_some_and(|l| l != b"0")
