@@ -4,6 +4,7 @@
 # edge, restart time and find_path latency (in-process and over HTTP), the analytics (snapshots, each
 # algorithm, the timeline, ingest while analyses run, a cached answer over HTTP); then measures the
 # peers on the same graph: NetworkX for paths, networkit, igraph and NetworkX for the analytics.
+# Then bench/http.sh: wrk against nginx, and heavy reads hammered while /status and writes are measured.
 # Figures print; nothing fails on a timing.
 #
 #   pip install -r bench/requirements.txt
@@ -28,4 +29,11 @@ if [ "${NX_ANALYTICS:-1}" = 1 ]; then
     python3 bench/analytics_peers.py "$DIR.export" --networkx
 else
     python3 bench/analytics_peers.py "$DIR.export"
+fi
+# HTTP: tagflow against nginx, and heavy reads hammered while /status and writes are measured.
+if command -v wrk >/dev/null && command -v nginx >/dev/null; then
+    bench/http.sh "$DIR"
+else
+    echo "bench/http.sh needs wrk and nginx: apt-get install -y wrk nginx" >&2
+    exit 1
 fi

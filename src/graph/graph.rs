@@ -28,6 +28,9 @@ pub enum GraphError {
     TieNotFound { from: String, to: String },
     #[error("no path from {from:?} to {to:?}")]
     NoPath { from: String, to: String },
+    /// A search walked its budget of adjacency entries without deciding.
+    #[error("the search walked {walked} adjacency entries without deciding")]
+    TooExpensive { walked: u64 },
 }
 
 pub(crate) struct Node {
@@ -453,6 +456,49 @@ impl Graph {
         out.chain(inc)
             .map(|e| (self.node(e.source()).key.to_string(), self.node(e.target()).key.to_string()))
             .collect()
+    }
+
+    /// The `limit` heaviest edges of a user (out-edges, in-edges or both), heaviest first, ties by
+    /// (from, to) keys; and how many edges there are in those directions.
+    ///
+    /// Cost: one pass over the user's adjacency comparing totals in place, keeping the `limit` best
+    /// in a heap: O(degree · log limit), nothing allocated per edge; views are built for the chosen
+    /// only. (Sorting every edge of a hub with a hundred thousand of them, as views, took 35 ms.)
+    pub fn heaviest_ties_of(
+        &self,
+        key: &str,
+        out: bool,
+        inc: bool,
+        limit: usize,
+    ) -> Option<(u32, Vec<TieView>)> {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+        let i = self.idx(key)?;
+        let (out_deg, in_deg) = self.degrees_at(i);
+        let count = if out { out_deg } else { 0 } + if inc { in_deg } else { 0 };
+        let dirs = [(out, Direction::Outgoing), (inc, Direction::Incoming)];
+        // Max-heap on rank (Reverse(total), from, to): its top is the worst kept.
+        let mut heap: BinaryHeap<(Reverse<u64>, &str, &str, EdgeIndex)> =
+            BinaryHeap::with_capacity(limit + 1);
+        for (_, dir) in dirs.iter().filter(|(want, _)| *want) {
+            for e in self.g.edges_directed(i, *dir) {
+                let tie = self.tie_of(e.id(), e.weight());
+                let rank =
+                    (Reverse(tie.total()), &*self.node(e.source()).key, &*self.node(e.target()).key, e.id());
+                if heap.len() < limit {
+                    heap.push(rank);
+                } else if heap.peek().is_some_and(|worst| rank < *worst) {
+                    heap.pop();
+                    heap.push(rank);
+                }
+            }
+        }
+        let views = heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|(_, from, to, e)| tie_view(from, to, &self.tie_at(e)))
+            .collect();
+        Some((count, views))
     }
 
     /// Adds a user or updates its profile. `None` leaves a known handle or name as it was.
@@ -887,12 +933,26 @@ impl Graph {
         let chosen: FxHashMap<NodeIndex, &str> =
             users.iter().filter_map(|u| self.idx(&u.id)).map(|i| (i, &*self.node(i).key)).collect();
         let mut ties: Vec<TieView> = Vec::new();
+        let mut keep = |e: EdgeIndex, from: &str, to: &str| {
+            let tie = self.tie_at(e);
+            if tie.total() >= min_weight {
+                ties.push(tie_view(from, to, &tie));
+            }
+        };
         for (&i, from) in &chosen {
-            for e in self.g.edges_directed(i, Direction::Outgoing) {
-                if let Some(to) = chosen.get(&e.target()) {
-                    let tie = self.tie_of(e.id(), e.weight());
-                    if tie.total() >= min_weight {
-                        ties.push(tie_view(from, to, &tie));
+            // The chosen are the busiest users: walking a hub's out-edges costs its degree, asking
+            // for each other chosen user costs one lookup (two hubs' edges are in a hash): take the
+            // cheaper, so the whole costs at most top², not the sum of the hubs' degrees.
+            if self.node(i).out_deg as usize <= chosen.len() {
+                for e in self.g.edges_directed(i, Direction::Outgoing) {
+                    if let Some(to) = chosen.get(&e.target()) {
+                        keep(e.id(), from, to);
+                    }
+                }
+            } else {
+                for (&j, to) in &chosen {
+                    if let Some(e) = self.find_edge(i, j).filter(|_| i != j) {
+                        keep(e, from, to);
                     }
                 }
             }
@@ -1245,5 +1305,73 @@ mod tests {
 
         assert_eq!(g.top_subgraph(0, 1), (vec![], vec![]));
         assert_eq!(Graph::new().top_subgraph(10, 1), (vec![], vec![]));
+    }
+
+    /// A graph with hubs (skewed targets, weights 1-5) and holes in the indices.
+    fn hubby(users: u32, edges: u32, seed: u64) -> Graph {
+        let mut g = Graph::new();
+        let mut s = crate::rng::SplitMix64::new(seed);
+        for n in 0..users {
+            g.upsert_user(n, &format!("u{n}"), None, None);
+        }
+        for _ in 0..edges {
+            let a = (s.next_u64() % u64::from(users)) as u32;
+            let b = ((s.next_u64() % u64::from(users)) * (s.next_u64() % 100) / 100) as u32;
+            if a != b {
+                g.set_tie(
+                    &format!("u{a}"),
+                    &format!("u{b}"),
+                    tie(Kind::Mention, 1 + (s.next_u64() % 5) as u32),
+                );
+            }
+        }
+        for n in (0..users).step_by(13) {
+            g.remove_user(&format!("u{n}"));
+        }
+        g
+    }
+
+    #[test]
+    fn a_user_s_heaviest_edges_are_those_a_full_sort_puts_first() {
+        let g = hubby(300, 6_000, 5);
+        for key in ["u1", "u2", "u7", "u150", "u298"] {
+            for (out, inc) in [(true, true), (true, false), (false, true)] {
+                let mut all: Vec<TieView> = g
+                    .ties_of(key)
+                    .into_iter()
+                    .filter(|(a, _)| if a == key { out } else { inc })
+                    .filter_map(|(a, b)| g.tie_view(&a, &b))
+                    .collect();
+                all.sort_by(|a, b| {
+                    b.total.cmp(&a.total).then_with(|| (&a.from, &a.to).cmp(&(&b.from, &b.to)))
+                });
+                for limit in [1, 3, 50, 10_000] {
+                    let (count, top) = g.heaviest_ties_of(key, out, inc, limit).unwrap();
+                    assert_eq!(count as usize, all.len(), "{key} {out} {inc}");
+                    assert_eq!(top, all[..limit.min(all.len())], "{key} out={out} in={inc} limit={limit}");
+                }
+            }
+        }
+        assert!(g.heaviest_ties_of("nobody", true, true, 5).is_none());
+    }
+
+    #[test]
+    fn the_top_subgraph_has_every_edge_among_the_busiest_users() {
+        let g = hubby(400, 8_000, 9);
+        for (top, min_weight) in [(5, 1), (40, 1), (40, 4), (400, 1)] {
+            let (users, ties) = g.top_subgraph(top, min_weight);
+            let chosen: std::collections::HashSet<&str> = users.iter().map(|u| u.id.as_str()).collect();
+            let mut want: Vec<TieView> = chosen
+                .iter()
+                .flat_map(|k| g.ties_of(k))
+                .filter(|(a, b)| a != b && chosen.contains(a.as_str()) && chosen.contains(b.as_str()))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .filter_map(|(a, b)| g.tie_view(&a, &b))
+                .filter(|t| t.total >= min_weight)
+                .collect();
+            want.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| (&a.from, &a.to).cmp(&(&b.from, &b.to))));
+            assert_eq!(ties, want, "top={top} min_weight={min_weight}");
+        }
     }
 }

@@ -61,6 +61,10 @@ pub enum ApiError {
     },
     /// Too many open connections: this one only answers the health check.
     Overloaded,
+    /// A search gave up within its budget (see `graph::path::PATH_BUDGET`).
+    TooExpensive {
+        walked: u64,
+    },
     /// The store could not write or is shutting down; the client may retry.
     Unavailable(String),
     /// A bug or an unexpected failure: the client sees a generic message, the log the cause.
@@ -96,6 +100,7 @@ impl ApiError {
             ApiError::HeadersTooLarge => "headers_too_large",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Overloaded => "overloaded",
+            ApiError::TooExpensive { .. } => "too_expensive",
             ApiError::Unavailable(_) => "store_unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -144,6 +149,11 @@ impl fmt::Display for ApiError {
                     "the server holds too many connections; retry later (the health check still answers)"
                 )
             }
+            ApiError::TooExpensive { walked } => write!(
+                f,
+                "the search gave up after walking {walked} adjacency entries: these users are far apart, or \
+                 not connected, in a very large component"
+            ),
             ApiError::Unavailable(_) => write!(f, "the store is unavailable; retry later"),
             ApiError::Internal(_) => write!(f, "internal error"),
         }
@@ -171,7 +181,7 @@ impl ResponseError for ApiError {
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Overloaded | ApiError::TooExpensive { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
@@ -226,6 +236,7 @@ impl From<GraphError> for ApiError {
             GraphError::AmbiguousHandle { handle, keys } => ApiError::AmbiguousHandle { handle, keys },
             GraphError::TieNotFound { from, to } => ApiError::EdgeNotFound { from, to },
             GraphError::NoPath { from, to } => ApiError::NoPath { from, to },
+            GraphError::TooExpensive { walked } => ApiError::TooExpensive { walked },
         }
     }
 }

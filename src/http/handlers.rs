@@ -147,15 +147,7 @@ pub async fn user_edges(
     };
     let g = state.store.graph().read();
     let key = g.resolve(&path)?;
-    let mut edges: Vec<_> = g
-        .ties_of(key)
-        .into_iter()
-        .filter(|(a, _)| if a == key { want_out } else { want_in })
-        .filter_map(|(a, b)| g.tie_view(&a, &b))
-        .collect();
-    edges.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| (&a.from, &a.to).cmp(&(&b.from, &b.to))));
-    let total = edges.len();
-    edges.truncate(limit);
+    let (total, edges) = g.heaviest_ties_of(key, want_out, want_in, limit).unwrap_or_default();
     Ok(HttpResponse::Ok().json(json!({ "user": key, "count": total, "edges": edges })))
 }
 

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# HTTP figures of README "Performance", measured with wrk against a peer in the same run:
+#
+# 1. Throughput of the common reads (GET /status, /vertices?limit=100, a find_path) against nginx
+#    serving each answer as a static file of the same size, same machine, same wrk (64 connections):
+#    requests per second and the ratio tagflow / nginx.
+# 2. Heavy reads hammered by 8 connections (a hub's edges, /graph?top=500, /vertices?sort=degree,
+#    a find_path between far users) while /status latency (p50, p99) and the durable write rate are
+#    measured, against the same measures with nothing hammering.
+#
+# Runs on the graph the main benchmark built (bench/run.sh calls it last), with the rate limits off so
+# that what is measured is the service, not the limiter; writes go to users named bench-w-*.
+#
+#   apt-get install -y wrk nginx
+#   bench/http.sh [DATA_DIR]            # default: the main benchmark's directory
+#   SECS=10 bench/http.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+DIR=${1:-${BENCH_DIR:-${TMPDIR:-/tmp}/tagflow-bench}}
+SECS=${SECS:-10}
+for tool in wrk nginx curl; do
+    command -v "$tool" >/dev/null || { echo "bench/http.sh needs $tool: apt-get install -y wrk nginx curl" >&2; exit 1; }
+done
+[ -d "$DIR/db" ] || { echo "no graph in $DIR: run bench/run.sh first (or pass a data directory)" >&2; exit 1; }
+cargo build --release --locked --bin tagflow
+BIN=target/release/tagflow
+WORK=$(mktemp -d)
+T_PORT=${T_PORT:-18181}
+N_PORT=${N_PORT:-18182}
+cleanup() {
+    [ -n "${T_PID:-}" ] && kill "$T_PID" 2>/dev/null && wait "$T_PID" 2>/dev/null
+    [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+RUST_LOG=warn "$BIN" serve --data-dir "$DIR" --host 127.0.0.1 --port "$T_PORT" --sources none \
+    --rate-limit-writes 0 --rate-limit-reads 0 >"$WORK/tagflow.log" 2>&1 &
+T_PID=$!
+for _ in $(seq 1 600); do
+    curl -fs "http://127.0.0.1:$T_PORT/status" >/dev/null 2>&1 && break
+    sleep 0.5
+done
+T="http://127.0.0.1:$T_PORT"
+workers=$(nproc)
+
+# The users the heavy reads need: the busiest (a hub), and two far apart (a low-degree user's
+# first neighbour is near it; the last page of users by degree holds the quietest).
+hub=$(curl -fs "$T/vertices?sort=degree&limit=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])')
+read -r near_a near_b far_a far_b < <(curl -fs "$T/vertices?limit=1000" | python3 -c '
+import json, sys
+users = json.load(sys.stdin)["items"]
+quiet = [u["id"] for u in users if u["degree"] == 1]
+print(users[0]["id"], users[1]["id"], quiet[0] if quiet else users[2]["id"], quiet[-1] if quiet else users[3]["id"])')
+enc() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
+path_route="/find_path/$(enc "$near_a")/$(enc "$near_b")"
+
+rps() { sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' "$1"; }
+lat() { # p50 and p99 in ms from wrk --latency
+    python3 - "$1" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+def ms(p):
+    m = re.search(r"^\s*%d%%\s+([\d.]+)(us|ms|s)\s*$" % p, text, re.M)
+    v, u = float(m.group(1)), m.group(2)
+    return v / 1000 if u == "us" else v * 1000 if u == "s" else v
+print("%.2f %.2f" % (ms(50), ms(99)))
+PY
+}
+
+echo "== throughput: tagflow vs nginx serving the same bytes as a static file (wrk, 64 connections, ${SECS}s each, $workers cores)"
+mkdir -p "$WORK/root"
+declare -A routes=([status]="/status" [vertices]="/vertices?limit=100" [find_path]="$path_route")
+cat >"$WORK/nginx.conf" <<EOF
+worker_processes $workers;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx.err warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$N_PORT;
+        root $WORK/root;
+        default_type application/json;
+    }
+}
+EOF
+for name in status vertices find_path; do
+    curl -fs "$T${routes[$name]}" >"$WORK/root/$name.json"
+done
+nginx -c "$WORK/nginx.conf"
+sleep 0.5
+printf '%-12s %8s %14s %14s %8s\n' route bytes tagflow_rps nginx_rps ratio
+for name in status vertices find_path; do
+    wrk -t2 -c64 -d"${SECS}s" "$T${routes[$name]}" >"$WORK/t.txt"
+    wrk -t2 -c64 -d"${SECS}s" "http://127.0.0.1:$N_PORT/$name.json" >"$WORK/n.txt"
+    t=$(rps "$WORK/t.txt"); n=$(rps "$WORK/n.txt")
+    printf '%-12s %8s %14.0f %14.0f %7.2fx\n' "$name" "$(stat -c %s "$WORK/root/$name.json")" "$t" "$n" \
+        "$(python3 -c "print($t / $n)")"
+done
+kill "$(cat "$WORK/nginx.pid")"; rm -f "$WORK/nginx.pid"
+
+echo "== heavy reads hammered by 8 connections: /status latency and durable writes meanwhile (${SECS}s each)"
+cat >"$WORK/writes.lua" <<'EOF'
+local n = 0
+local id = tostring(math.random(1, 1000000000))
+request = function()
+    n = n + 1
+    return wrk.format("POST", "/aristas/add/bench-w-" .. id .. "-" .. n .. "/bench-w-" .. id .. "-" .. (n + 1))
+end
+EOF
+measure() { # $1: label, $2: the route to hammer (empty: none)
+    local hammer_pid=""
+    if [ -n "$2" ]; then
+        wrk -t1 -c8 -d"$((SECS + 2))s" "$T$2" >"$WORK/h.txt" &
+        hammer_pid=$!
+        sleep 1
+    fi
+    wrk -t1 -c8 -d"${SECS}s" -s "$WORK/writes.lua" "$T" >"$WORK/w.txt" &
+    local w_pid=$!
+    wrk -t1 -c1 -d"${SECS}s" --latency "$T/status" >"$WORK/s.txt"
+    wait "$w_pid"
+    [ -n "$hammer_pid" ] && wait "$hammer_pid"
+    read -r p50 p99 < <(lat "$WORK/s.txt")
+    local hammered="-" writes
+    [ -n "$2" ] && hammered=$(rps "$WORK/h.txt")
+    writes=$(rps "$WORK/w.txt")
+    BASE_WRITES=${BASE_WRITES:-$writes}
+    printf '%-34s %10s %10s %12.0f %9.2fx %12s\n' "$1" "$p50" "$p99" "$writes" \
+        "$(python3 -c "print($writes / $BASE_WRITES)")" "$hammered"
+}
+printf '%-34s %10s %10s %12s %10s %12s\n' hammered status_p50ms status_p99ms writes_per_s of_alone heavy_rps
+measure "nothing" ""
+measure "a hub's edges (limit=1)" "/vertices/$(enc "$hub")/aristas?limit=1"
+measure "/graph?top=500" "/graph?top=500"
+measure "/vertices?sort=degree&limit=100" "/vertices?sort=degree&limit=100"
+measure "find_path between quiet users" "/find_path/$(enc "$far_a")/$(enc "$far_b")"
