@@ -1026,13 +1026,7 @@ mod tests {
     use super::*;
     use crate::graph::Kind;
 
-    fn tie(kind: Kind, n: u32) -> Tie {
-        let mut t = Tie::default();
-        for s in 0..n {
-            t.add(kind, 1_000 + i64::from(s));
-        }
-        t
-    }
+    use crate::graph::testkit::tie_of as tie;
 
     #[test]
     fn heavy_edges_keep_exact_counts_through_updates_removal_and_index_reuse() {
@@ -1309,26 +1303,7 @@ mod tests {
 
     /// A graph with hubs (skewed targets, weights 1-5) and holes in the indices.
     fn hubby(users: u32, edges: u32, seed: u64) -> Graph {
-        let mut g = Graph::new();
-        let mut s = crate::rng::SplitMix64::new(seed);
-        for n in 0..users {
-            g.upsert_user(n, &format!("u{n}"), None, None);
-        }
-        for _ in 0..edges {
-            let a = (s.next_u64() % u64::from(users)) as u32;
-            let b = ((s.next_u64() % u64::from(users)) * (s.next_u64() % 100) / 100) as u32;
-            if a != b {
-                g.set_tie(
-                    &format!("u{a}"),
-                    &format!("u{b}"),
-                    tie(Kind::Mention, 1 + (s.next_u64() % 5) as u32),
-                );
-            }
-        }
-        for n in (0..users).step_by(13) {
-            g.remove_user(&format!("u{n}"));
-        }
-        g
+        crate::graph::testkit::skewed(users, edges, seed, 5, 13)
     }
 
     #[test]

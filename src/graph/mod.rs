@@ -9,6 +9,8 @@ pub mod model;
 mod mutation;
 mod path;
 mod select;
+#[cfg(test)]
+mod testkit;
 mod tie;
 mod timeline;
 

@@ -265,30 +265,11 @@ mod tests {
     use petgraph::algo::dijkstra;
 
     fn one(kind: Kind) -> Tie {
-        let mut t = Tie::default();
-        t.add(kind, 1_000);
-        t
+        crate::graph::testkit::tie_of(kind, 1)
     }
 
     fn random_graph(users: u32, edges: u32, seed: u64) -> Graph {
-        let mut g = Graph::new();
-        let mut s = SplitMix64::new(seed);
-        for n in 0..users {
-            g.upsert_user(n, &format!("u{n}"), None, None);
-        }
-        for _ in 0..edges {
-            let a = (s.next_u64() % u64::from(users)) as u32;
-            // Skewed targets, so that some users are hubs and some pairs are unreachable.
-            let b = ((s.next_u64() % u64::from(users)) * (s.next_u64() % 100) / 100) as u32;
-            if a != b {
-                g.set_tie(&format!("u{a}"), &format!("u{b}"), one(Kind::Mention));
-            }
-        }
-        // Remove some users so that the stable indices have holes, as after API deletions.
-        for n in (0..users).step_by(17) {
-            g.remove_user(&format!("u{n}"));
-        }
-        g
+        crate::graph::testkit::skewed(users, edges, seed, 1, 17)
     }
 
     /// Distances from petgraph's own Dijkstra over the same petgraph storage: an independent
