@@ -21,7 +21,7 @@ SECS=${SECS:-10}
 for tool in wrk nginx curl; do
     command -v "$tool" >/dev/null || { echo "bench/http.sh needs $tool: apt-get install -y wrk nginx curl" >&2; exit 1; }
 done
-[ -d "$DIR/db" ] || { echo "no graph in $DIR: run bench/run.sh first (or pass a data directory)" >&2; exit 1; }
+[ -e "$DIR/db" ] || { echo "no graph in $DIR: run bench/run.sh first (or pass a data directory)" >&2; exit 1; }
 cargo build --release --locked --bin tagflow
 BIN=target/release/tagflow
 WORK=$(mktemp -d)
@@ -46,10 +46,10 @@ workers=$(nproc)
 
 # The users the heavy reads need: the busiest (a hub), and two far apart (a low-degree user's
 # first neighbour is near it; the last page of users by degree holds the quietest).
-hub=$(curl -fs "$T/vertices?sort=degree&limit=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])')
+hub=$(curl -fs "$T/vertices?sort=degree&limit=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["vertices"][0]["id"])')
 read -r near_a near_b far_a far_b < <(curl -fs "$T/vertices?limit=1000" | python3 -c '
 import json, sys
-users = json.load(sys.stdin)["items"]
+users = json.load(sys.stdin)["vertices"]
 quiet = [u["id"] for u in users if u["degree"] == 1]
 print(users[0]["id"], users[1]["id"], quiet[0] if quiet else users[2]["id"], quiet[-1] if quiet else users[3]["id"])')
 enc() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }

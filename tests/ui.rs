@@ -95,6 +95,17 @@ async fn graph_returns_the_top_users_and_only_the_edges_among_them() {
     assert_eq!(body["edges"].as_array().map(Vec::len), Some(6));
     assert_eq!(body["edges"][0], json!({"from": "eve", "to": "dan", "total": 5, "kinds": {"repost": 5}}));
     assert_eq!(app.get("/graph?top=500&min_weight=6").await.1["edges"], json!([]));
+
+    // A picture has room for so many edges: the heaviest are kept, and the answer says how many
+    // there were.
+    let (_, body) = app.get("/graph?top=3&max_edges=2").await;
+    assert_eq!(
+        edge_set(&body),
+        [e("ana", "ben", 3, json!({"repost": 2, "reply": 1})), e("ana", "cid", 2, json!({"quote": 2}))]
+    );
+    assert_eq!(body["edges_among"], 4);
+    let (_, body) = app.get("/graph?top=3&max_edges=2&kinds=repost,reply,quote,mention,manual").await;
+    assert_eq!((body["edges"].as_array().map(Vec::len), body["edges_among"].as_u64()), (Some(2), Some(4)));
     app.stop().await;
 }
 
@@ -109,6 +120,8 @@ async fn graph_refuses_bad_parameters() {
         ("top=abc", "top not a number"),
         ("top=-1", "top negative"),
         ("min_weight=heavy", "min_weight not a number"),
+        ("max_edges=20001", "max_edges above 20,000"),
+        ("max_edges=-1", "max_edges negative"),
         ("depth=2", "unknown parameter"),
     ] {
         let got = app.get(&format!("/graph?{query}")).await;

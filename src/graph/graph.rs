@@ -151,6 +151,16 @@ pub struct TieSlot {
     edge: Option<EdgeIndex>,
 }
 
+/// What [`Graph::top_subgraph`] draws.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subgraph {
+    pub users: Vec<UserView>,
+    /// The heaviest edges among the users, at most the `max_edges` asked for.
+    pub ties: Vec<TieView>,
+    /// Edges among the users (with the minimum weight) in all.
+    pub among: usize,
+}
+
 /// How to order a listing of users.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserOrder {
@@ -923,44 +933,54 @@ impl Graph {
     }
 
     /// The subgraph worth drawing: the `top` users of highest degree (in + out, ties broken by key,
-    /// the order of [`UserOrder::Degree`]) and the edges among them with at least `min_weight`
-    /// interactions, heaviest first, then by (from, to).
+    /// the order of [`UserOrder::Degree`]) and, of the edges among them with at least `min_weight`
+    /// interactions, the `max_edges` heaviest, heaviest first, then by (from, to); and how many
+    /// edges there are among them in all.
     ///
-    /// Cost: O(users · log top) to pick the users (one scan with a bounded heap), plus O(sum of their
-    /// out-degrees) to walk their edges and O(k · log k) to order the k edges kept.
-    pub fn top_subgraph(&self, top: usize, min_weight: u64) -> (Vec<UserView>, Vec<TieView>) {
+    /// Cost: O(users · log top) to pick the users (one scan with a bounded heap); then per chosen
+    /// user the cheaper of walking its out-edges or looking each other chosen user up (two busy
+    /// users' edge is in a hash), so at most top² steps, not the sum of the hubs' degrees; views are
+    /// built for the `max_edges` kept only.
+    pub fn top_subgraph(&self, top: usize, min_weight: u64, max_edges: usize) -> Subgraph {
         let users = self.users_by_degree(UserOrder::Degree, None, top).items;
         let chosen: FxHashMap<NodeIndex, &str> =
             users.iter().filter_map(|u| self.idx(&u.id)).map(|i| (i, &*self.node(i).key)).collect();
-        let mut ties: Vec<TieView> = Vec::new();
-        let mut keep = |e: EdgeIndex, from: &str, to: &str| {
-            let tie = self.tie_at(e);
-            if tie.total() >= min_weight {
-                ties.push(tie_view(from, to, &tie));
-            }
-        };
-        for (&i, from) in &chosen {
-            // The chosen are the busiest users: walking a hub's out-edges costs its degree, asking
-            // for each other chosen user costs one lookup (two hubs' edges are in a hash): take the
-            // cheaper, so the whole costs at most top², not the sum of the hubs' degrees.
+        // (total, from, to, edge) of every edge among the chosen with the minimum weight.
+        let mut found: Vec<(u64, NodeIndex, NodeIndex, EdgeIndex)> = Vec::new();
+        for &i in chosen.keys() {
+            let mut keep = |e: EdgeIndex, j: NodeIndex| {
+                let total = self.tie_at(e).total();
+                if total >= min_weight {
+                    found.push((total, i, j, e));
+                }
+            };
             if self.node(i).out_deg as usize <= chosen.len() {
                 for e in self.g.edges_directed(i, Direction::Outgoing) {
-                    if let Some(to) = chosen.get(&e.target()) {
-                        keep(e.id(), from, to);
+                    if chosen.contains_key(&e.target()) {
+                        keep(e.id(), e.target());
                     }
                 }
             } else {
-                for (&j, to) in &chosen {
+                for &j in chosen.keys() {
                     if let Some(e) = self.find_edge(i, j).filter(|_| i != j) {
-                        keep(e, from, to);
+                        keep(e, j);
                     }
                 }
             }
         }
-        ties.sort_unstable_by(|a, b| {
-            b.total.cmp(&a.total).then_with(|| (&a.from, &a.to).cmp(&(&b.from, &b.to)))
-        });
-        (users, ties)
+        let among = found.len();
+        let key = |i: NodeIndex| chosen[&i];
+        let order = |a: &(u64, NodeIndex, NodeIndex, EdgeIndex),
+                     b: &(u64, NodeIndex, NodeIndex, EdgeIndex)| {
+            b.0.cmp(&a.0).then_with(|| (key(a.1), key(a.2)).cmp(&(key(b.1), key(b.2))))
+        };
+        if found.len() > max_edges && max_edges > 0 {
+            found.select_nth_unstable_by(max_edges - 1, order);
+        }
+        found.truncate(max_edges);
+        found.sort_unstable_by(order);
+        let ties = found.into_iter().map(|(_, a, b, e)| tie_view(key(a), key(b), &self.tie_at(e))).collect();
+        Subgraph { users, ties, among }
     }
 }
 
@@ -1279,7 +1299,8 @@ mod tests {
         };
         let e = |a: &str, b: &str, n: u64| (a.to_string(), b.to_string(), n);
 
-        let (users, ties) = g.top_subgraph(3, 1);
+        let Subgraph { users, ties, among } = g.top_subgraph(3, 1, 100);
+        assert_eq!(among, 4);
         assert_eq!(ids(&users), ["a", "b", "c"]);
         assert_eq!(users[0].degree, 4);
         assert_eq!(
@@ -1289,16 +1310,19 @@ mod tests {
         );
         assert_eq!(ties[0].kinds.repost, 3);
 
-        let (_, ties) = g.top_subgraph(3, 2);
+        let ties = g.top_subgraph(3, 2, 100).ties;
         assert_eq!(edges(&ties), [e("a", "b", 3), e("a", "c", 2)], "min_weight drops lighter edges");
+        let cut = g.top_subgraph(3, 1, 3);
+        assert_eq!(edges(&cut.ties), [e("a", "b", 3), e("a", "c", 2), e("b", "a", 1)], "the heaviest kept");
+        assert_eq!(cut.among, 4);
 
-        let (users, ties) = g.top_subgraph(100, 1);
+        let Subgraph { users, ties, .. } = g.top_subgraph(100, 1, 100);
         assert_eq!(ids(&users), ["a", "b", "c", "d", "e"], "top above the user count takes everyone");
         assert_eq!(ties.len(), g.tie_count());
         assert_eq!(edges(&ties)[0], e("e", "d", 5));
 
-        assert_eq!(g.top_subgraph(0, 1), (vec![], vec![]));
-        assert_eq!(Graph::new().top_subgraph(10, 1), (vec![], vec![]));
+        assert_eq!(g.top_subgraph(0, 1, 100), Subgraph { users: vec![], ties: vec![], among: 0 });
+        assert_eq!(Graph::new().top_subgraph(10, 1, 100).ties, vec![]);
     }
 
     /// A graph with hubs (skewed targets, weights 1-5) and holes in the indices.
@@ -1334,7 +1358,7 @@ mod tests {
     fn the_top_subgraph_has_every_edge_among_the_busiest_users() {
         let g = hubby(400, 8_000, 9);
         for (top, min_weight) in [(5, 1), (40, 1), (40, 4), (400, 1)] {
-            let (users, ties) = g.top_subgraph(top, min_weight);
+            let Subgraph { users, ties, among } = g.top_subgraph(top, min_weight, usize::MAX);
             let chosen: std::collections::HashSet<&str> = users.iter().map(|u| u.id.as_str()).collect();
             let mut want: Vec<TieView> = chosen
                 .iter()
@@ -1346,7 +1370,10 @@ mod tests {
                 .filter(|t| t.total >= min_weight)
                 .collect();
             want.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| (&a.from, &a.to).cmp(&(&b.from, &b.to))));
+            assert_eq!(among, want.len());
             assert_eq!(ties, want, "top={top} min_weight={min_weight}");
+            let cut = g.top_subgraph(top, min_weight, 7).ties;
+            assert_eq!(cut, want[..want.len().min(7)], "the 7 heaviest, top={top}");
         }
     }
 }

@@ -15,8 +15,8 @@ mod tie;
 mod timeline;
 
 pub use graph::{
-    decode_pair, encode_pair, tie_view, Graph, GraphError, InOut, Page, TieSlot, TieView, UserDetail,
-    UserOrder, UserView,
+    decode_pair, encode_pair, tie_view, Graph, GraphError, InOut, Page, Subgraph, TieSlot, TieView,
+    UserDetail, UserOrder, UserView,
 };
 pub use model::{Interaction, Kind, Platform, Post, Record, UserRef};
 pub use mutation::{validate_key, Mutation, Outcome, Rejection, MAX_KEY_BYTES};

@@ -218,7 +218,8 @@ pub(super) fn drawing(
     net: &Network,
     ids: &[usize],
     hops: Option<&[u32]>,
-) -> (Vec<Value>, Vec<Value>) {
+    max_edges: usize,
+) -> (Vec<Value>, Vec<Value>, usize) {
     let refs = profiles(state, net, ids);
     let chosen: HashMap<usize, usize> = ids.iter().enumerate().map(|(k, &i)| (i, k)).collect();
     let mut pairs: Vec<(usize, usize, u32)> = Vec::new();
@@ -231,6 +232,8 @@ pub(super) fn drawing(
         }
     }
     pairs.sort_unstable_by(|a, b| b.2.cmp(&a.2).then((a.0, a.1).cmp(&(b.0, b.1))));
+    let among = pairs.len();
+    pairs.truncate(max_edges);
     let uid_pairs: Vec<(u32, u32)> = pairs.iter().map(|&(a, b, _)| (net.uids[a], net.uids[b])).collect();
     let details = state.store.graph().read().pair_details(sel, &uid_pairs);
     let key = |i: usize| refs[chosen[&i]].as_ref().map(|r| r.0.clone());
@@ -255,7 +258,7 @@ pub(super) fn drawing(
             Some(node)
         })
         .collect();
-    (nodes, edges)
+    (nodes, edges, among)
 }
 
 /// The dense id of a user named in a path, in a network.
@@ -285,7 +288,7 @@ pub async fn ego(
     let chosen = crate::analytics::paths::ego(net.undirected(), center, hops, limit);
     let ids: Vec<usize> = chosen.iter().map(|&(i, _)| i).collect();
     let levels: Vec<u32> = chosen.iter().map(|&(_, h)| h).collect();
-    let (nodes, edges) = drawing(&state, &sel, &net, &ids, Some(&levels));
+    let (nodes, edges, _) = drawing(&state, &sel, &net, &ids, Some(&levels), usize::MAX);
     let mut body = envelope(&sel, &[&a]);
     body.insert("center".into(), nodes.first().map(|n| n["id"].clone()).unwrap_or(Value::Null));
     body.insert("hops".into(), json!(hops));

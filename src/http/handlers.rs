@@ -348,6 +348,10 @@ pub async fn find_path(
 
 const DEFAULT_TOP: usize = 100;
 const MAX_TOP: usize = 500;
+/// Edges `/graph` draws at most, the heaviest: more than a picture can show, and bounded, where the
+/// edges among 500 hubs can be a hundred thousand.
+const DEFAULT_MAX_EDGES: usize = 2_000;
+const MAX_MAX_EDGES: usize = 20_000;
 
 /// `GET /graph`: the `top` users of highest degree and the edges among them with at least
 /// `min_weight` interactions, the subgraph `/ui` draws. Bounded, so the read lock is short. With
@@ -360,6 +364,17 @@ pub async fn subgraph(state: web::Data<AppState>, req: HttpRequest) -> Result<Ht
             Ok(0) => return Err(ApiError::InvalidQuery("top must be at least 1".into())),
             Ok(n) if n <= MAX_TOP => n,
             _ => return Err(ApiError::InvalidQuery(format!("top must be a number from 1 to {MAX_TOP}"))),
+        },
+    };
+    let max_edges = match p.take("max_edges") {
+        None => DEFAULT_MAX_EDGES,
+        Some(t) => match t.parse::<usize>() {
+            Ok(n) if n <= MAX_MAX_EDGES => n,
+            _ => {
+                return Err(ApiError::InvalidQuery(format!(
+                    "max_edges must be a number from 0 to {MAX_MAX_EDGES}"
+                )))
+            }
         },
     };
     let selected = analytics::selects(&p);
@@ -376,26 +391,29 @@ pub async fn subgraph(state: web::Data<AppState>, req: HttpRequest) -> Result<Ht
         let degree = |i: usize| net.out(i).0.len() + net.inc(i).0.len();
         ids.sort_unstable_by(|&x, &y| degree(y).cmp(&degree(x)).then(x.cmp(&y)));
         ids.truncate(top);
-        let (nodes, edges) = analytics::drawing(&state, &sel, net, &ids, None);
+        let (nodes, edges, among) = analytics::drawing(&state, &sel, net, &ids, None, max_edges);
         return Ok(HttpResponse::Ok().json(json!({
             "nodes": nodes,
             "edges": edges,
+            "edges_among": among,
             "users": net.users(),
             "edges_total": net.edges(),
             "network": crate::analytics::report::network_json(&sel, net),
         })));
     }
-    let ((nodes, ties), users, edges_total) = {
+    let (drawn, users, edges_total) = {
         let g = state.store.graph().read();
-        (g.top_subgraph(top, u64::from(sel.min_weight)), g.user_count(), g.tie_count())
+        (g.top_subgraph(top, u64::from(sel.min_weight), max_edges), g.user_count(), g.tie_count())
     };
-    let edges: Vec<_> = ties
+    let edges: Vec<_> = drawn
+        .ties
         .into_iter()
         .map(|t| json!({ "from": t.from, "to": t.to, "total": t.total, "kinds": t.kinds }))
         .collect();
     Ok(HttpResponse::Ok().json(json!({
-        "nodes": nodes,
+        "nodes": drawn.users,
         "edges": edges,
+        "edges_among": drawn.among,
         "users": users,
         "edges_total": edges_total,
     })))
