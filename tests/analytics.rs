@@ -500,7 +500,7 @@ async fn analyses_run_at_the_lowest_priority_so_ingest_goes_first() {
         let mut nice = Vec::new();
         for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
             let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-            if comm.starts_with("tagflow-analyti") {
+            if comm.starts_with("tagflow-analyti") || comm.starts_with("tagflow-reads") {
                 let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
                 if let Some(end) = stat.rfind(')') {
                     nice.push(stat[end + 2..].split(' ').nth(16).unwrap().parse::<i32>().unwrap());
@@ -509,12 +509,26 @@ async fn analyses_run_at_the_lowest_priority_so_ingest_goes_first() {
         }
         nice
     };
+    // The pools of analyses and of expensive reads (a hub's edges, users by degree, /graph, paths).
+    let pools = || {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .map(|t| std::fs::read_to_string(t.path().join("comm")).unwrap_or_default())
+            .filter(|c| c.starts_with("tagflow-reads") || c.starts_with("tagflow-analyti"))
+            .map(|c| c.starts_with("tagflow-reads"))
+            .collect::<std::collections::BTreeSet<bool>>()
+            .len()
+    };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let mut nice = read_nice();
-    while (nice.is_empty() || nice.iter().any(|&n| n != 19)) && std::time::Instant::now() < deadline {
+    while (nice.is_empty() || nice.iter().any(|&n| n != 19) || pools() < 2)
+        && std::time::Instant::now() < deadline
+    {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         nice = read_nice();
     }
     assert!(!nice.is_empty() && nice.iter().all(|&n| n == 19), "analytics threads' nice values: {nice:?}");
+    assert_eq!(pools(), 2, "both pools run");
     app.stop().await;
 }

@@ -148,10 +148,17 @@ struct Slot {
     running: Option<Running>,
 }
 
+/// Expensive reads waiting or running at most; past it they are refused (503) rather than queued.
+pub const MAX_QUEUED_READS: usize = 256;
+
 /// The analytics engine shared by the HTTP handlers.
 pub struct Engine {
     graph: SharedGraph,
     pool: rayon::ThreadPool,
+    /// Expensive reads of the live graph (a hub's edges, users by degree, the subgraph to draw,
+    /// paths): as many threads as the analyses, at the same lowest priority, with a bounded queue.
+    reads: rayon::ThreadPool,
+    queued_reads: std::sync::atomic::AtomicUsize,
     slots: Mutex<HashMap<(Task, Selection), Slot>>,
     networks: Mutex<Vec<(Selection, Arc<Network>)>>,
     /// Snapshots are taken one at a time: two tasks on one selection share the copy.
@@ -166,22 +173,27 @@ impl Engine {
     /// # Errors
     /// If the pool's threads cannot be started.
     pub fn new(graph: SharedGraph, threads: usize) -> Result<Arc<Engine>, rayon::ThreadPoolBuildError> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.max(1))
-            .thread_name(|i| format!("tagflow-analytics-{i}"))
-            // The lowest priority (nice 19): when cores are short, the store's writer and the sources
-            // go first, so ingest keeps its rate while analyses run; idle cores still go to analyses.
-            .start_handler(|_| {
-                if let Err(e) =
-                    thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min)
-                {
-                    log::debug!("analytics: could not lower the thread's priority: {e:?}");
-                }
-            })
-            .build()?;
+        // The lowest priority (nice 19): when cores are short, the store's writer, the sources and
+        // the cheap requests go first, so ingest keeps its rate while analyses and heavy reads run;
+        // idle cores still go to them.
+        let lowest = |name: &'static str| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads.max(1))
+                .thread_name(move |i| format!("tagflow-{name}-{i}"))
+                .start_handler(|_| {
+                    if let Err(e) =
+                        thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min)
+                    {
+                        log::debug!("analytics: could not lower the thread's priority: {e:?}");
+                    }
+                })
+                .build()
+        };
         Ok(Arc::new(Engine {
             graph,
-            pool,
+            pool: lowest("analytics")?,
+            reads: lowest("reads")?,
+            queued_reads: Default::default(),
             slots: Mutex::new(HashMap::new()),
             networks: Mutex::new(Vec::new()),
             snapshotting: Mutex::new(()),
@@ -228,6 +240,41 @@ impl Engine {
             all.remove(0);
         }
         Ok(v)
+    }
+
+    /// Runs `read` on the live graph, under its read lock, on the pool of expensive reads: at most as
+    /// many at a time as the pool has threads, at the lowest priority, so that clients hammering a
+    /// heavy read take those threads and not the cores the writer and `/status` need.
+    ///
+    /// # Errors
+    /// `None` when [`MAX_QUEUED_READS`] are already waiting (the caller answers 503), `Some` when
+    /// the read panicked (a bug).
+    pub async fn read<T, F>(&self, read: F) -> Result<T, Option<String>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&crate::graph::Graph) -> T + Send + 'static,
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        struct Queued<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Queued<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Relaxed);
+            }
+        }
+        let queued = Queued(&self.queued_reads);
+        if self.queued_reads.fetch_add(1, Relaxed) >= MAX_QUEUED_READS {
+            return Err(None);
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let graph = self.graph.clone();
+        self.reads.spawn(move || {
+            let out = read(&graph.read());
+            // The request may have gone (client disconnected): nothing to answer.
+            let _ = tx.send(out);
+        });
+        let out = rx.await.map_err(|_| Some("an expensive read panicked".to_string()));
+        drop(queued);
+        out
     }
 
     /// How many computations have run (tests check that identical requests share one).

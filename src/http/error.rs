@@ -59,8 +59,8 @@ pub enum ApiError {
     RateLimited {
         retry_after: u64,
     },
-    /// Too many open connections: this one only answers the health check.
-    Overloaded,
+    /// Too much at once (connections, expensive reads waiting): what is short.
+    Overloaded(&'static str),
     /// A search gave up within its budget (see `graph::path::PATH_BUDGET`).
     TooExpensive {
         walked: u64,
@@ -99,7 +99,7 @@ impl ApiError {
             ApiError::RequestTimeout => "request_timeout",
             ApiError::HeadersTooLarge => "headers_too_large",
             ApiError::RateLimited { .. } => "rate_limited",
-            ApiError::Overloaded => "overloaded",
+            ApiError::Overloaded(_) => "overloaded",
             ApiError::TooExpensive { .. } => "too_expensive",
             ApiError::Unavailable(_) => "store_unavailable",
             ApiError::Internal(_) => "internal",
@@ -143,12 +143,7 @@ impl fmt::Display for ApiError {
             ApiError::RateLimited { retry_after } => {
                 write!(f, "too many requests from this client; retry in {retry_after} s")
             }
-            ApiError::Overloaded => {
-                write!(
-                    f,
-                    "the server holds too many connections; retry later (the health check still answers)"
-                )
-            }
+            ApiError::Overloaded(what) => write!(f, "{what}; retry later"),
             ApiError::TooExpensive { walked } => write!(
                 f,
                 "the search gave up after walking {walked} adjacency entries: these users are far apart, or \
@@ -181,7 +176,7 @@ impl ResponseError for ApiError {
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Overloaded | ApiError::TooExpensive { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Overloaded(_) | ApiError::TooExpensive { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
@@ -208,7 +203,7 @@ impl ResponseError for ApiError {
             ApiError::RateLimited { retry_after } => {
                 response.insert_header(("Retry-After", retry_after.to_string()));
             }
-            ApiError::Overloaded => {
+            ApiError::Overloaded(_) => {
                 response.insert_header(("Retry-After", "1"));
                 response.force_close();
             }

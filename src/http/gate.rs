@@ -195,7 +195,7 @@ fn admit(req: &ServiceRequest) -> Result<(), ApiError> {
     let path = req.path();
     let health = path == "/status" || path == "/";
     if !health && req.conn_data::<ConnInfo>().is_some_and(|c| c.reserve) {
-        return Err(ApiError::Overloaded);
+        return Err(ApiError::Overloaded(super::server::TOO_MANY_CONNECTIONS));
     }
     let Some(state) = req.app_data::<actix_web::web::Data<super::AppState>>() else { return Ok(()) };
     let headers = req.headers();

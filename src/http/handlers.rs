@@ -58,6 +58,19 @@ pub(crate) fn resident_bytes() -> Option<u64> {
     kib.trim().parse::<u64>().ok().map(|k| k * 1024)
 }
 
+/// Runs an expensive read of the graph on the analytics engine's pool of reads (bounded, lowest
+/// priority: see [`crate::analytics::engine::Engine::read`]).
+async fn heavy<T, F>(state: &AppState, read: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&Graph) -> Result<T> + Send + 'static,
+{
+    state.analytics.read(read).await.map_err(|e| match e {
+        None => ApiError::Overloaded("too many expensive reads are waiting"),
+        Some(cause) => ApiError::Internal(cause),
+    })?
+}
+
 // ---- users ----
 
 #[derive(Debug, Deserialize)]
@@ -95,11 +108,17 @@ pub async fn list_users(state: web::Data<AppState>, q: web::Query<ListParams>) -
             return Err(ApiError::InvalidCursor);
         }
     }
-    let g = state.store.graph().read();
-    let page = g.users_page(order, q.cursor.as_deref(), limit);
+    // By key it is O(limit); by degree a scan of every user: off the request threads.
+    let cursor = q.cursor.clone();
+    let listing = move |g: &Graph| (g.users_page(order, cursor.as_deref(), limit), g.user_count());
+    let (page, count) = if order == UserOrder::Key {
+        listing(&state.store.graph().read())
+    } else {
+        heavy(&state, move |g| Ok(listing(g))).await?
+    };
     Ok(HttpResponse::Ok().json(json!({
         "vertices": page.items,
-        "count": g.user_count(),
+        "count": count,
         "next_cursor": page.next,
     })))
 }
@@ -145,9 +164,13 @@ pub async fn user_edges(
             return Err(ApiError::InvalidQuery(format!("direction must be in, out or both, not {other:?}")))
         }
     };
-    let g = state.store.graph().read();
-    let key = g.resolve(&path)?;
-    let (total, edges) = g.heaviest_ties_of(key, want_out, want_in, limit).unwrap_or_default();
+    let user = path.into_inner();
+    let (key, total, edges) = heavy(&state, move |g| {
+        let key = g.resolve(&user)?;
+        let (total, edges) = g.heaviest_ties_of(key, want_out, want_in, limit).unwrap_or_default();
+        Ok((key.to_string(), total, edges))
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(json!({ "user": key, "count": total, "edges": edges })))
 }
 
@@ -339,8 +362,8 @@ pub async fn find_path(
     if weighted {
         return analytics::strongest_path(&state, &path.0, &path.1, directed, sel).await;
     }
-    let g = state.store.graph().read();
-    let found = g.find_path(&path.0, &path.1, directed)?;
+    let (from, to) = path.into_inner();
+    let found = heavy(&state, move |g| Ok(g.find_path(&from, &to, directed)?)).await?;
     Ok(HttpResponse::Ok().json(found))
 }
 
@@ -401,10 +424,11 @@ pub async fn subgraph(state: web::Data<AppState>, req: HttpRequest) -> Result<Ht
             "network": crate::analytics::report::network_json(&sel, net),
         })));
     }
-    let (drawn, users, edges_total) = {
-        let g = state.store.graph().read();
-        (g.top_subgraph(top, u64::from(sel.min_weight), max_edges), g.user_count(), g.tie_count())
-    };
+    let min_weight = u64::from(sel.min_weight);
+    let (drawn, users, edges_total) = heavy(&state, move |g| {
+        Ok((g.top_subgraph(top, min_weight, max_edges), g.user_count(), g.tie_count()))
+    })
+    .await?;
     let edges: Vec<_> = drawn
         .ties
         .into_iter()

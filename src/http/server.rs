@@ -223,6 +223,10 @@ fn json_protocol_error(buf: &[u8]) -> Option<Vec<u8>> {
     Some(raw_answer(&error, &[]))
 }
 
+/// Why a connection past the cap, or in the reserve, is refused.
+pub(crate) const TOO_MANY_CONNECTIONS: &str =
+    "the server holds too many connections (the health check still answers)";
+
 /// Refused connections answered at once, at most; past it they are closed without a word.
 const MAX_REFUSING: usize = 64;
 
@@ -231,7 +235,7 @@ const MAX_REFUSING: usize = 64;
 /// and only [`MAX_REFUSING`] at a time, so that refusing costs a bounded number of descriptors.
 async fn refuse(io: TcpStream, connections: &Connections) {
     if connections.refusing.fetch_add(1, Ordering::Relaxed) < MAX_REFUSING {
-        let answer = raw_answer(&ApiError::Overloaded, &[("retry-after", "1")]);
+        let answer = raw_answer(&ApiError::Overloaded(TOO_MANY_CONNECTIONS), &[("retry-after", "1")]);
         let _ = tokio::time::timeout(Duration::from_millis(250), async {
             io.readable().await?;
             let mut scratch = [0u8; 4096];
