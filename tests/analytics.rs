@@ -500,7 +500,7 @@ async fn analyses_run_at_the_lowest_priority_so_ingest_goes_first() {
         let mut nice = Vec::new();
         for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
             let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-            if comm.starts_with("tagflow-analyti") || comm.starts_with("tagflow-reads") {
+            if comm.starts_with("tagflow-analyti") {
                 let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
                 if let Some(end) = stat.rfind(')') {
                     nice.push(stat[end + 2..].split(' ').nth(16).unwrap().parse::<i32>().unwrap());
@@ -509,7 +509,8 @@ async fn analyses_run_at_the_lowest_priority_so_ingest_goes_first() {
         }
         nice
     };
-    // The pools of analyses and of expensive reads (a hub's edges, users by degree, /graph, paths).
+    // The pools of analyses and of expensive reads (a hub's edges, users by degree, /graph, paths;
+    // these at normal priority, as they hold the graph's read lock).
     let pools = || {
         std::fs::read_dir("/proc/self/task")
             .unwrap()

@@ -156,7 +156,7 @@ pub struct Engine {
     graph: SharedGraph,
     pool: rayon::ThreadPool,
     /// Expensive reads of the live graph (a hub's edges, users by degree, the subgraph to draw,
-    /// paths): as many threads as the analyses, at the same lowest priority, with a bounded queue.
+    /// paths): as many threads as the analyses, at normal priority, with a bounded queue.
     reads: rayon::ThreadPool,
     queued_reads: std::sync::atomic::AtomicUsize,
     slots: Mutex<HashMap<(Task, Selection), Slot>>,
@@ -173,14 +173,20 @@ impl Engine {
     /// # Errors
     /// If the pool's threads cannot be started.
     pub fn new(graph: SharedGraph, threads: usize) -> Result<Arc<Engine>, rayon::ThreadPoolBuildError> {
-        // The lowest priority (nice 19): when cores are short, the store's writer, the sources and
-        // the cheap requests go first, so ingest keeps its rate while analyses and heavy reads run;
-        // idle cores still go to them.
-        let lowest = |name: &'static str| {
+        // Analyses at the lowest priority (nice 19): when cores are short, the store's writer, the
+        // sources and the requests go first, so ingest keeps its rate while analyses run; idle cores
+        // still go to them. Not the reads: they hold the graph's read lock while they run, and a
+        // reader the scheduler keeps waiting would keep the writer waiting too (priority inversion,
+        // measured: writes fell to a quarter of their rate under hammered paths); they are bounded
+        // by their pool's size instead.
+        let pool = |name: &'static str, lowest: bool| {
             rayon::ThreadPoolBuilder::new()
                 .num_threads(threads.max(1))
                 .thread_name(move |i| format!("tagflow-{name}-{i}"))
-                .start_handler(|_| {
+                .start_handler(move |_| {
+                    if !lowest {
+                        return;
+                    }
                     if let Err(e) =
                         thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min)
                     {
@@ -191,8 +197,8 @@ impl Engine {
         };
         Ok(Arc::new(Engine {
             graph,
-            pool: lowest("analytics")?,
-            reads: lowest("reads")?,
+            pool: pool("analytics", true)?,
+            reads: pool("reads", false)?,
             queued_reads: Default::default(),
             slots: Mutex::new(HashMap::new()),
             networks: Mutex::new(Vec::new()),
@@ -243,8 +249,8 @@ impl Engine {
     }
 
     /// Runs `read` on the live graph, under its read lock, on the pool of expensive reads: at most as
-    /// many at a time as the pool has threads, at the lowest priority, so that clients hammering a
-    /// heavy read take those threads and not the cores the writer and `/status` need.
+    /// many at a time as the pool has threads, so that clients hammering a heavy read take those
+    /// threads and not every core the writer and `/status` need.
     ///
     /// # Errors
     /// `None` when [`MAX_QUEUED_READS`] are already waiting (the caller answers 503), `Some` when
