@@ -129,6 +129,7 @@ impl Application {
             connections: connections.clone(),
             rates: Arc::new(http::gate::Rates::new(config.rates)),
             metrics: Arc::new(http::metrics::Metrics::new(store.stats())),
+            sampled: Arc::default(),
             body_timeout: config.body_timeout,
         };
         if config.access.remote_writes() {

@@ -6,7 +6,7 @@ use super::error::ApiError;
 use super::AppState;
 use crate::graph::{decode_pair, validate_key, Graph, GraphError, Kind, Mutation, UserOrder};
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -22,6 +22,7 @@ pub async fn status(state: web::Data<AppState>) -> HttpResponse {
         (g.user_count(), g.tie_count(), g.interaction_count(), g.timeline_stats())
     };
     let stats = state.store.stats();
+    let (resident, bytes_on_disk) = state.sampled.get(&state.store);
     use std::sync::atomic::Ordering::Relaxed;
     HttpResponse::Ok().json(json!({
         "status": "OK",
@@ -33,11 +34,11 @@ pub async fn status(state: web::Data<AppState>) -> HttpResponse {
         "store": {
             "commits": stats.commits.load(Relaxed),
             "mutations": stats.mutations.load(Relaxed),
-            "bytes_on_disk": state.store.size_on_disk(),
+            "bytes_on_disk": bytes_on_disk,
             "checkpoints": stats.checkpoints.load(Relaxed),
         },
         // What a 512 MB dyno or a container limit is measured against; absent off Linux.
-        "resident_bytes": resident_bytes(),
+        "resident_bytes": resident,
         "sources": state.sources.reports(),
         "analytics": { "runs": state.analytics.runs(), "held_snapshots": state.analytics.held_networks() },
         "timeline": { "interactions": timeline.0, "bytes": timeline.1 },
@@ -51,8 +52,33 @@ pub async fn status(state: web::Data<AppState>) -> HttpResponse {
     }))
 }
 
+/// Figures that cost system calls to read (a `/proc` file, sled's files on disk): read at most once
+/// a second, since `/status` may be polled by many (reading them on every request made `/status`
+/// three times slower than a count).
+#[derive(Debug, Default)]
+pub struct Sampled {
+    last: parking_lot::Mutex<Option<(std::time::Instant, Option<u64>, u64)>>,
+}
+
+impl Sampled {
+    /// Resident memory (Linux) and bytes on disk, at most a second old.
+    pub fn get(&self, store: &crate::store::StoreHandle) -> (Option<u64>, u64) {
+        let mut last = self.last.lock();
+        match *last {
+            Some((at, resident, disk)) if at.elapsed() < std::time::Duration::from_secs(1) => {
+                (resident, disk)
+            }
+            _ => {
+                let (resident, disk) = (resident_bytes(), store.size_on_disk());
+                *last = Some((std::time::Instant::now(), resident, disk));
+                (resident, disk)
+            }
+        }
+    }
+}
+
 /// This process's resident memory, from `/proc/self/status` (Linux); `None` elsewhere.
-pub(crate) fn resident_bytes() -> Option<u64> {
+fn resident_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().strip_suffix("kB")?;
     kib.trim().parse::<u64>().ok().map(|k| k * 1024)
@@ -89,6 +115,23 @@ fn limit(l: Option<usize>) -> Result<usize> {
     }
 }
 
+/// A page of users, serialized straight from the views (building a `json!` tree of them first cost
+/// as much again).
+#[derive(Serialize)]
+struct UsersPage<'a> {
+    vertices: &'a [crate::graph::UserView],
+    count: usize,
+    next_cursor: Option<&'a str>,
+}
+
+/// A page of edges, likewise.
+#[derive(Serialize)]
+struct EdgesPage<'a> {
+    edges: &'a [crate::graph::TieView],
+    count: usize,
+    next_cursor: Option<&'a str>,
+}
+
 pub async fn list_users(state: web::Data<AppState>, q: web::Query<ListParams>) -> Result<HttpResponse> {
     let limit = limit(q.limit)?;
     let order = match q.sort.as_deref() {
@@ -116,11 +159,7 @@ pub async fn list_users(state: web::Data<AppState>, q: web::Query<ListParams>) -
     } else {
         heavy(&state, move |g| Ok(listing(g))).await?
     };
-    Ok(HttpResponse::Ok().json(json!({
-        "vertices": page.items,
-        "count": count,
-        "next_cursor": page.next,
-    })))
+    Ok(HttpResponse::Ok().json(UsersPage { vertices: &page.items, count, next_cursor: page.next.as_deref() }))
 }
 
 pub async fn count_users(state: web::Data<AppState>) -> HttpResponse {
@@ -237,11 +276,11 @@ pub async fn list_edges(state: web::Data<AppState>, q: web::Query<EdgeParams>) -
     };
     let g = state.store.graph().read();
     let page = g.ties_page(after.as_ref().map(|(a, b)| (a.as_str(), b.as_str())), limit);
-    Ok(HttpResponse::Ok().json(json!({
-        "edges": page.items,
-        "count": g.tie_count(),
-        "next_cursor": page.next,
-    })))
+    Ok(HttpResponse::Ok().json(EdgesPage {
+        edges: &page.items,
+        count: g.tie_count(),
+        next_cursor: page.next.as_deref(),
+    }))
 }
 
 pub async fn count_edges(state: web::Data<AppState>) -> HttpResponse {

@@ -170,8 +170,9 @@ impl Metrics {
             self.interactions.set(i64::try_from(g.interaction_count()).unwrap_or(i64::MAX));
         }
         let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        self.bytes_on_disk.set(as_i64(state.store.size_on_disk()));
-        self.resident.set(as_i64(super::handlers::resident_bytes().unwrap_or(0)));
+        let (resident, bytes_on_disk) = state.sampled.get(&state.store);
+        self.bytes_on_disk.set(as_i64(bytes_on_disk));
+        self.resident.set(as_i64(resident.unwrap_or(0)));
         self.connections.set(as_i64(state.connections.open() as u64));
         let stats = state.store.stats();
         let m = &self.mirrored;

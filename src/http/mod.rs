@@ -34,6 +34,8 @@ pub struct AppState {
     pub access: Arc<auth::Access>,
     /// The open connections (see [`server`]).
     pub connections: Arc<server::Connections>,
+    /// Resident memory and bytes on disk, read at most once a second.
+    pub sampled: Arc<handlers::Sampled>,
     /// What `/metrics` exports.
     pub metrics: Arc<metrics::Metrics>,
     /// Per-client request rates.
