@@ -295,6 +295,15 @@ impl Graph {
         self.by_key.reserve(users, |&i| key_hash(&g[node_index(i)].key));
     }
 
+    /// Room for the graph to grow by half before any of its large tables doubles. A doubling copies
+    /// the whole table while the writer holds the graph (at 9M edges, the first write after a
+    /// restart, with tables sized exactly by loading, took 0.73 s and held `/status` as long); the
+    /// room is address space until used, not resident memory.
+    pub fn reserve_headroom(&mut self) {
+        self.g.reserve_nodes(self.g.node_count() / 2 + 1024);
+        self.g.reserve_edges(self.g.edge_count() / 2 + 1024);
+    }
+
     pub fn user_count(&self) -> usize {
         self.g.node_count()
     }

@@ -356,6 +356,8 @@ fn load(db: &sled::Db, dir: &Path) -> Result<Loaded, StoreError> {
     let next_uid = stored_next.max(max_uid.map_or(0, |m| m + 1));
     graph.purge_timeline(&purge);
     graph.shrink_to_fit();
+    // The tables are sized exactly by loading: the first writes would double them (see there).
+    graph.reserve_headroom();
     Ok(Loaded {
         graph,
         seen,
