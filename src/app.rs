@@ -11,7 +11,6 @@ use anyhow::Context;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// A built service: listening, graph loaded, sources started.
@@ -20,7 +19,7 @@ pub struct Application {
     server: Server,
     store: StoreHandle,
     writer: Writer,
-    sources: Vec<JoinHandle<()>>,
+    sources: Vec<crate::ingest::Running>,
     cancel: CancellationToken,
     load: LoadReport,
 }
@@ -37,6 +36,9 @@ impl StopHandle {
         self.cancel.cancel();
     }
 }
+
+/// How long a stop waits for the sources to commit what they hold.
+const SOURCES_STOP: Duration = Duration::from_secs(5);
 
 /// The file that marks a data directory as the demo's own (its posts are made up). `tagflow serve`
 /// with no source configured runs the demo only on an empty directory or one holding this file, so
@@ -194,19 +196,21 @@ impl Application {
         let started = Instant::now();
         log::info!("shutdown: stopping sources and http");
         cancel.cancel();
-        let http_result = match stopped_by_server {
-            Some(r) => r,
-            None => {
-                handle.stop(true).await;
-                server.await
+        let http = async {
+            match stopped_by_server {
+                Some(r) => r,
+                None => {
+                    handle.stop(true).await;
+                    server.await
+                }
             }
         };
-        for s in sources {
-            // Sources commit their last batch on cancel; do not let a stuck one hold the exit.
-            if tokio::time::timeout(Duration::from_secs(10), s).await.is_err() {
-                log::warn!("shutdown: a source did not stop within 10s");
-            }
-        }
+        // Sources commit their last batch on cancel: wait for them all at once, under one deadline,
+        // while HTTP drains (a stop must fit the 10 s a supervisor grants between SIGTERM and
+        // SIGKILL, whatever the number of sources), so that a stuck one cannot hold the exit.
+        let deadline = tokio::time::Instant::now() + SOURCES_STOP;
+        let sources = futures_util::future::join_all(sources.into_iter().map(|s| s.stop_by(deadline)));
+        let (http_result, _) = tokio::join!(http, sources);
         store.close().await;
         // The writer has flushed; wait for the HTTP workers to drop their handles too, so that the
         // data directory is free when this returns (a supervisor may restart us at once).

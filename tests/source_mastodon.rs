@@ -430,7 +430,8 @@ async fn an_over_long_line_and_a_stall_reconnect_and_are_counted() {
     options.max_event_bytes = 4096;
     let registry = Registry::default();
     let cancel = CancellationToken::new();
-    let tasks = mastodon::start(options, &app.store, &registry, &cancel).expect("starts");
+    let tasks =
+        mastodon::start(options, &app.store, registry.register(mastodon::NAME), &cancel).expect("starts");
     let report = || serde_json::to_value(&registry.reports()[0]).expect("report serialises");
 
     let mut saw_stalled = false;

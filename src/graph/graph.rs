@@ -498,7 +498,7 @@ impl Graph {
         let dirs = [(out, Direction::Outgoing), (inc, Direction::Incoming)];
         // Max-heap on rank (Reverse(total), from, to): its top is the worst kept.
         let mut heap: BinaryHeap<(Reverse<u64>, &str, &str, EdgeIndex)> =
-            BinaryHeap::with_capacity(limit + 1);
+            BinaryHeap::with_capacity(limit.min(4096) + 1);
         for (_, dir) in dirs.iter().filter(|(want, _)| *want) {
             for e in self.g.edges_directed(i, *dir) {
                 let tie = self.tie_of(e.id(), e.weight());
@@ -856,7 +856,7 @@ impl Graph {
             Some((cd, ck)) => d < cd || (d == cd && k > ck),
         };
         // Max-heap on rank keeps the `limit + 1` smallest ranks seen.
-        let mut heap: BinaryHeap<(Reverse<u32>, &str)> = BinaryHeap::with_capacity(limit + 2);
+        let mut heap: BinaryHeap<(Reverse<u32>, &str)> = BinaryHeap::with_capacity(limit.min(4096) + 2);
         for n in self.g.node_weights() {
             let d = degree(n);
             if !is_after(d, &n.key) {
@@ -1361,6 +1361,9 @@ mod tests {
             }
         }
         assert!(g.heaviest_ties_of("nobody", true, true, 5).is_none());
+        // Limits are the caller's: the largest is "all", not an allocation that overflows.
+        assert_eq!(g.heaviest_ties_of("u1", true, true, usize::MAX).unwrap().1.len(), g.ties_of("u1").len());
+        assert_eq!(g.users_page(UserOrder::Degree, None, usize::MAX).items.len(), g.user_count());
     }
 
     #[test]

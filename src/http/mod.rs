@@ -54,6 +54,11 @@ pub fn security_headers() -> actix_web::middleware::DefaultHeaders {
     SECURITY_HEADERS.iter().fold(actix_web::middleware::DefaultHeaders::new(), |h, &pair| h.add(pair))
 }
 
+/// A resource whose other methods are answered 405 `method_not_allowed` in the JSON error shape.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(handlers::method_not_allowed))
+}
+
 /// A route for reads: GET, and HEAD (the same response without its body, which actix leaves out).
 fn read() -> actix_web::Route {
     use actix_web::guard;
@@ -64,7 +69,7 @@ fn read() -> actix_web::Route {
 /// the canonical ones, with the same meaning.
 pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
     use handlers::*;
-    use web::{delete, post, resource};
+    use web::{delete, post};
     cfg.app_data(web::Data::new(state))
         .app_data(
             web::QueryConfig::default()
@@ -74,134 +79,39 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
             web::PathConfig::default()
                 .error_handler(|err, _req| ApiError::InvalidPath(err.to_string()).into()),
         )
-        .service(resource("/").route(read().to(status)).default_service(web::to(method_not_allowed)))
-        .service(resource("/status").route(read().to(status)).default_service(web::to(method_not_allowed)))
-        .service(
-            resource("/metrics")
-                .route(read().to(metrics::metrics))
-                .default_service(web::to(method_not_allowed)),
-        )
+        .service(resource("/").route(read().to(status)))
+        .service(resource("/status").route(read().to(status)))
+        .service(resource("/metrics").route(read().to(metrics::metrics)))
         // Users. Fixed segments first, so that `count` is not taken for a user.
+        .service(resource("/vertices").route(read().to(list_users)).route(post().to(add_user)))
+        .service(resource("/vertices/count").route(read().to(count_users)))
         .service(
-            resource("/vertices")
-                .route(read().to(list_users))
-                .route(post().to(add_user))
-                .default_service(web::to(method_not_allowed)),
+            resource("/vertices/cuenta_vertices").route(read().to(count_users)).route(post().to(count_users)),
         )
-        .service(
-            resource("/vertices/count")
-                .route(read().to(count_users))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            resource("/vertices/cuenta_vertices")
-                .route(read().to(count_users))
-                .route(post().to(count_users))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            resource("/vertices/add/{v}")
-                .route(post().to(add_user_at))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            resource("/vertices/remove/{v}")
-                .route(delete().to(remove_user))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            resource("/vertices/find_path/{v1}/{v2}")
-                .route(read().to(find_path))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            resource("/vertices/{v}")
-                .route(read().to(get_user))
-                .route(delete().to(remove_user))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            resource("/vertices/{v}/aristas")
-                .route(read().to(user_edges))
-                .default_service(web::to(method_not_allowed)),
-        )
+        .service(resource("/vertices/add/{v}").route(post().to(add_user_at)))
+        .service(resource("/vertices/remove/{v}").route(delete().to(remove_user)))
+        .service(resource("/vertices/find_path/{v1}/{v2}").route(read().to(find_path)))
+        .service(resource("/vertices/{v}").route(read().to(get_user)).route(delete().to(remove_user)))
+        .service(resource("/vertices/{v}/aristas").route(read().to(user_edges)))
         // Edges.
-        .service(
-            resource("/aristas")
-                .route(read().to(list_edges))
-                .route(post().to(add_edge))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            resource("/aristas/count")
-                .route(read().to(count_edges))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            resource("/aristas/add/{v1}/{v2}")
-                .route(post().to(add_edge_at))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            resource("/aristas/add/{v1}/{v2}/{kind}")
-                .route(post().to(add_edge_at_kind))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            resource("/aristas/remove/{v1}/{v2}")
-                .route(delete().to(remove_edge))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            resource("/aristas/{v1}/{v2}")
-                .route(read().to(get_edge))
-                .route(delete().to(remove_edge))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(resource("/ingest").route(post().to(ingest)).default_service(web::to(method_not_allowed)))
-        .service(
-            resource("/find_path/{v1}/{v2}")
-                .route(read().to(find_path))
-                .default_service(web::to(method_not_allowed)),
-        )
+        .service(resource("/aristas").route(read().to(list_edges)).route(post().to(add_edge)))
+        .service(resource("/aristas/count").route(read().to(count_edges)))
+        .service(resource("/aristas/add/{v1}/{v2}").route(post().to(add_edge_at)))
+        .service(resource("/aristas/add/{v1}/{v2}/{kind}").route(post().to(add_edge_at_kind)))
+        .service(resource("/aristas/remove/{v1}/{v2}").route(delete().to(remove_edge)))
+        .service(resource("/aristas/{v1}/{v2}").route(read().to(get_edge)).route(delete().to(remove_edge)))
+        .service(resource("/ingest").route(post().to(ingest)))
+        .service(resource("/find_path/{v1}/{v2}").route(read().to(find_path)))
         // Analyses.
-        .service(
-            resource("/analytics/users")
-                .route(read().to(analytics::users))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            resource("/analytics/components")
-                .route(read().to(analytics::components))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            resource("/analytics/cores")
-                .route(read().to(analytics::cores))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            resource("/analytics/communities")
-                .route(read().to(analytics::communities))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            resource("/analytics/communities/{id}")
-                .route(read().to(analytics::community_members))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            resource("/analytics/bridges")
-                .route(read().to(analytics::bridges))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            resource("/vertices/{v}/ego")
-                .route(read().to(analytics::ego))
-                .default_service(web::to(method_not_allowed)),
-        )
+        .service(resource("/analytics/users").route(read().to(analytics::users)))
+        .service(resource("/analytics/components").route(read().to(analytics::components)))
+        .service(resource("/analytics/cores").route(read().to(analytics::cores)))
+        .service(resource("/analytics/communities").route(read().to(analytics::communities)))
+        .service(resource("/analytics/communities/{id}").route(read().to(analytics::community_members)))
+        .service(resource("/analytics/bridges").route(read().to(analytics::bridges)))
+        .service(resource("/vertices/{v}/ego").route(read().to(analytics::ego)))
         // The page and the subgraph it draws.
-        .service(resource("/graph").route(read().to(subgraph)).default_service(web::to(method_not_allowed)))
-        .service(resource("/ui").route(read().to(ui)).default_service(web::to(method_not_allowed)))
+        .service(resource("/graph").route(read().to(subgraph)))
+        .service(resource("/ui").route(read().to(ui)))
         .default_service(web::to(route_not_found));
 }

@@ -14,8 +14,39 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// Starts every configured source as a task; each stops when `cancel` fires, after committing
-/// what it holds.
+/// A running source: its tasks, and the status they report to.
+pub struct Running {
+    pub status: Arc<status::SourceStatus>,
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Waits until every task has stopped, or until `deadline`; a task that panicked or is still
+    /// running then shows its source as failed in `/status`.
+    pub async fn stop_by(self, deadline: tokio::time::Instant) {
+        let Running { status, tasks } = self;
+        for task in tasks {
+            let abort = task.abort_handle();
+            match tokio::time::timeout_at(deadline, task).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    log::error!("source {}: a task ended abnormally: {e}", status.name);
+                    status.set_state(status::SourceState::Failed {
+                        reason: format!("a task ended abnormally: {e}"),
+                    });
+                }
+                Err(_) => {
+                    abort.abort();
+                    log::warn!("source {}: did not stop in time; abandoned", status.name);
+                    status.set_state(status::SourceState::Failed { reason: "did not stop in time".into() });
+                }
+            }
+        }
+    }
+}
+
+/// Starts every configured source as tasks; each stops when `cancel` fires, after committing what
+/// it holds.
 ///
 /// # Errors
 /// A source whose configuration is incomplete.
@@ -24,43 +55,48 @@ pub fn start_sources(
     store: &StoreHandle,
     registry: &Arc<Registry>,
     cancel: &CancellationToken,
-) -> anyhow::Result<Vec<JoinHandle<()>>> {
+) -> anyhow::Result<Vec<Running>> {
     let mut tasks = Vec::new();
     for kind in &config.sources {
         match kind {
             SourceKind::Demo => {
                 let status = registry.register("demo");
-                tasks.push(tokio::spawn(source::demo::run(
+                let task = tokio::spawn(source::demo::run(
                     config.demo.clone(),
                     config.track.clone(),
                     store.clone(),
-                    status,
+                    status.clone(),
                     cancel.clone(),
-                )));
+                ));
+                tasks.push(Running { status, tasks: vec![task] });
             }
             SourceKind::Bluesky => {
                 let status = registry.register(source::jetstream::NAME);
-                tasks.push(tokio::spawn(source::jetstream::run(
+                let task = tokio::spawn(source::jetstream::run(
                     config.jetstream.clone(),
                     config.track.clone(),
                     store.clone(),
-                    status,
+                    status.clone(),
                     cancel.clone(),
-                )));
+                ));
+                tasks.push(Running { status, tasks: vec![task] });
             }
             SourceKind::X => {
                 let status = registry.register("x");
-                tasks.push(tokio::spawn(source::x::run(
+                let task = tokio::spawn(source::x::run(
                     config.x.clone(),
                     config.track.clone(),
                     store.clone(),
-                    status,
+                    status.clone(),
                     cancel.clone(),
-                )));
+                ));
+                tasks.push(Running { status, tasks: vec![task] });
             }
             SourceKind::Mastodon => {
                 let options = source::mastodon::Options::from_config(&config.mastodon, &config.track)?;
-                tasks.extend(source::mastodon::start(options, store, registry, cancel)?);
+                let status = registry.register(source::mastodon::NAME);
+                let started = source::mastodon::start(options, store, status.clone(), cancel)?;
+                tasks.push(Running { status, tasks: started });
             }
             SourceKind::None => {}
         }
@@ -122,5 +158,42 @@ impl Collected {
             }
         }
         c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn sources_stop_together_under_one_deadline_and_a_panic_shows_failed() {
+        let running = |name: &str, task: JoinHandle<()>| Running {
+            status: status::SourceStatus::new(name),
+            tasks: vec![task],
+        };
+        let stuck_a = running("a", tokio::spawn(std::future::pending()));
+        let stuck_b = running("b", tokio::spawn(std::future::pending()));
+        let panicked = running("c", tokio::spawn(async { panic!("a bug in a source") }));
+        let clean = running("d", tokio::spawn(async {}));
+        let statuses: Vec<_> =
+            [&stuck_a, &stuck_b, &panicked, &clean].iter().map(|r| r.status.clone()).collect();
+        for s in &statuses {
+            s.set_state(status::SourceState::Streaming);
+        }
+        let started = std::time::Instant::now();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
+        futures_util::future::join_all([stuck_a, stuck_b, panicked, clean].map(|r| r.stop_by(deadline)))
+            .await;
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(550),
+            "two stuck sources waited one deadline, not two: {took:?}"
+        );
+        let state = |i: usize| statuses[i].report();
+        for i in 0..3 {
+            assert!(matches!(state(i).state, status::SourceState::Failed { .. }), "{:?}", state(i));
+        }
+        assert_eq!(state(3).state, status::SourceState::Streaming, "a clean stop keeps its state");
     }
 }

@@ -29,14 +29,22 @@ pub type SharedGraph = Arc<RwLock<Graph>>;
 pub enum StoreError {
     #[error("data directory {dir} is in use by another tagflow process (sled holds a lock on it)")]
     Locked { dir: PathBuf },
-    #[error("cannot open data directory {dir}: {source}")]
-    Open { dir: PathBuf, source: sled::Error },
+    // The causes are in the messages and not also `source`s, or a chain (`{:#}`) would print them
+    // twice.
+    #[error("cannot open data directory {dir}: {cause}")]
+    Open { dir: PathBuf, cause: sled::Error },
     #[error("storage error: {0}")]
-    Sled(#[from] sled::Error),
+    Sled(sled::Error),
     #[error("data directory {dir} is corrupt: {what}")]
     Corrupt { dir: PathBuf, what: String },
     #[error("the store is shut down")]
     Closed,
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> StoreError {
+        StoreError::Sled(e)
+    }
 }
 
 /// Store tuning.
@@ -242,7 +250,7 @@ pub fn open(config: &StoreConfig) -> Result<(StoreHandle, Writer, LoadReport), S
     let thread = std::thread::Builder::new()
         .name("tagflow-writer".into())
         .spawn(move || writer.run(rx))
-        .map_err(|e| StoreError::Open { dir: dir.clone(), source: sled::Error::Io(e) })?;
+        .map_err(|e| StoreError::Open { dir: dir.clone(), cause: sled::Error::Io(e) })?;
     let handle = StoreHandle { tx, db, graph, seen, stats, dir: Arc::new(dir), live: Arc::new(()) };
     Ok((handle, Writer { thread: Some(thread) }, report))
 }
@@ -256,7 +264,7 @@ fn classify_open_error(dir: &Path, e: sled::Error) -> StoreError {
     {
         StoreError::Locked { dir: dir.to_path_buf() }
     } else {
-        StoreError::Open { dir: dir.to_path_buf(), source: e }
+        StoreError::Open { dir: dir.to_path_buf(), cause: e }
     }
 }
 

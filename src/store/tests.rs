@@ -396,3 +396,12 @@ fn leftover_chunks_of_other_snapshots_are_dropped_and_a_gap_in_the_log_is_corrup
     };
     assert!(matches!(&err, StoreError::Corrupt { what, .. } if what.contains("missing")), "{err}");
 }
+
+#[test]
+fn a_store_error_names_its_cause_once_in_a_chain() {
+    let cause = || sled::Error::Unsupported("the cause".into());
+    for e in [StoreError::from(cause()), StoreError::Open { dir: "/d".into(), cause: cause() }] {
+        let chain = format!("{:#}", anyhow::Error::from(e));
+        assert_eq!(chain.matches("the cause").count(), 1, "{chain}");
+    }
+}

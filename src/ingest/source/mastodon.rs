@@ -35,7 +35,7 @@ use super::commit;
 use crate::config::MastodonSettings;
 use crate::graph::{Kind, Mutation, Platform, Post, Record, UserRef};
 use crate::ingest::decode::mastodon::{decode_accounts, decode_event, decode_status, SseEvent, SseParser};
-use crate::ingest::status::{Registry, SourceState, SourceStatus};
+use crate::ingest::status::{SourceState, SourceStatus};
 use crate::store::StoreHandle;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
@@ -189,7 +189,7 @@ pub fn hashtags(track: &[String]) -> Vec<String> {
 pub fn start(
     options: Options,
     store: &StoreHandle,
-    registry: &Registry,
+    status: Arc<SourceStatus>,
     cancel: &CancellationToken,
 ) -> Result<Vec<JoinHandle<()>>, MastodonError> {
     let api = parse_base(&options.url)?;
@@ -207,7 +207,6 @@ pub fn start(
         .build()
         .map_err(|e| MastodonError::InvalidUrl(options.url.clone(), e.to_string()))?;
     let instance_key = instance_key(&api);
-    let status = registry.register(NAME);
     log::info!(
         "source mastodon: starting url={} streaming={} tags={}",
         shown(&api),
