@@ -500,22 +500,30 @@ impl Config {
 
     /// A configuration for tests: port 0 on loopback, no sources, the given data directory.
     pub fn for_tests(data_dir: impl Into<PathBuf>) -> Config {
-        let args = Cli::try_parse_from([
-            "tagflow",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--sources",
-            "none",
-        ])
-        .expect("static test arguments parse");
+        use clap::{CommandFactory, FromArgMatches};
+        // The defaults, never the developer's environment: no argument reads its `env` variable here
+        // (a TAGFLOW_SOURCES or TAGFLOW_MAX_BODY_KB in the shell would change the tests' outcome).
+        let command = Cli::command().mut_subcommand("serve", |s| s.mut_args(|a| a.env(None)));
+        let matches = command
+            .try_get_matches_from([
+                "tagflow",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--sources",
+                "none",
+            ])
+            .expect("static test arguments parse");
+        let args = Cli::from_arg_matches(&matches).expect("static test arguments parse");
         let Command::Serve(mut serve) = args.command else { unreachable!("serve was parsed") };
         serve.store.data_dir = data_dir.into();
         serve.workers = Some(2);
         let mut config = Config::from_args(serve).expect("test configuration is valid");
-        // Open, whatever tokens the developer's environment holds; tests that need tokens set them.
+        // Nor the secrets it holds: tests that need tokens set them.
+        config.x.bearer_token = None;
+        config.mastodon.token = None;
         config.access = crate::http::auth::Access::default();
         // Unlimited: tests write as fast as they can; the test of the limits sets them.
         config.rates = crate::http::gate::RateSettings::default();
@@ -563,6 +571,15 @@ mod tests {
         assert_eq!(Config::from_args(serve(&["--track", " , #"])).unwrap_err(), ConfigError::NoTrack);
         assert!(Cli::try_parse_from(["tagflow", "serve", "--port", "70000"]).is_err());
         assert!(Cli::try_parse_from(["tagflow", "serve", "--cache-mb", "0"]).is_err());
+    }
+
+    #[test]
+    fn test_configurations_ignore_the_environment() {
+        // A variable no other unit test reads, so that setting it races with nothing.
+        std::env::set_var("TAGFLOW_REQUEST_TIMEOUT", "3599");
+        let config = Config::for_tests("/tmp/unused");
+        std::env::remove_var("TAGFLOW_REQUEST_TIMEOUT");
+        assert_eq!(config.request_timeout, Duration::from_secs(10), "the default, not the shell's 3599");
     }
 
     #[test]
