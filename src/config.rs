@@ -20,7 +20,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the service: REST API plus the configured sources (the demo simulator by default).
     Serve(ServeArgs),
-    /// Load files of recorded posts (X API v2 / v1.1 output, NDJSON or JSON) into a data directory.
+    /// Load files of recorded posts (X API v2 / v1.1 output such as twarc's, Mastodon statuses, Bluesky Jetstream events; NDJSON or JSON) into a data directory.
     Import(ImportArgs),
     /// Analyse a data directory that no service holds: PageRank, communities, components, cores or
     /// bridges, as a table or as JSON.

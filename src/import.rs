@@ -51,6 +51,11 @@ pub struct ImportReport {
 pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let progress = !args.quiet;
+    // Every file must be readable before anything is opened: a mistyped name must not leave an
+    // empty data directory (or half an import) behind.
+    for f in args.files.iter().filter(|f| f.as_os_str() != "-") {
+        std::fs::File::open(f).with_context(|| format!("cannot open {}", f.display()))?;
+    }
     let report = match &args.url {
         Some(url) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

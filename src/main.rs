@@ -23,8 +23,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // `{:#}` prints the whole cause chain on one line.
-            log::error!("{e:#}");
+            // Once, on stderr (where the logs go too), the whole cause chain on one line (`{:#}`).
             eprintln!("tagflow: {e:#}");
             ExitCode::FAILURE
         }

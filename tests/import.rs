@@ -206,3 +206,23 @@ async fn import_with_url_streams_a_file_to_a_running_service() {
     assert_eq!(edges["count"].as_u64(), Some(want_edges.len() as u64));
     app.stop().await;
 }
+
+#[test]
+fn a_missing_file_is_one_error_and_leaves_no_data_directory_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let real = tmp.path().join("posts.jsonl");
+    std::fs::write(&real, "{}\n").unwrap();
+    let missing = tmp.path().join("mistyped.jsonl");
+    let (ok, _, stderr) = common::process::run_tagflow(&[
+        "import".as_ref(),
+        real.as_os_str(),
+        missing.as_os_str(),
+        "--data-dir".as_ref(),
+        dir.as_os_str(),
+    ]);
+    assert!(!ok);
+    assert_eq!(stderr.matches("mistyped.jsonl").count(), 1, "said once: {stderr}");
+    assert!(stderr.contains("cannot open"), "{stderr}");
+    assert!(!dir.exists(), "nothing was created for an import that could not start");
+}
