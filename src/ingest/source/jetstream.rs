@@ -31,7 +31,6 @@ use super::{commit, to_mutation};
 use crate::config::JetstreamSettings;
 use crate::graph::{Mutation, Platform, Post, Record};
 use crate::ingest::decode::jetstream::{self, collection_of};
-use crate::ingest::decode::DecodeError;
 use crate::ingest::status::{SourceState, SourceStatus};
 use crate::store::{StoreError, StoreHandle};
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -278,7 +277,7 @@ struct Session {
     newest: Option<i64>,
     written: Option<i64>,
     last_write: Instant,
-    skips: SkipLog,
+    skips: super::Throttle,
 }
 
 impl Session {
@@ -301,7 +300,7 @@ impl Session {
             newest: cursor,
             written: cursor,
             last_write: Instant::now(),
-            skips: SkipLog::default(),
+            skips: super::Throttle::new(SKIP_LOG_EVERY),
         }
     }
 
@@ -423,7 +422,11 @@ impl Session {
             Ok(event) => event,
             Err(e) => {
                 self.status.skipped.fetch_add(1, Ordering::Relaxed);
-                self.skips.note(&e);
+                if let Some(unsaid) = self.skips.pass() {
+                    log::warn!(
+                        "source bluesky: skipped a malformed event: {e} ({unsaid} more since the last warning)"
+                    );
+                }
                 return;
             }
         };
@@ -583,29 +586,6 @@ impl CappedSet {
         self.set.insert(v.clone());
         self.order.push_back(v);
         true
-    }
-}
-
-/// Rate-limited warnings about malformed events: the first, then at most one per
-/// [`SKIP_LOG_EVERY`] with the number left unsaid.
-#[derive(Default)]
-struct SkipLog {
-    last: Option<Instant>,
-    unsaid: u64,
-}
-
-impl SkipLog {
-    fn note(&mut self, e: &DecodeError) {
-        if self.last.is_some_and(|t| t.elapsed() < SKIP_LOG_EVERY) {
-            self.unsaid += 1;
-            return;
-        }
-        log::warn!(
-            "source bluesky: skipped a malformed event: {e} ({} more since the last warning)",
-            self.unsaid
-        );
-        self.last = Some(Instant::now());
-        self.unsaid = 0;
     }
 }
 

@@ -222,7 +222,7 @@ pub fn start(
         states: Mutex::new(vec![SourceState::Connecting; options.tags.len()]),
         limiter: RateLimiter::new(RATE_LIMIT, RATE_WINDOW),
         instance: tokio::sync::OnceCell::new(),
-        warn: Mutex::new(Sampler::default()),
+        warn: Mutex::new(super::Throttle::new(WARN_EVERY)),
         store: store.clone(),
         status,
         options,
@@ -254,7 +254,7 @@ struct Shared {
     states: Mutex<Vec<SourceState>>,
     limiter: RateLimiter,
     instance: tokio::sync::OnceCell<Instance>,
-    warn: Mutex<Sampler>,
+    warn: Mutex<super::Throttle>,
     store: StoreHandle,
     status: Arc<SourceStatus>,
 }
@@ -287,17 +287,8 @@ impl Shared {
     /// Counts a payload that could not be decoded; warns at most once per [`WARN_EVERY`].
     fn skip(&self, what: &str, error: &dyn std::fmt::Display) {
         self.status.skipped.fetch_add(1, AtomicOrdering::Relaxed);
-        let mut warn = self.warn.lock();
-        let now = Instant::now();
-        if warn.next.is_none_or(|at| now >= at) {
-            log::warn!(
-                "source mastodon: skipped {what}: {error} (and {} more since the last warning)",
-                warn.suppressed
-            );
-            warn.next = Some(now + WARN_EVERY);
-            warn.suppressed = 0;
-        } else {
-            warn.suppressed += 1;
+        if let Some(unsaid) = self.warn.lock().pass() {
+            log::warn!("source mastodon: skipped {what}: {error} (and {unsaid} more since the last warning)");
         }
     }
 
@@ -312,7 +303,7 @@ impl Shared {
             self.client.get(url).header(AUTHORIZATION, self.auth.clone()).timeout(REST_TIMEOUT).send();
         let response = tokio::select! {
             _ = cancel.cancelled() => return Err(End::Cancelled),
-            r = request => r.map_err(|e| End::retry(Failure::Network, format!("{what}: {}", error_chain(&e))))?,
+            r = request => r.map_err(|e| End::retry(Failure::Network, format!("{what}: {}", super::error_chain(&e))))?,
         };
         self.observe_rate_limit(response.headers());
         self.judge(&what, response)
@@ -423,12 +414,6 @@ fn severity(state: &SourceState) -> u8 {
         SourceState::BackingOff { .. } => 4,
         SourceState::Failed { .. } => 5,
     }
-}
-
-#[derive(Debug, Default)]
-struct Sampler {
-    next: Option<Instant>,
-    suppressed: u64,
 }
 
 /// How a connection ended.
@@ -619,7 +604,7 @@ async fn connection(
         _ = cancel.cancelled() => return End::Cancelled,
         r = tokio::time::timeout(idle, request) => match r {
             Err(_) => return End::retry(Failure::Network, "stream: no response head in time"),
-            Ok(Err(e)) => return End::retry(Failure::Network, format!("stream: {}", error_chain(&e))),
+            Ok(Err(e)) => return End::retry(Failure::Network, format!("stream: {}", super::error_chain(&e))),
             Ok(Ok(r)) => r,
         },
     };
@@ -668,7 +653,9 @@ async fn connection(
             }
             // Closing at once, again and again, is a broken server: do not reconnect in a tight loop.
             None => return End::retry(Failure::Network, "the server closed the stream without an event"),
-            Some(Err(e)) => return End::retry(Failure::Network, format!("stream read: {}", error_chain(&e))),
+            Some(Err(e)) => {
+                return End::retry(Failure::Network, format!("stream read: {}", super::error_chain(&e)))
+            }
             Some(Ok(bytes)) => bytes,
         };
         idle_at = Instant::now() + idle;
@@ -1320,22 +1307,9 @@ async fn read_body(mut response: reqwest::Response, max: usize) -> Result<Vec<u8
                 body.extend_from_slice(&chunk);
             }
             Ok(None) => return Ok(body),
-            Err(e) => return Err(format!("reading the response: {}", error_chain(&e))),
+            Err(e) => return Err(format!("reading the response: {}", super::error_chain(&e))),
         }
     }
-}
-
-/// An error and its causes on one line (reqwest's own message omits the cause). Neither carries
-/// headers, so the token cannot appear.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
 }
 
 /// `ws://` and `wss://` (how `/api/v2/instance` names the streaming host) to their HTTP twins: the

@@ -13,6 +13,49 @@ use crate::graph::{Mutation, Outcome, Record};
 use crate::store::{StoreError, StoreHandle};
 use std::sync::atomic::Ordering;
 
+/// Warnings at most once per period: the first, then one per `every` saying how many went unsaid.
+#[derive(Debug)]
+pub(crate) struct Throttle {
+    every: std::time::Duration,
+    next: Option<std::time::Instant>,
+    unsaid: u64,
+}
+
+impl Throttle {
+    pub(crate) fn new(every: std::time::Duration) -> Throttle {
+        Throttle { every, next: None, unsaid: 0 }
+    }
+
+    /// `Some(how many went unsaid since the last)` when a warning may be logged now; counts it
+    /// unsaid otherwise.
+    pub(crate) fn pass(&mut self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        if self.next.is_some_and(|at| now < at) {
+            self.unsaid += 1;
+            return None;
+        }
+        self.next = Some(now + self.every);
+        Some(std::mem::take(&mut self.unsaid))
+    }
+}
+
+/// An error and its causes on one line (reqwest's and tungstenite's own messages omit the cause),
+/// each cause once even when a message already quotes it. Callers strip what must not be shown
+/// (a URL) before: no error here carries headers, so a token cannot appear.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// The mutation a decoded record asks for, if any.
 pub fn to_mutation(record: Record) -> Option<Mutation> {
     match record {
@@ -96,4 +139,41 @@ pub async fn commit(
         status.saw_post_at(t);
     }
     Ok(tally)
+}
+
+#[cfg(test)]
+mod throttle_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_throttled_warning_passes_once_per_period_and_counts_the_rest() {
+        let mut t = Throttle::new(Duration::from_millis(100));
+        assert_eq!(t.pass(), Some(0), "the first passes");
+        assert_eq!((t.pass(), t.pass()), (None, None));
+        std::thread::sleep(Duration::from_millis(120));
+        assert_eq!(t.pass(), Some(2), "then one, saying how many went unsaid");
+        assert_eq!(t.pass(), None);
+    }
+
+    #[test]
+    fn an_error_chain_names_each_cause_once() {
+        #[derive(Debug)]
+        struct E(&'static str, Option<Box<E>>);
+        impl std::fmt::Display for E {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for E {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|e| e as _)
+            }
+        }
+        let e = E(
+            "request failed: connection refused",
+            Some(Box::new(E("connection refused", Some(Box::new(E("os error 111", None)))))),
+        );
+        assert_eq!(error_chain(&e), "request failed: connection refused: os error 111");
+    }
 }

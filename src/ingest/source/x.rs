@@ -133,7 +133,7 @@ pub async fn run(
         auth_failures: 0,
         pending: Vec::new(),
         pending_posts: 0,
-        skip_log: SkipLog::default(),
+        skip_log: super::Throttle::new(SKIP_LOG_EVERY),
     };
     source.run().await;
 }
@@ -204,7 +204,7 @@ struct XSource {
     auth_failures: u32,
     pending: Vec<Mutation>,
     pending_posts: usize,
-    skip_log: SkipLog,
+    skip_log: super::Throttle,
 }
 
 impl XSource {
@@ -704,18 +704,12 @@ impl XSource {
     /// Counts a record that could not be used; logs a sample at most once a minute.
     fn skip(&mut self, what: &str, sample: &[u8]) {
         self.status.skipped.fetch_add(1, Ordering::Relaxed);
-        let now = Instant::now();
-        if self.skip_log.next_at.is_some_and(|at| now < at) {
-            self.skip_log.suppressed += 1;
-            return;
-        }
+        let Some(unsaid) = self.skip_log.pass() else { return };
         let shown = String::from_utf8_lossy(&sample[..sample.len().min(160)]).into_owned();
         let message = self.redact(format!(
-            "source x: skipped: {what} sample={shown:?} (+{} more skipped since the last sample)",
-            self.skip_log.suppressed
+            "source x: skipped: {what} sample={shown:?} (+{unsaid} more skipped since the last sample)"
         ));
         log::warn!("{message}");
-        self.skip_log = SkipLog { next_at: Some(now + SKIP_LOG_EVERY), suppressed: 0 };
     }
 
     /// Removes the token from a message bound for a log line or `/status`. Requests carry the token
@@ -727,13 +721,6 @@ impl XSource {
             message
         }
     }
-}
-
-/// Rate limit of the malformed-line samples.
-#[derive(Debug, Default)]
-struct SkipLog {
-    next_at: Option<Instant>,
-    suppressed: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -868,18 +855,7 @@ async fn read_page(mut response: Response) -> Result<Vec<u8>, String> {
 /// A reqwest error and its causes on one line, without the URL (it names the host and query only,
 /// never the token, but the causes say more).
 fn error_chain(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
+    super::error_chain(&e.without_url())
 }
 
 #[cfg(test)]
