@@ -196,17 +196,6 @@ struct HttpSink {
     token: Option<String>,
 }
 
-#[derive(serde::Deserialize)]
-struct IngestAnswer {
-    accepted: u64,
-    interactions: u64,
-    duplicates: u64,
-    deleted: u64,
-    new_users: u64,
-    skipped: u64,
-    reasons: Vec<String>,
-}
-
 impl HttpSink {
     fn new(url: &str, runtime: tokio::runtime::Runtime) -> anyhow::Result<HttpSink> {
         let base = url.trim_end_matches('/');
@@ -241,7 +230,7 @@ impl HttpSink {
         let body = std::mem::replace(&mut self.body, Vec::with_capacity(HTTP_BODY_BYTES));
         let (client, url) = (&self.client, &self.url);
         let body = actix_web::web::Bytes::from(body);
-        let answer: IngestAnswer = self.runtime.block_on(async {
+        let answer: crate::ingest::IngestAnswer = self.runtime.block_on(async {
             // A service over its rate says when to come back: wait that long (a few times at most).
             let mut attempt = 0;
             loop {
@@ -271,7 +260,7 @@ impl HttpSink {
                     );
                 }
                 return resp
-                    .json::<IngestAnswer>()
+                    .json::<crate::ingest::IngestAnswer>()
                     .await
                     .with_context(|| format!("reading the answer of POST {url}"));
             }

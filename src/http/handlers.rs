@@ -124,6 +124,14 @@ struct UsersPage<'a> {
     next_cursor: Option<&'a str>,
 }
 
+/// A user's heaviest edges and how many it has (`GET /vertices/{user}/aristas`).
+#[derive(Serialize)]
+struct UserEdges<'a> {
+    user: &'a str,
+    count: u32,
+    edges: &'a [crate::graph::TieView],
+}
+
 /// A page of edges, likewise.
 #[derive(Serialize)]
 struct EdgesPage<'a> {
@@ -210,7 +218,7 @@ pub async fn user_edges(
         Ok((key.to_string(), total, edges))
     })
     .await?;
-    Ok(HttpResponse::Ok().json(json!({ "user": key, "count": total, "edges": edges })))
+    Ok(HttpResponse::Ok().json(UserEdges { user: &key, count: total, edges: &edges }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -540,16 +548,16 @@ pub async fn ingest(
     if !collected.reasons.is_empty() {
         log::warn!("ingest: skipped {} records, first: {}", collected.skipped, collected.reasons[0]);
     }
-    Ok(HttpResponse::Ok().json(json!({
-        "records": collected.records,
-        "accepted": tally.posts,
-        "interactions": tally.interactions,
-        "duplicates": tally.duplicates,
-        "deleted": tally.deleted,
-        "new_users": tally.new_users,
-        "skipped": collected.skipped,
-        "reasons": collected.reasons,
-    })))
+    Ok(HttpResponse::Ok().json(crate::ingest::IngestAnswer {
+        records: collected.records,
+        accepted: tally.posts,
+        interactions: tally.interactions,
+        duplicates: tally.duplicates,
+        deleted: tally.deleted,
+        new_users: tally.new_users,
+        skipped: collected.skipped,
+        reasons: collected.reasons,
+    }))
 }
 
 // ---- fallbacks ----

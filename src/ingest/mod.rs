@@ -128,6 +128,23 @@ pub struct Collected {
     pub reasons: Vec<String>,
 }
 
+/// The answer of `POST /ingest`: what the service made of a body of records. One type for the
+/// server that writes it and `tagflow import --url` that reads it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IngestAnswer {
+    /// Non-blank lines read.
+    pub records: u64,
+    /// Posts new to the graph.
+    pub accepted: u64,
+    pub interactions: u64,
+    pub duplicates: u64,
+    pub deleted: u64,
+    pub new_users: u64,
+    /// Lines that could not be decoded, and the first few reasons.
+    pub skipped: u64,
+    pub reasons: Vec<String>,
+}
+
 /// How many skip reasons a report quotes.
 pub const SAMPLE_REASONS: usize = 5;
 
