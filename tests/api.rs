@@ -248,6 +248,17 @@ async fn bad_input_gets_a_json_error_never_a_500() {
     assert_error(&app.call(reqwest::Method::PUT, "/vertices", None).await, 405, "method_not_allowed");
     assert_error(&app.get("/vertices/add/x").await, 405, "method_not_allowed");
     assert_error(&app.post_empty("/aristas/a/b").await, 405, "method_not_allowed");
+    // And say what the route takes, as the protocol asks.
+    for (method, path, allow) in [
+        (reqwest::Method::DELETE, "/status", "GET, HEAD"),
+        (reqwest::Method::PUT, "/vertices", "GET, HEAD, POST"),
+        (reqwest::Method::GET, "/vertices/add/x", "POST"),
+        (reqwest::Method::PATCH, "/aristas/a/b", "GET, HEAD, DELETE"),
+    ] {
+        let r = app.client.request(method.clone(), format!("{}{path}", app.addr)).send().await.unwrap();
+        assert_eq!(r.status(), 405);
+        assert_eq!(r.headers()["allow"], allow, "{method} {path}");
+    }
     assert_error(&app.get("/nowhere").await, 404, "route_not_found");
     // Nothing above created anything.
     assert_eq!(app.get("/vertices/count").await.1, json!({"count": 0}));

@@ -48,7 +48,11 @@ pub enum ApiError {
     /// The request's `Host` is not one of `--public-host` (the names it accepts).
     UnknownHost(String),
     RouteNotFound(String),
-    MethodNotAllowed(String),
+    /// The method used, and the methods the route answers (the `Allow` header).
+    MethodNotAllowed {
+        method: String,
+        allow: String,
+    },
     /// The request is not HTTP/1.1 that can be parsed (written by the connection layer).
     BadRequest,
     /// The request's head or body did not arrive in time.
@@ -94,7 +98,7 @@ impl ApiError {
             ApiError::UnknownHost(_) => "unknown_host",
             ApiError::OriginNotAllowed(_) => "origin_not_allowed",
             ApiError::RouteNotFound(_) => "route_not_found",
-            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::BadRequest => "bad_request",
             ApiError::RequestTimeout => "request_timeout",
             ApiError::HeadersTooLarge => "headers_too_large",
@@ -136,7 +140,9 @@ impl fmt::Display for ApiError {
                 write!(f, "pages of {origin} may not call this service (see --allowed-origins)")
             }
             ApiError::RouteNotFound(p) => write!(f, "no route {p}"),
-            ApiError::MethodNotAllowed(m) => write!(f, "method {m} is not allowed on this route"),
+            ApiError::MethodNotAllowed { method, allow } => {
+                write!(f, "method {method} is not allowed on this route (it answers {allow})")
+            }
             ApiError::BadRequest => write!(f, "the request is not valid HTTP/1.1"),
             ApiError::RequestTimeout => write!(f, "the request did not arrive in time"),
             ApiError::HeadersTooLarge => write!(f, "the request's head is too large"),
@@ -182,7 +188,7 @@ impl ResponseError for ApiError {
             ApiError::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
-            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -202,6 +208,9 @@ impl ResponseError for ApiError {
             }
             ApiError::RateLimited { retry_after } => {
                 response.insert_header(("Retry-After", retry_after.to_string()));
+            }
+            ApiError::MethodNotAllowed { allow, .. } => {
+                response.insert_header(("Allow", allow.as_str()));
             }
             ApiError::Overloaded(_) => {
                 response.insert_header(("Retry-After", "1"));

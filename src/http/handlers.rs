@@ -562,8 +562,12 @@ pub async fn ingest(
 
 // ---- fallbacks ----
 
-pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse> {
-    Err(ApiError::MethodNotAllowed(req.method().to_string()))
+/// The answer to a method a route does not take: 405, naming the ones it does.
+pub fn method_not_allowed(req: &HttpRequest, allow: &str) -> ApiError {
+    ApiError::MethodNotAllowed {
+        method: req.method().to_string().chars().take(32).collect(),
+        allow: allow.to_string(),
+    }
 }
 
 pub async fn route_not_found(req: HttpRequest) -> Result<HttpResponse> {

@@ -54,22 +54,70 @@ pub fn security_headers() -> actix_web::middleware::DefaultHeaders {
     SECURITY_HEADERS.iter().fold(actix_web::middleware::DefaultHeaders::new(), |h, &pair| h.add(pair))
 }
 
-/// A resource whose other methods are answered 405 `method_not_allowed` in the JSON error shape.
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(handlers::method_not_allowed))
+/// A resource of the route table: its routes by method, and a 405 `method_not_allowed` in the JSON
+/// error shape, with the `Allow` header the protocol asks for, for every other method.
+struct Res {
+    path: &'static str,
+    routes: Vec<(&'static str, actix_web::Route)>,
 }
 
-/// A route for reads: GET, and HEAD (the same response without its body, which actix leaves out).
-fn read() -> actix_web::Route {
-    use actix_web::guard;
-    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
+fn resource(path: &'static str) -> Res {
+    Res { path, routes: Vec::new() }
+}
+
+impl Res {
+    /// A read: GET, and HEAD (the same response without its body, which actix leaves out).
+    fn get<F, A>(mut self, handler: F) -> Res
+    where
+        F: actix_web::Handler<A>,
+        A: actix_web::FromRequest + 'static,
+        F::Output: actix_web::Responder + 'static,
+    {
+        use actix_web::guard;
+        self.routes
+            .push(("GET, HEAD", web::route().guard(guard::Any(guard::Get()).or(guard::Head())).to(handler)));
+        self
+    }
+
+    fn post<F, A>(mut self, handler: F) -> Res
+    where
+        F: actix_web::Handler<A>,
+        A: actix_web::FromRequest + 'static,
+        F::Output: actix_web::Responder + 'static,
+    {
+        self.routes.push(("POST", web::post().to(handler)));
+        self
+    }
+
+    fn delete<F, A>(mut self, handler: F) -> Res
+    where
+        F: actix_web::Handler<A>,
+        A: actix_web::FromRequest + 'static,
+        F::Output: actix_web::Responder + 'static,
+    {
+        self.routes.push(("DELETE", web::delete().to(handler)));
+        self
+    }
+}
+
+impl actix_web::dev::HttpServiceFactory for Res {
+    fn register(self, config: &mut actix_web::dev::AppService) {
+        let allow: std::rc::Rc<str> =
+            self.routes.iter().map(|(m, _)| *m).collect::<Vec<_>>().join(", ").into();
+        let resource = self.routes.into_iter().fold(web::resource(self.path), |r, (_, route)| r.route(route));
+        resource
+            .default_service(web::to(move |req: actix_web::HttpRequest| {
+                let allow = allow.clone();
+                async move { Err::<actix_web::HttpResponse, _>(handlers::method_not_allowed(&req, &allow)) }
+            }))
+            .register(config);
+    }
 }
 
 /// The route table. The seed project's documented routes are served at their original paths beside
 /// the canonical ones, with the same meaning.
 pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
     use handlers::*;
-    use web::{delete, post};
     cfg.app_data(web::Data::new(state))
         .app_data(
             web::QueryConfig::default()
@@ -79,39 +127,37 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
             web::PathConfig::default()
                 .error_handler(|err, _req| ApiError::InvalidPath(err.to_string()).into()),
         )
-        .service(resource("/").route(read().to(status)))
-        .service(resource("/status").route(read().to(status)))
-        .service(resource("/metrics").route(read().to(metrics::metrics)))
+        .service(resource("/").get(status))
+        .service(resource("/status").get(status))
+        .service(resource("/metrics").get(metrics::metrics))
         // Users. Fixed segments first, so that `count` is not taken for a user.
-        .service(resource("/vertices").route(read().to(list_users)).route(post().to(add_user)))
-        .service(resource("/vertices/count").route(read().to(count_users)))
-        .service(
-            resource("/vertices/cuenta_vertices").route(read().to(count_users)).route(post().to(count_users)),
-        )
-        .service(resource("/vertices/add/{v}").route(post().to(add_user_at)))
-        .service(resource("/vertices/remove/{v}").route(delete().to(remove_user)))
-        .service(resource("/vertices/find_path/{v1}/{v2}").route(read().to(find_path)))
-        .service(resource("/vertices/{v}").route(read().to(get_user)).route(delete().to(remove_user)))
-        .service(resource("/vertices/{v}/aristas").route(read().to(user_edges)))
+        .service(resource("/vertices").get(list_users).post(add_user))
+        .service(resource("/vertices/count").get(count_users))
+        .service(resource("/vertices/cuenta_vertices").get(count_users).post(count_users))
+        .service(resource("/vertices/add/{v}").post(add_user_at))
+        .service(resource("/vertices/remove/{v}").delete(remove_user))
+        .service(resource("/vertices/find_path/{v1}/{v2}").get(find_path))
+        .service(resource("/vertices/{v}").get(get_user).delete(remove_user))
+        .service(resource("/vertices/{v}/aristas").get(user_edges))
         // Edges.
-        .service(resource("/aristas").route(read().to(list_edges)).route(post().to(add_edge)))
-        .service(resource("/aristas/count").route(read().to(count_edges)))
-        .service(resource("/aristas/add/{v1}/{v2}").route(post().to(add_edge_at)))
-        .service(resource("/aristas/add/{v1}/{v2}/{kind}").route(post().to(add_edge_at_kind)))
-        .service(resource("/aristas/remove/{v1}/{v2}").route(delete().to(remove_edge)))
-        .service(resource("/aristas/{v1}/{v2}").route(read().to(get_edge)).route(delete().to(remove_edge)))
-        .service(resource("/ingest").route(post().to(ingest)))
-        .service(resource("/find_path/{v1}/{v2}").route(read().to(find_path)))
+        .service(resource("/aristas").get(list_edges).post(add_edge))
+        .service(resource("/aristas/count").get(count_edges))
+        .service(resource("/aristas/add/{v1}/{v2}").post(add_edge_at))
+        .service(resource("/aristas/add/{v1}/{v2}/{kind}").post(add_edge_at_kind))
+        .service(resource("/aristas/remove/{v1}/{v2}").delete(remove_edge))
+        .service(resource("/aristas/{v1}/{v2}").get(get_edge).delete(remove_edge))
+        .service(resource("/ingest").post(ingest))
+        .service(resource("/find_path/{v1}/{v2}").get(find_path))
         // Analyses.
-        .service(resource("/analytics/users").route(read().to(analytics::users)))
-        .service(resource("/analytics/components").route(read().to(analytics::components)))
-        .service(resource("/analytics/cores").route(read().to(analytics::cores)))
-        .service(resource("/analytics/communities").route(read().to(analytics::communities)))
-        .service(resource("/analytics/communities/{id}").route(read().to(analytics::community_members)))
-        .service(resource("/analytics/bridges").route(read().to(analytics::bridges)))
-        .service(resource("/vertices/{v}/ego").route(read().to(analytics::ego)))
+        .service(resource("/analytics/users").get(analytics::users))
+        .service(resource("/analytics/components").get(analytics::components))
+        .service(resource("/analytics/cores").get(analytics::cores))
+        .service(resource("/analytics/communities").get(analytics::communities))
+        .service(resource("/analytics/communities/{id}").get(analytics::community_members))
+        .service(resource("/analytics/bridges").get(analytics::bridges))
+        .service(resource("/vertices/{v}/ego").get(analytics::ego))
         // The page and the subgraph it draws.
-        .service(resource("/graph").route(read().to(subgraph)))
-        .service(resource("/ui").route(read().to(ui)))
+        .service(resource("/graph").get(subgraph))
+        .service(resource("/ui").get(ui))
         .default_service(web::to(route_not_found));
 }
