@@ -86,8 +86,7 @@ thread_local! {
 const ROOT: u32 = u32::MAX;
 
 /// Adjacency entries a search of [`Graph::find_path`] may walk before it gives up with
-/// [`GraphError::TooExpensive`]: about 40 ms, a fifth of a ten-million-interaction graph's
-/// adjacency. Searches that find their path meet long before (p99 under a millisecond); what it cuts
+/// [`GraphError::TooExpensive`]: a fifth of a ten-million-interaction graph's adjacency. Searches that find their path meet long before (p99 under a millisecond); what it cuts
 /// off is the miss between two users whose smaller side is a component of millions.
 pub const PATH_BUDGET: u64 = 4_000_000;
 
