@@ -304,6 +304,12 @@ impl Graph {
         self.g.reserve_edges(self.g.edge_count() / 2 + 1024);
     }
 
+    /// Users and edges the storage holds before it must grow.
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> (usize, usize) {
+        self.g.capacity()
+    }
+
     pub fn user_count(&self) -> usize {
         self.g.node_count()
     }

@@ -405,3 +405,28 @@ fn a_store_error_names_its_cause_once_in_a_chain() {
         assert_eq!(chain.matches("the cause").count(), 1, "{chain}");
     }
 }
+
+#[test]
+fn a_loaded_graph_has_room_to_grow_before_its_vectors_double() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, w) = open_dir(dir.path());
+    let posts: Vec<Mutation> = (0..3_000)
+        .map(|i| {
+            Mutation::ApplyPost(post(&i.to_string(), &format!("a{i}"), &[(Kind::Reply, &format!("b{i}"))]))
+        })
+        .collect();
+    h.submit_blocking(posts).unwrap();
+    close(h, w);
+    let (h, w) = open_dir(dir.path());
+    let (users, edges) = {
+        let g = h.graph().read();
+        (g.user_count(), g.tie_count())
+    };
+    let (room_users, room_edges) = h.graph().read().capacity();
+    // A first write after a restart must not copy the whole graph under the write lock.
+    assert!(
+        room_users >= users + users / 2 && room_edges >= edges + edges / 2,
+        "{room_users}/{users} {room_edges}/{edges}"
+    );
+    close(h, w);
+}
