@@ -177,7 +177,23 @@ pub struct Post {
     pub refs: Vec<String>,
 }
 
+/// A hashtag as tagflow compares them, from a payload or a `--track` term: trimmed, without its
+/// leading `#` (or the full-width `＃` some clients type), lowercased; `None` when nothing is left.
+pub fn normalize_tag(raw: &str) -> Option<String> {
+    let tag = raw.trim().trim_start_matches(['#', '＃']);
+    (!tag.is_empty()).then(|| tag.to_lowercase())
+}
+
 impl Post {
+    /// Adds a hashtag of the post's text ([`normalize_tag`]), once.
+    pub fn add_tag(&mut self, raw: &str) {
+        if let Some(tag) = normalize_tag(raw) {
+            if !self.tags.contains(&tag) {
+                self.tags.push(tag);
+            }
+        }
+    }
+
     /// A post with no interactions yet.
     pub fn new(platform: Platform, id: impl Into<String>, author: UserRef) -> Post {
         Post {
@@ -238,4 +254,24 @@ pub enum Record {
     Profile(UserRef),
     /// A well-formed record that carries nothing for the graph (a like, a follow, a keep-alive object).
     Ignored,
+}
+
+#[cfg(test)]
+mod tag_tests {
+    use super::*;
+
+    #[test]
+    fn every_platform_and_track_term_compares_hashtags_one_way() {
+        for raw in ["#RustLang", "rustlang", " ＃RUSTLANG ", "##rustlang"] {
+            assert_eq!(normalize_tag(raw).as_deref(), Some("rustlang"), "{raw:?}");
+        }
+        for empty in ["", "#", " ＃ ", "   "] {
+            assert_eq!(normalize_tag(empty), None, "{empty:?}");
+        }
+        let mut p = Post::new(Platform::Mastodon, "1", UserRef::new("a"));
+        for raw in ["#Rust", "rust", "＃RUST", "#", "Go"] {
+            p.add_tag(raw);
+        }
+        assert_eq!(p.tags, ["rust", "go"]);
+    }
 }

@@ -235,14 +235,14 @@ fn post(uri: String, did: &str, time_us: i64, record: &PostRecord) -> Post {
             }
             Some(TAG) => {
                 if let Some(tag) = &feature.tag {
-                    push_tag(&mut post, tag.as_str());
+                    post.add_tag(tag.as_str());
                 }
             }
             _ => {}
         }
     }
     for tag in &record.tags {
-        push_tag(&mut post, tag.as_str());
+        post.add_tag(tag.as_str());
     }
     post
 }
@@ -267,13 +267,6 @@ fn created_at(record_time: Option<&Text>, time_us: i64) -> Option<i64> {
 fn push_ref(post: &mut Post, uri: &str) {
     if !uri.is_empty() && !post.refs.iter().any(|r| r == uri) {
         post.refs.push(uri.to_owned());
-    }
-}
-
-fn push_tag(post: &mut Post, tag: &str) {
-    let tag = tag.trim_start_matches('#').to_lowercase();
-    if !tag.is_empty() && !post.tags.contains(&tag) {
-        post.tags.push(tag);
     }
 }
 

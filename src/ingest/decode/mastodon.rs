@@ -309,10 +309,7 @@ fn push_ref(post: &mut Post, id: &str) {
 
 fn push_tags(post: &mut Post, tags: &[Tag]) {
     for name in tags.iter().filter_map(|t| t.name.as_ref()) {
-        let tag = name.as_str().trim_start_matches('#').to_lowercase();
-        if !tag.is_empty() && !post.tags.contains(&tag) {
-            post.tags.push(tag);
-        }
+        post.add_tag(name.as_str());
     }
 }
 

@@ -26,7 +26,7 @@ use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::fmt;
 
-use super::x_v2::{json_struct, push_tag, Str};
+use super::x_v2::{json_struct, Str};
 use super::{DecodeError, Decoded};
 use crate::graph::{Kind, Platform, Post, Record, UserRef};
 
@@ -271,7 +271,7 @@ fn to_post(status: &Status<'_>) -> Option<Post> {
     }
     for tag in entities.and_then(|e| e.hashtags.as_deref()).unwrap_or_default() {
         if let Some(text) = &tag.text {
-            push_tag(&mut post.tags, text.as_str());
+            post.add_tag(text.as_str());
         }
     }
     Some(post)

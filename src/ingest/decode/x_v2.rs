@@ -491,22 +491,10 @@ fn to_post(tweet: &Tweet<'_>, index: &Index<'_, '_>) -> Option<Post> {
 
     for tag in entities.and_then(|e| e.hashtags.as_deref()).unwrap_or_default() {
         if let Some(tag) = tag.tag.as_ref() {
-            push_tag(&mut post.tags, tag.as_str());
+            post.add_tag(tag.as_str());
         }
     }
     Some(post)
-}
-
-/// Adds a hashtag, lowercased and without `#`, once.
-pub(super) fn push_tag(tags: &mut Vec<String>, tag: &str) {
-    let tag = tag.trim_start_matches(['#', '＃']);
-    if tag.is_empty() {
-        return;
-    }
-    let tag = tag.to_lowercase();
-    if !tags.contains(&tag) {
-        tags.push(tag);
-    }
 }
 
 /// Unix seconds of an RFC 3339 time (`2021-04-01T15:52:31.000Z`), `None` when it does not parse.

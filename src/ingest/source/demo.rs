@@ -29,8 +29,7 @@ pub async fn run(
         Ok(Some(v)) => std::str::from_utf8(&v).ok().and_then(|s| s.parse().ok()).unwrap_or(0),
         _ => 0,
     };
-    let hashtags: Vec<String> =
-        track.iter().map(|t| t.trim_start_matches('#').to_lowercase()).filter(|t| !t.is_empty()).collect();
+    let hashtags: Vec<String> = track.iter().filter_map(|t| crate::graph::model::normalize_tag(t)).collect();
     let mut config = DemoConfig { users: settings.users, seed: settings.seed, ..DemoConfig::default() };
     if !hashtags.is_empty() {
         config.hashtags = hashtags;

@@ -177,7 +177,7 @@ pub fn subscribe_url(base: &str, cursor: Option<i64>) -> String {
 pub fn terms(track: &[String]) -> HashSet<String> {
     let mut out = HashSet::new();
     for t in track {
-        let tag = t.trim().trim_start_matches('#').to_lowercase();
+        let tag = crate::graph::model::normalize_tag(t).unwrap_or_default();
         if tag.is_empty() || tag.contains(char::is_whitespace) {
             log::warn!("source bluesky: term {t:?} cannot be a hashtag; not tracked on Bluesky");
         } else {

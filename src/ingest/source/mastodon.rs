@@ -166,10 +166,7 @@ impl Options {
 pub fn hashtags(track: &[String]) -> Vec<String> {
     let mut tags: Vec<String> = Vec::new();
     for term in track {
-        let tag = term.trim().trim_start_matches('#').to_lowercase();
-        if tag.is_empty() {
-            continue;
-        }
+        let Some(tag) = crate::graph::model::normalize_tag(term) else { continue };
         if !tag.chars().all(|c| c.is_alphanumeric() || c == '_') {
             log::warn!("source mastodon: term={term:?} is not a hashtag; not followed on mastodon");
             continue;
