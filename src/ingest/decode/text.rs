@@ -1,4 +1,4 @@
-//! Small serde helpers shared by the Mastodon and Jetstream decoders.
+//! Small serde helpers shared by the decoders (X v2 and v1.1, Mastodon, Jetstream).
 //!
 //! serde's own `Cow<str>` impl always allocates, and `#[serde(borrow)]` only borrows a bare `Cow<str>`
 //! field, not one inside `Option` or `Vec`. [`Text`] borrows from the input whenever the JSON string

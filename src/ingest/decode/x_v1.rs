@@ -26,7 +26,8 @@ use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::fmt;
 
-use super::x_v2::{json_struct, Str};
+use super::text::Text;
+use super::x_v2::json_struct;
 use super::{DecodeError, Decoded};
 use crate::graph::{Kind, Platform, Post, Record, UserRef};
 
@@ -85,15 +86,15 @@ fn from_list(statuses: &[Status<'_>]) -> Decoded {
 json_struct! {
     /// The parts of a status the graph needs; everything else is skipped unbuilt.
     struct Status<'a> {
-        id_str: Str<'a> = b"id_str",
-        created_at: Str<'a> = b"created_at",
+        id_str: Text<'a> = b"id_str",
+        created_at: Text<'a> = b"created_at",
         user: User<'a> = b"user",
-        in_reply_to_user_id_str: Str<'a> = b"in_reply_to_user_id_str",
-        in_reply_to_screen_name: Str<'a> = b"in_reply_to_screen_name",
-        in_reply_to_status_id_str: Str<'a> = b"in_reply_to_status_id_str",
+        in_reply_to_user_id_str: Text<'a> = b"in_reply_to_user_id_str",
+        in_reply_to_screen_name: Text<'a> = b"in_reply_to_screen_name",
+        in_reply_to_status_id_str: Text<'a> = b"in_reply_to_status_id_str",
         retweeted_status: Embedded<'a> = b"retweeted_status",
         quoted_status: Embedded<'a> = b"quoted_status",
-        quoted_status_id_str: Str<'a> = b"quoted_status_id_str",
+        quoted_status_id_str: Text<'a> = b"quoted_status_id_str",
         entities: Entities<'a> = b"entities",
         extended_tweet: Extended<'a> = b"extended_tweet",
         // Only at the top of a search response.
@@ -104,16 +105,16 @@ json_struct! {
 json_struct! {
     /// A retweeted or quoted status: only its id and author matter here.
     struct Embedded<'a> {
-        id_str: Str<'a> = b"id_str",
+        id_str: Text<'a> = b"id_str",
         user: User<'a> = b"user",
     }
 }
 
 json_struct! {
     struct User<'a> {
-        id_str: Str<'a> = b"id_str",
-        screen_name: Str<'a> = b"screen_name",
-        name: Str<'a> = b"name",
+        id_str: Text<'a> = b"id_str",
+        screen_name: Text<'a> = b"screen_name",
+        name: Text<'a> = b"name",
     }
 }
 
@@ -133,16 +134,16 @@ json_struct! {
 
 json_struct! {
     struct UserMention<'a> {
-        id_str: Str<'a> = b"id_str",
-        screen_name: Str<'a> = b"screen_name",
-        name: Str<'a> = b"name",
+        id_str: Text<'a> = b"id_str",
+        screen_name: Text<'a> = b"screen_name",
+        name: Text<'a> = b"name",
         indices: Start = b"indices",
     }
 }
 
 json_struct! {
     struct Hashtag<'a> {
-        text: Str<'a> = b"text",
+        text: Text<'a> = b"text",
     }
 }
 
@@ -174,7 +175,7 @@ fn user_ref(key: String, user: &User<'_>) -> UserRef {
 }
 
 /// Adds an interaction to the user `id` and records the profile the payload gave for them.
-fn interact(post: &mut Post, kind: Kind, id: &str, handle: Option<&Str<'_>>, name: Option<&Str<'_>>) {
+fn interact(post: &mut Post, kind: Kind, id: &str, handle: Option<&Text<'_>>, name: Option<&Text<'_>>) {
     let key = Platform::X.user_key(id);
     if key == post.author.key {
         return;

@@ -23,11 +23,10 @@
 //! # Performance
 //!
 //! This is the hot path of file imports and of the demo benchmark. Typed structs borrow every string
-//! that has no escapes (`Str`), unknown fields are skipped without being built, and `includes` is
+//! that has no escapes (`Text`), unknown fields are skipped without being built, and `includes` is
 //! indexed once per line. Measured throughput, and the command that measures it, are in the doc of
 //! [`decode`].
 
-use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::fmt;
@@ -36,6 +35,7 @@ use std::marker::PhantomData;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
+use super::text::Text;
 use super::{DecodeError, Decoded};
 use crate::graph::{Kind, Platform, Post, Record, UserRef};
 
@@ -88,47 +88,6 @@ pub fn decode(line: &[u8]) -> Decoded {
         records.push(Record::Ignored);
     }
     Ok(records)
-}
-
-/// A JSON string borrowed from the input when it holds no escape, owned otherwise.
-///
-/// Ids are also accepted as JSON integers (some X payloads send numbers where the spec says strings),
-/// but never as floats: a float id has already lost digits.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Str<'a>(pub(super) Cow<'a, str>);
-
-impl Str<'_> {
-    pub(super) fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct StrVisitor;
-        impl<'de> Visitor<'de> for StrVisitor {
-            type Value = Str<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string or an integer id")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Str(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Str(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Str(Cow::Owned(v)))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(Str(Cow::Owned(v.to_string())))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(Str(Cow::Owned(v.to_string())))
-            }
-        }
-        deserializer.deserialize_any(StrVisitor)
-    }
 }
 
 /// `data` is one tweet on a stream line and an array of tweets on a page.
@@ -242,10 +201,10 @@ json_struct! {
 
 json_struct! {
     struct Tweet<'a> {
-        id: Str<'a> = b"id",
-        author_id: Str<'a> = b"author_id",
-        created_at: Str<'a> = b"created_at",
-        in_reply_to_user_id: Str<'a> = b"in_reply_to_user_id",
+        id: Text<'a> = b"id",
+        author_id: Text<'a> = b"author_id",
+        created_at: Text<'a> = b"created_at",
+        in_reply_to_user_id: Text<'a> = b"in_reply_to_user_id",
         referenced_tweets: Vec<Reference<'a>> = b"referenced_tweets",
         entities: Entities<'a> = b"entities",
     }
@@ -253,8 +212,8 @@ json_struct! {
 
 json_struct! {
     struct Reference<'a> {
-        kind: Str<'a> = b"type",
-        id: Str<'a> = b"id",
+        kind: Text<'a> = b"type",
+        id: Text<'a> = b"id",
     }
 }
 
@@ -268,14 +227,14 @@ json_struct! {
 json_struct! {
     struct Mention<'a> {
         start: u64 = b"start",
-        username: Str<'a> = b"username",
-        id: Str<'a> = b"id",
+        username: Text<'a> = b"username",
+        id: Text<'a> = b"id",
     }
 }
 
 json_struct! {
     struct Hashtag<'a> {
-        tag: Str<'a> = b"tag",
+        tag: Text<'a> = b"tag",
     }
 }
 
@@ -288,27 +247,27 @@ json_struct! {
 
 json_struct! {
     struct User<'a> {
-        id: Str<'a> = b"id",
-        username: Str<'a> = b"username",
-        name: Str<'a> = b"name",
+        id: Text<'a> = b"id",
+        username: Text<'a> = b"username",
+        name: Text<'a> = b"name",
     }
 }
 
 json_struct! {
     /// A referenced tweet in `includes.tweets`: only who wrote it matters here.
     struct IncludedTweet<'a> {
-        id: Str<'a> = b"id",
-        author_id: Str<'a> = b"author_id",
+        id: Text<'a> = b"id",
+        author_id: Text<'a> = b"author_id",
     }
 }
 
 json_struct! {
     /// An entry of `errors[]`: a partial error on a page, or the stream's in-band disconnect.
     struct Problem<'a> {
-        title: Str<'a> = b"title",
-        kind: Str<'a> = b"type",
-        disconnect_type: Str<'a> = b"disconnect_type",
-        detail: Str<'a> = b"detail",
+        title: Text<'a> = b"title",
+        kind: Text<'a> = b"type",
+        disconnect_type: Text<'a> = b"disconnect_type",
+        detail: Text<'a> = b"detail",
     }
 }
 
@@ -323,7 +282,7 @@ impl Problem<'_> {
         let reason = [&self.disconnect_type, &self.detail]
             .into_iter()
             .flatten()
-            .map(Str::as_str)
+            .map(Text::as_str)
             .collect::<Vec<_>>()
             .join(": ");
         Some(if reason.is_empty() { "operational-disconnect".to_string() } else { reason })
@@ -460,7 +419,7 @@ fn to_post(tweet: &Tweet<'_>, index: &Index<'_, '_>) -> Option<Post> {
         // `in_reply_to_user_id` is requested by the stream's expansions; the replied-to tweet's author
         // is the same user when only the reference was expanded.
         let target =
-            tweet.in_reply_to_user_id.as_ref().map(Str::as_str).or_else(|| index.tweet_author(replied_to));
+            tweet.in_reply_to_user_id.as_ref().map(Text::as_str).or_else(|| index.tweet_author(replied_to));
         if let Some(target) = target {
             interact(&mut post, index, Kind::Reply, target, None);
         }
@@ -477,7 +436,7 @@ fn to_post(tweet: &Tweet<'_>, index: &Index<'_, '_>) -> Option<Post> {
         if is_retweet && rt_prefix {
             continue;
         }
-        let username = mention.username.as_ref().map(Str::as_str);
+        let username = mention.username.as_ref().map(Text::as_str);
         match (&mention.id, username) {
             (Some(id), _) => interact(&mut post, index, Kind::Mention, id.as_str(), username),
             (None, Some(name)) => {
