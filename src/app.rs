@@ -112,7 +112,6 @@ impl Application {
                 .unwrap_or_else(http::server::Limits::default_max_connections),
             request_timeout: config.request_timeout,
             keep_alive: config.keep_alive,
-            body_timeout: config.body_timeout,
             workers: config
                 .workers
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),

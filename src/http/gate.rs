@@ -168,9 +168,8 @@ pub async fn guard(
                 .insert_header((header::ACCESS_CONTROL_MAX_AGE, CORS_MAX_AGE));
             ok.finish()
         } else {
-            let origin = origin.as_ref().map(|o| String::from_utf8_lossy(o.as_bytes()).into_owned());
-            let e = ApiError::OriginNotAllowed(origin.unwrap_or_default().chars().take(200).collect());
-            actix_web::ResponseError::error_response(&e)
+            let origin = origin.as_ref().map_or(&b""[..], header::HeaderValue::as_bytes);
+            actix_web::ResponseError::error_response(&origin_refused(origin))
         };
         req.into_response(answer).map_into_right_body()
     } else if let Err(e) = admit(&req) {
@@ -191,6 +190,11 @@ pub async fn guard(
     Ok(response)
 }
 
+/// The refusal of a page of `origin` (named as sent, at most 200 characters).
+fn origin_refused(origin: &[u8]) -> ApiError {
+    ApiError::OriginNotAllowed(String::from_utf8_lossy(origin).chars().take(200).collect())
+}
+
 fn admit(req: &ServiceRequest) -> Result<(), ApiError> {
     let path = req.path();
     let health = path == "/status" || path == "/";
@@ -205,8 +209,7 @@ fn admit(req: &ServiceRequest) -> Result<(), ApiError> {
     state.access.check_host(bytes(header::HOST))?;
     if let Some(origin) = bytes(header::ORIGIN).filter(|_| !read) {
         if !state.access.origin_may_write(origin, bytes(header::HOST)) {
-            let origin = String::from_utf8_lossy(origin).chars().take(200).collect();
-            return Err(ApiError::OriginNotAllowed(origin));
+            return Err(origin_refused(origin));
         }
     }
     state.access.check(req.method(), path, peer, bytes(header::AUTHORIZATION))?;

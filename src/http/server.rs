@@ -33,8 +33,6 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// An idle kept-alive connection is closed after this.
     pub keep_alive: Duration,
-    /// A request's body must arrive within this (408 otherwise); read by the body extractor.
-    pub body_timeout: Duration,
     pub workers: usize,
     pub shutdown_timeout: Duration,
 }
