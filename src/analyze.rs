@@ -72,12 +72,12 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
                             communities: cp,
                             ..UsersQuery::default()
                         };
-                        report::users(&engine, sel, &q).await
+                        report::users(&engine, sel, &q).await.map(json)
                     }
-                    Analysis::Communities => report::communities(&engine, sel, &cp, limit, 3).await,
-                    Analysis::Components => report::components(&engine, sel, args.strong).await,
-                    Analysis::Cores => report::cores(&engine, sel).await,
-                    Analysis::Bridges => report::bridges(&engine, sel, &cp, limit, samples).await,
+                    Analysis::Communities => report::communities(&engine, sel, &cp, limit, 3).await.map(json),
+                    Analysis::Components => report::components(&engine, sel, args.strong).await.map(json),
+                    Analysis::Cores => report::cores(&engine, sel).await.map(json),
+                    Analysis::Bridges => report::bridges(&engine, sel, &cp, limit, samples).await.map(json),
                 }
             })
             .map_err(anyhow::Error::from)
@@ -93,6 +93,11 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
         print!("{}", render(args.analysis, &body));
     }
     Ok(())
+}
+
+/// A report as the JSON tree the table is rendered from.
+fn json<T: serde::Serialize>(report: T) -> Value {
+    serde_json::to_value(report).unwrap_or(Value::Null)
 }
 
 fn spinner(show: bool) -> ProgressBar {

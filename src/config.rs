@@ -208,11 +208,6 @@ impl ImportFormat {
             ImportFormat::Jetstream => Some(Format::Jetstream),
         }
     }
-
-    /// Parses the names used by `--format` and `POST /ingest?format=`.
-    pub fn parse(s: &str) -> Option<ImportFormat> {
-        <ImportFormat as ValueEnum>::from_str(s, true).ok()
-    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -71,10 +71,10 @@ async fn metrics_parse_with_the_reference_parser_and_the_counters_move() {
     assert_eq!(get(&after, "tagflow_users{}"), 5.0);
     assert_eq!(get(&after, "tagflow_edges{}"), 3.0);
     assert_eq!(get(&after, "tagflow_interactions{}"), 3.0);
-    let adds = r#"tagflow_http_requests_total{method="POST",route="/aristas/add/{v1}/{v2}",status="201"}"#;
+    let adds = r#"tagflow_http_requests_total{method="POST",route="/aristas/add/{from}/{to}",status="201"}"#;
     assert_eq!(get(&after, adds), 2.0);
     assert_eq!(
-        get(&after, r#"tagflow_http_requests_total{method="GET",route="/vertices/{v}",status="404"}"#),
+        get(&after, r#"tagflow_http_requests_total{method="GET",route="/vertices/{user}",status="404"}"#),
         1.0
     );
     assert_eq!(

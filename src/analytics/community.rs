@@ -14,7 +14,9 @@ use super::structure::Partition;
 use crate::rng::SplitMix64;
 use std::collections::VecDeque;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// How communities are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
 pub enum Method {
     Leiden,
     Louvain,

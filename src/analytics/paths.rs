@@ -66,7 +66,8 @@ pub fn error_bound(n: usize, samples: usize, delta: f64) -> f64 {
 /// The default sample count: exact up to a work budget of about 4·10⁹ edge visits, fewer above.
 pub fn default_samples(g: &Undirected) -> usize {
     let per_source = g.adjacency_len().max(1) + g.users();
-    (4_000_000_000 / per_source).clamp(32, g.users().max(1))
+    // At least 32 sources (all of them in a smaller network), at most every user.
+    (4_000_000_000 / per_source).max(32).min(g.users().max(1))
 }
 
 /// Betweenness sums are kept in units of 2^-20: exact to 1e-6 a source, and room for a million

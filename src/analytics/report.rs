@@ -1,16 +1,17 @@
-//! The analyses as JSON documents: the per-user table, components, cores, communities and bridges,
-//! each with the network it describes and when it was computed. The HTTP routes serve them and
-//! `tagflow analyze` prints them (as a table, or as the same JSON with `--json`), so both say the
-//! same thing. Parameters arrive parsed and checked; knows no HTTP.
+//! The analyses as typed documents: the per-user table, components, cores, communities and bridges,
+//! each with the network it describes and when it was computed. The HTTP routes serve them (their
+//! types are the API's schemas) and `tagflow analyze` prints them (as a table, or as the same JSON
+//! with `--json`), so both say the same thing. Parameters arrive parsed and checked; knows no HTTP.
 
 use super::community::Method;
 use super::engine::{Answer, Engine, Output, Task};
 use super::structure::Partition;
 use super::Network;
 use crate::graph::{rfc3339, Selection, UserRefOwned};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
+use utoipa::ToSchema;
 
 /// Why a report could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -83,30 +84,220 @@ async fn run(engine: &Arc<Engine>, task: Task, sel: Selection) -> Result<Answer>
     engine.run(task, sel).await.map_err(ReportError::Failed)
 }
 
-/// `network`, `graph_version`, `computed_at`, `took_ms`, `stale` of an answer built from several.
-pub(crate) fn envelope(sel: &Selection, answers: &[&Answer]) -> Map<String, Value> {
-    let net = &answers[0].network;
-    let mut m = Map::new();
-    m.insert("network".into(), network_json(sel, net));
-    m.insert("graph_version".into(), json!(net.version));
-    let at = answers.iter().map(|a| a.computed_at).max().unwrap_or(0);
-    m.insert("computed_at".into(), json!(rfc3339(at)));
-    m.insert("took_ms".into(), json!(answers.iter().map(|a| a.took_ms).sum::<u64>()));
-    m.insert("stale".into(), json!(answers.iter().any(|a| a.stale)));
-    m
+/// What every analysis says about itself: the network it describes, the graph version it was
+/// computed on, when, how long it took, and whether a newer graph is being analysed meanwhile.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct About {
+    pub network: NetworkInfo,
+    /// The graph's version when its snapshot was taken; it grows with every change.
+    pub graph_version: u64,
+    /// RFC 3339.
+    #[schema(format = DateTime)]
+    pub computed_at: String,
+    pub took_ms: u64,
+    /// Served from the cache while the graph has changed and a fresh run computes.
+    pub stale: bool,
 }
 
-/// What a selection holds: its parameters and its size.
-pub(crate) fn network_json(sel: &Selection, net: &Network) -> Value {
-    json!({
-        "kinds": sel.kinds.names(),
-        "since": sel.since.map(rfc3339),
-        "until": sel.until.map(rfc3339),
-        "min_weight": sel.min_weight,
-        "users": net.users(),
-        "edges": net.edges(),
-        "interactions": net.interactions,
-    })
+impl About {
+    /// The envelope of an answer built from several.
+    pub(crate) fn of(sel: &Selection, answers: &[&Answer]) -> About {
+        let net = &answers[0].network;
+        About {
+            network: NetworkInfo::of(sel, net),
+            graph_version: net.version,
+            computed_at: rfc3339(answers.iter().map(|a| a.computed_at).max().unwrap_or(0)),
+            took_ms: answers.iter().map(|a| a.took_ms).sum(),
+            stale: answers.iter().any(|a| a.stale),
+        }
+    }
+}
+
+/// The network analysed: the selection's parameters and its size.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct NetworkInfo {
+    /// The interaction kinds selected.
+    pub kinds: Vec<&'static str>,
+    /// RFC 3339, when the selection starts at a time.
+    pub since: Option<String>,
+    /// RFC 3339, when the selection ends at a time (excluded).
+    pub until: Option<String>,
+    pub min_weight: u32,
+    pub users: usize,
+    pub edges: usize,
+    pub interactions: u64,
+}
+
+impl NetworkInfo {
+    pub(crate) fn of(sel: &Selection, net: &Network) -> NetworkInfo {
+        NetworkInfo {
+            kinds: sel.kinds.names(),
+            since: sel.since.map(rfc3339),
+            until: sel.until.map(rfc3339),
+            min_weight: sel.min_weight,
+            users: net.users(),
+            edges: net.edges(),
+            interactions: net.interactions,
+        }
+    }
+}
+
+/// `GET /analytics/users`: a page of the per-user table.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsersTable {
+    #[serde(flatten)]
+    pub about: About,
+    pub sort: String,
+    pub users: Vec<UserRow>,
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next_cursor: Option<String>,
+    /// How betweenness was estimated, when it is a column.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub betweenness: Option<Sampling>,
+}
+
+/// A user's row: degrees and strengths (interactions) in the selection, and the metrics asked for.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserRow {
+    pub id: String,
+    pub handle: Option<String>,
+    pub name: Option<String>,
+    pub in_degree: usize,
+    pub out_degree: usize,
+    pub in_strength: u64,
+    pub out_strength: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pagerank: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub core: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub community: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub component: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub betweenness: Option<f64>,
+}
+
+/// How a sampled betweenness was estimated: sources sampled, and the bound on any user's error
+/// with the given confidence.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Sampling {
+    pub samples: usize,
+    pub error_bound: f64,
+    pub confidence: f64,
+}
+
+/// `GET /analytics/components`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Components {
+    #[serde(flatten)]
+    pub about: About,
+    /// `weak` or `strong`.
+    pub mode: &'static str,
+    pub count: usize,
+    pub largest: Largest,
+    /// The sizes of the 100 largest components, largest first.
+    pub sizes: Vec<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Largest {
+    pub size: u32,
+    /// Its share of the network's users, from 0 to 1.
+    pub share: f64,
+}
+
+/// `GET /analytics/cores`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Cores {
+    #[serde(flatten)]
+    pub about: About,
+    pub max_core: u32,
+    /// One row per core number from 1 to `max_core`.
+    pub cores: Vec<CoreRow>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CoreRow {
+    pub k: usize,
+    /// Users whose core number is exactly `k`.
+    pub users: u64,
+    /// Users in the `k`-core (core number at least `k`).
+    pub k_core_size: u64,
+}
+
+/// A user ranked by PageRank within a community.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RankedUser {
+    pub id: String,
+    pub handle: Option<String>,
+    pub pagerank: f64,
+}
+
+/// `GET /analytics/communities`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Communities {
+    #[serde(flatten)]
+    pub about: About,
+    /// `leiden` or `louvain`.
+    pub algorithm: &'static str,
+    pub resolution: f64,
+    pub seed: u64,
+    pub modularity: f64,
+    pub count: usize,
+    /// Largest first.
+    pub communities: Vec<CommunityRow>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CommunityRow {
+    pub id: usize,
+    pub size: usize,
+    /// Interactions between members.
+    pub internal_weight: u64,
+    /// Its leaders by PageRank.
+    pub top_users: Vec<RankedUser>,
+}
+
+/// `GET /analytics/communities/{id}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CommunityMembers {
+    #[serde(flatten)]
+    pub about: About,
+    pub id: u32,
+    pub size: usize,
+    pub users: Vec<RankedUser>,
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /analytics/bridges`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Bridges {
+    #[serde(flatten)]
+    pub about: About,
+    #[serde(flatten)]
+    pub sampling: Sampling,
+    pub users: Vec<Bridge>,
+}
+
+/// A user with high betweenness, and the communities its interactions reach.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Bridge {
+    pub id: String,
+    pub handle: Option<String>,
+    pub name: Option<String>,
+    pub betweenness: f64,
+    /// Its own community (null when communities lag behind this snapshot).
+    pub community: Option<u32>,
+    /// Every community its edges reach, by weight.
+    pub communities: Vec<Reach>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Reach {
+    pub id: u32,
+    /// Interactions between the user and that community.
+    pub weight: u64,
 }
 
 /// Key, handle and name of users of a network, by dense id (`None` for a user removed since).
@@ -159,7 +350,7 @@ fn ranking(sort: &str, net: &Network, output: Option<&Output>) -> Vec<u32> {
 }
 
 /// The per-user table, sorted and paginated.
-pub async fn users(engine: &Arc<Engine>, sel: Selection, q: &UsersQuery) -> Result<Value> {
+pub async fn users(engine: &Arc<Engine>, sel: Selection, q: &UsersQuery) -> Result<UsersTable> {
     let mut metrics = q.metrics.clone();
     for m in ["pagerank", "betweenness", "core"] {
         if q.sort == m && !metrics.iter().any(|x| x == m) {
@@ -209,66 +400,79 @@ pub async fn users(engine: &Arc<Engine>, sel: Selection, q: &UsersQuery) -> Resu
     };
     let page: Vec<usize> = order.iter().skip(q.offset).take(q.limit).map(|&i| i as usize).collect();
     let refs = profiles(engine, &net, &page);
-    let rows: Vec<Value> = page
+    let output_on = |a: &Option<Answer>| on(a, &net).map(|a| a.output.clone());
+    let (pr_on, core_on, comm_on, comp_on, btw_on) =
+        (output_on(&pr), output_on(&core), output_on(&comm), output_on(&comp), output_on(&btw));
+    let rows: Vec<UserRow> = page
         .iter()
         .zip(refs)
         .filter_map(|(&i, r)| {
             let (id, handle, name) = r?;
-            let mut row = json!({
-                "id": id, "handle": handle, "name": name,
-                "in_degree": net.inc(i).0.len(), "out_degree": net.out(i).0.len(),
-                "in_strength": strength(net.inc(i).1), "out_strength": strength(net.out(i).1),
-            });
-            if let Some(a) = on(&pr, &net) {
-                row["pagerank"] = json!(pagerank_of(a)[i]);
-            }
-            if let Some(Output::Cores(c)) = on(&core, &net).map(|a| &*a.output) {
-                row["core"] = json!(c[i]);
-            }
-            if let Some(Output::Communities(c)) = on(&comm, &net).map(|a| &*a.output) {
-                row["community"] = json!(c.partition.of[i]);
-            }
-            if let Some(Output::Components(c)) = on(&comp, &net).map(|a| &*a.output) {
-                row["component"] = json!(c.of[i]);
-            }
-            if let Some(Output::Betweenness { scores, .. }) = on(&btw, &net).map(|a| &*a.output) {
-                row["betweenness"] = json!(scores[i]);
-            }
-            Some(row)
+            Some(UserRow {
+                id,
+                handle,
+                name,
+                in_degree: net.inc(i).0.len(),
+                out_degree: net.out(i).0.len(),
+                in_strength: strength(net.inc(i).1),
+                out_strength: strength(net.out(i).1),
+                pagerank: match pr_on.as_deref() {
+                    Some(Output::PageRank(p)) => Some(p.scores[i]),
+                    _ => None,
+                },
+                core: match core_on.as_deref() {
+                    Some(Output::Cores(c)) => Some(c[i]),
+                    _ => None,
+                },
+                community: match comm_on.as_deref() {
+                    Some(Output::Communities(c)) => Some(c.partition.of[i]),
+                    _ => None,
+                },
+                component: match comp_on.as_deref() {
+                    Some(Output::Components(c)) => Some(c.of[i]),
+                    _ => None,
+                },
+                betweenness: match btw_on.as_deref() {
+                    Some(Output::Betweenness { scores, .. }) => Some(scores[i]),
+                    _ => None,
+                },
+            })
         })
         .collect();
     let answers: Vec<&Answer> =
         [&pr, &core, &comm, &comp, &btw].into_iter().filter_map(|a| a.as_ref()).chain([&base]).collect();
-    let mut body = envelope(&sel, &answers);
-    body.insert("sort".into(), json!(q.sort));
-    body.insert("users".into(), json!(rows));
     let next = q.offset + q.limit;
-    body.insert("next_cursor".into(), json!((next < n).then(|| format!("o{next}"))));
-    if let Some(Output::Betweenness { samples, error_bound, .. }) = btw.as_ref().map(|a| &*a.output) {
-        body.insert(
-            "betweenness".into(),
-            json!({ "samples": samples, "error_bound": error_bound, "confidence": 0.95 }),
-        );
-    }
-    Ok(Value::Object(body))
+    Ok(UsersTable {
+        about: About::of(&sel, &answers),
+        sort: q.sort.clone(),
+        users: rows,
+        next_cursor: (next < n).then(|| format!("o{next}")),
+        betweenness: match btw.as_ref().map(|a| &*a.output) {
+            Some(Output::Betweenness { samples, error_bound, .. }) => {
+                Some(Sampling { samples: *samples, error_bound: *error_bound, confidence: 0.95 })
+            }
+            _ => None,
+        },
+    })
 }
 
 /// Weak or strong components: how many, the largest's share, the 100 largest sizes.
-pub async fn components(engine: &Arc<Engine>, sel: Selection, strong: bool) -> Result<Value> {
+pub async fn components(engine: &Arc<Engine>, sel: Selection, strong: bool) -> Result<Components> {
     let a = run(engine, Task::Components { strong }, sel).await?;
     let Output::Components(part) = &*a.output else { return Err(ReportError::Failed("components".into())) };
     let n = a.network.users().max(1);
     let largest = part.sizes.first().copied().unwrap_or(0);
-    let mut body = envelope(&sel, &[&a]);
-    body.insert("mode".into(), json!(if strong { "strong" } else { "weak" }));
-    body.insert("count".into(), json!(part.count()));
-    body.insert("largest".into(), json!({ "size": largest, "share": f64::from(largest) / n as f64 }));
-    body.insert("sizes".into(), json!(part.sizes.iter().take(100).collect::<Vec<_>>()));
-    Ok(Value::Object(body))
+    Ok(Components {
+        about: About::of(&sel, &[&a]),
+        mode: if strong { "strong" } else { "weak" },
+        count: part.count(),
+        largest: Largest { size: largest, share: f64::from(largest) / n as f64 },
+        sizes: part.sizes.iter().take(100).copied().collect(),
+    })
 }
 
 /// How many users have each core number, and how large each k-core is.
-pub async fn cores(engine: &Arc<Engine>, sel: Selection) -> Result<Value> {
+pub async fn cores(engine: &Arc<Engine>, sel: Selection) -> Result<Cores> {
     let a = run(engine, Task::Cores, sel).await?;
     let Output::Cores(c) = &*a.output else { return Err(ReportError::Failed("cores".into())) };
     let max = c.iter().copied().max().unwrap_or(0);
@@ -277,16 +481,13 @@ pub async fn cores(engine: &Arc<Engine>, sel: Selection) -> Result<Value> {
         exact[k as usize] += 1;
     }
     let mut in_core = 0u64;
-    let mut rows: Vec<Value> = Vec::new();
+    let mut rows: Vec<CoreRow> = Vec::new();
     for k in (1..=max as usize).rev() {
         in_core += exact[k];
-        rows.push(json!({ "k": k, "users": exact[k], "k_core_size": in_core }));
+        rows.push(CoreRow { k, users: exact[k], k_core_size: in_core });
     }
     rows.reverse();
-    let mut body = envelope(&sel, &[&a]);
-    body.insert("max_core".into(), json!(max));
-    body.insert("cores".into(), json!(rows));
-    Ok(Value::Object(body))
+    Ok(Cores { about: About::of(&sel, &[&a]), max_core: max, cores: rows })
 }
 
 /// Members of each community, heaviest PageRank first.
@@ -303,9 +504,9 @@ fn members_by_rank(part: &Partition, pr: &[f64]) -> Vec<Vec<usize>> {
     members
 }
 
-fn user_brief(r: Profile, pr: f64) -> Option<Value> {
+fn user_brief(r: Profile, pagerank: f64) -> Option<RankedUser> {
     let (id, handle, _) = r?;
-    Some(json!({ "id": id, "handle": handle, "pagerank": pr }))
+    Some(RankedUser { id, handle, pagerank })
 }
 
 /// Each community's members by PageRank, and the weight of the edges inside it.
@@ -378,7 +579,7 @@ pub async fn communities(
     cp: &CommunityParams,
     limit: usize,
     top: usize,
-) -> Result<Value> {
+) -> Result<Communities> {
     let (c, pr, index) = ranked_communities(engine, sel, cp).await?;
     let Output::Communities(found) = &*c.output else {
         return Err(ReportError::Failed("communities".into()));
@@ -388,28 +589,29 @@ pub async fn communities(
     let (members, inner) = (&index.members, &index.inner);
     let leaders: Vec<usize> = members.iter().take(limit).flat_map(|m| m.iter().take(top).copied()).collect();
     let mut refs = profiles(engine, net, &leaders).into_iter();
-    let list: Vec<Value> = members
+    let list: Vec<CommunityRow> = members
         .iter()
         .take(limit)
         .enumerate()
         .map(|(id, m)| {
-            let tops: Vec<Value> = m
+            let top_users: Vec<RankedUser> = m
                 .iter()
                 .take(top)
                 .zip(refs.by_ref())
                 .filter_map(|(&u, r)| user_brief(r, ranks.get(u).copied().unwrap_or(0.0)))
                 .collect();
-            json!({ "id": id, "size": m.len(), "internal_weight": inner[id], "top_users": tops })
+            CommunityRow { id, size: m.len(), internal_weight: inner[id], top_users }
         })
         .collect();
-    let mut body = envelope(&sel, &[&c, &pr]);
-    body.insert("algorithm".into(), json!(cp.method.as_str()));
-    body.insert("resolution".into(), json!(cp.resolution));
-    body.insert("seed".into(), json!(cp.seed));
-    body.insert("modularity".into(), json!(found.modularity));
-    body.insert("count".into(), json!(found.partition.count()));
-    body.insert("communities".into(), json!(list));
-    Ok(Value::Object(body))
+    Ok(Communities {
+        about: About::of(&sel, &[&c, &pr]),
+        algorithm: cp.method.as_str(),
+        resolution: cp.resolution,
+        seed: cp.seed,
+        modularity: found.modularity,
+        count: found.partition.count(),
+        communities: list,
+    })
 }
 
 /// One community's members by PageRank, paginated.
@@ -420,24 +622,25 @@ pub async fn community_members(
     id: u32,
     limit: usize,
     offset: usize,
-) -> Result<Value> {
+) -> Result<CommunityMembers> {
     let (c, pr, index) = ranked_communities(engine, sel, cp).await?;
     let ranks = ranks_on(&c, &pr);
     let m = index.members.get(id as usize).ok_or(ReportError::CommunityNotFound(id))?;
     let page: Vec<usize> = m.iter().skip(offset).take(limit).copied().collect();
     let refs = profiles(engine, &c.network, &page);
-    let users: Vec<Value> = page
+    let users: Vec<RankedUser> = page
         .iter()
         .zip(refs)
         .filter_map(|(&u, r)| user_brief(r, ranks.get(u).copied().unwrap_or(0.0)))
         .collect();
-    let mut body = envelope(&sel, &[&c, &pr]);
-    body.insert("id".into(), json!(id));
-    body.insert("size".into(), json!(m.len()));
-    body.insert("users".into(), json!(users));
     let next = offset + limit;
-    body.insert("next_cursor".into(), json!((next < m.len()).then(|| format!("o{next}"))));
-    Ok(Value::Object(body))
+    Ok(CommunityMembers {
+        about: About::of(&sel, &[&c, &pr]),
+        id,
+        size: m.len(),
+        users,
+        next_cursor: (next < m.len()).then(|| format!("o{next}")),
+    })
 }
 
 /// Users by estimated betweenness, each with the communities its edges reach (and their weight).
@@ -447,7 +650,7 @@ pub async fn bridges(
     cp: &CommunityParams,
     limit: usize,
     samples: Option<usize>,
-) -> Result<Value> {
+) -> Result<Bridges> {
     let b_task = Task::Betweenness { samples, seed: cp.seed };
     let b = run(engine, b_task, sel).await?;
     let c = run(engine, cp.task(), sel).await?;
@@ -466,7 +669,7 @@ pub async fn bridges(
         .map_err(ReportError::Failed)?;
     let order: Vec<usize> = ranked.iter().take(limit).map(|&i| i as usize).collect();
     let refs = profiles(engine, net, &order);
-    let rows: Vec<Value> = order
+    let rows: Vec<Bridge> = order
         .iter()
         .zip(refs)
         .filter_map(|(&u, r)| {
@@ -481,17 +684,19 @@ pub async fn bridges(
             }
             let mut reach: Vec<(u32, u64)> = reach.into_iter().collect();
             reach.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-            Some(json!({
-                "id": id, "handle": handle, "name": name, "betweenness": scores[u],
-                "community": part.map(|p| p.of[u]),
-                "communities": reach.iter().map(|(c, w)| json!({ "id": c, "weight": w })).collect::<Vec<_>>(),
-            }))
+            Some(Bridge {
+                id,
+                handle,
+                name,
+                betweenness: scores[u],
+                community: part.map(|p| p.of[u]),
+                communities: reach.into_iter().map(|(id, weight)| Reach { id, weight }).collect(),
+            })
         })
         .collect();
-    let mut body = envelope(&sel, &[&b, &c]);
-    body.insert("samples".into(), json!(samples));
-    body.insert("error_bound".into(), json!(error_bound));
-    body.insert("confidence".into(), json!(0.95));
-    body.insert("users".into(), json!(rows));
-    Ok(Value::Object(body))
+    Ok(Bridges {
+        about: About::of(&sel, &[&b, &c]),
+        sampling: Sampling { samples: *samples, error_bound: *error_bound, confidence: 0.95 },
+        users: rows,
+    })
 }

@@ -102,7 +102,7 @@ const LISTED: u32 = 32;
 const NO_LISTS: u32 = u32::MAX;
 
 /// A user as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct UserView {
     pub id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -115,14 +115,14 @@ pub struct UserView {
 }
 
 /// A user with its interactions per kind, received (`in`) and made (`out`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct UserDetail {
     #[serde(flatten)]
     pub user: UserView,
     pub interactions: InOut,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct InOut {
     #[serde(rename = "in")]
     pub received: KindCounts,
@@ -131,7 +131,7 @@ pub struct InOut {
 }
 
 /// An edge as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TieView {
     pub from: String,
     pub to: String,
@@ -827,24 +827,27 @@ impl Graph {
 
     /// A page of users. Ordered by key: O(limit · log n). Ordered by degree: O(n · log limit), a scan
     /// of every user (a few milliseconds per million).
-    pub fn users_page(&self, order: UserOrder, after: Option<&str>, limit: usize) -> Page<UserView> {
+    /// A page of users after a cursor: the `next` of a previous page, `"<degree>:<key>"` of the last
+    /// user shown (the degree is 0 in key order), as [`parse_user_cursor`] reads it.
+    pub fn users_page(&self, order: UserOrder, after: Option<(u32, &str)>, limit: usize) -> Page<UserView> {
         match order {
             UserOrder::Key => {
                 let start = match after {
-                    Some(k) => Bound::Excluded(k),
+                    Some((_, k)) => Bound::Excluded(k),
                     None => Bound::Unbounded,
                 };
                 let mut iter = self.ordered.range::<str, _>((start, Bound::Unbounded));
                 let items: Vec<UserView> =
                     iter.by_ref().take(limit).filter_map(|k| self.idx(k)).map(|i| self.view(i)).collect();
-                let next = (iter.next().is_some()).then(|| items.last().map(|u| u.id.clone())).flatten();
+                let next =
+                    (iter.next().is_some()).then(|| items.last().map(|u| format!("0:{}", u.id))).flatten();
                 Page { items, next }
             }
             _ => self.users_by_degree(order, after, limit),
         }
     }
 
-    fn users_by_degree(&self, order: UserOrder, after: Option<&str>, limit: usize) -> Page<UserView> {
+    fn users_by_degree(&self, order: UserOrder, cursor: Option<(u32, &str)>, limit: usize) -> Page<UserView> {
         use std::cmp::Reverse;
         use std::collections::BinaryHeap;
         let degree = |n: &Node| match order {
@@ -853,10 +856,6 @@ impl Graph {
             _ => n.in_deg + n.out_deg,
         };
         // The cursor is "<degree>:<key>" of the last user shown; rank = (Reverse(degree), key).
-        let cursor: Option<(u32, &str)> = after.and_then(|c| {
-            let (d, k) = c.split_once(':')?;
-            Some((d.parse().ok()?, k))
-        });
         let is_after = |d: u32, k: &str| match cursor {
             None => true,
             Some((cd, ck)) => d < cd || (d == cd && k > ck),
@@ -1044,16 +1043,28 @@ pub fn encode_pair(from: &str, to: &str) -> String {
     s
 }
 
-/// The inverse of [`encode_pair`]; `None` for anything that is not such a cursor.
+/// The inverse of [`encode_pair`]: any even run of hex digits is a position in the order of pairs
+/// (what is not UTF-8 is read lossily; with no newline, the pair's second key is empty). `None`
+/// for anything else, so that the contract can state exactly which cursors are accepted.
 pub fn decode_pair(cursor: &str) -> Option<(String, String)> {
-    if cursor.len() % 2 != 0 || !cursor.is_ascii() {
+    if cursor.len() % 2 != 0 || !cursor.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    let bytes: Option<Vec<u8>> =
-        (0..cursor.len()).step_by(2).map(|i| u8::from_str_radix(&cursor[i..i + 2], 16).ok()).collect();
-    let s = String::from_utf8(bytes?).ok()?;
-    let (a, b) = s.split_once('\n')?;
+    let bytes: Vec<u8> =
+        (0..cursor.len()).step_by(2).filter_map(|i| u8::from_str_radix(&cursor[i..i + 2], 16).ok()).collect();
+    let s = String::from_utf8_lossy(&bytes);
+    let (a, b) = s.split_once('\n').unwrap_or((&s, ""));
     Some((a.to_string(), b.to_string()))
+}
+
+/// A users cursor, `"<degree>:<key>"` (see [`Graph::users_page`]); `None` for anything else. A
+/// degree too large for a `u32` is the largest.
+pub fn parse_user_cursor(cursor: &str) -> Option<(u32, &str)> {
+    let (d, k) = cursor.split_once(':')?;
+    if d.is_empty() || d.len() > 10 || !d.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((d.parse::<u64>().ok()?.min(u64::from(u32::MAX)) as u32, k))
 }
 
 #[cfg(test)]
@@ -1147,7 +1158,7 @@ mod tests {
         let mut seen = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let page = g.users_page(UserOrder::Key, after.as_deref(), 10);
+            let page = g.users_page(UserOrder::Key, after.as_deref().and_then(parse_user_cursor), 10);
             seen.extend(page.items.iter().map(|u| u.id.clone()));
             match page.next {
                 Some(n) => after = Some(n),
@@ -1172,7 +1183,7 @@ mod tests {
         let mut seen: Vec<(u32, String)> = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let page = g.users_page(UserOrder::Degree, after.as_deref(), 4);
+            let page = g.users_page(UserOrder::Degree, after.as_deref().and_then(parse_user_cursor), 4);
             seen.extend(page.items.iter().map(|u| (u.degree, u.id.clone())));
             match page.next {
                 Some(n) => after = Some(n),
@@ -1207,6 +1218,12 @@ mod tests {
         let c = encode_pair("x:1", "mastodon:ü@example.org");
         assert_eq!(decode_pair(&c), Some(("x:1".into(), "mastodon:ü@example.org".into())));
         assert_eq!(decode_pair("zz"), None);
+        assert_eq!(decode_pair("+f"), None);
+        assert_eq!(decode_pair("61"), Some(("a".into(), String::new())));
+        assert_eq!(parse_user_cursor("12:x:1"), Some((12, "x:1")));
+        assert_eq!(parse_user_cursor("99999999999:a"), None);
+        assert_eq!(parse_user_cursor("9999999999:a"), Some((u32::MAX, "a")));
+        assert_eq!(parse_user_cursor("+1:a"), None);
         assert_eq!(decode_pair("abc"), None);
     }
 

@@ -15,11 +15,11 @@ mod tie;
 mod timeline;
 
 pub use graph::{
-    decode_pair, encode_pair, tie_view, Graph, GraphError, InOut, Page, Subgraph, TieSlot, TieView,
-    UserDetail, UserOrder, UserView,
+    decode_pair, encode_pair, parse_user_cursor, tie_view, Graph, GraphError, InOut, Page, Subgraph, TieSlot,
+    TieView, UserDetail, UserOrder, UserView,
 };
 pub use model::{Interaction, Kind, Platform, Post, Record, UserRef};
-pub use mutation::{validate_key, Mutation, Outcome, Rejection, MAX_KEY_BYTES};
+pub use mutation::{validate_key, Mutation, Outcome, Rejection, MAX_KEY_CHARS};
 pub use path::PathView;
 pub use select::{Extract, KindSet, PairDetail, Selection, UserRefOwned};
 pub use tie::{clamp_time, rfc3339, KindCounts, Tie, TIE_BYTES};

@@ -67,10 +67,11 @@ pub enum Rejection {
     InvalidKey { key: String, reason: &'static str },
 }
 
-/// The longest user key accepted, in bytes.
-pub const MAX_KEY_BYTES: usize = 256;
+/// The longest user key accepted, in characters (as JSON Schema's `maxLength` counts them, so that
+/// the API's contract states the rule exactly).
+pub const MAX_KEY_CHARS: usize = 256;
 
-/// Checks that a string can be a user key: 1 to 256 bytes, no control characters, no leading `@`
+/// Checks that a string can be a user key: 1 to 256 characters, no control characters, no leading `@`
 /// (reserved for handle lookups), not only white space.
 ///
 /// # Errors
@@ -78,8 +79,8 @@ pub const MAX_KEY_BYTES: usize = 256;
 pub fn validate_key(key: &str) -> Result<(), Rejection> {
     let reason = if key.is_empty() {
         Some("empty")
-    } else if key.len() > MAX_KEY_BYTES {
-        Some("longer than 256 bytes")
+    } else if key.chars().count() > MAX_KEY_CHARS {
+        Some("longer than 256 characters")
     } else if key.chars().any(char::is_control) {
         Some("contains control characters")
     } else if key.starts_with('@') {

@@ -12,7 +12,8 @@ use serde::Serialize;
 use std::cell::RefCell;
 
 /// A shortest path, as keys from `from` to `to` inclusive.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)] // In the contract: no other field, unlike the strongest path's answer.
 pub struct PathView {
     pub from: String,
     pub to: String,

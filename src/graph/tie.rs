@@ -166,7 +166,7 @@ pub fn clamp_time(at: i64) -> u32 {
 }
 
 /// Per-kind counts as a JSON object, omitting zero kinds: `{"repost":2,"mention":1}`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct KindCounts {
     #[serde(skip_serializing_if = "is_zero")]
     pub repost: u64,

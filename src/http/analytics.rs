@@ -2,17 +2,18 @@
 //! strongest path, and the selection (`kinds`, `since`, `until`, `min_weight`) they all share.
 //! Every answer says which network it describes and when it was computed.
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::AppState;
 use crate::analytics::community::Method;
 use crate::analytics::engine::{Answer, Output, Task};
-use crate::analytics::report::{self, envelope, CommunityParams, UsersQuery};
+use crate::analytics::report::{self, About, CommunityParams, UsersQuery};
 use crate::analytics::Network;
-use crate::graph::{rfc3339, Selection};
-use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Value};
+use crate::graph::{rfc3339, Selection, TieView, UserView};
+use actix_web::{web, HttpRequest};
+use serde::Serialize;
 use std::collections::HashMap;
 use std::str::FromStr;
+use utoipa::ToSchema;
 
 type Result<T> = std::result::Result<T, ApiError>;
 
@@ -78,6 +79,64 @@ impl Params {
     }
 }
 
+/// The selection every analysis takes, as the contract states it ([`Params::selection`] reads it).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct SelectionQuery {
+    /// Interaction kinds counted, comma separated: `repost,reply,quote,mention,manual` (default all;
+    /// any case; `retweet`, `reblog` and `boost` are reposts).
+    #[param(
+        example = "repost,quote",
+        pattern = r"^([\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*,)*[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*(?i:repost|retweet|reblog|boost|reply|quote|mention|manual)[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*(,[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*((?i:repost|retweet|reblog|boost|reply|quote|mention|manual)[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*)?)*$"
+    )]
+    kinds: Option<String>,
+    /// Only interactions at or after this time: unix seconds or RFC 3339.
+    #[param(value_type = Option<TimeBound>, example = "2026-11-01T00:00:00Z")]
+    since: Option<String>,
+    /// Only interactions before this time: unix seconds or RFC 3339 (at or before `since`: nothing).
+    #[param(value_type = Option<TimeBound>)]
+    until: Option<String>,
+    /// Keep an edge only if it carries at least this many selected interactions.
+    #[param(minimum = 1, maximum = 4294967295_u64, default = 1)]
+    min_weight: Option<u32>,
+}
+
+/// A time bound, as the contract states it: unix seconds, or an RFC 3339 time.
+pub(crate) struct TimeBound;
+
+impl utoipa::PartialSchema for TimeBound {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)).maximum(Some(u32::MAX)))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+            )
+            .description(Some("Unix seconds, or an RFC 3339 time"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for TimeBound {}
+
+/// How communities are found, as the contract states it ([`community_params`] reads it).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct CommunityQuery {
+    #[param(inline)]
+    algorithm: Option<Method>,
+    /// Higher finds more, smaller communities.
+    #[param(minimum = 0.0001, maximum = 1000.0, default = 1.0)]
+    resolution: Option<f64>,
+    /// The same seed on the same graph gives the same communities.
+    #[param(minimum = 0, maximum = 9223372036854775807_i64, default = 42)]
+    seed: Option<u64>,
+}
+
 /// Whether a query names any selection parameter besides `min_weight`.
 pub(super) fn selects(p: &Params) -> bool {
     ["kinds", "since", "until"].iter().any(|k| p.has(k))
@@ -94,7 +153,11 @@ fn profiles(state: &AppState, net: &Network, ids: &[usize]) -> Vec<report::Profi
 fn offset_cursor(cursor: Option<String>) -> Result<usize> {
     match cursor {
         None => Ok(0),
-        Some(c) => c.strip_prefix('o').and_then(|n| n.parse().ok()).ok_or(ApiError::InvalidCursor),
+        Some(c) => c
+            .strip_prefix('o')
+            .filter(|n| (1..=18).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|n| n.parse().ok())
+            .ok_or(ApiError::InvalidCursor),
     }
 }
 
@@ -109,12 +172,57 @@ fn community_params(p: &mut Params) -> Result<CommunityParams> {
         })?,
     };
     let resolution = p.number("resolution", 0.0001..=1000.0, 1.0)?;
-    let seed = p.number("seed", 0..=u64::MAX, 42)?;
+    let seed = p.number("seed", 0..=i64::MAX as u64, 42)?;
     Ok(CommunityParams { method, resolution, seed })
 }
 
-/// `GET /analytics/users`: the per-user table, sorted by any metric, paginated.
-pub async fn users(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
+/// The query of `/analytics/users`, besides the selection and the communities' parameters.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct UsersTableQuery {
+    /// The column to sort by, highest first: pagerank, betweenness, core, degree, in_degree,
+    /// out_degree, in_strength, out_strength.
+    #[param(
+        pattern = "^(pagerank|betweenness|core|degree|in_degree|out_degree|in_strength|out_strength)$",
+        default = "pagerank"
+    )]
+    sort: Option<String>,
+    #[param(minimum = 1, maximum = 10000, default = 100)]
+    limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = "^o[0-9]{1,18}$")]
+    cursor: Option<String>,
+    /// Columns besides degrees and strengths, comma separated: pagerank, core, community,
+    /// component, betweenness (default: all but betweenness).
+    #[param(
+        pattern = r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*(pagerank|core|community|component|betweenness)?[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*(,[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*(pagerank|core|community|component|betweenness)?[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*)*$"
+    )]
+    metrics: Option<String>,
+    /// PageRank's damping factor.
+    #[param(minimum = 0.0, maximum = 0.999, default = 0.85)]
+    damping: Option<f64>,
+}
+
+/// How betweenness is estimated, where it is computed.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct SamplesQuery {
+    /// Sources sampled to estimate betweenness (default: enough for a 5% error bound).
+    #[param(minimum = 1, maximum = 10000000)]
+    samples: Option<usize>,
+}
+
+/// The per-user table: degrees, strengths, PageRank, core, community, component, betweenness,
+/// sorted by any of them, a page at a time.
+#[utoipa::path(get, path = "/analytics/users", tag = "analytics",
+    params(UsersTableQuery, SamplesQuery, SelectionQuery, CommunityQuery),
+    responses(
+        (status = 200, description = "A page of the table", body = report::UsersTable),
+        (status = 400, description = "`invalid_query`, `invalid_cursor`", body = ErrorBody),
+    ))]
+pub async fn users(state: web::Data<AppState>, req: HttpRequest) -> Result<web::Json<report::UsersTable>> {
     let mut p = Params::of(&req)?;
     let sel = p.selection()?;
     let mut q = UsersQuery::default();
@@ -141,11 +249,29 @@ pub async fn users(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
         q.samples = Some(p.number("samples", 1..=10_000_000usize, 1)?);
     }
     p.finish()?;
-    Ok(HttpResponse::Ok().json(report::users(&state.analytics, sel, &q).await?))
+    Ok(web::Json(report::users(&state.analytics, sel, &q).await?))
 }
 
-/// `GET /analytics/components?mode=weak|strong`.
-pub async fn components(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct ComponentsQuery {
+    /// `weak` (ignoring direction) or `strong`.
+    #[param(pattern = "^(weak|strong)$", default = "weak")]
+    mode: Option<String>,
+}
+
+/// Connected components: how many, the largest's share, the largest sizes.
+#[utoipa::path(get, path = "/analytics/components", tag = "analytics",
+    params(ComponentsQuery, SelectionQuery),
+    responses(
+        (status = 200, description = "The components", body = report::Components),
+        (status = 400, description = "`invalid_query`", body = ErrorBody),
+    ))]
+pub async fn components(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<web::Json<report::Components>> {
     let mut p = Params::of(&req)?;
     let sel = p.selection()?;
     let strong = match p.take("mode").as_deref() {
@@ -156,34 +282,79 @@ pub async fn components(state: web::Data<AppState>, req: HttpRequest) -> Result<
         }
     };
     p.finish()?;
-    Ok(HttpResponse::Ok().json(report::components(&state.analytics, sel, strong).await?))
+    Ok(web::Json(report::components(&state.analytics, sel, strong).await?))
 }
 
-/// `GET /analytics/cores`: how many users have each core number, and how large each k-core is.
-pub async fn cores(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
+/// How many users have each core number, and how large each k-core is.
+#[utoipa::path(get, path = "/analytics/cores", tag = "analytics", params(SelectionQuery),
+    responses(
+        (status = 200, description = "The cores", body = report::Cores),
+        (status = 400, description = "`invalid_query`", body = ErrorBody),
+    ))]
+pub async fn cores(state: web::Data<AppState>, req: HttpRequest) -> Result<web::Json<report::Cores>> {
     let mut p = Params::of(&req)?;
     let sel = p.selection()?;
     p.finish()?;
-    Ok(HttpResponse::Ok().json(report::cores(&state.analytics, sel).await?))
+    Ok(web::Json(report::cores(&state.analytics, sel).await?))
 }
 
-/// `GET /analytics/communities`.
-pub async fn communities(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct CommunitiesQuery {
+    /// Communities listed, the largest.
+    #[param(minimum = 1, maximum = 10000, default = 100)]
+    limit: Option<usize>,
+    /// Leaders listed per community, by PageRank.
+    #[param(minimum = 0, maximum = 100, default = 5)]
+    top: Option<usize>,
+}
+
+/// The communities (camps), largest first, each with its size, inner weight and leaders.
+#[utoipa::path(get, path = "/analytics/communities", tag = "analytics",
+    params(CommunitiesQuery, CommunityQuery, SelectionQuery),
+    responses(
+        (status = 200, description = "The communities", body = report::Communities),
+        (status = 400, description = "`invalid_query`", body = ErrorBody),
+    ))]
+pub async fn communities(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<web::Json<report::Communities>> {
     let mut p = Params::of(&req)?;
     let sel = p.selection()?;
     let cp = community_params(&mut p)?;
     let limit = p.number("limit", 1..=10_000usize, 100)?;
     let top = p.number("top", 0..=100usize, 5)?;
     p.finish()?;
-    Ok(HttpResponse::Ok().json(report::communities(&state.analytics, sel, &cp, limit, top).await?))
+    Ok(web::Json(report::communities(&state.analytics, sel, &cp, limit, top).await?))
 }
 
-/// `GET /analytics/communities/{id}`: a community's members, by PageRank.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct PageQuery {
+    #[param(minimum = 1, maximum = 10000, default = 100)]
+    limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = "^o[0-9]{1,18}$")]
+    cursor: Option<String>,
+}
+
+/// A community's members, by PageRank, a page at a time.
+#[utoipa::path(get, path = "/analytics/communities/{id}", tag = "analytics",
+    params(("id" = u32, Path, description = "The community, as `/analytics/communities` numbers it"),
+           PageQuery, CommunityQuery, SelectionQuery),
+    responses(
+        (status = 200, description = "The members", body = report::CommunityMembers),
+        (status = 400, description = "`invalid_query`, `invalid_path`, `invalid_cursor`", body = ErrorBody),
+        (status = 404, description = "`community_not_found`", body = ErrorBody),
+    ))]
 pub async fn community_members(
     state: web::Data<AppState>,
     path: web::Path<String>,
     req: HttpRequest,
-) -> Result<HttpResponse> {
+) -> Result<web::Json<report::CommunityMembers>> {
     let id: u32 = path.parse().map_err(|_| {
         ApiError::InvalidPath(format!(
             "community id must be a number, not {:?}",
@@ -196,19 +367,41 @@ pub async fn community_members(
     let limit = p.number("limit", 1..=10_000usize, 100)?;
     let offset = offset_cursor(p.take("cursor"))?;
     p.finish()?;
-    let body = report::community_members(&state.analytics, sel, &cp, id, limit, offset).await?;
-    Ok(HttpResponse::Ok().json(body))
+    Ok(web::Json(report::community_members(&state.analytics, sel, &cp, id, limit, offset).await?))
 }
 
-/// `GET /analytics/bridges`: users by estimated betweenness, with the communities their edges reach.
-pub async fn bridges(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct BridgesQuery {
+    #[param(minimum = 1, maximum = 1000, default = 20)]
+    limit: Option<usize>,
+}
+
+/// Bridges: users by estimated betweenness, with the communities their interactions reach.
+#[utoipa::path(get, path = "/analytics/bridges", tag = "analytics",
+    params(BridgesQuery, SamplesQuery, CommunityQuery, SelectionQuery),
+    responses(
+        (status = 200, description = "The bridges", body = report::Bridges),
+        (status = 400, description = "`invalid_query`", body = ErrorBody),
+    ))]
+pub async fn bridges(state: web::Data<AppState>, req: HttpRequest) -> Result<web::Json<report::Bridges>> {
     let mut p = Params::of(&req)?;
     let sel = p.selection()?;
     let limit = p.number("limit", 1..=1_000usize, 20)?;
     let samples = if p.has("samples") { Some(p.number("samples", 1..=10_000_000usize, 1)?) } else { None };
     let cp = community_params(&mut p)?;
     p.finish()?;
-    Ok(HttpResponse::Ok().json(report::bridges(&state.analytics, sel, &cp, limit, samples).await?))
+    Ok(web::Json(report::bridges(&state.analytics, sel, &cp, limit, samples).await?))
+}
+
+/// A user as drawn: degrees in the network drawn, and in an ego network the hops from its centre.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DrawnUser {
+    #[serde(flatten)]
+    pub(crate) user: UserView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) hop: Option<u32>,
 }
 
 /// Drawable nodes and edges among some users of a network, in `/graph`'s shape.
@@ -219,7 +412,7 @@ pub(super) fn drawing(
     ids: &[usize],
     hops: Option<&[u32]>,
     max_edges: usize,
-) -> (Vec<Value>, Vec<Value>, usize) {
+) -> (Vec<DrawnUser>, Vec<TieView>, usize) {
     let refs = profiles(state, net, ids);
     let chosen: HashMap<usize, usize> = ids.iter().enumerate().map(|(k, &i)| (i, k)).collect();
     let mut pairs: Vec<(usize, usize, u32)> = Vec::new();
@@ -241,7 +434,14 @@ pub(super) fn drawing(
         .iter()
         .zip(details)
         .filter_map(|(&(a, b, w), d)| {
-            Some(json!({ "from": key(a)?, "to": key(b)?, "total": w, "kinds": d.kinds, "first_seen": rfc3339(i64::from(d.first)), "last_seen": rfc3339(i64::from(d.last)) }))
+            Some(TieView {
+                from: key(a)?,
+                to: key(b)?,
+                total: u64::from(w),
+                kinds: d.kinds,
+                first_seen: rfc3339(i64::from(d.first)),
+                last_seen: rfc3339(i64::from(d.last)),
+            })
         })
         .collect();
     let nodes = ids
@@ -250,32 +450,53 @@ pub(super) fn drawing(
         .enumerate()
         .filter_map(|(k, (&i, r))| {
             let (id, handle, name) = r.clone()?;
-            let (i_d, o_d) = (net.inc(i).0.len(), net.out(i).0.len());
-            let mut node = json!({ "id": id, "handle": handle, "name": name, "in_degree": i_d, "out_degree": o_d, "degree": i_d + o_d });
-            if let Some(h) = hops {
-                node["hop"] = json!(h[k]);
-            }
-            Some(node)
+            Some(DrawnUser { user: degrees_in(net, i, id, handle, name), hop: hops.map(|h| h[k]) })
         })
         .collect();
     (nodes, edges, among)
 }
 
-/// The dense id of a user named in a path, in a network.
-fn member(state: &AppState, net: &Network, spec: &str) -> Result<usize> {
+/// A user with its degrees in a network.
+fn degrees_in(net: &Network, i: usize, id: String, handle: Option<String>, name: Option<String>) -> UserView {
+    let (in_degree, out_degree) = (net.inc(i).0.len() as u32, net.out(i).0.len() as u32);
+    UserView { id, handle, name, in_degree, out_degree, degree: in_degree + out_degree }
+}
+
+/// The dense id of a user named in a path, in a network: `None` when the user has no interaction
+/// in its selection.
+fn member(state: &AppState, net: &Network, spec: &str) -> Result<Option<usize>> {
     let g = state.store.graph().read();
     let key = g.resolve(spec)?;
     let uid = g.uid(key).ok_or_else(|| ApiError::UserNotFound(spec.to_string()))?;
-    net.id_of(uid)
-        .ok_or_else(|| ApiError::InvalidQuery(format!("{key:?} has no interaction in this selection")))
+    Ok(net.id_of(uid))
 }
 
-/// `GET /vertices/{user}/ego?hops&limit`: the user's neighbourhood, ready to draw.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct EgoQuery {
+    /// How far from the user.
+    #[param(minimum = 1, maximum = 3, default = 1)]
+    hops: Option<u32>,
+    /// Users drawn at most, the nearest and heaviest first.
+    #[param(minimum = 1, maximum = 2000, default = 100)]
+    limit: Option<usize>,
+}
+
+/// The user's neighbourhood in a selection, ready to draw.
+#[utoipa::path(get, path = "/vertices/{user}/ego", tag = "analytics",
+    params(("user" = String, Path, description = super::handlers::USER_PARAM), EgoQuery, SelectionQuery),
+    responses(
+        (status = 200, description = "The ego network", body = Ego),
+        (status = 400, description = "`invalid_query`", body = ErrorBody),
+        (status = 404, description = "`user_not_found`", body = ErrorBody),
+        (status = 409, description = "`ambiguous_handle`", body = ErrorBody),
+    ))]
 pub async fn ego(
     state: web::Data<AppState>,
     path: web::Path<String>,
     req: HttpRequest,
-) -> Result<HttpResponse> {
+) -> Result<web::Json<Ego>> {
     let mut p = Params::of(&req)?;
     let sel = p.selection()?;
     let hops = p.number("hops", 1..=3u32, 1)?;
@@ -284,17 +505,72 @@ pub async fn ego(
     state.store.graph().read().resolve(&path)?;
     let a = run(&state, Task::Network, sel).await?;
     let net = a.network.clone();
-    let center = member(&state, &net, &path)?;
-    let chosen = crate::analytics::paths::ego(net.undirected(), center, hops, limit);
-    let ids: Vec<usize> = chosen.iter().map(|&(i, _)| i).collect();
-    let levels: Vec<u32> = chosen.iter().map(|&(_, h)| h).collect();
-    let (nodes, edges, _) = drawing(&state, &sel, &net, &ids, Some(&levels), usize::MAX);
-    let mut body = envelope(&sel, &[&a]);
-    body.insert("center".into(), nodes.first().map(|n| n["id"].clone()).unwrap_or(Value::Null));
-    body.insert("hops".into(), json!(hops));
-    body.insert("nodes".into(), json!(nodes));
-    body.insert("edges".into(), json!(edges));
-    Ok(HttpResponse::Ok().json(body))
+    let (nodes, edges) = match member(&state, &net, &path)? {
+        Some(center) => {
+            let chosen = crate::analytics::paths::ego(net.undirected(), center, hops, limit);
+            let ids: Vec<usize> = chosen.iter().map(|&(i, _)| i).collect();
+            let levels: Vec<u32> = chosen.iter().map(|&(_, h)| h).collect();
+            let (nodes, edges, _) = drawing(&state, &sel, &net, &ids, Some(&levels), usize::MAX);
+            (nodes, edges)
+        }
+        // No interaction in the selection: the user alone.
+        None => {
+            let g = state.store.graph().read();
+            let key = g.resolve(&path)?;
+            let user = g.user(key).ok_or_else(|| ApiError::UserNotFound(path.to_string()))?.user;
+            let alone = UserView { in_degree: 0, out_degree: 0, degree: 0, ..user };
+            (vec![DrawnUser { user: alone, hop: Some(0) }], Vec::new())
+        }
+    };
+    Ok(web::Json(Ego {
+        about: About::of(&sel, &[&a]),
+        center: nodes.first().map(|n| n.user.id.clone()),
+        hops,
+        nodes,
+        edges,
+    }))
+}
+
+/// A user's neighbourhood in a selection, ready to draw.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Ego {
+    #[serde(flatten)]
+    about: About,
+    /// The user at the centre (null if removed since the snapshot).
+    center: Option<String>,
+    hops: u32,
+    /// The centre first, then by hops.
+    nodes: Vec<DrawnUser>,
+    edges: Vec<TieView>,
+}
+
+/// The strongest path between two users (`find_path?weighted=true`).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct StrongestPath {
+    #[serde(flatten)]
+    about: About,
+    from: String,
+    to: String,
+    directed: bool,
+    /// Always true: this is the weighted answer.
+    weighted: bool,
+    hops: usize,
+    /// The sum of 1/weight over the path's edges: the lower, the stronger.
+    cost: f64,
+    /// The users' keys from `from` to `to` (null for a user removed since the snapshot).
+    path: Vec<Option<String>>,
+    /// The same users with their degrees in the selection.
+    users: Vec<Option<UserView>>,
+    steps: Vec<Step>,
+}
+
+/// One step of a strongest path: the interactions each way between its two users.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Step {
+    from: Option<String>,
+    to: Option<String>,
+    forward: u32,
+    backward: u32,
 }
 
 /// The strongest path (`find_path?weighted=true`), on a selection.
@@ -304,72 +580,98 @@ pub(super) async fn strongest_path(
     to: &str,
     directed: bool,
     sel: Selection,
-) -> Result<HttpResponse> {
+) -> Result<StrongestPath> {
     {
         let g = state.store.graph().read();
         g.resolve_pair(from, to)?;
     }
     let a = run(state, Task::Network, sel).await?;
     let net = a.network.clone();
-    let (x, y) = (member(state, &net, from)?, member(state, &net, to)?);
     let keys = {
         let g = state.store.graph().read();
         let (a, b) = g.resolve_pair(from, to)?;
         (a.to_string(), b.to_string())
     };
-    let found = crate::analytics::paths::strongest_path(&net, x, y, directed)
-        .ok_or_else(|| ApiError::NoPath { from: keys.0.clone(), to: keys.1.clone() })?;
+    let no_path = || ApiError::NoPath { from: keys.0.clone(), to: keys.1.clone() };
+    let (Some(x), Some(y)) = (member(state, &net, from)?, member(state, &net, to)?) else {
+        return Err(no_path());
+    };
+    let found = crate::analytics::paths::strongest_path(&net, x, y, directed).ok_or_else(no_path)?;
     let refs = profiles(state, &net, &found.nodes);
-    let path: Vec<Value> = refs.iter().map(|r| json!(r.as_ref().map(|r| &r.0))).collect();
-    let users: Vec<Value> = refs
-        .iter()
-        .map(|r| json!(r.as_ref().map(|(id, h, n)| json!({ "id": id, "handle": h, "name": n }))))
+    let path: Vec<Option<String>> = refs.iter().map(|r| r.as_ref().map(|r| r.0.clone())).collect();
+    let users: Vec<Option<UserView>> = refs
+        .into_iter()
+        .zip(&found.nodes)
+        .map(|(r, &i)| r.map(|(id, handle, name)| degrees_in(&net, i, id, handle, name)))
         .collect();
     let weight = |u: usize, v: usize| -> u32 {
         let (d, w) = net.out(u);
         d.binary_search(&(v as u32)).map_or(0, |i| w[i])
     };
-    let steps: Vec<Value> = found
+    let steps: Vec<Step> = found
         .nodes
         .windows(2)
-        .map(|s| json!({ "from": path[0].clone(), "forward": weight(s[0], s[1]), "backward": weight(s[1], s[0]) }))
         .enumerate()
-        .map(|(i, mut v)| { v["from"] = path[i].clone(); v["to"] = path[i + 1].clone(); v })
+        .map(|(i, s)| Step {
+            from: path[i].clone(),
+            to: path[i + 1].clone(),
+            forward: weight(s[0], s[1]),
+            backward: weight(s[1], s[0]),
+        })
         .collect();
-    let mut body = envelope(&sel, &[&a]);
-    body.insert("from".into(), json!(keys.0));
-    body.insert("to".into(), json!(keys.1));
-    body.insert("directed".into(), json!(directed));
-    body.insert("weighted".into(), json!(true));
-    body.insert("hops".into(), json!(found.nodes.len() - 1));
-    body.insert("cost".into(), json!(found.cost));
-    body.insert("path".into(), json!(path));
-    body.insert("users".into(), json!(users));
-    body.insert("steps".into(), json!(steps));
-    Ok(HttpResponse::Ok().json(body))
+    Ok(StrongestPath {
+        about: About::of(&sel, &[&a]),
+        from: keys.0,
+        to: keys.1,
+        directed,
+        weighted: true,
+        hops: found.nodes.len() - 1,
+        cost: found.cost,
+        path,
+        users,
+        steps,
+    })
+}
+
+/// A user's metrics in the whole network, those computed so far (by `/analytics/...`).
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub(crate) struct UserMetrics {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pagerank: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    core: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    community: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    component: Option<u32>,
+    /// The newest graph version among them.
+    graph_version: u64,
+    /// Whether any of them was computed on an older graph than the current one.
+    stale: bool,
 }
 
 /// The metrics of a user where the whole network's have been computed (for `GET /vertices/{user}`).
-pub(super) fn cached_metrics(state: &AppState, uid: u32) -> Option<Value> {
+pub(super) fn cached_metrics(state: &AppState, uid: u32) -> Option<UserMetrics> {
     let sel = Selection::default();
     let e = &state.analytics;
     let pr = e.cached(Task::pagerank(0.85), sel);
     let core = e.cached(Task::Cores, sel);
     let comm = e.cached(Task::communities(Method::Leiden, 1.0, 42), sel);
     let comp = e.cached(Task::Components { strong: false }, sel);
-    let mut m = serde_json::Map::new();
+    let mut m = UserMetrics::default();
+    let mut any = false;
     for a in [&pr, &core, &comm, &comp].into_iter().flatten() {
         let Some(i) = a.network.id_of(uid) else { continue };
-        let (k, v) = match &*a.output {
-            Output::PageRank(p) => ("pagerank", json!(p.scores[i])),
-            Output::Cores(c) => ("core", json!(c[i])),
-            Output::Communities(c) => ("community", json!(c.partition.of[i])),
-            Output::Components(c) => ("component", json!(c.of[i])),
+        match &*a.output {
+            Output::PageRank(p) => m.pagerank = Some(p.scores[i]),
+            Output::Cores(c) => m.core = Some(c[i]),
+            Output::Communities(c) => m.community = Some(c.partition.of[i]),
+            Output::Components(c) => m.component = Some(c.of[i]),
             _ => continue,
-        };
-        m.insert(k.into(), v);
-        m.insert("graph_version".into(), json!(a.network.version));
-        m.insert("stale".into(), json!(a.stale || m.get("stale").and_then(Value::as_bool).unwrap_or(false)));
+        }
+        any = true;
+        m.graph_version = m.graph_version.max(a.network.version);
+        m.stale |= a.stale;
     }
-    (!m.is_empty()).then_some(Value::Object(m))
+    any.then_some(m)
 }

@@ -5,7 +5,7 @@ use crate::graph::{GraphError, Rejection};
 use crate::store::StoreError;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
+use serde::Serialize;
 use std::fmt;
 
 /// Every failure an API client can see. `code()` values are a stable contract.
@@ -222,14 +222,32 @@ impl ResponseError for ApiError {
     }
 }
 
+/// The body of every error the service answers.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// A stable code for programs: `user_not_found`, `invalid_query`, `rate_limited`, ...
+    #[schema(example = "user_not_found")]
+    pub code: &'static str,
+    /// What went wrong, for people.
+    pub message: String,
+    /// With `ambiguous_handle`: the keys of the users that have the handle.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matches: Option<Vec<String>>,
+}
+
 impl ApiError {
     /// The JSON body of this error: `{"error":{"code":...,"message":...}}`.
-    pub fn body(&self) -> serde_json::Value {
-        let mut error = json!({ "code": self.code(), "message": self.to_string() });
-        if let ApiError::AmbiguousHandle { keys, .. } = self {
-            error["matches"] = json!(keys);
-        }
-        json!({ "error": error })
+    pub fn body(&self) -> ErrorBody {
+        let matches = match self {
+            ApiError::AmbiguousHandle { keys, .. } => Some(keys.clone()),
+            _ => None,
+        };
+        ErrorBody { error: ErrorDetail { code: self.code(), message: self.to_string(), matches } }
     }
 }
 

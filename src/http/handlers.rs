@@ -1,22 +1,87 @@
 //! Request handlers. Each one validates its input, then either reads the graph under a short read
 //! lock or submits a mutation to the store and answers once it is durable.
 
-use super::analytics::{self, Params};
-use super::error::ApiError;
+use super::analytics::{self, DrawnUser, Params, StrongestPath, UserMetrics};
+use super::error::{ApiError, ErrorBody};
 use super::AppState;
-use crate::graph::{decode_pair, validate_key, Graph, GraphError, Kind, Mutation, UserOrder};
+use crate::analytics::report::NetworkInfo;
+use crate::graph::{
+    decode_pair, parse_user_cursor, validate_key, Graph, GraphError, Kind, Mutation, PathView, TieView,
+    UserDetail, UserOrder, UserView,
+};
+use crate::ingest::status::SourceReport;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
 type Result<T> = std::result::Result<T, ApiError>;
+
+/// A user named in a path: its key (`x:2244994945`, `mastodon:ana@mastodon.social`, `alice`) or
+/// `@handle`.
+pub(crate) const USER_PARAM: &str = "A user's key, or its handle after `@`";
 
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1_000;
 
 // ---- status ----
 
-pub async fn status(state: web::Data<AppState>) -> HttpResponse {
+/// The service's health and size (`GET /status`).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Status {
+    /// `OK` whenever the service answers.
+    status: &'static str,
+    version: &'static str,
+    users: usize,
+    edges: usize,
+    interactions: u64,
+    uptime_seconds: u64,
+    store: StoreStatus,
+    /// Resident memory, what a 512 MB dyno or a container limit is measured against; null off Linux.
+    resident_bytes: Option<u64>,
+    /// Every source: live ones, imports and `POST /ingest`.
+    sources: Vec<SourceReport>,
+    analytics: AnalyticsStatus,
+    /// The per-interaction timeline that time windows are computed from.
+    timeline: TimelineStatus,
+    http: HttpStatus,
+    /// Where the page is.
+    ui: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct StoreStatus {
+    commits: u64,
+    mutations: u64,
+    bytes_on_disk: u64,
+    checkpoints: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct AnalyticsStatus {
+    /// Analyses run since start.
+    runs: u64,
+    /// Network snapshots held by cached analyses.
+    held_snapshots: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct TimelineStatus {
+    interactions: usize,
+    bytes: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct HttpStatus {
+    connections: usize,
+    max_connections: usize,
+    connections_refused: u64,
+    /// Requests answered 429 since start.
+    rate_limited: u64,
+}
+
+#[utoipa::path(get, path = "/status", tag = "service",
+    responses((status = 200, description = "The service is up", body = Status)))]
+pub async fn status(state: web::Data<AppState>) -> web::Json<Status> {
     let (users, edges, interactions, timeline) = {
         let g = state.store.graph().read();
         (g.user_count(), g.tie_count(), g.interaction_count(), g.timeline_stats())
@@ -24,32 +89,34 @@ pub async fn status(state: web::Data<AppState>) -> HttpResponse {
     let stats = state.store.stats();
     let (resident, bytes_on_disk) = state.sampled.get(&state.store);
     use std::sync::atomic::Ordering::Relaxed;
-    HttpResponse::Ok().json(json!({
-        "status": "OK",
-        "version": env!("CARGO_PKG_VERSION"),
-        "users": users,
-        "edges": edges,
-        "interactions": interactions,
-        "uptime_seconds": state.started.elapsed().as_secs(),
-        "store": {
-            "commits": stats.commits.load(Relaxed),
-            "mutations": stats.mutations.load(Relaxed),
-            "bytes_on_disk": bytes_on_disk,
-            "checkpoints": stats.checkpoints.load(Relaxed),
+    web::Json(Status {
+        status: "OK",
+        version: env!("CARGO_PKG_VERSION"),
+        users,
+        edges,
+        interactions,
+        uptime_seconds: state.started.elapsed().as_secs(),
+        store: StoreStatus {
+            commits: stats.commits.load(Relaxed),
+            mutations: stats.mutations.load(Relaxed),
+            bytes_on_disk,
+            checkpoints: stats.checkpoints.load(Relaxed),
         },
-        // What a 512 MB dyno or a container limit is measured against; absent off Linux.
-        "resident_bytes": resident,
-        "sources": state.sources.reports(),
-        "analytics": { "runs": state.analytics.runs(), "held_snapshots": state.analytics.held_networks() },
-        "timeline": { "interactions": timeline.0, "bytes": timeline.1 },
-        "http": {
-            "connections": state.connections.open(),
-            "max_connections": state.connections.cap(),
-            "connections_refused": state.connections.refused(),
-            "rate_limited": state.rates.limited(),
+        resident_bytes: resident,
+        sources: state.sources.reports(),
+        analytics: AnalyticsStatus {
+            runs: state.analytics.runs(),
+            held_snapshots: state.analytics.held_networks(),
         },
-        "ui": "/ui",
-    }))
+        timeline: TimelineStatus { interactions: timeline.0, bytes: timeline.1 },
+        http: HttpStatus {
+            connections: state.connections.open(),
+            max_connections: state.connections.cap(),
+            connections_refused: state.connections.refused(),
+            rate_limited: state.rates.limited(),
+        },
+        ui: "/ui",
+    })
 }
 
 /// Figures that cost system calls to read (a `/proc` file, sled's files on disk): read at most once
@@ -99,12 +166,30 @@ where
 
 // ---- users ----
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Users per page.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,10}:")]
     cursor: Option<String>,
-    sort: Option<String>,
+    /// `key` (or `id`, the same): by key; the others: highest first, ties by key.
+    #[param(inline)]
+    sort: Option<Sort>,
+}
+
+/// How `GET /vertices` orders users.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Sort {
+    Key,
+    Id,
+    Degree,
+    InDegree,
+    OutDegree,
 }
 
 fn limit(l: Option<usize>) -> Result<usize> {
@@ -117,99 +202,150 @@ fn limit(l: Option<usize>) -> Result<usize> {
 
 /// A page of users, serialized straight from the views (building a `json!` tree of them first cost
 /// as much again).
-#[derive(Serialize)]
-struct UsersPage<'a> {
-    vertices: &'a [crate::graph::UserView],
+#[derive(Serialize, ToSchema)]
+pub(crate) struct UsersPage {
+    vertices: Vec<UserView>,
+    /// Users in the graph.
     count: usize,
-    next_cursor: Option<&'a str>,
+    /// Pass as `cursor` for the next page; null on the last.
+    next_cursor: Option<String>,
 }
 
 /// A user's heaviest edges and how many it has (`GET /vertices/{user}/aristas`).
-#[derive(Serialize)]
-struct UserEdges<'a> {
-    user: &'a str,
+#[derive(Serialize, ToSchema)]
+pub(crate) struct UserEdges {
+    user: String,
+    /// The user's edges in the directions asked for.
     count: u32,
-    edges: &'a [crate::graph::TieView],
+    /// The heaviest first, at most `limit`.
+    edges: Vec<TieView>,
 }
 
 /// A page of edges, likewise.
-#[derive(Serialize)]
-struct EdgesPage<'a> {
-    edges: &'a [crate::graph::TieView],
+#[derive(Serialize, ToSchema)]
+pub(crate) struct EdgesPage {
+    edges: Vec<TieView>,
+    /// Edges in the graph.
     count: usize,
-    next_cursor: Option<&'a str>,
+    next_cursor: Option<String>,
 }
 
+/// A count (`GET /vertices/count`).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Count {
+    count: usize,
+}
+
+/// Edges and the interactions they carry (`GET /aristas/count`).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct EdgeCount {
+    count: usize,
+    interactions: u64,
+}
+
+/// A list of users, a page at a time.
+#[utoipa::path(get, path = "/vertices", tag = "users", params(ListParams),
+    responses(
+        (status = 200, description = "A page of users", body = UsersPage),
+        (status = 400, description = "`invalid_query`, `invalid_cursor`", body = ErrorBody),
+    ))]
 pub async fn list_users(state: web::Data<AppState>, q: web::Query<ListParams>) -> Result<HttpResponse> {
     let limit = limit(q.limit)?;
-    let order = match q.sort.as_deref() {
-        None | Some("key") | Some("id") => UserOrder::Key,
-        Some("degree") => UserOrder::Degree,
-        Some("in_degree") => UserOrder::InDegree,
-        Some("out_degree") => UserOrder::OutDegree,
-        Some(other) => {
-            return Err(ApiError::InvalidQuery(format!(
-                "sort must be key, degree, in_degree or out_degree, not {other:?}"
-            )))
-        }
+    let order = match q.sort {
+        None | Some(Sort::Key) | Some(Sort::Id) => UserOrder::Key,
+        Some(Sort::Degree) => UserOrder::Degree,
+        Some(Sort::InDegree) => UserOrder::InDegree,
+        Some(Sort::OutDegree) => UserOrder::OutDegree,
     };
-    if let (Some(c), UserOrder::Degree | UserOrder::InDegree | UserOrder::OutDegree) = (&q.cursor, order) {
-        let valid = c.split_once(':').is_some_and(|(d, _)| d.parse::<u32>().is_ok());
-        if !valid {
-            return Err(ApiError::InvalidCursor);
-        }
+    if q.cursor.as_deref().is_some_and(|c| parse_user_cursor(c).is_none()) {
+        return Err(ApiError::InvalidCursor);
     }
     // By key it is O(limit); by degree a scan of every user: off the request threads.
     let cursor = q.cursor.clone();
-    let listing = move |g: &Graph| (g.users_page(order, cursor.as_deref(), limit), g.user_count());
+    let listing = move |g: &Graph| {
+        (g.users_page(order, cursor.as_deref().and_then(parse_user_cursor), limit), g.user_count())
+    };
     let (page, count) = if order == UserOrder::Key {
         listing(&state.store.graph().read())
     } else {
         heavy(&state, move |g| Ok(listing(g))).await?
     };
-    Ok(HttpResponse::Ok().json(UsersPage { vertices: &page.items, count, next_cursor: page.next.as_deref() }))
+    Ok(HttpResponse::Ok().json(UsersPage { vertices: page.items, count, next_cursor: page.next }))
 }
 
-pub async fn count_users(state: web::Data<AppState>) -> HttpResponse {
-    let n = state.store.graph().read().user_count();
-    HttpResponse::Ok().json(json!({ "count": n }))
+/// How many users the graph holds (`cuenta_vertices`: the seed's name for it).
+#[utoipa::path(get, path = "/vertices/count", tag = "users",
+    responses((status = 200, description = "The number of users", body = Count)))]
+pub async fn count_users(state: web::Data<AppState>) -> web::Json<Count> {
+    web::Json(Count { count: state.store.graph().read().user_count() })
 }
 
-/// `GET /vertices/{user}`: degrees and interactions per kind, and the user's metrics in the whole
-/// network where they have been computed (by `/analytics/...`).
+/// A user with its metrics in the whole network, where they have been computed.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct UserAnswer {
+    #[serde(flatten)]
+    detail: UserDetail,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics: Option<UserMetrics>,
+}
+
+/// A user: degrees and interactions per kind, and its metrics in the whole network where they
+/// have been computed (by `/analytics/...`).
+#[utoipa::path(get, path = "/vertices/{user}", tag = "users",
+    params(("user" = String, Path, description = USER_PARAM)),
+    responses(
+        (status = 200, description = "The user", body = UserAnswer),
+        (status = 404, description = "`user_not_found`", body = ErrorBody),
+        (status = 409, description = "`ambiguous_handle`: several users have this handle", body = ErrorBody),
+    ))]
 pub async fn get_user(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse> {
     let (detail, uid) = {
         let g = state.store.graph().read();
         let key = g.resolve(&path)?;
         (g.user(key).ok_or_else(|| ApiError::UserNotFound(path.to_string()))?, g.uid(key))
     };
-    let mut body = serde_json::to_value(detail).map_err(|e| ApiError::Internal(e.to_string()))?;
-    if let Some(m) = uid.and_then(|uid| analytics::cached_metrics(&state, uid)) {
-        body["metrics"] = m;
-    }
-    Ok(HttpResponse::Ok().json(body))
+    let metrics = uid.and_then(|uid| analytics::cached_metrics(&state, uid));
+    Ok(HttpResponse::Ok().json(UserAnswer { detail, metrics }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EdgesOfParams {
-    direction: Option<String>,
+    /// Edges the user made (`out`), received (`in`), or both.
+    #[param(inline)]
+    direction: Option<Direction>,
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<usize>,
 }
 
-/// The edges of one user, heaviest first.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    In,
+    Out,
+    Both,
+}
+
+/// The edges of one user, heaviest first: O(limit) for any user, however many edges it has.
+#[utoipa::path(get, path = "/vertices/{user}/aristas", tag = "users",
+    params(("user" = String, Path, description = USER_PARAM), EdgesOfParams),
+    responses(
+        (status = 200, description = "The user's heaviest edges", body = UserEdges),
+        (status = 400, description = "`invalid_query`", body = ErrorBody),
+        (status = 404, description = "`user_not_found`", body = ErrorBody),
+        (status = 409, description = "`ambiguous_handle`", body = ErrorBody),
+    ))]
 pub async fn user_edges(
     state: web::Data<AppState>,
     path: web::Path<String>,
     q: web::Query<EdgesOfParams>,
 ) -> Result<HttpResponse> {
     let limit = limit(q.limit)?;
-    let (want_out, want_in) = match q.direction.as_deref() {
-        None | Some("both") => (true, true),
-        Some("out") => (true, false),
-        Some("in") => (false, true),
-        Some(other) => {
-            return Err(ApiError::InvalidQuery(format!("direction must be in, out or both, not {other:?}")))
-        }
+    let (want_out, want_in) = match q.direction {
+        None | Some(Direction::Both) => (true, true),
+        Some(Direction::Out) => (true, false),
+        Some(Direction::In) => (false, true),
     };
     let user = path.into_inner();
     let (key, total, edges) = heavy(&state, move |g| {
@@ -218,22 +354,58 @@ pub async fn user_edges(
         Ok((key.to_string(), total, edges))
     })
     .await?;
-    Ok(HttpResponse::Ok().json(UserEdges { user: &key, count: total, edges: &edges }))
+    Ok(HttpResponse::Ok().json(UserEdges { user: key, count: total, edges }))
 }
 
-#[derive(Debug, Deserialize)]
+/// A user to create.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
+    /// Its key: 1 to 256 characters, no control characters, not starting with `@`.
+    #[schema(
+        pattern = r"^(?!@)(?=[\s\S]*[^\s])[^\x00-\x1f\x7f-\x9f]{1,256}$",
+        min_length = 1,
+        max_length = 256
+    )]
     id: String,
+    /// Its handle (a leading `@` is dropped).
+    #[schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]{0,1024}$", max_length = 1024)]
     handle: Option<String>,
+    /// Its display name.
+    #[schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]{0,1024}$", max_length = 1024)]
     name: Option<String>,
 }
 
+/// Creates a user.
+#[utoipa::path(post, path = "/vertices", tag = "users", request_body = NewUser,
+    security(("token" = [])),
+    responses(
+        (status = 201, description = "Created; `Location` names it", body = UserDetail,
+            headers(("Location" = String, description = "The new user's path")),
+            links(
+                ("GetUser" = (operation_id = "get_user", parameters(("user" = "$response.body#/id")))),
+                ("RemoveUser" = (operation_id = "remove_user", parameters(("user" = "$response.body#/id")))),
+                ("UserEdges" = (operation_id = "user_edges", parameters(("user" = "$response.body#/id")))),
+            )),
+        (status = 400, description = "`invalid_json`, `invalid_user`", body = ErrorBody),
+        (status = 409, description = "`user_exists`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body must be JSON", body = ErrorBody),
+    ))]
 pub async fn add_user(state: web::Data<AppState>, body: super::body::Json<NewUser>) -> Result<HttpResponse> {
     let NewUser { id, handle, name } = body.0;
     create_user(&state, id, handle.map(|h| h.trim_start_matches('@').to_string()), name).await
 }
 
+/// Creates a user with no handle or name (the seed's route).
+#[utoipa::path(post, path = "/vertices/add/{user}", tag = "compatibility",
+    params(("user" = String, Path, description = "The new user's key", pattern = r"^(?!@)(?=[\s\S]*[^\s])[^\x00-\x1f\x7f-\x9f]{1,256}$")),
+    security(("token" = [])),
+    responses(
+        (status = 201, description = "Created", body = UserDetail),
+        (status = 400, description = "`invalid_user`", body = ErrorBody),
+        (status = 409, description = "`user_exists`", body = ErrorBody),
+    ))]
 pub async fn add_user_at(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse> {
     create_user(&state, path.into_inner(), None, None).await
 }
@@ -246,7 +418,7 @@ async fn create_user(
 ) -> Result<HttpResponse> {
     validate_key(&id)?;
     for (field, v) in [("handle", &handle), ("name", &name)] {
-        if v.as_deref().is_some_and(|s| s.len() > 1024 || s.chars().any(char::is_control)) {
+        if v.as_deref().is_some_and(|s| s.chars().count() > 1024 || s.chars().any(char::is_control)) {
             return Err(ApiError::InvalidUser {
                 key: id,
                 reason: format!("{field} is too long or has control characters"),
@@ -261,6 +433,15 @@ async fn create_user(
         .json(detail))
 }
 
+/// Removes a user and every edge it has.
+#[utoipa::path(delete, path = "/vertices/{user}", tag = "users",
+    params(("user" = String, Path, description = USER_PARAM)),
+    security(("token" = [])),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "`user_not_found`", body = ErrorBody),
+        (status = 409, description = "`ambiguous_handle`", body = ErrorBody),
+    ))]
 pub async fn remove_user(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse> {
     let key = state.store.graph().read().resolve(&path)?.to_string();
     state.store.submit_one(Mutation::RemoveUser { key }).await??;
@@ -269,13 +450,24 @@ pub async fn remove_user(state: web::Data<AppState>, path: web::Path<String>) ->
 
 // ---- edges ----
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EdgeParams {
+    /// Edges per page.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = "^([0-9a-fA-F]{2})*$")]
     cursor: Option<String>,
 }
 
+/// Every edge, a page at a time, by (from, to).
+#[utoipa::path(get, path = "/aristas", tag = "edges", params(EdgeParams),
+    responses(
+        (status = 200, description = "A page of edges", body = EdgesPage),
+        (status = 400, description = "`invalid_query`, `invalid_cursor`", body = ErrorBody),
+    ))]
 pub async fn list_edges(state: web::Data<AppState>, q: web::Query<EdgeParams>) -> Result<HttpResponse> {
     let limit = limit(q.limit)?;
     let after = match &q.cursor {
@@ -284,18 +476,28 @@ pub async fn list_edges(state: web::Data<AppState>, q: web::Query<EdgeParams>) -
     };
     let g = state.store.graph().read();
     let page = g.ties_page(after.as_ref().map(|(a, b)| (a.as_str(), b.as_str())), limit);
-    Ok(HttpResponse::Ok().json(EdgesPage {
-        edges: &page.items,
-        count: g.tie_count(),
-        next_cursor: page.next.as_deref(),
-    }))
+    let count = g.tie_count();
+    drop(g);
+    Ok(HttpResponse::Ok().json(EdgesPage { edges: page.items, count, next_cursor: page.next }))
 }
 
-pub async fn count_edges(state: web::Data<AppState>) -> HttpResponse {
+/// How many edges the graph holds, and the interactions they carry.
+#[utoipa::path(get, path = "/aristas/count", tag = "edges",
+    responses((status = 200, description = "The counts", body = EdgeCount)))]
+pub async fn count_edges(state: web::Data<AppState>) -> web::Json<EdgeCount> {
     let g = state.store.graph().read();
-    HttpResponse::Ok().json(json!({ "count": g.tie_count(), "interactions": g.interaction_count() }))
+    web::Json(EdgeCount { count: g.tie_count(), interactions: g.interaction_count() })
 }
 
+/// The edge from one user to another: its interactions per kind and when.
+#[utoipa::path(get, path = "/aristas/{from}/{to}", tag = "edges",
+    params(("from" = String, Path, description = "The user who acted: key or `@handle`"),
+           ("to" = String, Path, description = "The user acted upon: key or `@handle`")),
+    responses(
+        (status = 200, description = "The edge", body = TieView),
+        (status = 404, description = "`user_not_found`, `edge_not_found`", body = ErrorBody),
+        (status = 409, description = "`ambiguous_handle`", body = ErrorBody),
+    ))]
 pub async fn get_edge(state: web::Data<AppState>, path: web::Path<(String, String)>) -> Result<HttpResponse> {
     let g = state.store.graph().read();
     let (from, to) = g.resolve_pair(&path.0, &path.1)?;
@@ -304,19 +506,55 @@ pub async fn get_edge(state: web::Data<AppState>, path: web::Path<(String, Strin
     Ok(HttpResponse::Ok().json(view))
 }
 
-#[derive(Debug, Deserialize)]
+/// An interaction to record. Users named by a key that does not exist yet are created.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEdge {
+    /// The user who acted: a key (created if new) or `@handle`.
+    #[schema(pattern = r"^(?=[\s\S]*[^\s])[^\x00-\x1f\x7f-\x9f]{1,256}$")]
     from: String,
+    /// The user acted upon.
+    #[schema(pattern = r"^(?=[\s\S]*[^\s])[^\x00-\x1f\x7f-\x9f]{1,256}$")]
     to: String,
+    /// `manual` when absent.
+    #[schema(value_type = Option<Kind>)]
     kind: Option<String>,
 }
 
+/// Records one interaction from a user to another (creating unknown users).
+#[utoipa::path(post, path = "/aristas", tag = "edges", request_body = NewEdge,
+    security(("token" = [])),
+    responses(
+        (status = 201, description = "Recorded; the edge as it is now", body = TieView,
+            headers(("Location" = String, description = "The edge's path")),
+            links(
+                ("GetEdge" = (operation_id = "get_edge",
+                    parameters(("from" = "$response.body#/from"), ("to" = "$response.body#/to")))),
+                ("RemoveEdge" = (operation_id = "remove_edge",
+                    parameters(("from" = "$response.body#/from"), ("to" = "$response.body#/to")))),
+            )),
+        (status = 400, description = "`invalid_json`, `invalid_user`, `invalid_kind`, `self_loop`", body = ErrorBody),
+        (status = 404, description = "`user_not_found`: an unknown `@handle`", body = ErrorBody),
+        (status = 409, description = "`ambiguous_handle`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+    ))]
 pub async fn add_edge(state: web::Data<AppState>, body: super::body::Json<NewEdge>) -> Result<HttpResponse> {
     let NewEdge { from, to, kind } = body.0;
     record_interaction(&state, &from, &to, kind.as_deref()).await
 }
 
+/// Records a `manual` interaction (the seed's route).
+#[utoipa::path(post, path = "/aristas/add/{from}/{to}", tag = "compatibility",
+    params(("from" = String, Path, description = "The user who acted: key (created if new) or `@handle`", pattern = r"^(?=[\s\S]*[^\s])[^\x00-\x1f\x7f-\x9f]{1,256}$"),
+           ("to" = String, Path, description = "The user acted upon", pattern = r"^(?=[\s\S]*[^\s])[^\x00-\x1f\x7f-\x9f]{1,256}$")),
+    security(("token" = [])),
+    responses(
+        (status = 201, description = "Recorded", body = TieView),
+        (status = 400, description = "`invalid_user`, `self_loop`", body = ErrorBody),
+        (status = 404, description = "`user_not_found`", body = ErrorBody),
+        (status = 409, description = "`ambiguous_handle`", body = ErrorBody),
+    ))]
 pub async fn add_edge_at(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
@@ -324,6 +562,18 @@ pub async fn add_edge_at(
     record_interaction(&state, &path.0, &path.1, None).await
 }
 
+/// Records an interaction of a kind (the seed's route, extended).
+#[utoipa::path(post, path = "/aristas/add/{from}/{to}/{kind}", tag = "compatibility",
+    params(("from" = String, Path, description = "The user who acted: key (created if new) or `@handle`", pattern = r"^(?=[\s\S]*[^\s])[^\x00-\x1f\x7f-\x9f]{1,256}$"),
+           ("to" = String, Path, description = "The user acted upon", pattern = r"^(?=[\s\S]*[^\s])[^\x00-\x1f\x7f-\x9f]{1,256}$"),
+           ("kind" = Kind, Path, description = "The interaction's kind")),
+    security(("token" = [])),
+    responses(
+        (status = 201, description = "Recorded", body = TieView),
+        (status = 400, description = "`invalid_user`, `invalid_kind`, `self_loop`", body = ErrorBody),
+        (status = 404, description = "`user_not_found`", body = ErrorBody),
+        (status = 409, description = "`ambiguous_handle`", body = ErrorBody),
+    ))]
 pub async fn add_edge_at_kind(
     state: web::Data<AppState>,
     path: web::Path<(String, String, String)>,
@@ -374,6 +624,16 @@ async fn record_interaction(
         .json(view))
 }
 
+/// Removes the edge from one user to another, every interaction it carries.
+#[utoipa::path(delete, path = "/aristas/{from}/{to}", tag = "edges",
+    params(("from" = String, Path, description = "The user who acted: key or `@handle`"),
+           ("to" = String, Path, description = "The user acted upon: key or `@handle`")),
+    security(("token" = [])),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "`user_not_found`, `edge_not_found`", body = ErrorBody),
+        (status = 409, description = "`ambiguous_handle`", body = ErrorBody),
+    ))]
 pub async fn remove_edge(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
@@ -389,13 +649,45 @@ pub async fn remove_edge(
 
 // ---- paths ----
 
-/// `GET /find_path/{from}/{to}`: the fewest hops on the whole graph, or with `weighted=true` the
+/// The answer of `find_path`: the fewest hops, or the strongest path with `weighted=true`.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum PathAnswer {
+    Fewest(PathView),
+    Strongest(StrongestPath),
+}
+
+/// The query of `find_path`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Read by `Params`: this type states the contract.
+pub(crate) struct PathQuery {
+    /// Follow edges only from the user who acted to the user acted upon.
+    #[param(default = false)]
+    directed: Option<bool>,
+    /// The strongest path (cost 1/weight per edge) on the selection, instead of the fewest hops on
+    /// the whole graph.
+    #[param(default = false)]
+    weighted: Option<bool>,
+}
+
+/// How two users are connected: the fewest hops on the whole graph, or with `weighted=true` the
 /// strongest path on a selection (cost 1/weight per edge).
+#[utoipa::path(get, path = "/find_path/{from}/{to}", tag = "paths",
+    params(("from" = String, Path, description = USER_PARAM), ("to" = String, Path, description = USER_PARAM),
+           PathQuery, analytics::SelectionQuery),
+    responses(
+        (status = 200, description = "The path", body = PathAnswer),
+        (status = 400, description = "`invalid_query`; selection parameters without `weighted=true`", body = ErrorBody),
+        (status = 404, description = "`user_not_found`, `no_path`", body = ErrorBody),
+        (status = 409, description = "`ambiguous_handle`", body = ErrorBody),
+        (status = 503, description = "`too_expensive`: the search gave up within its budget; `overloaded`", body = ErrorBody),
+    ))]
 pub async fn find_path(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
     req: HttpRequest,
-) -> Result<HttpResponse> {
+) -> Result<web::Json<PathAnswer>> {
     let mut p = Params::of(&req)?;
     let directed = p.flag("directed")?;
     let weighted = p.flag("weighted")?;
@@ -407,11 +699,12 @@ pub async fn find_path(
     let sel = p.selection()?;
     p.finish()?;
     if weighted {
-        return analytics::strongest_path(&state, &path.0, &path.1, directed, sel).await;
+        let found = analytics::strongest_path(&state, &path.0, &path.1, directed, sel).await?;
+        return Ok(web::Json(PathAnswer::Strongest(found)));
     }
     let (from, to) = path.into_inner();
     let found = heavy(&state, move |g| Ok(g.find_path(&from, &to, directed)?)).await?;
-    Ok(HttpResponse::Ok().json(found))
+    Ok(web::Json(PathAnswer::Fewest(found)))
 }
 
 // ---- the page ----
@@ -423,10 +716,45 @@ const MAX_TOP: usize = 500;
 const DEFAULT_MAX_EDGES: usize = 2_000;
 const MAX_MAX_EDGES: usize = 20_000;
 
-/// `GET /graph`: the `top` users of highest degree and the edges among them with at least
-/// `min_weight` interactions, the subgraph `/ui` draws. Bounded, so the read lock is short. With
-/// `kinds`, `since` or `until`, degrees and weights are those of that selection.
-pub async fn subgraph(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
+/// The subgraph `/ui` draws.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Drawing {
+    /// By degree, highest first.
+    nodes: Vec<DrawnUser>,
+    /// The heaviest edges among them, at most `max_edges`.
+    edges: Vec<TieView>,
+    /// Edges among them (with the minimum weight) in all.
+    edges_among: usize,
+    /// Users in the graph (or in the selection).
+    users: usize,
+    edges_total: usize,
+    /// The selection, when one was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    network: Option<NetworkInfo>,
+}
+
+/// The query of `/graph`, besides the selection.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Read by `Params`: this type states the contract.
+pub(crate) struct DrawingQuery {
+    /// Users drawn, those of highest degree.
+    #[param(minimum = 1, maximum = 500, default = 100)]
+    top: Option<usize>,
+    /// Edges drawn at most, the heaviest.
+    #[param(minimum = 0, maximum = 20000, default = 2000)]
+    max_edges: Option<usize>,
+}
+
+/// The `top` users of highest degree and the edges among them with at least `min_weight`
+/// interactions, the subgraph `/ui` draws. With `kinds`, `since` or `until`, degrees and weights are
+/// those of that selection.
+#[utoipa::path(get, path = "/graph", tag = "page", params(DrawingQuery, analytics::SelectionQuery),
+    responses(
+        (status = 200, description = "The subgraph", body = Drawing),
+        (status = 400, description = "`invalid_query`", body = ErrorBody),
+    ))]
+pub async fn subgraph(state: web::Data<AppState>, req: HttpRequest) -> Result<web::Json<Drawing>> {
     let mut p = Params::of(&req)?;
     let top = match p.take("top") {
         None => DEFAULT_TOP,
@@ -461,41 +789,44 @@ pub async fn subgraph(state: web::Data<AppState>, req: HttpRequest) -> Result<Ht
         let degree = |i: usize| net.out(i).0.len() + net.inc(i).0.len();
         ids.sort_unstable_by(|&x, &y| degree(y).cmp(&degree(x)).then(x.cmp(&y)));
         ids.truncate(top);
-        let (nodes, edges, among) = analytics::drawing(&state, &sel, net, &ids, None, max_edges);
-        return Ok(HttpResponse::Ok().json(json!({
-            "nodes": nodes,
-            "edges": edges,
-            "edges_among": among,
-            "users": net.users(),
-            "edges_total": net.edges(),
-            "network": crate::analytics::report::network_json(&sel, net),
-        })));
+        let (nodes, edges, edges_among) = analytics::drawing(&state, &sel, net, &ids, None, max_edges);
+        return Ok(web::Json(Drawing {
+            nodes,
+            edges,
+            edges_among,
+            users: net.users(),
+            edges_total: net.edges(),
+            network: Some(NetworkInfo::of(&sel, net)),
+        }));
     }
     let min_weight = u64::from(sel.min_weight);
     let (drawn, users, edges_total) = heavy(&state, move |g| {
         Ok((g.top_subgraph(top, min_weight, max_edges), g.user_count(), g.tie_count()))
     })
     .await?;
-    let edges: Vec<_> = drawn
-        .ties
-        .into_iter()
-        .map(|t| json!({ "from": t.from, "to": t.to, "total": t.total, "kinds": t.kinds }))
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "nodes": drawn.users,
-        "edges": edges,
-        "edges_among": drawn.among,
-        "users": users,
-        "edges_total": edges_total,
-    })))
+    Ok(web::Json(Drawing {
+        nodes: drawn.users.into_iter().map(|user| DrawnUser { user, hop: None }).collect(),
+        edges: drawn.ties,
+        edges_among: drawn.among,
+        users,
+        edges_total,
+        network: None,
+    }))
 }
 
 /// The page, compiled in so that the binary alone serves it, offline.
 const UI_HTML: &str = include_str!("ui.html");
 
-/// `GET /ui`: the live drawing of the graph. The content security policy backs the page's promise
-/// to load nothing from elsewhere: only its own inline script and style, and requests to this origin.
+/// The live drawing of the graph. The content security policy backs the page's promise to load
+/// nothing from elsewhere: only its own inline script and style, and requests to this origin.
+#[utoipa::path(get, path = "/ui", tag = "page",
+    responses((status = 200, description = "The page", content_type = "text/html", body = String)))]
 pub async fn ui() -> HttpResponse {
+    page(UI_HTML)
+}
+
+/// A page compiled into the binary, with the policy that keeps it to this origin.
+pub(super) fn page(html: &'static str) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((
@@ -505,37 +836,64 @@ pub async fn ui() -> HttpResponse {
              frame-ancestors 'none'",
         ))
         .insert_header(("Cache-Control", "no-cache"))
-        .body(UI_HTML)
+        .body(html)
 }
 
 // ---- the HTTP collector ----
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct IngestParams {
-    format: Option<String>,
+    /// The records' format; `auto` (the default) detects it per line.
+    #[param(inline)]
+    format: Option<IngestFormat>,
 }
 
-/// `POST /ingest`: NDJSON of any supported payload (X v2 lines, v1.1 statuses, Mastodon statuses,
-/// Jetstream events), decoded and committed durably before the answer. Broken lines are counted and
-/// skipped, with the first few reasons quoted.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+pub enum IngestFormat {
+    #[serde(rename = "auto")]
+    Auto,
+    #[serde(rename = "x-v2")]
+    XV2,
+    #[serde(rename = "x-v1")]
+    XV1,
+    #[serde(rename = "mastodon")]
+    Mastodon,
+    #[serde(rename = "jetstream")]
+    Jetstream,
+}
+
+/// Collects posts: NDJSON of any supported payload (X v2 lines, v1.1 statuses, Mastodon statuses,
+/// Jetstream events), gzip allowed, decoded and committed durably before the answer. Broken lines
+/// are counted and skipped, with the first few reasons quoted.
+#[utoipa::path(post, path = "/ingest", tag = "ingest", params(IngestParams),
+    request_body(description = "One record per line (may be empty)", content(
+        (String = "application/x-ndjson"),
+        (serde_json::Value = "application/json"),
+    )),
+    security(("token" = [])),
+    responses(
+        (status = 200, description = "What was made of the records", body = crate::ingest::IngestAnswer),
+        (status = 400, description = "`invalid_query`, `invalid_encoding`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body must be NDJSON or JSON", body = ErrorBody),
+    ))]
 pub async fn ingest(
     state: web::Data<AppState>,
     q: web::Query<IngestParams>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    let format = match q.format.as_deref() {
-        None => None,
-        Some(f) => crate::config::ImportFormat::parse(f)
-            .ok_or_else(|| {
-                ApiError::InvalidQuery(format!(
-                    "unknown format {:?} (auto, x-v2, x-v1, mastodon, jetstream)",
-                    f.chars().take(32).collect::<String>()
-                ))
-            })?
-            .into_format(),
-    };
+    use crate::config::ImportFormat;
+    let format = match q.format {
+        None | Some(IngestFormat::Auto) => ImportFormat::Auto,
+        Some(IngestFormat::XV2) => ImportFormat::XV2,
+        Some(IngestFormat::XV1) => ImportFormat::XV1,
+        Some(IngestFormat::Mastodon) => ImportFormat::Mastodon,
+        Some(IngestFormat::Jetstream) => ImportFormat::Jetstream,
+    }
+    .into_format();
     let body = super::body::read(&state, &req, &mut payload.into_inner()).await?;
     // Decoding a large body is CPU work: keep it off the async workers.
     let collected = web::block(move || crate::ingest::Collected::ndjson(&body, format))

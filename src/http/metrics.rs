@@ -242,7 +242,12 @@ pub async fn record(
     Ok(response)
 }
 
-/// `GET /metrics`.
+/// Counters and histograms in the Prometheus text format: requests by route, method and status;
+/// users, edges, interactions; each source's state and counters; the store's commits, fsyncs and
+/// checkpoints; connections, refusals and resident memory.
+#[utoipa::path(get, path = "/metrics", tag = "service",
+    responses((status = 200, description = "Prometheus text format 0.0.4",
+        content_type = "text/plain; version=0.0.4", body = String)))]
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, super::error::ApiError> {
     let text = state.metrics.render(&state).map_err(|e| super::error::ApiError::Internal(e.to_string()))?;
     Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(text))

@@ -10,6 +10,7 @@ pub mod error;
 pub mod gate;
 mod handlers;
 pub mod metrics;
+mod openapi;
 pub mod server;
 
 use crate::ingest::status::{Registry, SourceStatus};
@@ -115,9 +116,56 @@ impl actix_web::dev::HttpServiceFactory for Res {
 }
 
 /// The route table. The seed project's documented routes are served at their original paths beside
-/// the canonical ones, with the same meaning.
-pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
+/// the canonical ones, with the same meaning. [`openapi`] documents exactly these routes (a test
+/// compares them).
+fn table() -> Vec<Res> {
     use handlers::*;
+    vec![
+        resource("/").get(status),
+        resource("/status").get(status),
+        resource("/metrics").get(metrics::metrics),
+        resource("/openapi.json").get(openapi::openapi_json),
+        resource("/docs").get(openapi::docs),
+        // Users. Fixed segments first, so that `count` is not taken for a user.
+        resource("/vertices").get(list_users).post(add_user),
+        resource("/vertices/count").get(count_users),
+        resource("/vertices/cuenta_vertices").get(count_users).post(count_users),
+        resource("/vertices/add/{user}").post(add_user_at),
+        resource("/vertices/remove/{user}").delete(remove_user),
+        resource("/vertices/find_path/{from}/{to}").get(find_path),
+        resource("/vertices/{user}").get(get_user).delete(remove_user),
+        resource("/vertices/{user}/aristas").get(user_edges),
+        // Edges.
+        resource("/aristas").get(list_edges).post(add_edge),
+        resource("/aristas/count").get(count_edges),
+        resource("/aristas/add/{from}/{to}").post(add_edge_at),
+        resource("/aristas/add/{from}/{to}/{kind}").post(add_edge_at_kind),
+        resource("/aristas/remove/{from}/{to}").delete(remove_edge),
+        resource("/aristas/{from}/{to}").get(get_edge).delete(remove_edge),
+        resource("/ingest").post(ingest),
+        resource("/find_path/{from}/{to}").get(find_path),
+        // Analyses.
+        resource("/analytics/users").get(analytics::users),
+        resource("/analytics/components").get(analytics::components),
+        resource("/analytics/cores").get(analytics::cores),
+        resource("/analytics/communities").get(analytics::communities),
+        resource("/analytics/communities/{id}").get(analytics::community_members),
+        resource("/analytics/bridges").get(analytics::bridges),
+        resource("/vertices/{user}/ego").get(analytics::ego),
+        // The page and the subgraph it draws.
+        resource("/graph").get(subgraph),
+        resource("/ui").get(ui),
+    ]
+}
+
+/// Every route's path and methods, as served.
+#[cfg(test)]
+fn routes() -> Vec<(&'static str, Vec<&'static str>)> {
+    table().iter().map(|r| (r.path, r.routes.iter().flat_map(|(m, _)| m.split(", ")).collect())).collect()
+}
+
+/// Registers the route table and what its handlers share.
+pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
     cfg.app_data(web::Data::new(state))
         .app_data(
             web::QueryConfig::default()
@@ -126,38 +174,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .app_data(
             web::PathConfig::default()
                 .error_handler(|err, _req| ApiError::InvalidPath(err.to_string()).into()),
-        )
-        .service(resource("/").get(status))
-        .service(resource("/status").get(status))
-        .service(resource("/metrics").get(metrics::metrics))
-        // Users. Fixed segments first, so that `count` is not taken for a user.
-        .service(resource("/vertices").get(list_users).post(add_user))
-        .service(resource("/vertices/count").get(count_users))
-        .service(resource("/vertices/cuenta_vertices").get(count_users).post(count_users))
-        .service(resource("/vertices/add/{v}").post(add_user_at))
-        .service(resource("/vertices/remove/{v}").delete(remove_user))
-        .service(resource("/vertices/find_path/{v1}/{v2}").get(find_path))
-        .service(resource("/vertices/{v}").get(get_user).delete(remove_user))
-        .service(resource("/vertices/{v}/aristas").get(user_edges))
-        // Edges.
-        .service(resource("/aristas").get(list_edges).post(add_edge))
-        .service(resource("/aristas/count").get(count_edges))
-        .service(resource("/aristas/add/{v1}/{v2}").post(add_edge_at))
-        .service(resource("/aristas/add/{v1}/{v2}/{kind}").post(add_edge_at_kind))
-        .service(resource("/aristas/remove/{v1}/{v2}").delete(remove_edge))
-        .service(resource("/aristas/{v1}/{v2}").get(get_edge).delete(remove_edge))
-        .service(resource("/ingest").post(ingest))
-        .service(resource("/find_path/{v1}/{v2}").get(find_path))
-        // Analyses.
-        .service(resource("/analytics/users").get(analytics::users))
-        .service(resource("/analytics/components").get(analytics::components))
-        .service(resource("/analytics/cores").get(analytics::cores))
-        .service(resource("/analytics/communities").get(analytics::communities))
-        .service(resource("/analytics/communities/{id}").get(analytics::community_members))
-        .service(resource("/analytics/bridges").get(analytics::bridges))
-        .service(resource("/vertices/{v}/ego").get(analytics::ego))
-        // The page and the subgraph it draws.
-        .service(resource("/graph").get(subgraph))
-        .service(resource("/ui").get(ui))
-        .default_service(web::to(route_not_found));
+        );
+    for resource in table() {
+        cfg.service(resource);
+    }
+    cfg.default_service(web::to(handlers::route_not_found));
 }

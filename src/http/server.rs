@@ -185,7 +185,7 @@ impl AsyncWrite for Conn {
 fn raw_answer(error: &ApiError, extra: &[(&str, &str)]) -> Vec<u8> {
     use actix_web::ResponseError;
     let status = error.status_code();
-    let body = error.body().to_string();
+    let body = serde_json::to_string(&error.body()).unwrap_or_default();
     let mut out = format!(
         "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
         status.as_u16(),

@@ -130,7 +130,7 @@ pub struct Collected {
 
 /// The answer of `POST /ingest`: what the service made of a body of records. One type for the
 /// server that writes it and `tagflow import --url` that reads it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct IngestAnswer {
     /// Non-blank lines read.
     pub records: u64,

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod browser;
 pub mod fixtures;
 pub mod mock_jetstream;
 pub mod mock_mastodon;
