@@ -6,7 +6,7 @@
 #    requests per second and the ratio tagflow / nginx.
 # 2. Heavy reads hammered by 8 connections (a hub's edges, /graph?top=500, /vertices?sort=degree,
 #    a find_path between far users) while /status latency (p50, p99) and the durable write rate are
-#    measured, against the same measures with nothing hammering.
+#    measured, against the same measures with nothing hammering, and with /status itself hammered.
 #
 # Runs on the graph the main benchmark built (bench/run.sh calls it last), with the rate limits off so
 # that what is measured is the service, not the limiter; writes go to users named bench-w-*.
@@ -132,6 +132,9 @@ measure() { # $1: label, $2: the route to hammer (empty: none)
 }
 printf '%-34s %10s %10s %12s %10s %12s\n' hammered status_p50ms status_p99ms writes_per_s of_alone heavy_rps
 measure "nothing" ""
+# A control: the cheapest read there is. What any flood of 8 connections costs the writes on this
+# machine (their requests share the request threads and the cores), to read the rows below against.
+measure "/status (control: the cheapest read)" "/status"
 measure "a hub's edges (limit=1)" "/vertices/$(enc "$hub")/aristas?limit=1"
 measure "/graph?top=500" "/graph?top=500"
 measure "/vertices?sort=degree&limit=100" "/vertices?sort=degree&limit=100"

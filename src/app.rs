@@ -131,6 +131,9 @@ impl Application {
             rates: Arc::new(http::gate::Rates::new(config.rates)),
             metrics: Arc::new(http::metrics::Metrics::new(store.stats())),
             sampled: Arc::default(),
+            degree_orders: Arc::default(),
+            path_walks: Arc::default(),
+            answers: Arc::default(),
             body_timeout: config.body_timeout,
         };
         if config.access.remote_writes() {
@@ -152,6 +155,7 @@ impl Application {
         );
         let server = http::server::serve(listener, &limits, connections, move || {
             App::new()
+                .wrap(middleware::from_fn(http::cache::answers))
                 .wrap(middleware::from_fn(http::gate::guard))
                 .wrap(http::security_headers())
                 .wrap(middleware::from_fn(http::metrics::record))

@@ -151,6 +151,12 @@ struct Slot {
 /// Expensive reads waiting or running at most; past it they are refused (503) rather than queued.
 pub const MAX_QUEUED_READS: usize = 256;
 
+/// After an expensive read that took `t`, its thread rests `READ_REST · t` (at most a second)
+/// before the next: clients hammering heavy reads get at most a quarter of each read thread, and
+/// the graph's read lock is free three quarters of the time for the writer (PostgreSQL paces its
+/// vacuum the same way). A lone read is answered as fast as ever: the rest comes after.
+const READ_REST: u32 = 3;
+
 /// The analytics engine shared by the HTTP handlers.
 pub struct Engine {
     graph: SharedGraph,
@@ -248,9 +254,10 @@ impl Engine {
         Ok(v)
     }
 
-    /// Runs `read` on the live graph, under its read lock, on the pool of expensive reads: at most as
-    /// many at a time as the pool has threads, so that clients hammering a heavy read take those
-    /// threads and not every core the writer and `/status` need.
+    /// Runs `read` on the live graph, on the pool of expensive reads: at most as many at a time as
+    /// the pool has threads, paced (see [`READ_REST`]), so that clients hammering a heavy read take
+    /// a share of those threads and not every core the writer and `/status` need. `read` takes the
+    /// graph's read lock itself, as briefly and as often as its work allows.
     ///
     /// # Errors
     /// `None` when [`MAX_QUEUED_READS`] are already waiting (the caller answers 503), `Some` when
@@ -258,7 +265,7 @@ impl Engine {
     pub async fn read<T, F>(&self, read: F) -> Result<T, Option<String>>
     where
         T: Send + 'static,
-        F: FnOnce(&crate::graph::Graph) -> T + Send + 'static,
+        F: FnOnce(&SharedGraph) -> T + Send + 'static,
     {
         use std::sync::atomic::Ordering::Relaxed;
         struct Queued<'a>(&'a std::sync::atomic::AtomicUsize);
@@ -274,9 +281,12 @@ impl Engine {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let graph = self.graph.clone();
         self.reads.spawn(move || {
-            let out = read(&graph.read());
+            let started = std::time::Instant::now();
+            let out = read(&graph);
+            let took = started.elapsed();
             // The request may have gone (client disconnected): nothing to answer.
             let _ = tx.send(out);
+            std::thread::sleep((took * READ_REST).min(std::time::Duration::from_secs(1)));
         });
         let out = rx.await.map_err(|_| Some("an expensive read panicked".to_string()));
         drop(queued);

@@ -10,8 +10,9 @@ use hashbrown::HashTable;
 use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableGraph};
 use petgraph::visit::EdgeRef;
 use petgraph::{Directed, Direction};
-use rustc_hash::{FxBuildHasher, FxHashMap, FxHasher};
+use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet, FxHasher};
 use serde::Serialize;
+use std::cmp::Reverse;
 use std::collections::BTreeSet;
 use std::hash::{BuildHasher, Hasher};
 use std::ops::Bound;
@@ -53,10 +54,94 @@ pub(crate) struct Node {
 /// dependent memory load per neighbour, which the processor cannot overlap. For a user with
 /// thousands of neighbours those serialized misses were almost all of a slow find_path (about
 /// 200 ns per neighbour walked). A contiguous array is read at memory bandwidth instead.
+///
+/// The lists keep the order edges were made in (oldest first), and beside them the user's ties of
+/// two interactions or more in order of weight: a busy user's heaviest edges are then read in
+/// O(limit · log degree) — the heavy ones in order, then single interactions, newest first —
+/// where ranking every edge of a hub held the graph's read lock for milliseconds.
 #[derive(Default)]
 struct Lists {
+    /// The user's node index ([`NO_NODE`] for a free slot).
+    owner: u32,
     out: Vec<u32>,
     inc: Vec<u32>,
+    heavy_out: Heavy,
+    heavy_in: Heavy,
+}
+
+/// A user's ties in one direction that carry at least two interactions: by weight, heaviest first
+/// (ties by neighbour index), and the same neighbours as a set.
+#[derive(Default)]
+struct Heavy {
+    order: BTreeSet<(Reverse<u32>, u32)>,
+    members: FxHashSet<u32>,
+}
+
+impl Heavy {
+    /// The tie with neighbour `n` went from `old` to `new` interactions (0: absent).
+    fn reweigh(&mut self, n: u32, old: u64, new: u64) {
+        let weight = |t: u64| Reverse(u32::try_from(t).unwrap_or(u32::MAX));
+        if old >= 2 {
+            self.order.remove(&(weight(old), n));
+        }
+        if new >= 2 {
+            self.order.insert((weight(new), n));
+            self.members.insert(n);
+        } else if old >= 2 {
+            self.members.remove(&n);
+        }
+    }
+}
+
+/// Users by a degree, highest first, ties by key — the users that have [`Lists`] (every user with
+/// more than [`LISTED`] edges) as they were when it was made: the first pages of users by degree in
+/// O(limit · log users). Made from a copy taken under the read lock in O(listed users) and sorted
+/// after it is released; the write path keeps nothing up to date for it (callers keep one for a
+/// while: see `http::handlers`).
+pub struct DegreeOrder {
+    users: Vec<(Reverse<u32>, Arc<str>)>,
+    /// Users in the graph when it was made (those out of the order have few edges).
+    all: usize,
+    /// The graph's version when it was made.
+    pub version: u64,
+}
+
+impl DegreeOrder {
+    /// Sorts a copy taken by [`Graph::listed_degrees`] (after the lock is released).
+    pub fn sorted(mut self) -> DegreeOrder {
+        self.users.sort_unstable();
+        self
+    }
+
+    /// A page after `cursor` (as [`parse_user_cursor`] reads it), or `None` when the page reaches
+    /// users with [`LISTED`] edges or fewer, which only [`Graph::users_page`]'s scan orders.
+    pub fn page(&self, g: &Graph, cursor: Option<(u32, &str)>, limit: usize) -> Option<Page<UserView>> {
+        let start = match cursor {
+            None => 0,
+            Some((d, k)) => self.users.partition_point(|(rd, key)| (*rd, &**key) <= (Reverse(d), k)),
+        };
+        let end = start.saturating_add(limit).min(self.users.len());
+        let mut items = Vec::with_capacity(end - start);
+        let mut last = None;
+        for (Reverse(d), key) in &self.users[start..end] {
+            if *d <= LISTED {
+                return None;
+            }
+            if let Some(i) = g.idx(key) {
+                items.push(g.view(i));
+            }
+            last = Some((*d, key));
+        }
+        // Users out of the order have LISTED edges or fewer: they come after every user shown, and
+        // a page that did not fill needs them.
+        let outside = self.all > self.users.len();
+        if end - start < limit && outside {
+            return None;
+        }
+        let more = end < self.users.len() || outside;
+        let next = more.then(|| last.map(|(d, k)| format!("{d}:{k}"))).flatten();
+        Some(Page { items, next })
+    }
 }
 
 /// The interaction graph. Cheap to query under a read lock; mutated only by the store's write path.
@@ -422,6 +507,11 @@ impl Graph {
         }
     }
 
+    /// Whether there is an edge from `a` to `b`.
+    pub(crate) fn adjacent(&self, a: NodeIndex, b: NodeIndex) -> bool {
+        self.find_edge(a, b).is_some()
+    }
+
     /// The interactions from `from` to `to` and where they sit; `None` if either user is unknown.
     pub fn tie_slot(&self, from: &str, to: &str) -> Option<(Option<Tie>, TieSlot)> {
         let (a, b) = (self.idx(from)?, self.idx(to)?);
@@ -456,7 +546,11 @@ impl Graph {
 
     /// Overwrites the tie of an existing edge with a non-empty one.
     fn replace_tie(&mut self, e: EdgeIndex, tie: &Tie) {
-        self.interactions = self.interactions - self.tie_at(e).total() + tie.total();
+        let old = self.tie_at(e).total();
+        self.interactions = self.interactions - old + tie.total();
+        if let Some((a, b)) = self.g.edge_endpoints(e) {
+            self.reweigh(a, b, old, tie.total());
+        }
         let (packed, spill) = Packed::pack(tie);
         self.g[e] = packed;
         match spill {
@@ -483,12 +577,13 @@ impl Graph {
             .collect()
     }
 
-    /// The `limit` heaviest edges of a user (out-edges, in-edges or both), heaviest first, ties by
-    /// (from, to) keys; and how many edges there are in those directions.
+    /// The `limit` heaviest edges of a user (out-edges, in-edges or both), heaviest first (among
+    /// equal weights, in no promised order); and how many edges there are in those directions.
     ///
-    /// Cost: one pass over the user's adjacency comparing totals in place, keeping the `limit` best
-    /// in a heap: O(degree · log limit), nothing allocated per edge; views are built for the chosen
-    /// only. (Sorting every edge of a hub with a hundred thousand of them, as views, took 35 ms.)
+    /// Cost: for a user with [`Lists`] (more than [`LISTED`] edges), O(limit · log degree): its ties
+    /// of two interactions or more are kept in order of weight, and the rest are taken newest first
+    /// from its lists; views are built for the chosen only. For any other user, one pass over its
+    /// few edges.
     pub fn heaviest_ties_of(
         &self,
         key: &str,
@@ -496,32 +591,59 @@ impl Graph {
         inc: bool,
         limit: usize,
     ) -> Option<(u32, Vec<TieView>)> {
-        use std::cmp::Reverse;
-        use std::collections::BinaryHeap;
         let i = self.idx(key)?;
         let (out_deg, in_deg) = self.degrees_at(i);
         let count = if out { out_deg } else { 0 } + if inc { in_deg } else { 0 };
-        let dirs = [(out, Direction::Outgoing), (inc, Direction::Incoming)];
-        // Max-heap on rank (Reverse(total), from, to): its top is the worst kept.
-        let mut heap: BinaryHeap<(Reverse<u64>, &str, &str, EdgeIndex)> =
-            BinaryHeap::with_capacity(limit.min(4096) + 1);
-        for (_, dir) in dirs.iter().filter(|(want, _)| *want) {
-            for e in self.g.edges_directed(i, *dir) {
-                let tie = self.tie_of(e.id(), e.weight());
-                let rank =
-                    (Reverse(tie.total()), &*self.node(e.source()).key, &*self.node(e.target()).key, e.id());
-                if heap.len() < limit {
-                    heap.push(rank);
-                } else if heap.peek().is_some_and(|worst| rank < *worst) {
-                    heap.pop();
-                    heap.push(rank);
+        // (from, to) of the chosen edges, heaviest first.
+        let mut chosen: Vec<(NodeIndex, NodeIndex)> = Vec::with_capacity(limit.min(1024));
+        match self.lists_of(i) {
+            Some(l) => {
+                let l = &self.lists[l];
+                let none = BTreeSet::new();
+                let mut outs = if out { l.heavy_out.order.iter() } else { none.iter() }.peekable();
+                let mut ins = if inc { l.heavy_in.order.iter() } else { none.iter() }.peekable();
+                while chosen.len() < limit {
+                    let take_out = match (outs.peek(), ins.peek()) {
+                        (Some(a), Some(b)) => a <= b,
+                        (Some(_), None) => true,
+                        (None, Some(_)) => false,
+                        (None, None) => break,
+                    };
+                    if take_out {
+                        let (_, n) = outs.next().expect("peeked");
+                        chosen.push((i, node_index(*n)));
+                    } else {
+                        let (_, n) = ins.next().expect("peeked");
+                        chosen.push((node_index(*n), i));
+                    }
                 }
+                let singles_out = l.out.iter().rev().filter(|n| !l.heavy_out.members.contains(n));
+                let singles_in = l.inc.iter().rev().filter(|n| !l.heavy_in.members.contains(n));
+                let singles = singles_out
+                    .take(if out { usize::MAX } else { 0 })
+                    .map(|&n| (i, node_index(n)))
+                    .chain(singles_in.take(if inc { usize::MAX } else { 0 }).map(|&n| (node_index(n), i)));
+                let room = limit - chosen.len();
+                chosen.extend(singles.take(room));
+            }
+            None => {
+                let dirs = [(out, Direction::Outgoing), (inc, Direction::Incoming)];
+                let mut all: Vec<(u64, NodeIndex, NodeIndex)> = dirs
+                    .iter()
+                    .filter(|(want, _)| *want)
+                    .flat_map(|(_, dir)| self.g.edges_directed(i, *dir))
+                    .map(|e| (self.tie_of(e.id(), e.weight()).total(), e.source(), e.target()))
+                    .collect();
+                all.sort_unstable_by_key(|e| Reverse(e.0));
+                chosen.extend(all.into_iter().take(limit).map(|(_, a, b)| (a, b)));
             }
         }
-        let views = heap
-            .into_sorted_vec()
+        let views = chosen
             .into_iter()
-            .map(|(_, from, to, e)| tie_view(from, to, &self.tie_at(e)))
+            .filter_map(|(a, b)| {
+                let e = self.find_edge(a, b)?;
+                Some(tie_view(&self.node(a).key, &self.node(b).key, &self.tie_at(e)))
+            })
             .collect();
         Some((count, views))
     }
@@ -584,7 +706,7 @@ impl Graph {
         // Its own lists go first: removing its edges then only touches the other ends' lists.
         let slot = std::mem::replace(&mut self.g[i].lists, NO_LISTS);
         if slot != NO_LISTS {
-            self.lists[slot as usize] = Lists::default();
+            self.lists[slot as usize] = Lists { owner: NO_NODE, ..Lists::default() };
             self.free_lists.push(slot);
         }
         let edges: Vec<EdgeIndex> = self
@@ -614,13 +736,16 @@ impl Graph {
         let Some((a, b)) = self.g.edge_endpoints(e) else { return };
         if let Some(packed) = self.g.remove_edge(e) {
             let spill = self.spilled.remove(&e);
-            self.interactions -= packed.unpack(spill.as_ref()).total();
+            let total = packed.unpack(spill.as_ref()).total();
+            self.interactions -= total;
             self.busy.remove(&(a.index() as u32, b.index() as u32));
+            self.reweigh(a, b, total, 0);
             self.g[a].out_deg -= 1;
             self.g[b].in_deg -= 1;
+            // Order-preserving: the lists keep the order edges were made in.
             let unlist = |list: &mut Vec<u32>, x: NodeIndex| {
-                if let Some(p) = list.iter().position(|&y| y == x.index() as u32) {
-                    list.swap_remove(p);
+                if let Some(p) = list.iter().rposition(|&y| y == x.index() as u32) {
+                    list.remove(p);
                 }
             };
             if let Some(l) = self.lists_of(a) {
@@ -657,13 +782,21 @@ impl Graph {
         self.interactions += tie.total();
         self.g[a].out_deg += 1;
         self.g[b].in_deg += 1;
-        match self.lists_of(a) {
+        // A user listed now has the new edge in its lists already (they are copied from the graph).
+        let (listed_a, listed_b) = (self.lists_of(a), self.lists_of(b));
+        match listed_a {
             Some(l) => self.lists[l].out.push(b.index() as u32),
             None => self.list_if_busy(a),
         }
-        match self.lists_of(b) {
+        match listed_b {
             Some(l) => self.lists[l].inc.push(a.index() as u32),
             None => self.list_if_busy(b),
+        }
+        if let Some(l) = listed_a {
+            self.lists[l].heavy_out.reweigh(b.index() as u32, 0, tie.total());
+        }
+        if let Some(l) = listed_b {
+            self.lists[l].heavy_in.reweigh(a.index() as u32, 0, tie.total());
         }
         let (out, inc) = (self.g[a].out_deg, self.g[b].in_deg);
         let key = |x: NodeIndex, y: NodeIndex| (x.index() as u32, y.index() as u32);
@@ -706,8 +839,27 @@ impl Graph {
         if n.out_deg + n.in_deg <= LISTED {
             return;
         }
-        let copy = |dir| self.g.neighbors_directed(i, dir).map(|x| x.index() as u32).collect();
-        let lists = Lists { out: copy(Direction::Outgoing), inc: copy(Direction::Incoming) };
+        // petgraph walks a user's edges newest first; the lists keep them oldest first.
+        let copy = |dir| {
+            let mut list: Vec<u32> = self.g.neighbors_directed(i, dir).map(|x| x.index() as u32).collect();
+            list.reverse();
+            list
+        };
+        let heavy = |dir| {
+            let mut heavy = Heavy::default();
+            for e in self.g.edges_directed(i, dir) {
+                let other = if dir == Direction::Outgoing { e.target() } else { e.source() };
+                heavy.reweigh(other.index() as u32, 0, self.tie_of(e.id(), e.weight()).total());
+            }
+            heavy
+        };
+        let lists = Lists {
+            owner: i.index() as u32,
+            out: copy(Direction::Outgoing),
+            inc: copy(Direction::Incoming),
+            heavy_out: heavy(Direction::Outgoing),
+            heavy_in: heavy(Direction::Incoming),
+        };
         let slot = match self.free_lists.pop() {
             Some(slot) => {
                 self.lists[slot as usize] = lists;
@@ -719,6 +871,38 @@ impl Graph {
             }
         };
         self.g[i].lists = slot;
+    }
+
+    /// The users with lists and their degree in `order` (`None` for [`UserOrder::Key`]): a
+    /// [`DegreeOrder`] to be sorted, copied in O(listed users) under the read lock, and sorted by the
+    /// caller after it ([`DegreeOrder::sorted`]).
+    pub fn listed_degrees(&self, order: UserOrder) -> Option<DegreeOrder> {
+        let degree = |n: &Node| match order {
+            UserOrder::Key => None,
+            UserOrder::Degree => Some(n.in_deg + n.out_deg),
+            UserOrder::InDegree => Some(n.in_deg),
+            UserOrder::OutDegree => Some(n.out_deg),
+        };
+        let users = self
+            .lists
+            .iter()
+            .filter(|l| l.owner != NO_NODE)
+            .map(|l| {
+                let n = &self.g[node_index(l.owner)];
+                Some((Reverse(degree(n)?), n.key.clone()))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(DegreeOrder { users, all: self.user_count(), version: self.version })
+    }
+
+    /// The tie from `a` to `b` went from `old` to `new` interactions (0: absent).
+    fn reweigh(&mut self, a: NodeIndex, b: NodeIndex, old: u64, new: u64) {
+        if let Some(l) = self.lists_of(a) {
+            self.lists[l].heavy_out.reweigh(b.index() as u32, old, new);
+        }
+        if let Some(l) = self.lists_of(b) {
+            self.lists[l].heavy_in.reweigh(a.index() as u32, old, new);
+        }
     }
 
     /// Visits the neighbours of `i` in direction `dir` while `f` returns true; false if it stopped.
@@ -847,8 +1031,8 @@ impl Graph {
         }
     }
 
+    /// A page of users by a degree, by a scan of every user: O(users · log limit).
     fn users_by_degree(&self, order: UserOrder, cursor: Option<(u32, &str)>, limit: usize) -> Page<UserView> {
-        use std::cmp::Reverse;
         use std::collections::BinaryHeap;
         let degree = |n: &Node| match order {
             UserOrder::InDegree => n.in_deg,
@@ -956,45 +1140,93 @@ impl Graph {
     /// users' edge is in a hash), so at most top² steps, not the sum of the hubs' degrees; views are
     /// built for the `max_edges` kept only.
     pub fn top_subgraph(&self, top: usize, min_weight: u64, max_edges: usize) -> Subgraph {
-        let users = self.users_by_degree(UserOrder::Degree, None, top).items;
-        let chosen: FxHashMap<NodeIndex, &str> =
-            users.iter().filter_map(|u| self.idx(&u.id)).map(|i| (i, &*self.node(i).key)).collect();
-        // (total, from, to, edge) of every edge among the chosen with the minimum weight.
-        let mut found: Vec<(u64, NodeIndex, NodeIndex, EdgeIndex)> = Vec::new();
-        for &i in chosen.keys() {
+        self.subgraph_among(self.users_by_degree(UserOrder::Degree, None, top).items, min_weight, max_edges)
+    }
+
+    /// [`Graph::top_subgraph`] of users already chosen (the first page of a [`DegreeOrder`]), in one
+    /// go: [`Graph::edges_among`] then [`Graph::heaviest_drawn`].
+    pub fn subgraph_among(&self, users: Vec<UserView>, min_weight: u64, max_edges: usize) -> Subgraph {
+        let keys: Vec<&str> = users.iter().map(|u| u.id.as_str()).collect();
+        let found = self.edges_among(&keys, &keys, min_weight);
+        let (ties, among) = self.heaviest_drawn(found, max_edges);
+        Subgraph { users, ties, among }
+    }
+
+    /// The edges from each user of `from` to any user of `among` (keys) with at least `min_weight`
+    /// interactions, as (total, from, to). Cost: per user of `from`, the cheaper of walking its
+    /// out-edges (membership in `among` is a bitmap by node) or looking up its edge to each user of
+    /// `among` (two busy users' edge is in a hash): so at most |from| · |among| steps, not the sum
+    /// of the hubs' degrees. Callers may split `from` into chunks, each under a short read lock.
+    pub fn edges_among(
+        &self,
+        from: &[&str],
+        among: &[&str],
+        min_weight: u64,
+    ) -> Vec<(u64, Arc<str>, Arc<str>)> {
+        let among: Vec<NodeIndex> = among.iter().filter_map(|k| self.idx(k)).collect();
+        let mut member = vec![0u64; self.node_bound().div_ceil(64)];
+        for j in &among {
+            member[j.index() / 64] |= 1 << (j.index() % 64);
+        }
+        let is_member = |j: NodeIndex| member[j.index() / 64] & (1 << (j.index() % 64)) != 0;
+        let mut found = Vec::new();
+        for i in from.iter().filter_map(|k| self.idx(k)) {
             let mut keep = |e: EdgeIndex, j: NodeIndex| {
                 let total = self.tie_at(e).total();
                 if total >= min_weight {
-                    found.push((total, i, j, e));
+                    found.push((total, self.node(i).key.clone(), self.node(j).key.clone()));
                 }
             };
-            if self.node(i).out_deg as usize <= chosen.len() {
-                for e in self.g.edges_directed(i, Direction::Outgoing) {
-                    if chosen.contains_key(&e.target()) {
-                        keep(e.id(), e.target());
+            let out_deg = self.node(i).out_deg as usize;
+            match self.lists_of(i) {
+                // Contiguous: a step of the walk costs about a fiftieth of a lookup.
+                Some(l) if out_deg <= 50 * among.len() => {
+                    for &j in &self.lists[l].out {
+                        let j = node_index(j);
+                        if is_member(j) {
+                            if let Some(e) = self.find_edge(i, j) {
+                                keep(e, j);
+                            }
+                        }
                     }
                 }
-            } else {
-                for &j in chosen.keys() {
-                    if let Some(e) = self.find_edge(i, j).filter(|_| i != j) {
-                        keep(e, j);
+                None if out_deg <= among.len() => {
+                    for e in self.g.edges_directed(i, Direction::Outgoing) {
+                        if is_member(e.target()) {
+                            keep(e.id(), e.target());
+                        }
+                    }
+                }
+                _ => {
+                    for &j in &among {
+                        if let Some(e) = self.find_edge(i, j).filter(|_| i != j) {
+                            keep(e, j);
+                        }
                     }
                 }
             }
         }
+        found
+    }
+
+    /// Of edges found by [`Graph::edges_among`], the `max_edges` heaviest as views, heaviest first,
+    /// then by (from, to); and how many there were. Edges gone since they were found are left out.
+    pub fn heaviest_drawn(
+        &self,
+        mut found: Vec<(u64, Arc<str>, Arc<str>)>,
+        max_edges: usize,
+    ) -> (Vec<TieView>, usize) {
         let among = found.len();
-        let key = |i: NodeIndex| chosen[&i];
-        let order = |a: &(u64, NodeIndex, NodeIndex, EdgeIndex),
-                     b: &(u64, NodeIndex, NodeIndex, EdgeIndex)| {
-            b.0.cmp(&a.0).then_with(|| (key(a.1), key(a.2)).cmp(&(key(b.1), key(b.2))))
+        let order = |a: &(u64, Arc<str>, Arc<str>), b: &(u64, Arc<str>, Arc<str>)| {
+            b.0.cmp(&a.0).then_with(|| (&a.1, &a.2).cmp(&(&b.1, &b.2)))
         };
         if found.len() > max_edges && max_edges > 0 {
             found.select_nth_unstable_by(max_edges - 1, order);
         }
         found.truncate(max_edges);
         found.sort_unstable_by(order);
-        let ties = found.into_iter().map(|(_, a, b, e)| tie_view(key(a), key(b), &self.tie_at(e))).collect();
-        Subgraph { users, ties, among }
+        let ties = found.into_iter().filter_map(|(_, a, b)| self.tie_view(&a, &b)).collect();
+        (ties, among)
     }
 }
 
@@ -1364,29 +1596,106 @@ mod tests {
 
     #[test]
     fn a_user_s_heaviest_edges_are_those_a_full_sort_puts_first() {
-        let g = hubby(300, 6_000, 5);
-        for key in ["u1", "u2", "u7", "u150", "u298"] {
-            for (out, inc) in [(true, true), (true, false), (false, true)] {
-                let mut all: Vec<TieView> = g
-                    .ties_of(key)
-                    .into_iter()
-                    .filter(|(a, _)| if a == key { out } else { inc })
-                    .filter_map(|(a, b)| g.tie_view(&a, &b))
-                    .collect();
-                all.sort_by(|a, b| {
-                    b.total.cmp(&a.total).then_with(|| (&a.from, &a.to).cmp(&(&b.from, &b.to)))
-                });
-                for limit in [1, 3, 50, 10_000] {
-                    let (count, top) = g.heaviest_ties_of(key, out, inc, limit).unwrap();
-                    assert_eq!(count as usize, all.len(), "{key} {out} {inc}");
-                    assert_eq!(top, all[..limit.min(all.len())], "{key} out={out} in={inc} limit={limit}");
+        /// Checks every user's heaviest edges against a full sort of its edges: the same weights in
+        /// the same order, distinct edges that exist, every edge heavier than the last one shown.
+        fn check(g: &Graph, keys: &[String]) {
+            for key in keys {
+                for (out, inc) in [(true, true), (true, false), (false, true)] {
+                    let all: Vec<TieView> = g
+                        .ties_of(key)
+                        .into_iter()
+                        .filter(|(a, _)| if a == key { out } else { inc })
+                        .filter_map(|(a, b)| g.tie_view(&a, &b))
+                        .collect();
+                    let mut totals: Vec<u64> = all.iter().map(|t| t.total).collect();
+                    totals.sort_unstable_by(|a, b| b.cmp(a));
+                    for limit in [1, 3, 50, 10_000] {
+                        let (count, top) = g.heaviest_ties_of(key, out, inc, limit).unwrap();
+                        let what = format!("{key} out={out} in={inc} limit={limit}");
+                        assert_eq!(count as usize, all.len(), "{what}");
+                        let got: Vec<u64> = top.iter().map(|t| t.total).collect();
+                        assert_eq!(got, totals[..limit.min(totals.len())], "{what}");
+                        let distinct: BTreeSet<(&str, &str)> =
+                            top.iter().map(|t| (t.from.as_str(), t.to.as_str())).collect();
+                        assert_eq!(distinct.len(), top.len(), "{what}: an edge twice");
+                        for t in &top {
+                            assert_eq!(g.tie_view(&t.from, &t.to).as_ref(), Some(t), "{what}");
+                        }
+                        let cut = got.last().copied().unwrap_or(0);
+                        let heavier = all.iter().filter(|t| t.total > cut).count();
+                        assert!(top.iter().filter(|t| t.total > cut).count() == heavier, "{what}");
+                    }
                 }
             }
         }
+        let mut g = hubby(300, 6_000, 5);
+        assert!(g.listed_users() > 5, "hubs have lists");
+        let keys: Vec<String> = ["u1", "u2", "u7", "u150", "u298"].map(String::from).to_vec();
+        check(&g, &keys);
+        // Weights that change, edges and users removed, a user listed late: the orders follow.
+        let mut rng = crate::rng::SplitMix64::new(11);
+        for step in 0..3_000u32 {
+            let (a, b) = (format!("u{}", rng.below(300)), format!("u{}", rng.below(40)));
+            if a == b {
+                continue;
+            }
+            let old = g.tie(&a, &b).map_or(0, |t| t.total()) as u32;
+            let new = match step % 5 {
+                0 => 0,
+                1 => 1,
+                _ => old + 1 + rng.below(3) as u32,
+            };
+            g.set_tie(&a, &b, tie(Kind::Repost, new));
+        }
+        g.remove_user("u3");
+        check(&g, &keys);
         assert!(g.heaviest_ties_of("nobody", true, true, 5).is_none());
         // Limits are the caller's: the largest is "all", not an allocation that overflows.
         assert_eq!(g.heaviest_ties_of("u1", true, true, usize::MAX).unwrap().1.len(), g.ties_of("u1").len());
         assert_eq!(g.users_page(UserOrder::Degree, None, usize::MAX).items.len(), g.user_count());
+    }
+
+    /// A degree order gives the pages a scan of every user gives, as edges come and go.
+    #[test]
+    fn users_by_degree_from_a_degree_order_are_those_of_a_scan() {
+        let mut g = hubby(2_000, 30_000, 9);
+        let mut rng = crate::rng::SplitMix64::new(3);
+        for round in 0..4 {
+            for order in [UserOrder::Degree, UserOrder::InDegree, UserOrder::OutDegree] {
+                let ranked = g.listed_degrees(order).unwrap().sorted();
+                let mut cursor: Option<String> = None;
+                let mut fast = 0;
+                for _ in 0..40 {
+                    let c = cursor.as_deref().and_then(parse_user_cursor);
+                    let scan = g.users_by_degree(order, c, 7);
+                    if let Some(page) = ranked.page(&g, c, 7) {
+                        assert_eq!(page.items, scan.items, "round {round} {order:?} after {cursor:?}");
+                        assert_eq!(page.next, scan.next, "round {round} {order:?} after {cursor:?}");
+                        fast += 1;
+                    }
+                    match scan.next {
+                        Some(n) => cursor = Some(n),
+                        None => break,
+                    }
+                }
+                let top = g.users_by_degree(order, None, 1).items[0].clone();
+                let top_degree = match order {
+                    UserOrder::InDegree => top.in_degree,
+                    UserOrder::OutDegree => top.out_degree,
+                    _ => top.degree,
+                };
+                assert!(fast > 0 || top_degree <= LISTED, "the first pages come from the order ({order:?})");
+            }
+            assert!(g.listed_degrees(UserOrder::Key).is_none());
+            for _ in 0..2_000 {
+                let (a, b) = (format!("u{}", rng.below(2_000)), format!("u{}", rng.below(60)));
+                if a != b {
+                    let new = if rng.below(4) == 0 { 0 } else { 1 };
+                    g.set_tie(&a, &b, tie(Kind::Mention, new));
+                }
+            }
+            g.remove_user(&format!("u{}", 10 + round));
+        }
     }
 
     #[test]
@@ -1409,6 +1718,10 @@ mod tests {
             assert_eq!(ties, want, "top={top} min_weight={min_weight}");
             let cut = g.top_subgraph(top, min_weight, 7).ties;
             assert_eq!(cut, want[..want.len().min(7)], "the 7 heaviest, top={top}");
+            // Found a few users at a time (as `/graph` does, one read lock each): the same edges.
+            let keys: Vec<&str> = users.iter().map(|u| u.id.as_str()).collect();
+            let found: Vec<_> = keys.chunks(3).flat_map(|c| g.edges_among(c, &keys, min_weight)).collect();
+            assert_eq!(g.heaviest_drawn(found, usize::MAX), (want, among), "chunked, top={top}");
         }
     }
 }

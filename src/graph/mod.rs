@@ -15,12 +15,12 @@ mod tie;
 mod timeline;
 
 pub use graph::{
-    decode_pair, encode_pair, parse_user_cursor, tie_view, Graph, GraphError, InOut, Page, Subgraph, TieSlot,
-    TieView, UserDetail, UserOrder, UserView,
+    decode_pair, encode_pair, parse_user_cursor, tie_view, DegreeOrder, Graph, GraphError, InOut, Page,
+    Subgraph, TieSlot, TieView, UserDetail, UserOrder, UserView,
 };
 pub use model::{Interaction, Kind, Platform, Post, Record, UserRef};
 pub use mutation::{validate_key, Mutation, Outcome, Rejection, MAX_KEY_CHARS};
-pub use path::PathView;
+pub use path::{PathView, QUICK_PATH_BUDGET};
 pub use select::{Extract, KindSet, PairDetail, Selection, UserRefOwned};
 pub use tie::{clamp_time, rfc3339, KindCounts, Tie, TIE_BYTES};
 pub(crate) use timeline::Purge;

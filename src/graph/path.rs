@@ -91,10 +91,21 @@ const ROOT: u32 = u32::MAX;
 /// off is the miss between two users whose smaller side is a component of millions.
 pub const PATH_BUDGET: u64 = 4_000_000;
 
+/// A budget for a first try where a search may not hold the lock long (a request thread): about half
+/// a millisecond. Most paths are found within it; the rest are searched again with
+/// [`PATH_BUDGET`] where long reads are paced.
+pub const QUICK_PATH_BUDGET: u64 = 100_000;
+
+/// What growing one level of a search costs besides its adjacency entries, in entries: about what
+/// walking that many entries takes.
+const LEVEL_COST: u64 = 32;
+
 /// How a bounded search ended.
 enum Search {
-    Found(Vec<NodeIndex>),
-    NoPath,
+    /// The path, and the adjacency entries walked to find it.
+    Found(Vec<NodeIndex>, u64),
+    /// Not connected: every entry of the smaller side was walked.
+    NoPath(u64),
     /// Stopped after walking this many adjacency entries.
     OverBudget(u64),
 }
@@ -108,35 +119,63 @@ impl Graph {
     /// `UserNotFound` / `AmbiguousHandle` for either end, `NoPath` if they are not connected,
     /// `TooExpensive` if the search walked its budget without deciding.
     pub fn find_path(&self, from: &str, to: &str, directed: bool) -> Result<PathView, GraphError> {
-        let (from, to) = self.resolve_pair(from, to)?;
-        let (s, t) = (self.index_of(from).expect("resolved"), self.index_of(to).expect("resolved"));
-        let nodes = match self.shortest_path_indices(s, t, directed, PATH_BUDGET) {
-            Search::Found(nodes) => nodes,
-            Search::NoPath => return Err(GraphError::NoPath { from: from.to_string(), to: to.to_string() }),
-            Search::OverBudget(walked) => return Err(GraphError::TooExpensive { walked }),
+        self.find_path_within(from, to, directed, PATH_BUDGET).0
+    }
+
+    /// [`Graph::find_path`] with a budget of adjacency entries of the caller's; and the entries
+    /// the search walked.
+    ///
+    /// # Errors
+    /// As [`Graph::find_path`]; `TooExpensive` past `budget`.
+    pub fn find_path_within(
+        &self,
+        from: &str,
+        to: &str,
+        directed: bool,
+        budget: u64,
+    ) -> (Result<PathView, GraphError>, u64) {
+        let (from, to) = match self.resolve_pair(from, to) {
+            Ok(pair) => pair,
+            Err(e) => return (Err(e), 0),
         };
-        Ok(PathView {
-            from: from.to_string(),
-            to: to.to_string(),
-            directed,
-            hops: nodes.len() - 1,
-            path: nodes.iter().map(|&i| self.key_at(i).to_string()).collect(),
-            users: nodes.iter().map(|&i| self.view_at(i)).collect(),
-        })
+        let (s, t) = (self.index_of(from).expect("resolved"), self.index_of(to).expect("resolved"));
+        let (nodes, walked) = match self.shortest_path_indices(s, t, directed, budget) {
+            Search::Found(nodes, walked) => (nodes, walked),
+            Search::NoPath(walked) => {
+                return (Err(GraphError::NoPath { from: from.to_string(), to: to.to_string() }), walked)
+            }
+            Search::OverBudget(walked) => return (Err(GraphError::TooExpensive { walked }), walked),
+        };
+        (
+            Ok(PathView {
+                from: from.to_string(),
+                to: to.to_string(),
+                directed,
+                hops: nodes.len() - 1,
+                path: nodes.iter().map(|&i| self.key_at(i).to_string()).collect(),
+                users: nodes.iter().map(|&i| self.view_at(i)).collect(),
+            }),
+            walked,
+        )
     }
 
     /// Number of hops of a shortest path, or `None`. Same search as [`Graph::find_path`], unbounded.
     pub fn distance(&self, from: &str, to: &str, directed: bool) -> Option<usize> {
         let (s, t) = (self.index_of(from)?, self.index_of(to)?);
         match self.shortest_path_indices(s, t, directed, u64::MAX) {
-            Search::Found(p) => Some(p.len() - 1),
-            Search::NoPath | Search::OverBudget(_) => None,
+            Search::Found(p, _) => Some(p.len() - 1),
+            Search::NoPath(_) | Search::OverBudget(_) => None,
         }
     }
 
     fn shortest_path_indices(&self, s: NodeIndex, t: NodeIndex, directed: bool, budget: u64) -> Search {
         if s == t {
-            return Search::Found(vec![s]);
+            return Search::Found(vec![s], 0);
+        }
+        // Neighbours first, in O(1) for two busy users (their edge is indexed): a search from two
+        // hubs would otherwise walk the smaller one's whole adjacency to meet at once.
+        if self.adjacent(s, t) || (!directed && self.adjacent(t, s)) {
+            return Search::Found(vec![s, t], 1);
         }
         SCRATCH.with(|cell| {
             let mut scratch = cell.borrow_mut();
@@ -187,10 +226,13 @@ fn bidirectional_bfs(
         // Grow the side with fewer adjacency entries to walk.
         let forward = front_f.cost <= front_b.cost;
         let front = if forward { &mut front_f } else { &mut front_b };
-        // A level's cost is known before it is grown: stop before, not after, the budget.
-        walked = walked.saturating_add(front.cost);
+        // A level's cost is known before it is grown: stop before, not after, the budget. A level
+        // costs its entries and a fixed part (a search along a chain of users grows thousands of
+        // levels of one entry each, and must not escape the budget that way).
+        let cost = front.cost.saturating_add(LEVEL_COST);
+        walked = walked.saturating_add(cost);
         if walked > budget {
-            return Search::OverBudget(walked - front.cost);
+            return Search::OverBudget(walked - cost);
         }
         let dirs: &[Direction] = match (directed, forward) {
             (false, _) => &[Direction::Outgoing, Direction::Incoming],
@@ -231,11 +273,11 @@ fn bidirectional_bfs(
             }
         }
         if let Some(v) = meet {
-            return Search::Found(stitch(sc, v, stamp));
+            return Search::Found(stitch(sc, v, stamp), walked);
         }
         std::mem::swap(front, &mut next);
     }
-    Search::NoPath
+    Search::NoPath(walked)
 }
 
 /// Joins the two half-paths at the meeting node `v`.
@@ -360,12 +402,19 @@ mod tests {
             let (s, t) = (g.index_of(a).unwrap(), g.index_of(b).unwrap());
             g.shortest_path_indices(s, t, false, budget)
         };
-        assert!(matches!(pick(&g, "u0", "u9999", u64::MAX), Search::Found(p) if p.len() == 10_000));
-        assert!(matches!(pick(&g, "u0", "u10000", u64::MAX), Search::NoPath));
-        match pick(&g, "u0", "u10000", 5_000) {
-            Search::OverBudget(walked) => assert!(walked <= 5_000 && walked > 4_000, "{walked}"),
-            _ => panic!("a miss over 40,000 adjacency entries fits no budget of 5,000"),
+        assert!(matches!(pick(&g, "u0", "u9999", u64::MAX), Search::Found(p, _) if p.len() == 10_000));
+        assert!(matches!(pick(&g, "u0", "u10000", u64::MAX), Search::NoPath(_)));
+        // A chain is thousands of levels of one entry: each level counts, so a miss along two
+        // chains costs its levels, not the few entries it reads.
+        match pick(&g, "u0", "u10000", 50_000) {
+            Search::OverBudget(walked) => assert!(walked <= 50_000 && walked > 45_000, "{walked}"),
+            _ => panic!("a miss over 20,000 levels fits no budget of 50,000"),
         }
-        assert!(matches!(pick(&g, "u0", "u3", 5_000), Search::Found(_)), "near users are found within it");
+        match pick(&g, "u0", "u3", 5_000) {
+            Search::Found(p, walked) => assert!(p.len() == 4 && walked < 5_000, "{walked}"),
+            _ => panic!("near users are found within the budget"),
+        }
+        // Neighbours are found without a search.
+        assert!(matches!(pick(&g, "u7", "u8", 0), Search::Found(p, _) if p.len() == 2));
     }
 }

@@ -5,13 +5,15 @@ use super::analytics::{self, DrawnUser, Params, StrongestPath, UserMetrics};
 use super::error::{ApiError, ErrorBody};
 use super::AppState;
 use crate::analytics::report::NetworkInfo;
+use crate::graph::QUICK_PATH_BUDGET;
 use crate::graph::{
-    decode_pair, parse_user_cursor, validate_key, Graph, GraphError, Kind, Mutation, PathView, TieView,
-    UserDetail, UserOrder, UserView,
+    decode_pair, parse_user_cursor, validate_key, DegreeOrder, Graph, GraphError, Kind, Mutation, PathView,
+    TieView, UserDetail, UserOrder, UserView,
 };
 use crate::ingest::status::SourceReport;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -119,6 +121,74 @@ pub async fn status(state: web::Data<AppState>) -> web::Json<Status> {
     })
 }
 
+/// The first pages of users by degree (see [`DegreeOrder`]), one order per degree: remade when the
+/// graph has changed and the one held is over a second old, so that listing the busiest users is
+/// O(limit) on the request threads and costs the write path nothing. A page may lag the graph by
+/// that second; the users' figures shown are read when it is served.
+#[derive(Default)]
+pub struct DegreeOrders(parking_lot::Mutex<[Option<HeldOrder>; 3]>);
+
+/// A degree order and when it was made.
+type HeldOrder = (std::time::Instant, Arc<DegreeOrder>);
+
+impl DegreeOrders {
+    fn get(&self, graph: &crate::store::SharedGraph, order: UserOrder) -> Option<Arc<DegreeOrder>> {
+        let slot = match order {
+            UserOrder::Key => return None,
+            UserOrder::Degree => 0,
+            UserOrder::InDegree => 1,
+            UserOrder::OutDegree => 2,
+        };
+        let version = graph.read().version();
+        if let Some((made, held)) = &self.0.lock()[slot] {
+            if held.version == version || made.elapsed() < std::time::Duration::from_secs(1) {
+                return Some(held.clone());
+            }
+        }
+        let copy = graph.read().listed_degrees(order)?;
+        let ranked = Arc::new(copy.sorted());
+        self.0.lock()[slot] = Some((std::time::Instant::now(), ranked.clone()));
+        Some(ranked)
+    }
+}
+
+/// What path searches may walk on the request threads: about a tenth of a core (adjacency entries
+/// per second, a token bucket shared by every client). Near users' paths cost a few entries and
+/// are answered there; when misses between far users use it up, searches go to the paced pool of
+/// expensive reads, so that a flood of them cannot take the request threads from the writes.
+pub struct PathWalks(parking_lot::Mutex<(f64, std::time::Instant)>);
+
+/// Adjacency entries per second the request threads may walk, and the most saved up.
+const PATH_WALKS_PER_SECOND: f64 = 20_000_000.0;
+const PATH_WALKS_BURST: f64 = 2_000_000.0;
+
+impl Default for PathWalks {
+    fn default() -> Self {
+        PathWalks(parking_lot::Mutex::new((PATH_WALKS_BURST, std::time::Instant::now())))
+    }
+}
+
+impl PathWalks {
+    /// Takes `n` entries if they are there.
+    fn take(&self, n: u64) -> bool {
+        let mut bucket = self.0.lock();
+        let now = std::time::Instant::now();
+        let refill = now.duration_since(bucket.1).as_secs_f64() * PATH_WALKS_PER_SECOND;
+        *bucket = ((bucket.0 + refill).min(PATH_WALKS_BURST), now);
+        let enough = bucket.0 >= n as f64;
+        if enough {
+            bucket.0 -= n as f64;
+        }
+        enough
+    }
+
+    /// Returns what a search took and did not walk.
+    fn give_back(&self, n: u64) {
+        let mut bucket = self.0.lock();
+        bucket.0 = (bucket.0 + n as f64).min(PATH_WALKS_BURST);
+    }
+}
+
 /// Figures that cost system calls to read (a `/proc` file, sled's files on disk): read at most once
 /// a second, since `/status` may be polled by many (reading them on every request made `/status`
 /// three times slower than a count).
@@ -151,12 +221,12 @@ fn resident_bytes() -> Option<u64> {
     kib.trim().parse::<u64>().ok().map(|k| k * 1024)
 }
 
-/// Runs an expensive read of the graph on the analytics engine's pool of reads (bounded, lowest
-/// priority: see [`crate::analytics::engine::Engine::read`]).
+/// Runs an expensive read of the graph on the analytics engine's pool of reads (bounded and paced:
+/// see [`crate::analytics::engine::Engine::read`]); `read` takes the read lock itself.
 async fn heavy<T, F>(state: &AppState, read: F) -> Result<T>
 where
     T: Send + 'static,
-    F: FnOnce(&Graph) -> Result<T> + Send + 'static,
+    F: FnOnce(&crate::store::SharedGraph) -> Result<T> + Send + 'static,
 {
     state.analytics.read(read).await.map_err(|e| match e {
         None => ApiError::Overloaded("too many expensive reads are waiting"),
@@ -260,15 +330,30 @@ pub async fn list_users(state: web::Data<AppState>, q: web::Query<ListParams>) -
     if q.cursor.as_deref().is_some_and(|c| parse_user_cursor(c).is_none()) {
         return Err(ApiError::InvalidCursor);
     }
-    // By key it is O(limit); by degree a scan of every user: off the request threads.
+    // By key, and by degree among the users with more than a few dozen edges (an order the graph
+    // keeps), it is O(limit); a page past them is a scan of every user: off the request threads.
     let cursor = q.cursor.clone();
-    let listing = move |g: &Graph| {
-        (g.users_page(order, cursor.as_deref().and_then(parse_user_cursor), limit), g.user_count())
+    let after = cursor.as_deref().and_then(parse_user_cursor);
+    let fast = match order {
+        UserOrder::Key => {
+            let g = state.store.graph().read();
+            Some((g.users_page(order, after, limit), g.user_count()))
+        }
+        _ => state.degree_orders.get(state.store.graph(), order).and_then(|ranked| {
+            let g = state.store.graph().read();
+            ranked.page(&g, after, limit).map(|page| (page, g.user_count()))
+        }),
     };
-    let (page, count) = if order == UserOrder::Key {
-        listing(&state.store.graph().read())
-    } else {
-        heavy(&state, move |g| Ok(listing(g))).await?
+    let (page, count) = match fast {
+        Some(found) => found,
+        None => {
+            heavy(&state, move |graph| {
+                let after = cursor.as_deref().and_then(parse_user_cursor);
+                let g = graph.read();
+                Ok((g.users_page(order, after, limit), g.user_count()))
+            })
+            .await?
+        }
     };
     Ok(HttpResponse::Ok().json(UsersPage { vertices: page.items, count, next_cursor: page.next }))
 }
@@ -327,7 +412,8 @@ pub enum Direction {
     Both,
 }
 
-/// The edges of one user, heaviest first: O(limit) for any user, however many edges it has.
+/// The edges of one user, heaviest first: O(limit · log degree) for any user, however many edges
+/// it has (the graph keeps busy users' edges in order of weight), so on the request threads.
 #[utoipa::path(get, path = "/vertices/{user}/aristas", tag = "users",
     params(("user" = String, Path, description = USER_PARAM), EdgesOfParams),
     responses(
@@ -347,14 +433,12 @@ pub async fn user_edges(
         Some(Direction::Out) => (true, false),
         Some(Direction::In) => (false, true),
     };
-    let user = path.into_inner();
-    let (key, total, edges) = heavy(&state, move |g| {
-        let key = g.resolve(&user)?;
-        let (total, edges) = g.heaviest_ties_of(key, want_out, want_in, limit).unwrap_or_default();
-        Ok((key.to_string(), total, edges))
-    })
-    .await?;
-    Ok(HttpResponse::Ok().json(UserEdges { user: key, count: total, edges }))
+    let g = state.store.graph().read();
+    let key = g.resolve(&path)?;
+    let (count, edges) = g.heaviest_ties_of(key, want_out, want_in, limit).unwrap_or_default();
+    let user = key.to_string();
+    drop(g);
+    Ok(HttpResponse::Ok().json(UserEdges { user, count, edges }))
 }
 
 /// A user to create.
@@ -702,8 +786,22 @@ pub async fn find_path(
         let found = analytics::strongest_path(&state, &path.0, &path.1, directed, sel).await?;
         return Ok(web::Json(PathAnswer::Strongest(found)));
     }
+    // First on this thread within a small budget (most paths are found in it) while the request
+    // threads' allowance of walking lasts; otherwise, or if that did not decide, on the paced pool
+    // of expensive reads with the full budget.
     let (from, to) = path.into_inner();
-    let found = heavy(&state, move |g| Ok(g.find_path(&from, &to, directed)?)).await?;
+    let quick = state.path_walks.take(QUICK_PATH_BUDGET).then(|| {
+        let (found, walked) =
+            state.store.graph().read().find_path_within(&from, &to, directed, QUICK_PATH_BUDGET);
+        state.path_walks.give_back(QUICK_PATH_BUDGET.saturating_sub(walked));
+        found
+    });
+    let found = match quick {
+        None | Some(Err(GraphError::TooExpensive { .. })) => {
+            heavy(&state, move |graph| Ok(graph.read().find_path(&from, &to, directed)?)).await?
+        }
+        Some(other) => other?,
+    };
     Ok(web::Json(PathAnswer::Fewest(found)))
 }
 
@@ -714,6 +812,8 @@ const MAX_TOP: usize = 500;
 /// Edges `/graph` draws at most, the heaviest: more than a picture can show, and bounded, where the
 /// edges among 500 hubs can be a hundred thousand.
 const DEFAULT_MAX_EDGES: usize = 2_000;
+/// Users whose edges `/graph` looks through per read lock (a few hundred microseconds for hubs).
+const DRAWING_CHUNK: usize = 25;
 const MAX_MAX_EDGES: usize = 20_000;
 
 /// The subgraph `/ui` draws.
@@ -800,8 +900,25 @@ pub async fn subgraph(state: web::Data<AppState>, req: HttpRequest) -> Result<we
         }));
     }
     let min_weight = u64::from(sel.min_weight);
-    let (drawn, users, edges_total) = heavy(&state, move |g| {
-        Ok((g.top_subgraph(top, min_weight, max_edges), g.user_count(), g.tie_count()))
+    // The busiest users from the order by degree held (no scan of every user) where it has them.
+    let ranked = state.degree_orders.get(state.store.graph(), UserOrder::Degree);
+    let (drawn, users, edges_total) = heavy(&state, move |graph| {
+        let page = ranked.and_then(|r| r.page(&graph.read(), None, top));
+        let Some(page) = page else {
+            let g = graph.read();
+            return Ok((g.top_subgraph(top, min_weight, max_edges), g.user_count(), g.tie_count()));
+        };
+        // The edges among the busiest users, a few users' edges per read lock: the writer waits
+        // for one chunk at most, never for the whole drawing.
+        let users = page.items;
+        let keys: Vec<&str> = users.iter().map(|u| u.id.as_str()).collect();
+        let mut found = Vec::new();
+        for chunk in keys.chunks(DRAWING_CHUNK) {
+            found.extend(graph.read().edges_among(chunk, &keys, min_weight));
+        }
+        let g = graph.read();
+        let (ties, among) = g.heaviest_drawn(found, max_edges);
+        Ok((crate::graph::Subgraph { users, ties, among }, g.user_count(), g.tie_count()))
     })
     .await?;
     Ok(web::Json(Drawing {

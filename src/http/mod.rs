@@ -6,6 +6,7 @@
 mod analytics;
 pub mod auth;
 mod body;
+pub mod cache;
 pub mod error;
 pub mod gate;
 mod handlers;
@@ -37,6 +38,12 @@ pub struct AppState {
     pub connections: Arc<server::Connections>,
     /// Resident memory and bytes on disk, read at most once a second.
     pub sampled: Arc<handlers::Sampled>,
+    /// The first pages of users by degree, at most a second old.
+    pub degree_orders: Arc<handlers::DegreeOrders>,
+    /// What path searches may still walk on the request threads.
+    pub path_walks: Arc<handlers::PathWalks>,
+    /// Answers kept for the graph's current version.
+    pub answers: Arc<cache::Answers>,
     /// What `/metrics` exports.
     pub metrics: Arc<metrics::Metrics>,
     /// Per-client request rates.
