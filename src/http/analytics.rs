@@ -8,7 +8,7 @@ use crate::analytics::community::Method;
 use crate::analytics::engine::{Answer, Output, Task};
 use crate::analytics::report::{self, About, CommunityParams, UsersQuery};
 use crate::analytics::Network;
-use crate::graph::{rfc3339, Selection, TieView, UserView};
+use crate::graph::{rfc3339, GraphError, Selection, TieView, UserView};
 use actix_web::{web, HttpRequest};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -467,7 +467,7 @@ fn degrees_in(net: &Network, i: usize, id: String, handle: Option<String>, name:
 fn member(state: &AppState, net: &Network, spec: &str) -> Result<Option<usize>> {
     let g = state.store.graph().read();
     let key = g.resolve(spec)?;
-    let uid = g.uid(key).ok_or_else(|| ApiError::UserNotFound(spec.to_string()))?;
+    let uid = g.uid(key).ok_or_else(|| ApiError::Graph(GraphError::UserNotFound(spec.to_string())))?;
     Ok(net.id_of(uid))
 }
 
@@ -517,7 +517,8 @@ pub async fn ego(
         None => {
             let g = state.store.graph().read();
             let key = g.resolve(&path)?;
-            let user = g.user(key).ok_or_else(|| ApiError::UserNotFound(path.to_string()))?.user;
+            let user =
+                g.user(key).ok_or_else(|| ApiError::Graph(GraphError::UserNotFound(path.to_string())))?.user;
             let alone = UserView { in_degree: 0, out_degree: 0, degree: 0, ..user };
             (vec![DrawnUser { user: alone, hop: Some(0) }], Vec::new())
         }
@@ -592,7 +593,7 @@ pub(super) async fn strongest_path(
         let (a, b) = g.resolve_pair(from, to)?;
         (a.to_string(), b.to_string())
     };
-    let no_path = || ApiError::NoPath { from: keys.0.clone(), to: keys.1.clone() };
+    let no_path = || ApiError::Graph(GraphError::NoPath { from: keys.0.clone(), to: keys.1.clone() });
     let (Some(x), Some(y)) = (member(state, &net, from)?, member(state, &net, to)?) else {
         return Err(no_path());
     };

@@ -11,22 +11,14 @@ use std::fmt;
 /// Every failure an API client can see. `code()` values are a stable contract.
 #[derive(Debug)]
 pub enum ApiError {
-    UserNotFound(String),
-    AmbiguousHandle {
-        handle: String,
-        keys: Vec<String>,
-    },
-    EdgeNotFound {
-        from: String,
-        to: String,
-    },
-    NoPath {
-        from: String,
-        to: String,
-    },
-    UserExists(String),
+    /// A query named a user or an edge the graph does not have, or users it cannot connect: the
+    /// graph's own error, and its message.
+    Graph(GraphError),
+    /// The write path refused a mutation: its reason, and its message.
+    Rejected(Rejection),
+    /// An analysis could not answer: a community the selection does not have.
     CommunityNotFound(u32),
-    SelfLoop(String),
+    /// A user's handle or name that cannot be stored.
     InvalidUser {
         key: String,
         reason: String,
@@ -65,10 +57,6 @@ pub enum ApiError {
     },
     /// Too much at once (connections, expensive reads waiting): what is short.
     Overloaded(&'static str),
-    /// A search gave up within its budget (see `graph::path::PATH_BUDGET`).
-    TooExpensive {
-        walked: u64,
-    },
     /// The store could not write or is shutting down; the client may retry.
     Unavailable(String),
     /// A bug or an unexpected failure: the client sees a generic message, the log the cause.
@@ -76,53 +64,64 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn code(&self) -> &'static str {
+    /// The one table of failures: each one's status and its stable code (the message is its
+    /// `Display`).
+    fn kind(&self) -> (StatusCode, &'static str) {
+        use StatusCode as S;
         match self {
-            ApiError::UserNotFound(_) => "user_not_found",
-            ApiError::AmbiguousHandle { .. } => "ambiguous_handle",
-            ApiError::EdgeNotFound { .. } => "edge_not_found",
-            ApiError::NoPath { .. } => "no_path",
-            ApiError::UserExists(_) => "user_exists",
-            ApiError::CommunityNotFound(_) => "community_not_found",
-            ApiError::SelfLoop(_) => "self_loop",
-            ApiError::InvalidUser { .. } => "invalid_user",
-            ApiError::InvalidJson(_) => "invalid_json",
-            ApiError::InvalidEncoding(_) => "invalid_encoding",
-            ApiError::InvalidQuery(_) => "invalid_query",
-            ApiError::InvalidPath(_) => "invalid_path",
-            ApiError::InvalidCursor => "invalid_cursor",
-            ApiError::InvalidKind(_) => "invalid_kind",
-            ApiError::PayloadTooLarge(_) => "payload_too_large",
-            ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
-            ApiError::UnknownHost(_) => "unknown_host",
-            ApiError::OriginNotAllowed(_) => "origin_not_allowed",
-            ApiError::RouteNotFound(_) => "route_not_found",
-            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
-            ApiError::BadRequest => "bad_request",
-            ApiError::RequestTimeout => "request_timeout",
-            ApiError::HeadersTooLarge => "headers_too_large",
-            ApiError::RateLimited { .. } => "rate_limited",
-            ApiError::Overloaded(_) => "overloaded",
-            ApiError::TooExpensive { .. } => "too_expensive",
-            ApiError::Unavailable(_) => "store_unavailable",
-            ApiError::Internal(_) => "internal",
+            ApiError::Graph(GraphError::UserNotFound(_)) | ApiError::Rejected(Rejection::UserNotFound(_)) => {
+                (S::NOT_FOUND, "user_not_found")
+            }
+            ApiError::Graph(GraphError::AmbiguousHandle { .. }) => (S::CONFLICT, "ambiguous_handle"),
+            ApiError::Graph(GraphError::TieNotFound { .. })
+            | ApiError::Rejected(Rejection::TieNotFound { .. }) => (S::NOT_FOUND, "edge_not_found"),
+            ApiError::Graph(GraphError::NoPath { .. }) => (S::NOT_FOUND, "no_path"),
+            ApiError::Graph(GraphError::TooExpensive { .. }) => (S::SERVICE_UNAVAILABLE, "too_expensive"),
+            ApiError::Rejected(Rejection::UserExists(_)) => (S::CONFLICT, "user_exists"),
+            ApiError::Rejected(Rejection::SelfLoop(_)) => (S::BAD_REQUEST, "self_loop"),
+            ApiError::Rejected(Rejection::InvalidKey { .. }) | ApiError::InvalidUser { .. } => {
+                (S::BAD_REQUEST, "invalid_user")
+            }
+            ApiError::CommunityNotFound(_) => (S::NOT_FOUND, "community_not_found"),
+            ApiError::InvalidJson(_) => (S::BAD_REQUEST, "invalid_json"),
+            ApiError::InvalidEncoding(_) => (S::BAD_REQUEST, "invalid_encoding"),
+            ApiError::InvalidQuery(_) => (S::BAD_REQUEST, "invalid_query"),
+            ApiError::InvalidPath(_) => (S::BAD_REQUEST, "invalid_path"),
+            ApiError::InvalidCursor => (S::BAD_REQUEST, "invalid_cursor"),
+            ApiError::InvalidKind(_) => (S::BAD_REQUEST, "invalid_kind"),
+            ApiError::PayloadTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::Unauthorized(_) => (S::UNAUTHORIZED, "unauthorized"),
+            ApiError::UnsupportedMediaType(_) => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            ApiError::UnknownHost(_) => (S::MISDIRECTED_REQUEST, "unknown_host"),
+            ApiError::OriginNotAllowed(_) => (S::FORBIDDEN, "origin_not_allowed"),
+            ApiError::RouteNotFound(_) => (S::NOT_FOUND, "route_not_found"),
+            ApiError::MethodNotAllowed { .. } => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::BadRequest => (S::BAD_REQUEST, "bad_request"),
+            ApiError::RequestTimeout => (S::REQUEST_TIMEOUT, "request_timeout"),
+            ApiError::HeadersTooLarge => (S::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large"),
+            ApiError::RateLimited { .. } => (S::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::Overloaded(_) => (S::SERVICE_UNAVAILABLE, "overloaded"),
+            ApiError::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "store_unavailable"),
+            ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
         }
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.kind().1
     }
 }
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ApiError::UserNotFound(u) => write!(f, "no user {u:?}"),
-            ApiError::AmbiguousHandle { handle, keys } => {
-                write!(f, "handle {handle:?} matches {} users: {}; use a key", keys.len(), keys.join(", "))
-            }
-            ApiError::EdgeNotFound { from, to } => write!(f, "no edge from {from:?} to {to:?}"),
-            ApiError::NoPath { from, to } => write!(f, "{from:?} and {to:?} are not connected"),
-            ApiError::UserExists(u) => write!(f, "user {u:?} already exists"),
+            ApiError::Graph(GraphError::TooExpensive { walked }) => write!(
+                f,
+                "the search gave up after walking {walked} adjacency entries: these users are far apart, or \
+                 not connected, in a very large component"
+            ),
+            ApiError::Graph(e) => write!(f, "{e}"),
+            ApiError::Rejected(e) => write!(f, "{e}"),
             ApiError::CommunityNotFound(id) => write!(f, "no community {id} in this selection"),
-            ApiError::SelfLoop(u) => write!(f, "a user cannot interact with itself ({u:?})"),
             ApiError::InvalidUser { key, reason } => write!(f, "invalid user {key:?}: {reason}"),
             ApiError::InvalidJson(m) => write!(f, "invalid JSON body: {m}"),
             ApiError::InvalidEncoding(m) => write!(f, "the body does not inflate: {m}"),
@@ -150,11 +149,6 @@ impl fmt::Display for ApiError {
                 write!(f, "too many requests from this client; retry in {retry_after} s")
             }
             ApiError::Overloaded(what) => write!(f, "{what}; retry later"),
-            ApiError::TooExpensive { walked } => write!(
-                f,
-                "the search gave up after walking {walked} adjacency entries: these users are far apart, or \
-                 not connected, in a very large component"
-            ),
             ApiError::Unavailable(_) => write!(f, "the store is unavailable; retry later"),
             ApiError::Internal(_) => write!(f, "internal error"),
         }
@@ -163,35 +157,7 @@ impl fmt::Display for ApiError {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            ApiError::UserNotFound(_)
-            | ApiError::EdgeNotFound { .. }
-            | ApiError::NoPath { .. }
-            | ApiError::CommunityNotFound(_)
-            | ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::AmbiguousHandle { .. } | ApiError::UserExists(_) => StatusCode::CONFLICT,
-            ApiError::SelfLoop(_)
-            | ApiError::InvalidUser { .. }
-            | ApiError::InvalidJson(_)
-            | ApiError::InvalidEncoding(_)
-            | ApiError::InvalidQuery(_)
-            | ApiError::InvalidPath(_)
-            | ApiError::InvalidCursor
-            | ApiError::InvalidKind(_)
-            | ApiError::BadRequest => StatusCode::BAD_REQUEST,
-            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Overloaded(_) | ApiError::TooExpensive { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
-            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
-            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.kind().0
     }
 
     fn error_response(&self) -> HttpResponse {
@@ -244,7 +210,7 @@ impl ApiError {
     /// The JSON body of this error: `{"error":{"code":...,"message":...}}`.
     pub fn body(&self) -> ErrorBody {
         let matches = match self {
-            ApiError::AmbiguousHandle { keys, .. } => Some(keys.clone()),
+            ApiError::Graph(GraphError::AmbiguousHandle { keys, .. }) => Some(keys.clone()),
             _ => None,
         };
         ErrorBody { error: ErrorDetail { code: self.code(), message: self.to_string(), matches } }
@@ -253,27 +219,13 @@ impl ApiError {
 
 impl From<GraphError> for ApiError {
     fn from(e: GraphError) -> Self {
-        match e {
-            GraphError::UserNotFound(u) => ApiError::UserNotFound(u),
-            GraphError::AmbiguousHandle { handle, keys } => ApiError::AmbiguousHandle { handle, keys },
-            GraphError::TieNotFound { from, to } => ApiError::EdgeNotFound { from, to },
-            GraphError::NoPath { from, to } => ApiError::NoPath { from, to },
-            GraphError::TooExpensive { walked } => ApiError::TooExpensive { walked },
-        }
+        ApiError::Graph(e)
     }
 }
 
 impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> Self {
-        match r {
-            Rejection::UserExists(u) => ApiError::UserExists(u),
-            Rejection::UserNotFound(u) => ApiError::UserNotFound(u),
-            Rejection::TieNotFound { from, to } => ApiError::EdgeNotFound { from, to },
-            Rejection::SelfLoop(u) => ApiError::SelfLoop(u),
-            Rejection::InvalidKey { key, reason } => {
-                ApiError::InvalidUser { key, reason: reason.to_string() }
-            }
-        }
+        ApiError::Rejected(r)
     }
 }
 

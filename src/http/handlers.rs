@@ -387,7 +387,7 @@ pub async fn get_user(state: web::Data<AppState>, path: web::Path<String>) -> Re
     let (detail, uid) = {
         let g = state.store.graph().read();
         let key = g.resolve(&path)?;
-        (g.user(key).ok_or_else(|| ApiError::UserNotFound(path.to_string()))?, g.uid(key))
+        (g.user(key).ok_or_else(|| ApiError::Graph(GraphError::UserNotFound(path.to_string())))?, g.uid(key))
     };
     let metrics = uid.and_then(|uid| analytics::cached_metrics(&state, uid));
     Ok(HttpResponse::Ok().json(UserAnswer { detail, metrics }))
@@ -585,8 +585,9 @@ pub async fn count_edges(state: web::Data<AppState>) -> web::Json<EdgeCount> {
 pub async fn get_edge(state: web::Data<AppState>, path: web::Path<(String, String)>) -> Result<HttpResponse> {
     let g = state.store.graph().read();
     let (from, to) = g.resolve_pair(&path.0, &path.1)?;
-    let view =
-        g.tie_view(from, to).ok_or_else(|| ApiError::EdgeNotFound { from: from.into(), to: to.into() })?;
+    let view = g
+        .tie_view(from, to)
+        .ok_or_else(|| ApiError::Graph(GraphError::TieNotFound { from: from.into(), to: to.into() }))?;
     Ok(HttpResponse::Ok().json(view))
 }
 
