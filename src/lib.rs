@@ -3,19 +3,28 @@
 //! Module map, and the way dependencies point (an arrow means "uses"):
 //!
 //! ```text
-//!   main.rs ──> app ──> http ──┐
-//!                  ├──> ingest ┼──> store ──> graph
-//!                  └───────────┴────────────> graph
+//!   main.rs ──> app ──> http ─────────┬──> analytics ──┐
+//!    │            ├──> ingest ───────┼──> store ──────┼──> graph
+//!    ├──> import ─┘                  │                │
+//!    └──> analyze ───────────────────┴────────────────┘
 //! ```
 //!
-//! - [`graph`]: the domain core. Users, interactions, the petgraph `StableGraph` and its queries
-//!   (paths, degrees, pagination). Depends on petgraph and serde only: no actix, sled or reqwest.
-//! - [`store`]: sled persistence. The on-disk key layout, the one write path (`Store::commit`) that
-//!   persists a batch of mutations, flushes, then applies it to the in-memory graph; load on start.
-//! - [`ingest`]: pure decoders (bytes -> posts -> interactions) and the sources that feed the write
-//!   path (files, the demo simulator, live platform streams).
-//! - [`http`]: actix-web routes and `ApiError`, the only place that knows HTTP status codes.
-//! - [`app`]: wires a [`config::Config`] into a running service that tests can start on port 0.
+//! - [`graph`]: the domain core. Users, interactions, the petgraph `StableGraph` and its one write
+//!   path's mutations (`graph.rs`); paths (`path.rs`); views, pages and the subgraph to draw
+//!   (`views.rs`); selections and the per-interaction timeline. Depends on petgraph and serde
+//!   only: no actix, sled or reqwest.
+//! - [`store`]: sled persistence. The on-disk layout and the one write path (`StoreHandle::submit`)
+//!   that persists a batch of mutations, flushes, then applies it to the in-memory graph; load on
+//!   start, checkpoints.
+//! - [`ingest`]: pure decoders (bytes -> posts -> mutations) and the sources that feed the write
+//!   path (the demo simulator, X, Mastodon, Jetstream), with their `/status` counters.
+//! - [`analytics`]: the selected network as CSR arrays, the algorithms, the engine that runs them
+//!   off the request threads (and paces expensive reads of the live graph), and the typed reports.
+//! - [`http`]: the route table, its OpenAPI contract, the connection layer, the gate (auth, limits,
+//!   CORS), answers kept per graph version, metrics, and `ApiError`, the only place that knows HTTP
+//!   status codes.
+//! - [`app`]: wires a [`config::Config`] into a running service that tests can start on port 0;
+//!   [`import`] and [`analyze`] are the commands that work on a data directory no service holds.
 
 pub mod analytics;
 pub mod analyze;

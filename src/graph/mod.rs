@@ -13,11 +13,9 @@ mod select;
 mod testkit;
 mod tie;
 mod timeline;
+mod views;
 
-pub use graph::{
-    decode_pair, encode_pair, parse_user_cursor, tie_view, DegreeOrder, Graph, GraphError, InOut, Page,
-    Subgraph, TieSlot, TieView, UserDetail, UserOrder, UserView,
-};
+pub use graph::{Graph, GraphError, TieSlot};
 pub use model::{Interaction, Kind, Platform, Post, Record, UserRef};
 pub use mutation::{validate_key, Mutation, Outcome, Rejection, MAX_KEY_CHARS};
 pub use path::{PathView, QUICK_PATH_BUDGET};
@@ -25,3 +23,7 @@ pub use select::{Extract, KindSet, PairDetail, Selection, UserRefOwned};
 pub use tie::{clamp_time, rfc3339, KindCounts, Tie, TIE_BYTES};
 pub(crate) use timeline::Purge;
 pub use timeline::MAX_UID;
+pub use views::{
+    decode_pair, encode_pair, parse_user_cursor, tie_view, DegreeOrder, InOut, Page, Subgraph, TieView,
+    UserDetail, UserOrder, UserView,
+};

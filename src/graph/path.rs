@@ -5,7 +5,8 @@
 //! touching roughly the square root as many users. Edge direction is followed when asked; by default a
 //! path may use an edge either way ("how are these two accounts connected").
 
-use super::graph::{Graph, GraphError, UserView};
+use super::graph::{Graph, GraphError};
+use super::views::UserView;
 use petgraph::stable_graph::NodeIndex;
 use petgraph::Direction;
 use serde::Serialize;

@@ -34,3 +34,20 @@ pub(crate) fn skewed(users: u32, edges: u32, seed: u64, max_weight: u32, remove_
     }
     g
 }
+
+/// Three users, `x:1` (handle Alice) and `x:2` (bob) acting on each other, `x:3` mentioning `x:2`.
+pub(crate) fn sample() -> Graph {
+    let mut g = Graph::new();
+    g.upsert_user(0, "x:1", Some("Alice"), Some("Alice A."));
+    g.upsert_user(1, "x:2", Some("bob"), None);
+    g.upsert_user(2, "x:3", None, None);
+    g.set_tie("x:1", "x:2", tie_of(Kind::Repost, 2));
+    g.set_tie("x:3", "x:2", tie_of(Kind::Mention, 1));
+    g.set_tie("x:2", "x:1", tie_of(Kind::Reply, 1));
+    g
+}
+
+/// A graph with hubs (skewed targets, weights 1-5) and holes in the indices.
+pub(crate) fn hubby(users: u32, edges: u32, seed: u64) -> Graph {
+    skewed(users, edges, seed, 5, 13)
+}
