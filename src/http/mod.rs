@@ -12,7 +12,9 @@ pub mod gate;
 mod handlers;
 pub mod metrics;
 mod openapi;
+mod reads;
 pub mod server;
+mod status;
 
 use crate::ingest::status::{Registry, SourceStatus};
 use crate::store::StoreHandle;
@@ -37,11 +39,11 @@ pub struct AppState {
     /// The open connections (see [`server`]).
     pub connections: Arc<server::Connections>,
     /// Resident memory and bytes on disk, read at most once a second.
-    pub sampled: Arc<handlers::Sampled>,
+    pub sampled: Arc<status::Sampled>,
     /// The first pages of users by degree, at most a second old.
-    pub degree_orders: Arc<handlers::DegreeOrders>,
+    pub degree_orders: Arc<reads::DegreeOrders>,
     /// What path searches may still walk on the request threads.
-    pub path_walks: Arc<handlers::PathWalks>,
+    pub path_walks: Arc<reads::PathWalks>,
     /// Answers kept for the graph's current version.
     pub answers: Arc<cache::Answers>,
     /// What `/metrics` exports.
@@ -128,8 +130,8 @@ impl actix_web::dev::HttpServiceFactory for Res {
 fn table() -> Vec<Res> {
     use handlers::*;
     vec![
-        resource("/").get(status),
-        resource("/status").get(status),
+        resource("/").get(status::status),
+        resource("/status").get(status::status),
         resource("/metrics").get(metrics::metrics),
         resource("/openapi.json").get(openapi::openapi_json),
         resource("/docs").get(openapi::docs),

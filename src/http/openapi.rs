@@ -10,6 +10,7 @@ use super::analytics;
 use super::error::ErrorBody;
 use super::handlers;
 use super::metrics;
+use super::status;
 use actix_web::HttpResponse;
 use std::sync::OnceLock;
 use utoipa::openapi::path::{HttpMethod, Operation, PathItem};
@@ -32,7 +33,7 @@ use utoipa::OpenApi;
             with a stable code. Users are named by key (`x:2244994945`) or `@handle`.",
     ),
     paths(
-        handlers::status, metrics::metrics, openapi_json, docs,
+        status::status, metrics::metrics, openapi_json, docs,
         handlers::list_users, handlers::add_user, handlers::count_users, handlers::get_user,
         handlers::remove_user, handlers::user_edges,
         handlers::list_edges, handlers::add_edge, handlers::count_edges, handlers::get_edge,

@@ -1,0 +1,134 @@
+//! `GET /status`: the service's health and size, what load balancers and the page poll; and the
+//! figures it shows that cost system calls, read at most once a second.
+
+use super::AppState;
+use crate::ingest::status::SourceReport;
+use actix_web::web;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The service's health and size (`GET /status`).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Status {
+    /// `OK` whenever the service answers.
+    status: &'static str,
+    version: &'static str,
+    users: usize,
+    edges: usize,
+    interactions: u64,
+    uptime_seconds: u64,
+    store: StoreStatus,
+    /// Resident memory, what a 512 MB dyno or a container limit is measured against; null off Linux.
+    resident_bytes: Option<u64>,
+    /// Every source: live ones, imports and `POST /ingest`.
+    sources: Vec<SourceReport>,
+    analytics: AnalyticsStatus,
+    /// The per-interaction timeline that time windows are computed from.
+    timeline: TimelineStatus,
+    http: HttpStatus,
+    /// Where the page is.
+    ui: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct StoreStatus {
+    commits: u64,
+    mutations: u64,
+    bytes_on_disk: u64,
+    checkpoints: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct AnalyticsStatus {
+    /// Analyses run since start.
+    runs: u64,
+    /// Network snapshots held by cached analyses.
+    held_snapshots: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct TimelineStatus {
+    interactions: usize,
+    bytes: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct HttpStatus {
+    connections: usize,
+    max_connections: usize,
+    connections_refused: u64,
+    /// Requests answered 429 since start.
+    rate_limited: u64,
+}
+
+#[utoipa::path(get, path = "/status", tag = "service",
+    responses((status = 200, description = "The service is up", body = Status)))]
+pub async fn status(state: web::Data<AppState>) -> web::Json<Status> {
+    let (users, edges, interactions, timeline) = {
+        let g = state.store.graph().read();
+        (g.user_count(), g.tie_count(), g.interaction_count(), g.timeline_stats())
+    };
+    let stats = state.store.stats();
+    let (resident, bytes_on_disk) = state.sampled.get(&state.store);
+    use std::sync::atomic::Ordering::Relaxed;
+    web::Json(Status {
+        status: "OK",
+        version: env!("CARGO_PKG_VERSION"),
+        users,
+        edges,
+        interactions,
+        uptime_seconds: state.started.elapsed().as_secs(),
+        store: StoreStatus {
+            commits: stats.commits.load(Relaxed),
+            mutations: stats.mutations.load(Relaxed),
+            bytes_on_disk,
+            checkpoints: stats.checkpoints.load(Relaxed),
+        },
+        resident_bytes: resident,
+        sources: state.sources.reports(),
+        analytics: AnalyticsStatus {
+            runs: state.analytics.runs(),
+            held_snapshots: state.analytics.held_networks(),
+        },
+        timeline: TimelineStatus { interactions: timeline.0, bytes: timeline.1 },
+        http: HttpStatus {
+            connections: state.connections.open(),
+            max_connections: state.connections.cap(),
+            connections_refused: state.connections.refused(),
+            rate_limited: state.rates.limited(),
+        },
+        ui: "/ui",
+    })
+}
+
+/// Figures that cost system calls to read (a `/proc` file, sled's files on disk): read at most once
+/// a second, since `/status` may be polled by many (reading them on every request made `/status`
+/// three times slower than a count).
+#[derive(Debug, Default)]
+pub struct Sampled {
+    last: parking_lot::Mutex<Option<(std::time::Instant, Option<u64>, u64)>>,
+}
+
+impl Sampled {
+    /// Resident memory (Linux) and bytes on disk, at most a second old.
+    pub fn get(&self, store: &crate::store::StoreHandle) -> (Option<u64>, u64) {
+        let mut last = self.last.lock();
+        match *last {
+            Some((at, resident, disk)) if at.elapsed() < std::time::Duration::from_secs(1) => {
+                (resident, disk)
+            }
+            _ => {
+                let (resident, disk) = (resident_bytes(), store.size_on_disk());
+                *last = Some((std::time::Instant::now(), resident, disk));
+                (resident, disk)
+            }
+        }
+    }
+}
+
+/// This process's resident memory, from `/proc/self/status` (Linux); `None` elsewhere.
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().strip_suffix("kB")?;
+    kib.trim().parse::<u64>().ok().map(|k| k * 1024)
+}
