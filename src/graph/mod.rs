@@ -5,6 +5,7 @@
 
 #[allow(clippy::module_inception)]
 mod graph;
+mod lists;
 pub mod model;
 mod mutation;
 mod path;
