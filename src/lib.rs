@@ -12,7 +12,7 @@
 //! - [`graph`]: the domain core. Users, interactions, the petgraph `StableGraph` and its one write
 //!   path's mutations (`graph.rs`); paths (`path.rs`); views, pages and the subgraph to draw
 //!   (`views.rs`); selections and the per-interaction timeline. Depends on petgraph and serde
-//!   only: no actix, sled or reqwest.
+//!   (and utoipa, to describe its views in the API's contract) only: no actix, sled or reqwest.
 //! - [`store`]: sled persistence. The on-disk layout and the one write path (`StoreHandle::submit`)
 //!   that persists a batch of mutations, flushes, then applies it to the in-memory graph; load on
 //!   start, checkpoints.
