@@ -141,6 +141,7 @@ fn import_with(
         batch: batch.max(1),
         report: ImportReport::default(),
         bar: &bar,
+        name: String::new(),
     };
     for path in files {
         imp.file(path).with_context(|| format!("importing {}", path.display()))?;
@@ -299,10 +300,13 @@ struct Importer<'a, 'b> {
     batch: usize,
     report: ImportReport,
     bar: &'b ProgressBar,
+    /// The file being read, as skip reasons name it (`-` is standard input).
+    name: String,
 }
 
 impl Importer<'_, '_> {
     fn file(&mut self, path: &Path) -> anyhow::Result<()> {
+        self.name = if path == Path::new("-") { "stdin".to_string() } else { path.display().to_string() };
         let reader: Box<dyn Read> = if path == Path::new("-") {
             Box::new(std::io::stdin())
         } else {
@@ -397,9 +401,11 @@ impl Importer<'_, '_> {
         Ok(())
     }
 
+    /// Counts a broken record; the first few reasons are kept, naming the file and the place in it.
     fn skip(&mut self, reason: String) {
         self.report.skipped += 1;
         if self.report.reasons.len() < SAMPLE_REASONS {
+            let reason = format!("{}, {reason}", self.name);
             log::warn!("import: skipped {reason}");
             self.report.reasons.push(reason);
         }

@@ -135,13 +135,18 @@ fn broken_lines_are_counted_and_skipped_without_stopping() {
     let v1 = r#"{"id_str":"200","created_at":"Thu Apr 06 15:28:43 +0000 2017","user":{"id_str":"3","screen_name":"cy"},"in_reply_to_user_id_str":"1","entities":{"user_mentions":[{"id_str":"2","screen_name":"bob"}]},"text":"@ann @bob yes"}"#;
     let body = format!("{v2}\n\n{{\"data\": {{\"id\": \"trunc\n   \nnot json at all\n{v1}\r\n[1,2,3]\n");
     std::fs::write(&file, body).unwrap();
+    let other = tmp.path().join("other.jsonl");
+    std::fs::write(&other, "{broken\n").unwrap();
     let data = tmp.path().join("data");
-    let (ok, out, err) = import(&[file.to_str().unwrap(), "--data-dir", data.to_str().unwrap()]);
+    let files = [file.to_str().unwrap(), other.to_str().unwrap()];
+    let (ok, out, err) = import(&[files[0], files[1], "--data-dir", data.to_str().unwrap()]);
     assert!(ok, "{err}");
     assert_eq!(figure(&out, "posts"), 2, "{out}");
-    assert_eq!(figure(&out, "skipped"), 3, "{out}");
+    assert_eq!(figure(&out, "skipped"), 4, "{out}");
     assert_eq!(figure(&out, "interactions"), 3, "{out}");
-    assert!(out.contains("line 3"), "the first reasons name their lines: {out}");
+    // The first reasons name the file and the line, of each file.
+    assert!(out.contains(&format!("{}, line 3", files[0])), "{out}");
+    assert!(out.contains(&format!("{}, line 1", files[1])), "{out}");
     let (users, edges) = graph_of(&data);
     assert_eq!(users, ["x:1", "x:2", "x:3"].map(String::from).into_iter().collect());
     let want: Edges =
