@@ -26,8 +26,7 @@ use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::fmt;
 
-use super::text::Text;
-use super::x_v2::json_struct;
+use super::text::{json_struct, Text};
 use super::{DecodeError, Decoded};
 use crate::graph::{Kind, Platform, Post, Record, UserRef};
 
