@@ -336,41 +336,55 @@ pub fn default_analytics_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
 }
 
-/// X API v2 settings. The token is read from the environment and never printed: `Debug` redacts it.
-#[derive(Clone)]
+/// A credential. Its `Debug` and `Display` print `<redacted>`, so that no log line, error, `/status`
+/// or `Debug` of the settings holding it can show it by accident; [`Secret::expose`] is the one way
+/// to its value (for the header that carries it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Secret {
+        Secret::new(value)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// X API v2 settings. The token is read from the environment, never from a flag.
+#[derive(Debug, Clone)]
 pub struct XSettings {
     pub api_url: String,
-    pub bearer_token: Option<String>,
+    pub bearer_token: Option<Secret>,
     /// Silence on the stream (not even a keep-alive) longer than this is a stall: reconnect.
     pub stall_timeout: std::time::Duration,
 }
 
-impl std::fmt::Debug for XSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("XSettings")
-            .field("api_url", &self.api_url)
-            .field("bearer_token", &self.bearer_token.as_ref().map(|_| "<redacted>"))
-            .field("stall_timeout", &self.stall_timeout)
-            .finish()
-    }
-}
-
-/// Mastodon settings. `Debug` redacts the token.
-#[derive(Clone)]
+/// Mastodon settings. The token is read from the environment, never from a flag.
+#[derive(Debug, Clone)]
 pub struct MastodonSettings {
     pub url: Option<String>,
     pub streaming_url: Option<String>,
-    pub token: Option<String>,
-}
-
-impl std::fmt::Debug for MastodonSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MastodonSettings")
-            .field("url", &self.url)
-            .field("streaming_url", &self.streaming_url)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
+    pub token: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]
@@ -384,8 +398,8 @@ pub struct JetstreamSettings {
 pub const ENV_X_BEARER_TOKEN: &str = "TAGFLOW_X_BEARER_TOKEN";
 pub const ENV_MASTODON_TOKEN: &str = "TAGFLOW_MASTODON_TOKEN";
 
-fn secret_from_env(name: &str) -> Option<String> {
-    std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+fn secret_from_env(name: &str) -> Option<Secret> {
+    std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).map(Secret)
 }
 
 #[derive(Debug, Clone)]
@@ -535,6 +549,21 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_print_redacted_wherever_they_are() {
+        let token = Secret::from("AAAA-very-secret");
+        assert_eq!(token.expose(), "AAAA-very-secret");
+        let x = XSettings {
+            api_url: "https://api.x.com".into(),
+            bearer_token: Some(token.clone()),
+            stall_timeout: std::time::Duration::from_secs(20),
+        };
+        let m = MastodonSettings { url: None, streaming_url: None, token: Some(token.clone()) };
+        for shown in [format!("{token}"), format!("{token:?}"), format!("{x:?}"), format!("{m:?}")] {
+            assert!(!shown.contains("very-secret") && shown.contains("<redacted>"), "{shown}");
+        }
+    }
 
     fn serve(args: &[&str]) -> ServeArgs {
         let mut all = vec!["tagflow", "serve"];

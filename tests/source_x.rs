@@ -241,7 +241,7 @@ fn config(dir: &Path, mock: &MockX, track: &[&str]) -> Config {
     c.track = track.iter().map(|t| t.to_string()).collect();
     c.x = XSettings {
         api_url: mock.url.clone(),
-        bearer_token: Some(TOKEN.to_string()),
+        bearer_token: Some(TOKEN.into()),
         stall_timeout: Duration::from_secs(5),
     };
     c
@@ -602,7 +602,7 @@ async fn run_paused(
     let cancel = CancellationToken::new();
     let settings = XSettings {
         api_url: mock.url.clone(),
-        bearer_token: Some(TOKEN.to_string()),
+        bearer_token: Some(TOKEN.into()),
         stall_timeout: Duration::from_secs(21),
     };
     let task = tokio::spawn(x::run(

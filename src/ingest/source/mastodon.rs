@@ -32,7 +32,7 @@
 
 use super::backoff::{sleep_or_cancel, Backoff, Failure};
 use super::commit;
-use crate::config::MastodonSettings;
+use crate::config::{MastodonSettings, Secret};
 use crate::graph::{Kind, Mutation, Platform, Post, Record, UserRef};
 use crate::ingest::decode::mastodon::{decode_accounts, decode_event, decode_status, SseEvent, SseParser};
 use crate::ingest::status::{SourceState, SourceStatus};
@@ -101,13 +101,13 @@ pub enum MastodonError {
 
 /// Everything the source needs. [`Options::from_config`] fills it from the service configuration;
 /// tests shorten the timeouts.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Instance base URL, e.g. `https://mastodon.social`.
     pub url: String,
     /// Streaming base URL; discovered through `GET /api/v2/instance` when `None`.
     pub streaming_url: Option<String>,
-    pub token: String,
+    pub token: Secret,
     /// Hashtags, lowercase, without `#`.
     pub tags: Vec<String>,
     /// No byte (not even the 15 s `:thump` heartbeat) for this long: the stream stalled, reconnect.
@@ -118,21 +118,6 @@ pub struct Options {
     pub max_backfill_pages: usize,
     /// `reblogged_by` requests per minute at most, across all tags.
     pub boost_fetches_per_minute: usize,
-}
-
-impl std::fmt::Debug for Options {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Options")
-            .field("url", &self.url)
-            .field("streaming_url", &self.streaming_url)
-            .field("token", &"<redacted>")
-            .field("tags", &self.tags)
-            .field("idle_timeout", &self.idle_timeout)
-            .field("max_event_bytes", &self.max_event_bytes)
-            .field("max_backfill_pages", &self.max_backfill_pages)
-            .field("boost_fetches_per_minute", &self.boost_fetches_per_minute)
-            .finish()
-    }
 }
 
 impl Options {
@@ -194,7 +179,7 @@ pub fn start(
         Some(s) => Some(parse_base(&http_scheme(s))?),
         None => None,
     };
-    let mut auth = HeaderValue::from_str(&format!("Bearer {}", options.token))
+    let mut auth = HeaderValue::from_str(&format!("Bearer {}", options.token.expose()))
         .map_err(|_| MastodonError::InvalidToken)?;
     auth.set_sensitive(true);
     let client = reqwest::Client::builder()

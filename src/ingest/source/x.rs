@@ -34,7 +34,7 @@
 use super::backoff::{sleep_or_cancel, Backoff, Failure};
 use super::lines::LineSplitter;
 use super::{commit, to_mutation};
-use crate::config::{XSettings, ENV_X_BEARER_TOKEN};
+use crate::config::{Secret, XSettings, ENV_X_BEARER_TOKEN};
 use crate::graph::{Mutation, Record};
 use crate::ingest::decode::x_v2;
 use crate::ingest::status::{SourceState, SourceStatus};
@@ -94,13 +94,13 @@ pub async fn run(
     status: Arc<SourceStatus>,
     cancel: CancellationToken,
 ) {
-    let Some(token) = settings.bearer_token.clone().filter(|t| !t.is_empty()) else {
+    let Some(token) = settings.bearer_token.clone().filter(|t| !t.expose().is_empty()) else {
         let reason = format!("no bearer token: set {ENV_X_BEARER_TOKEN}");
         log::error!("source x: {reason}");
         status.set_state(SourceState::Failed { reason });
         return;
     };
-    let client = match build_client(&token) {
+    let client = match build_client(token.expose()) {
         Ok(c) => c,
         Err(reason) => {
             log::error!("source x: {reason}");
@@ -185,7 +185,7 @@ impl From<StoreError> for Ended {
 struct XSource {
     client: reqwest::Client,
     base: String,
-    token: String,
+    token: Secret,
     track: Vec<String>,
     stall: Duration,
     store: StoreHandle,
@@ -715,8 +715,9 @@ impl XSource {
     /// Removes the token from a message bound for a log line or `/status`. Requests carry the token
     /// only in a header, so this should never find it; it is the last line of defence.
     fn redact(&self, message: String) -> String {
-        if self.token.len() >= 4 && message.contains(&self.token) {
-            message.replace(&self.token, "<redacted>")
+        let token = self.token.expose();
+        if token.len() >= 4 && message.contains(token) {
+            message.replace(token, "<redacted>")
         } else {
             message
         }
