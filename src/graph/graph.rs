@@ -341,11 +341,6 @@ impl Graph {
         }
     }
 
-    /// Whether there is an edge from `a` to `b`.
-    pub(crate) fn adjacent(&self, a: NodeIndex, b: NodeIndex) -> bool {
-        self.find_edge(a, b).is_some()
-    }
-
     /// The interactions from `from` to `to` and where they sit; `None` if either user is unknown.
     pub fn tie_slot(&self, from: &str, to: &str) -> Option<(Option<Tie>, TieSlot)> {
         let (a, b) = (self.idx(from)?, self.idx(to)?);

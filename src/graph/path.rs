@@ -175,7 +175,7 @@ impl Graph {
         }
         // Neighbours first, in O(1) for two busy users (their edge is indexed): a search from two
         // hubs would otherwise walk the smaller one's whole adjacency to meet at once.
-        if self.adjacent(s, t) || (!directed && self.adjacent(t, s)) {
+        if self.find_edge(s, t).is_some() || (!directed && self.find_edge(t, s).is_some()) {
             return Search::Found(vec![s, t], 1);
         }
         SCRATCH.with(|cell| {

@@ -222,12 +222,13 @@ impl Graph {
                         chosen.push((node_index(*n), i));
                     }
                 }
-                let singles_out = l.out.iter().rev().filter(|n| !l.heavy_out.members.contains(n));
-                let singles_in = l.inc.iter().rev().filter(|n| !l.heavy_in.members.contains(n));
-                let singles = singles_out
-                    .take(if out { usize::MAX } else { 0 })
-                    .map(|&n| (i, node_index(n)))
-                    .chain(singles_in.take(if inc { usize::MAX } else { 0 }).map(|&n| (node_index(n), i)));
+                // Then single interactions, newest first: out-edges, then in-edges.
+                let (outs, ins): (&[u32], &[u32]) =
+                    (if out { &l.out } else { &[] }, if inc { &l.inc } else { &[] });
+                let singles_out = outs.iter().rev().filter(|n| !l.heavy_out.members.contains(n));
+                let singles_in = ins.iter().rev().filter(|n| !l.heavy_in.members.contains(n));
+                let singles =
+                    singles_out.map(|&n| (i, node_index(n))).chain(singles_in.map(|&n| (node_index(n), i)));
                 let room = limit - chosen.len();
                 chosen.extend(singles.take(room));
             }
