@@ -5,16 +5,15 @@
 //! runs the same engine and builds the same report as `GET /analytics/...`, then prints it. Shows
 //! what it is doing on a terminal: loading a big directory and computing take seconds.
 
-use crate::analytics::community::Method;
 use crate::analytics::engine::Engine;
-use crate::analytics::report::{self, CommunityParams, UsersQuery};
-use crate::config::{Analysis, AnalyzeArgs};
-use crate::graph::Selection;
+use crate::analytics::report::{self, UsersQuery};
+use crate::config::{Analysis, AnalyzeArgs, StoreArgs};
 use crate::store::{self, StoreConfig};
-use anyhow::{bail, Context};
+use anyhow::bail;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Runs the `analyze` command.
@@ -22,46 +21,15 @@ use std::time::Duration;
 /// # Errors
 /// A missing or held data directory, bad parameters, a failed analysis.
 pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
-    let sel = Selection::parse(
-        args.kinds.as_deref(),
-        args.since.as_deref(),
-        args.until.as_deref(),
-        args.min_weight,
-    )
-    .map_err(anyhow::Error::msg)?;
-    let method = Method::parse(&args.algorithm)
-        .with_context(|| format!("--algorithm must be leiden or louvain, not {:?}", args.algorithm))?;
-    if !(0.0001..=1000.0).contains(&args.resolution) {
-        bail!("--resolution must be from 0.0001 to 1000");
-    }
+    let sel = args.selection.selection().map_err(anyhow::Error::msg)?;
+    let cp = args.communities.params().map_err(anyhow::Error::msg)?;
     if !(0.0..1.0).contains(&args.damping) {
         bail!("--damping must be at least 0 and below 1");
     }
-    let dir = &args.store.data_dir;
-    if !dir.join("conf").is_file() {
-        bail!("{} is not a tagflow data directory (give --data-dir or TAGFLOW_DATA_DIR)", dir.display());
-    }
-    let bar = spinner(!args.quiet);
-    bar.set_message(format!("loading {}", dir.display()));
-    let mut config = StoreConfig::new(dir);
-    config.cache_bytes = args.store.cache_mb << 20;
-    let (store, writer, loaded) = store::open(&config)?;
-    let result = (|| {
-        bar.set_message(format!(
-            "loaded {} users and {} edges in {:.1}s; computing {:?}",
-            loaded.users,
-            loaded.ties,
-            loaded.elapsed.as_secs_f64(),
-            args.analysis
-        ));
-        let threads = args
-            .threads
-            .map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
-        let engine = Engine::new(store.graph().clone(), threads)?;
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let cp = CommunityParams { method, resolution: args.resolution, seed: args.seed };
-        let limit = args.limit as usize;
-        let samples = args.samples.map(|s| s as usize);
+    let limit = args.limit as usize;
+    let samples = args.samples.map(|s| s as usize);
+    let body = offline(&args.store, args.threads, args.quiet, |engine, bar, runtime| {
+        bar.set_message(format!("computing {:?}", args.analysis));
         runtime
             .block_on(async {
                 match args.analysis {
@@ -72,21 +40,16 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
                             communities: cp,
                             ..UsersQuery::default()
                         };
-                        report::users(&engine, sel, &q).await.map(json)
+                        report::users(engine, sel, &q).await.map(json)
                     }
-                    Analysis::Communities => report::communities(&engine, sel, &cp, limit, 3).await.map(json),
-                    Analysis::Components => report::components(&engine, sel, args.strong).await.map(json),
-                    Analysis::Cores => report::cores(&engine, sel).await.map(json),
-                    Analysis::Bridges => report::bridges(&engine, sel, &cp, limit, samples).await.map(json),
+                    Analysis::Communities => report::communities(engine, sel, &cp, limit, 3).await.map(json),
+                    Analysis::Components => report::components(engine, sel, args.strong).await.map(json),
+                    Analysis::Cores => report::cores(engine, sel).await.map(json),
+                    Analysis::Bridges => report::bridges(engine, sel, &cp, limit, samples).await.map(json),
                 }
             })
             .map_err(anyhow::Error::from)
-    })();
-    bar.finish_and_clear();
-    store.close_blocking();
-    drop(store);
-    writer.join();
-    let body = result?;
+    })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&body)?);
     } else {
@@ -95,12 +58,53 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Opens a data directory no service holds (as the service would), starts the analytics engine
+/// on it, and runs `work` with a spinner that says what is going on (drawn on a terminal only),
+/// then closes the directory, whatever `work` returned. What `analyze` and `export` share.
+///
+/// # Errors
+/// A missing or held data directory, or `work`'s.
+pub(crate) fn offline<T>(
+    store_args: &StoreArgs,
+    threads: Option<u16>,
+    quiet: bool,
+    work: impl FnOnce(&Arc<Engine>, &ProgressBar, &tokio::runtime::Runtime) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let dir = &store_args.data_dir;
+    if !dir.join("conf").is_file() {
+        bail!("{} is not a tagflow data directory (give --data-dir or TAGFLOW_DATA_DIR)", dir.display());
+    }
+    let bar = spinner(!quiet);
+    bar.set_message(format!("loading {}", dir.display()));
+    let mut config = StoreConfig::new(dir);
+    config.cache_bytes = store_args.cache_mb << 20;
+    let (store, writer, loaded) = store::open(&config)?;
+    let result = (|| {
+        bar.println(format!(
+            "loaded {} users and {} edges in {:.1}s",
+            loaded.users,
+            loaded.ties,
+            loaded.elapsed.as_secs_f64()
+        ));
+        let threads =
+            threads.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
+        let engine = Engine::new(store.graph().clone(), threads)?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        work(&engine, &bar, &runtime)
+    })();
+    bar.finish_and_clear();
+    store.close_blocking();
+    drop(store);
+    writer.join();
+    result
+}
+
 /// A report as the JSON tree the table is rendered from.
 fn json<T: serde::Serialize>(report: T) -> Value {
     serde_json::to_value(report).unwrap_or(Value::Null)
 }
 
-fn spinner(show: bool) -> ProgressBar {
+pub(crate) fn spinner(show: bool) -> ProgressBar {
     // indicatif draws nothing when stderr is not a terminal, so pipes and logs stay clean.
     let bar = if show {
         ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())

@@ -135,6 +135,8 @@ impl Application {
             path_walks: Arc::default(),
             answers: Arc::default(),
             body_timeout: config.body_timeout,
+            track: config.track.clone().into(),
+            exports: Arc::new(tokio::sync::Semaphore::new(http::EXPORTS_AT_ONCE)),
         };
         if config.access.remote_writes() {
             log::info!("http: writes need a bearer token ({})", http::auth::ENV_API_TOKEN);

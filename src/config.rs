@@ -25,6 +25,9 @@ pub enum Command {
     /// Analyse a data directory that no service holds: PageRank, communities, components, cores or
     /// bridges, as a table or as JSON.
     Analyze(AnalyzeArgs),
+    /// Write the graph of a data directory that no service holds as GEXF, GraphML, CSV or
+    /// graphology JSON, with the selection and cuts of `GET /export`.
+    Export(ExportArgs),
     /// Exit 0 if the service on this machine answers GET /status (for container health checks).
     Healthcheck(HealthcheckArgs),
 }
@@ -210,13 +213,10 @@ impl ImportFormat {
     }
 }
 
+/// The selection an analysis or an export looks at (as the routes' `kinds`, `since`, `until`,
+/// `min_weight`).
 #[derive(Debug, Clone, Args)]
-pub struct AnalyzeArgs {
-    #[command(flatten)]
-    pub store: StoreArgs,
-    /// What to compute.
-    #[arg(value_enum)]
-    pub analysis: Analysis,
+pub struct SelectionArgs {
     /// Interaction kinds to count, comma separated (repost, reply, quote, mention, manual).
     #[arg(long)]
     pub kinds: Option<String>,
@@ -229,9 +229,26 @@ pub struct AnalyzeArgs {
     /// Keep an edge only if it carries at least this many selected interactions.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub min_weight: u32,
-    /// Rows to show (users, communities).
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
-    pub limit: u64,
+}
+
+impl SelectionArgs {
+    /// The selection, checked as the routes check theirs.
+    ///
+    /// # Errors
+    /// What is wrong with which flag, in a sentence.
+    pub fn selection(&self) -> Result<crate::graph::Selection, String> {
+        crate::graph::Selection::parse(
+            self.kinds.as_deref(),
+            self.since.as_deref(),
+            self.until.as_deref(),
+            self.min_weight,
+        )
+    }
+}
+
+/// How communities are found (as the routes' `algorithm`, `resolution`, `seed`).
+#[derive(Debug, Clone, Args)]
+pub struct CommunityArgs {
     /// Communities: leiden or louvain.
     #[arg(long, default_value = "leiden")]
     pub algorithm: String,
@@ -241,6 +258,37 @@ pub struct AnalyzeArgs {
     /// Seed of communities and betweenness samples (the same seed gives the same answer).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+}
+
+impl CommunityArgs {
+    /// The parameters, checked as the routes check theirs.
+    ///
+    /// # Errors
+    /// What is wrong with which flag, in a sentence.
+    pub fn params(&self) -> Result<crate::analytics::report::CommunityParams, String> {
+        let method = crate::analytics::community::Method::parse(&self.algorithm)
+            .ok_or_else(|| format!("--algorithm must be leiden or louvain, not {:?}", self.algorithm))?;
+        if !(0.0001..=1000.0).contains(&self.resolution) {
+            return Err("--resolution must be from 0.0001 to 1000".into());
+        }
+        Ok(crate::analytics::report::CommunityParams { method, resolution: self.resolution, seed: self.seed })
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AnalyzeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// What to compute.
+    #[arg(value_enum)]
+    pub analysis: Analysis,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    /// Rows to show (users, communities).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub limit: u64,
+    #[command(flatten)]
+    pub communities: CommunityArgs,
     /// PageRank damping factor.
     #[arg(long, default_value_t = 0.85)]
     pub damping: f64,
@@ -257,6 +305,53 @@ pub struct AnalyzeArgs {
     /// Print the answer as JSON (the HTTP route's body) instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Never show progress (it is shown only on a terminal anyway).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// gexf (GEXF 1.3, dynamic), graphml, csv (Gephi's spreadsheet tables) or graphology (JSON).
+    #[arg(long, default_value = "gexf")]
+    pub format: String,
+    /// With --format csv: edges or nodes.
+    #[arg(long)]
+    pub table: Option<String>,
+    /// The file to write (`-`: standard output). Written beside as FILE.partial, then renamed, so
+    /// that a failed export leaves no truncated file; gzipped when it ends in `.gz`.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    /// Keep users with at least this many distinct neighbours (in plus out) in the selection.
+    #[arg(long, default_value_t = 0)]
+    pub min_degree: u32,
+    /// Keep the N users of highest degree.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub top: Option<u64>,
+    /// Keep the K-core (users whose core number is at least K).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub core: Option<u32>,
+    /// Keep the users within --hops of this user (key or @handle).
+    #[arg(long)]
+    pub ego: Option<String>,
+    /// How far from --ego (1 to 3).
+    #[arg(long, requires = "ego", value_parser = clap::value_parser!(u32).range(1..=3))]
+    pub hops: Option<u32>,
+    /// Metrics each user carries, comma separated: pagerank, community, core, component.
+    #[arg(long)]
+    pub metrics: Option<String>,
+    #[command(flatten)]
+    pub communities: CommunityArgs,
+    /// PageRank damping factor.
+    #[arg(long, default_value_t = 0.85)]
+    pub damping: f64,
+    /// Threads to compute on (default: every core).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
     /// Never show progress (it is shown only on a terminal anyway).
     #[arg(long)]
     pub quiet: bool,

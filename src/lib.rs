@@ -30,6 +30,7 @@ pub mod analytics;
 pub mod analyze;
 pub mod app;
 pub mod config;
+pub mod export;
 pub mod graph;
 pub mod http;
 pub mod import;

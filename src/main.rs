@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Import(args) => tagflow::import::run(args),
         Command::Analyze(args) => tagflow::analyze::run(args),
+        Command::Export(args) => tagflow::export::run(args),
         Command::Healthcheck(args) => tagflow::app::healthcheck(args.port),
     };
     match result {

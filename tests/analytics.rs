@@ -7,11 +7,9 @@
 
 mod common;
 
-use common::app::{assert_error, enc, networkx_available, spawn_app, spawn_app_at, TestApp};
+use common::app::{assert_error, enc, networkx_available, reference, spawn_app, spawn_app_at, TestApp};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
-use std::process::{Command, Stdio};
 use tagflow::graph::{Kind, Mutation, Platform, Post, UserRef};
 use tagflow::ingest::decode::x_v2;
 use tagflow::ingest::demo::{DemoConfig, DemoGenerator};
@@ -96,16 +94,6 @@ async fn edge_list(app: &TestApp) -> Vec<(String, String, u64)> {
     }
 }
 
-fn reference(input: &Value) -> Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/reference/nx_analytics.py");
-    let mut child =
-        Command::new("python3").arg(script).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(input.to_string().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "networkx script failed");
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 async fn check_against_networkx(name: &str, mutations: Vec<Mutation>) {
     let tmp = tempfile::tempdir().unwrap();
     let app = spawn_app(&tmp).await;
@@ -130,7 +118,7 @@ async fn check_against_networkx(name: &str, mutations: Vec<Mutation>) {
     let (_, comms) = app.get("/analytics/communities?limit=10000&top=3").await;
     let input =
         json!({ "edges": edges, "partition": partition, "resolution": 1.0, "seed": 1, "pairs": pairs });
-    let nx = reference(&input);
+    let nx = reference("nx_analytics.py", &input);
 
     // PageRank: every user within 1e-7.
     let mut worst = 0.0f64;

@@ -7,9 +7,7 @@
 mod common;
 
 use common::app::{enc, networkx_available, spawn_app};
-use serde_json::{json, Value};
-use std::io::Write;
-use std::process::{Command, Stdio};
+use serde_json::json;
 use tagflow::graph::{Mutation, UserOrder};
 use tagflow::ingest::decode::x_v2;
 use tagflow::ingest::demo::{DemoConfig, DemoGenerator};
@@ -59,13 +57,7 @@ async fn find_path_and_degrees_agree_with_networkx_on_a_generated_graph() {
         .collect();
 
     let input = json!({ "nodes": nodes, "edges": edges, "pairs": pairs });
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/reference/nx_paths.py");
-    let mut child =
-        Command::new("python3").arg(script).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(input.to_string().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "networkx script failed");
-    let reference: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reference = common::app::reference("nx_paths.py", &input);
 
     let mut counted = [0usize; 4];
     for (i, (a, b)) in pairs.iter().enumerate() {

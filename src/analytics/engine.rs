@@ -293,6 +293,25 @@ impl Engine {
         out
     }
 
+    /// Runs heavy work that is not an analysis (an export's preparation) on the analytics pool, at
+    /// its priority, so that it takes idle cores and never the writer's.
+    ///
+    /// # Errors
+    /// The work panicked (a bug): its message, for the log.
+    pub async fn offload<T, F>(&self, work: F) -> Result<T, String>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.pool.spawn(move || {
+            let out =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).map_err(|p| panic_message(&p));
+            let _ = tx.send(out);
+        });
+        rx.await.map_err(|_| "the analytics pool stopped".to_string())?
+    }
+
     /// How many computations have run (tests check that identical requests share one).
     pub fn runs(&self) -> u64 {
         self.runs.load(std::sync::atomic::Ordering::Relaxed)
@@ -403,11 +422,7 @@ impl Engine {
                     took_ms: t.elapsed().as_millis() as u64,
                     order,
                 }),
-                Err(p) => Err(p
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "analysis panicked".into())),
+                Err(p) => Err(panic_message(&p)),
             };
             let mut slots = me.slots.lock();
             if let Some(slot) = slots.get_mut(&(task, sel)) {
@@ -432,6 +447,14 @@ impl Engine {
         });
         rx
     }
+}
+
+/// What a caught panic said.
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "analysis panicked".into())
 }
 
 /// Takes a snapshot of a selection; returns it and how long the graph's read lock was held.

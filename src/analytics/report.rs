@@ -40,7 +40,7 @@ impl Default for CommunityParams {
 }
 
 impl CommunityParams {
-    fn task(&self) -> Task {
+    pub fn task(&self) -> Task {
         Task::communities(self.method, self.resolution, self.seed)
     }
 }

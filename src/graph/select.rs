@@ -8,6 +8,7 @@
 use super::graph::Graph;
 use super::model::Kind;
 use super::tie::{clamp_time, KindCounts};
+use super::timeline::Stamp;
 use petgraph::visit::{EdgeRef, IntoEdgeReferences};
 use rustc_hash::FxHashMap;
 
@@ -143,6 +144,14 @@ pub struct Extract {
     pub version: u64,
 }
 
+/// A selection's interactions one by one (who acted on whom, how, when), as copied under the read
+/// lock: what an export writes, every interaction with its time. 12 bytes each.
+pub struct Interactions {
+    pub(crate) stamps: Vec<Stamp>,
+    /// The graph's version when the copy was taken.
+    pub version: u64,
+}
+
 /// A user's key, handle and name, copied out of the graph.
 pub type UserRefOwned = (String, Option<String>, Option<String>);
 
@@ -194,6 +203,22 @@ impl Graph {
             }
         }
         Extract { edges, uid_of: Some(uid_of), version: self.version() }
+    }
+
+    /// Copies a selection's interactions (kinds and window; `min_weight` is an edge's, applied by
+    /// the caller). One pass over the timeline, skipping chunks outside the window.
+    ///
+    /// `room` is where to copy (emptied first), sized beforehand outside the lock as for
+    /// [`Graph::extract`]; [`Graph::timeline_stats`] gives how many there are at most.
+    pub(crate) fn interactions(&self, sel: &Selection, mut room: Vec<Stamp>) -> Interactions {
+        room.clear();
+        let bounds = sel.bounds();
+        self.timeline.for_each_in(bounds.0, bounds.1, |s| {
+            if sel.keeps(s.kind_index(), s.at(), bounds) {
+                room.push(*s);
+            }
+        });
+        Interactions { stamps: room, version: self.version() }
     }
 
     /// Per-kind detail of some edges of a selection, by uid pairs (for drawing a few of them: an ego

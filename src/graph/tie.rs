@@ -218,24 +218,44 @@ impl KindCounts {
 }
 
 /// Formats unix seconds as RFC 3339 UTC (`2021-04-01T12:00:00Z`), without a date crate in the core.
+/// Times are clamped to what a [`Tie`] can hold (1970 to 2106).
 ///
 /// ```
 /// assert_eq!(tagflow::graph::rfc3339(1_617_278_400), "2021-04-01T12:00:00Z");
 /// ```
 pub fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil-from-days, Howard Hinnant's algorithm.
+    let mut out = Vec::with_capacity(20);
+    push_rfc3339(secs.clamp(0, i64::from(u32::MAX)) as u32, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends unix seconds as RFC 3339 UTC to `out`: 20 ASCII bytes, no allocation (exports write
+/// one per interaction).
+pub fn push_rfc3339(secs: u32, out: &mut Vec<u8>) {
+    let secs = i64::from(secs);
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil-from-days, Howard Hinnant's algorithm (days are never negative here).
     let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
+    let era = z / 146_097;
+    let doe = z % 146_097;
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    let two = |n: i64| [b'0' + (n / 10) as u8, b'0' + (n % 10) as u8];
+    let [y1, y2] = two(year / 100);
+    let [y3, y4] = two(year % 100);
+    let [mo1, mo2] = two(month);
+    let [d1, d2] = two(day);
+    let [h1, h2] = two(rem / 3600);
+    let [mi1, mi2] = two(rem % 3600 / 60);
+    let [s1, s2] = two(rem % 60);
+    out.extend_from_slice(&[
+        y1, y2, y3, y4, b'-', mo1, mo2, b'-', d1, d2, b'T', h1, h2, b':', mi1, mi2, b':', s1, s2, b'Z',
+    ]);
 }
 
 #[cfg(test)]
@@ -293,5 +313,7 @@ mod tests {
         assert_eq!(rfc3339(1_617_278_400), "2021-04-01T12:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
+        assert_eq!(rfc3339(i64::from(u32::MAX)), "2106-02-07T06:28:15Z");
+        assert_eq!(rfc3339(-5), "1970-01-01T00:00:00Z", "clamped");
     }
 }

@@ -161,7 +161,7 @@ fn offset_cursor(cursor: Option<String>) -> Result<usize> {
     }
 }
 
-fn community_params(p: &mut Params) -> Result<CommunityParams> {
+pub(super) fn community_params(p: &mut Params) -> Result<CommunityParams> {
     let method = match p.take("algorithm") {
         None => Method::Leiden,
         Some(a) => Method::parse(&a).ok_or_else(|| {

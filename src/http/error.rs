@@ -239,6 +239,16 @@ impl From<crate::analytics::report::ReportError> for ApiError {
     }
 }
 
+impl From<crate::export::ExportError> for ApiError {
+    fn from(e: crate::export::ExportError) -> ApiError {
+        use crate::export::ExportError;
+        match e {
+            ExportError::Graph(g) => ApiError::Graph(g),
+            ExportError::Failed(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

@@ -8,6 +8,7 @@ pub mod auth;
 mod body;
 pub mod cache;
 pub mod error;
+mod export;
 pub mod gate;
 mod handlers;
 pub mod metrics;
@@ -20,6 +21,7 @@ use crate::ingest::status::{Registry, SourceStatus};
 use crate::store::StoreHandle;
 use actix_web::web;
 use error::ApiError;
+pub use export::EXPORTS_AT_ONCE;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -52,6 +54,10 @@ pub struct AppState {
     pub rates: Arc<gate::Rates>,
     /// A request's body must arrive within this.
     pub body_timeout: std::time::Duration,
+    /// The terms watched (exports are named after the first).
+    pub track: Arc<[String]>,
+    /// Exports being written (at most [`export::EXPORTS_AT_ONCE`]).
+    pub exports: Arc<tokio::sync::Semaphore>,
 }
 
 /// Headers on every response, errors included: no MIME sniffing, no referrer leaked to other sites,
@@ -161,6 +167,7 @@ fn table() -> Vec<Res> {
         resource("/analytics/communities/{id}").get(analytics::community_members),
         resource("/analytics/bridges").get(analytics::bridges),
         resource("/vertices/{user}/ego").get(analytics::ego),
+        resource("/export").get(export::export),
         // The page and the subgraph it draws.
         resource("/graph").get(subgraph),
         resource("/ui").get(ui),

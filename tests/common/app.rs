@@ -102,6 +102,20 @@ pub fn enc(s: &str) -> String {
         .collect()
 }
 
+/// Runs a script of `tests/reference/` (an independent reference: NetworkX, igraph) with `input`
+/// as JSON on its standard input; its JSON answer.
+pub fn reference(script: &str, input: &Value) -> Value {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference").join(script);
+    let mut child =
+        Command::new("python3").arg(path).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(input.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "tests/reference/{script} failed");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Whether python3 with networkx is here for the reference checks (see [`python_has`]).
 pub fn networkx_available() -> bool {
     python_has(&["networkx", "scipy"], "networkx reference checks")
