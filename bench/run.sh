@@ -3,7 +3,8 @@
 # INTERACTIONS-interaction graph through the real durable write path, measures import rate, memory per
 # edge, restart time and find_path latency (in-process and over HTTP), the analytics (snapshots, each
 # algorithm, the timeline, ingest while analyses run, a cached answer over HTTP); then measures the
-# peers on the same graph: NetworkX for paths, networkit, igraph and NetworkX for the analytics.
+# exports in every format; then the peers on the same graph: NetworkX for paths, networkit, igraph
+# and NetworkX for the analytics, igraph and networkit for the exports.
 # Then bench/http.sh: wrk against nginx, and heavy reads hammered while /status and writes are measured.
 # Figures print; nothing fails on a timing.
 #
@@ -25,6 +26,7 @@ if ! python3 -c 'import networkx, networkit, igraph, numpy' 2>/dev/null; then
     exit 1
 fi
 python3 bench/networkx_compare.py "$DIR.export" "$NX_PAIRS"
+python3 bench/export_peers.py "$DIR.export"
 if [ "${NX_ANALYTICS:-1}" = 1 ]; then
     python3 bench/analytics_peers.py "$DIR.export" --networkx
 else

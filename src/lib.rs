@@ -3,10 +3,11 @@
 //! Module map, and the way dependencies point (an arrow means "uses"):
 //!
 //! ```text
-//!   main.rs ──> app ──> http ─────────┬──> analytics ──┐
-//!    │            ├──> ingest ───────┼──> store ──────┼──> graph
-//!    ├──> import ─┘                  │                │
-//!    └──> analyze ───────────────────┴────────────────┘
+//!   main.rs ──> app ──> http ──────┬──> export ──> analytics ──┐
+//!    │            ├──> ingest ────┼──> store ─────────────────┼──> graph
+//!    ├──> import ─┘               │                           │
+//!    ├──> export (command) ───────┘                           │
+//!    └──> analyze ────────────────────────────────────────────┘
 //! ```
 //!
 //! - [`graph`]: the domain core. Users, interactions, the petgraph `StableGraph` and its one write
@@ -20,11 +21,14 @@
 //!   path (the demo simulator, X, Mastodon, Jetstream), with their `/status` counters.
 //! - [`analytics`]: the selected network as CSR arrays, the algorithms, the engine that runs them
 //!   off the request threads (and paces expensive reads of the live graph), and the typed reports.
+//! - [`export`]: the selected network as GEXF, GraphML, CSV or graphology JSON: a plan taken from
+//!   the graph and the analytics' results, written in one streaming pass into any `io::Write`.
 //! - [`http`]: the route table, its OpenAPI contract, the connection layer, the gate (auth, limits,
 //!   CORS), answers kept per graph version, metrics, and `ApiError`, the only place that knows HTTP
 //!   status codes.
 //! - [`app`]: wires a [`config::Config`] into a running service that tests can start on port 0;
-//!   [`import`] and [`analyze`] are the commands that work on a data directory no service holds.
+//!   [`import`], [`analyze`] and [`export::run`] are the commands that work on a data directory
+//!   no service holds.
 
 pub mod analytics;
 pub mod analyze;

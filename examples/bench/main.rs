@@ -10,10 +10,11 @@
 //! Prints: durable import rate (posts/s), resident memory per edge of the restarted service,
 //! restart time (spawn until `/status` answers), find_path latency p50/p99 over 1,000 random pairs
 //! in-process and through HTTP; writes the pairs and the edge list for the NetworkX comparison.
-//! Then the analytics (see `analytics.rs`): snapshots, each algorithm, the timeline's cost, ingest
+//! Then the exports in every format (see `exports.rs`), and the analytics (see `analytics.rs`): snapshots, each algorithm, the timeline's cost, ingest
 //! while analyses run, and a cached analytics answer over HTTP.
 
 mod analytics;
+mod exports;
 mod micro;
 
 use std::io::{BufWriter, Write};
@@ -38,7 +39,8 @@ struct Args {
     binary: Option<PathBuf>,
     pairs: usize,
     batch: usize,
-    export: bool,
+    peer_files: bool,
+    exports: bool,
     reuse: bool,
     analytics: bool,
     samples: usize,
@@ -47,13 +49,14 @@ struct Args {
 }
 
 const USAGE: &str = "usage: bench [--users N] [--interactions N] [--dir DIR] [--binary PATH] [--pairs N] \
-[--batch N] [--no-export] [--reuse] [--no-analytics] [--no-micro] [--samples K] [--ingest-secs S]
+[--batch N] [--no-peer-files] [--no-exports] [--reuse] [--no-analytics] [--no-micro] [--samples K] [--ingest-secs S]
 
 Builds a graph with the demo generator through the durable write path and prints import rate,
 find_path latency (in-process and, with --binary, over HTTP), restart time and memory per edge,
 then the analytics figures (betweenness from K sampled sources, default 64; ingest measured for S
 seconds alone and S with analyses running, default 20).
 --reuse skips the import when DIR already holds a graph (to measure queries again).
+--no-exports leaves out the exports in every format; --no-peer-files the files the peers read.
 --no-micro leaves out the first figures: demo lines/s, the demo's workload, decoding the recorded pages.";
 
 fn args() -> Args {
@@ -64,7 +67,8 @@ fn args() -> Args {
         binary: None,
         pairs: 1_000,
         batch: 5_000,
-        export: true,
+        peer_files: true,
+        exports: true,
         reuse: false,
         analytics: true,
         samples: 64,
@@ -86,7 +90,8 @@ fn args() -> Args {
             "--binary" => a.binary = Some(PathBuf::from(val())),
             "--pairs" => a.pairs = val().parse().expect("--pairs N"),
             "--batch" => a.batch = val().parse().expect("--batch N"),
-            "--no-export" => a.export = false,
+            "--no-peer-files" => a.peer_files = false,
+            "--no-exports" => a.exports = false,
             "--reuse" => a.reuse = true,
             "--no-analytics" => a.analytics = false,
             "--no-micro" => a.micro = false,
@@ -162,8 +167,12 @@ fn main() -> anyhow::Result<()> {
         report(&format!("find_path in-process ({what})"), &mut lat, Some(found));
     }
 
-    if a.export {
-        export(&a.dir, &handle, &pairs)?;
+    if a.peer_files {
+        peer_files(&a.dir, &handle, &pairs)?;
+    }
+    if a.exports {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        exports::measure(&handle, &a.dir.with_extension("export"), cores)?;
     }
     if a.analytics {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -318,7 +327,7 @@ fn report(what: &str, lat: &mut [Duration], found: Option<usize>) {
 }
 
 /// Writes `edges.tsv` and `pairs.tsv` beside the data directory, for bench/networkx_compare.py.
-fn export(dir: &Path, handle: &store::StoreHandle, pairs: &[(String, String)]) -> anyhow::Result<()> {
+fn peer_files(dir: &Path, handle: &store::StoreHandle, pairs: &[(String, String)]) -> anyhow::Result<()> {
     let base = dir.with_extension("export");
     std::fs::create_dir_all(&base)?;
     let g = handle.graph().read();
