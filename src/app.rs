@@ -137,6 +137,8 @@ impl Application {
             body_timeout: config.body_timeout,
             track: config.track.clone().into(),
             exports: Arc::new(tokio::sync::Semaphore::new(http::EXPORTS_AT_ONCE)),
+            streams: Arc::new(tokio::sync::Semaphore::new(http::STREAMS_AT_ONCE)),
+            shutdown: cancel.clone(),
         };
         if config.access.remote_writes() {
             log::info!("http: writes need a bearer token ({})", http::auth::ENV_API_TOKEN);

@@ -51,6 +51,7 @@ fn class(read: bool, path: &str) -> Class {
         || path.starts_with("/find_path/")
         || path.starts_with("/vertices/find_path/")
         || path.starts_with("/export")
+        || path.starts_with("/stream/")
         || (path.starts_with("/vertices/") && path.ends_with("/ego"));
     if expensive {
         Class::ExpensiveRead

@@ -16,6 +16,7 @@ mod openapi;
 mod reads;
 pub mod server;
 mod status;
+mod stream;
 
 use crate::ingest::status::{Registry, SourceStatus};
 use crate::store::StoreHandle;
@@ -24,6 +25,7 @@ use error::ApiError;
 pub use export::EXPORTS_AT_ONCE;
 use std::sync::Arc;
 use std::time::Instant;
+pub use stream::{HEARTBEAT, STREAMS_AT_ONCE};
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -58,6 +60,10 @@ pub struct AppState {
     pub track: Arc<[String]>,
     /// Exports being written (at most [`export::EXPORTS_AT_ONCE`]).
     pub exports: Arc<tokio::sync::Semaphore>,
+    /// Streams open (at most [`stream::STREAMS_AT_ONCE`]).
+    pub streams: Arc<tokio::sync::Semaphore>,
+    /// Cancelled when the service stops: long responses (streams) end then.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// Headers on every response, errors included: no MIME sniffing, no referrer leaked to other sites,
@@ -168,6 +174,7 @@ fn table() -> Vec<Res> {
         resource("/analytics/bridges").get(analytics::bridges),
         resource("/vertices/{user}/ego").get(analytics::ego),
         resource("/export").get(export::export),
+        resource("/stream/gephi").get(stream::gephi),
         // The page and the subgraph it draws.
         resource("/graph").get(subgraph),
         resource("/ui").get(ui),

@@ -8,6 +8,7 @@
 //!
 //! Knows the graph, never HTTP.
 
+pub mod feed;
 mod layout;
 mod stage;
 
@@ -162,6 +163,7 @@ pub struct StoreHandle {
     dir: Arc<PathBuf>,
     /// One count per live handle, to know when the data directory's lock is about to be released.
     live: Arc<()>,
+    feed: feed::Feed,
 }
 
 /// The running writer; joining it waits for every queued mutation to be committed.
@@ -238,6 +240,7 @@ pub fn open(config: &StoreConfig) -> Result<(StoreHandle, Writer, LoadReport), S
     // Bounded: a source that outruns the disk waits instead of growing memory.
     let (tx, rx) = mpsc::channel::<Command>(1024);
     let stats = Arc::new(WriteStats::default());
+    let feed = feed::Feed::new();
     let writer = WriterLoop {
         db: db.clone(),
         graph: graph.clone(),
@@ -246,12 +249,13 @@ pub fn open(config: &StoreConfig) -> Result<(StoreHandle, Writer, LoadReport), S
         stats: stats.clone(),
         max: config.max_batch,
         checkpoint_min: config.checkpoint_min_bytes,
+        feed: feed.clone(),
     };
     let thread = std::thread::Builder::new()
         .name("tagflow-writer".into())
         .spawn(move || writer.run(rx))
         .map_err(|e| StoreError::Open { dir: dir.clone(), cause: sled::Error::Io(e) })?;
-    let handle = StoreHandle { tx, db, graph, seen, stats, dir: Arc::new(dir), live: Arc::new(()) };
+    let handle = StoreHandle { tx, db, graph, seen, stats, dir: Arc::new(dir), live: Arc::new(()), feed };
     Ok((handle, Writer { thread: Some(thread) }, report))
 }
 
@@ -483,6 +487,7 @@ struct WriterLoop {
     stats: Arc<WriteStats>,
     max: usize,
     checkpoint_min: u64,
+    feed: feed::Feed,
 }
 
 impl WriterLoop {
@@ -518,6 +523,7 @@ impl WriterLoop {
                 break;
             }
         }
+        self.feed.close();
         // A clean stop folds the log into a snapshot, so that the next start is a bulk load.
         if (self.disk.log_bytes > 0 || self.disk.upgrade) && !abort {
             if let Err(e) = self.checkpoint() {
@@ -610,7 +616,16 @@ impl WriterLoop {
         self.disk.next_uid = staged.next_uid;
         let t = Instant::now();
         self.seen.write().extend(std::mem::take(&mut staged.seen));
-        staged.apply(&mut self.graph.write());
+        // Whether anyone listens is asked under the write lock: a consumer that subscribes later
+        // copies the graph after this commit (its read lock waits for ours), so none misses it.
+        let changes = {
+            let mut graph = self.graph.write();
+            let listened = self.feed.listened();
+            staged.apply(&mut graph, listened)
+        };
+        if let Some(changes) = changes {
+            self.feed.send(changes);
+        }
         self.stats.apply_micros.fetch_add(micros(t), Ordering::Relaxed);
         // A checkpoint once the log is as large as the last snapshot (and not tiny): checkpoints then
         // cost O(graph) amortised over the writes, and a restart never replays more log than snapshot.
@@ -772,6 +787,12 @@ impl StoreHandle {
 
     /// Commits everything queued so far, flushes and stops the writer; later submissions fail with
     /// [`StoreError::Closed`]. Resolves when the last commit is durable.
+    /// Follows what every commit changes from now on (see [`feed`]); `None` once the store is
+    /// closing.
+    pub fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<Arc<feed::Changes>>> {
+        self.feed.subscribe()
+    }
+
     pub async fn close(&self) {
         let (reply, rx) = oneshot::channel();
         if self

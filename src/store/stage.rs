@@ -2,6 +2,7 @@
 //! the earlier mutations of the same batch (an overlay over the live graph), producing the sled batch
 //! to persist and the changes to apply to the graph once it is durable.
 
+use super::feed::{Changes, TieChange};
 use super::layout::{self, PostEdge};
 use crate::graph::{
     clamp_time, Graph, Kind, Mutation, Outcome, Platform, Post, Purge, Rejection, Tie, TieSlot, UserRef,
@@ -42,17 +43,34 @@ type NewStamp = (u32, u32, Kind, u32);
 
 impl Staged {
     /// Applies the persisted batch to the in-memory graph: removals first, then users, then edges,
-    /// which is the order in which the overlay resolved them.
-    pub fn apply(self, graph: &mut Graph) {
+    /// which is the order in which the overlay resolved them. With `record`, also returns what
+    /// changed (for the change feed; it costs a lookup per edge changed).
+    pub fn apply(self, graph: &mut Graph, record: bool) -> Option<Changes> {
+        let mut changes = record.then(Changes::default);
         for key in &self.dropped {
+            if let Some(c) = changes.as_mut() {
+                for (from, to) in graph.ties_of(key) {
+                    let before = graph.tie(&from, &to);
+                    c.ties.push(TieChange { from: from.into(), to: to.into(), before, after: None });
+                }
+            }
             graph.remove_user(key);
         }
         for (key, u) in &self.users {
             graph.upsert_user(u.uid, key, u.handle.as_deref(), u.name.as_deref());
+            if let Some(c) = changes.as_mut() {
+                let handle = graph.profile(key).and_then(|(h, _)| h.map(str::to_string));
+                c.users.push((key.as_str().into(), handle));
+            }
         }
         // Slots stay valid only while nothing was removed: with removals, look pairs up again.
         let slots_valid = self.dropped.is_empty();
         for ((from, to), (tie, slot)) in &self.ties {
+            if let Some(c) = changes.as_mut() {
+                let before = graph.tie(from, to);
+                let after = (!tie.is_empty()).then_some(*tie);
+                c.ties.push(TieChange { from: from.as_str().into(), to: to.as_str().into(), before, after });
+            }
             match slot {
                 Some(slot) if slots_valid => graph.set_tie_at(slot, *tie),
                 _ => {
@@ -65,6 +83,7 @@ impl Staged {
             graph.stamp(a, b, kind, at);
         }
         graph.bump_version();
+        changes.map(|c| Changes { version: graph.version(), ..c })
     }
 
     /// True when the batch persists nothing (every mutation was a duplicate or refused).
