@@ -265,3 +265,51 @@ async fn idle_streams_carry_heartbeats_and_bad_ones_are_refused() {
     task.abort();
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_hear_of_every_change_at_most_once_a_second() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = spawn_app(&tmp).await;
+    let mut resp = app.client.get(format!("{}/stream/changes", app.addr)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut text = String::new();
+    // Reads until `n` change events have come; returns their data.
+    async fn events(resp: &mut reqwest::Response, text: &mut String, n: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got: Vec<Value> = text
+                .split("\n\n")
+                .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+                .map(|d| serde_json::from_str(d).unwrap())
+                .collect();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(Instant::now() < deadline, "{n} events within 10 s: {text:?}");
+            let chunk =
+                tokio::time::timeout(Duration::from_secs(10), resp.chunk()).await.unwrap().unwrap().unwrap();
+            text.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+    let first = events(&mut resp, &mut text, 1).await;
+    assert!(text.starts_with("retry: 3000"), "{text:?}");
+    assert_eq!((first[0]["users"].as_u64(), first[0]["edges"].as_u64()), (Some(0), Some(0)));
+    // A burst of commits: one event, or two, not one per commit.
+    for i in 0..20 {
+        let m = Mutation::AddInteraction {
+            from: format!("a{i}"),
+            to: "b".into(),
+            kind: Kind::Reply,
+            at: 1_700_000_000,
+        };
+        app.store.submit(vec![m]).await.unwrap();
+    }
+    let mut got = events(&mut resp, &mut text, 2).await;
+    while got.last().unwrap()["users"] != 21 {
+        got = events(&mut resp, &mut text, got.len() + 1).await;
+    }
+    assert!(got.last().unwrap()["version"].as_u64() > first[0]["version"].as_u64());
+    assert!(got.len() <= 4, "coalesced: {} events for 20 commits in about a second", got.len());
+    app.stop().await;
+}

@@ -7,7 +7,7 @@
 use super::lists::Lists;
 use super::tie::{KindCounts, Packed, Spill, Tie};
 use super::timeline::{Purge, Stamp, Timeline};
-use super::views::{tie_view, InOut, TieView, UserDetail, UserView};
+use super::views::{InOut, TieView, UserDetail, UserView};
 use hashbrown::HashTable;
 use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableGraph};
 use petgraph::visit::EdgeRef;
@@ -393,7 +393,7 @@ impl Graph {
     }
 
     pub fn tie_view(&self, from: &str, to: &str) -> Option<TieView> {
-        self.tie(from, to).map(|t| tie_view(from, to, &t))
+        self.tie(from, to).map(|t| self.tie_view_of(from, to, &t))
     }
 
     /// Every edge touching a user, as (from, to) keys. Cost: O(degree).

@@ -19,12 +19,12 @@ mod views;
 pub use graph::{Graph, GraphError, TieSlot};
 pub use model::{Interaction, Kind, Platform, Post, Record, UserRef};
 pub use mutation::{validate_key, Mutation, Outcome, Rejection, MAX_KEY_CHARS};
-pub use path::{PathView, QUICK_PATH_BUDGET};
+pub use path::{Hop, PathView, QUICK_PATH_BUDGET};
 pub use select::{Extract, Interactions, KindSet, PairDetail, Selection, UserRefOwned};
 pub use tie::{clamp_time, push_rfc3339, rfc3339, KindCounts, Tie, TIE_BYTES};
 pub use timeline::MAX_UID;
 pub(crate) use timeline::{Purge, Stamp};
 pub use views::{
-    decode_pair, encode_pair, parse_user_cursor, tie_view, DegreeOrder, InOut, Page, Subgraph, TieView,
-    UserDetail, UserOrder, UserView,
+    decode_pair, encode_pair, parse_user_cursor, DegreeOrder, InOut, Page, Subgraph, TieView, UserDetail,
+    UserOrder, UserView,
 };

@@ -6,6 +6,7 @@
 //! path may use an edge either way ("how are these two accounts connected").
 
 use super::graph::{Graph, GraphError};
+use super::tie::KindCounts;
 use super::views::UserView;
 use petgraph::stable_graph::NodeIndex;
 use petgraph::Direction;
@@ -23,6 +24,16 @@ pub struct PathView {
     pub path: Vec<String>,
     /// The same users with their handles and degrees, for display.
     pub users: Vec<UserView>,
+    /// Each hop's interactions, both ways: what joins `path[i]` and `path[i + 1]`.
+    pub steps: Vec<Hop>,
+}
+
+/// The interactions along one hop of a path: from its first user to its second (`forward`), and
+/// back (`backward`). An undirected path may follow a hop against the interactions' direction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Hop {
+    pub forward: KindCounts,
+    pub backward: KindCounts,
 }
 
 /// Per-thread scratch space, reused across searches so that a query allocates nothing proportional
@@ -155,6 +166,19 @@ impl Graph {
                 hops: nodes.len() - 1,
                 path: nodes.iter().map(|&i| self.key_at(i).to_string()).collect(),
                 users: nodes.iter().map(|&i| self.view_at(i)).collect(),
+                steps: nodes
+                    .windows(2)
+                    .map(|w| {
+                        let counts = |a, b| {
+                            let mut c = KindCounts::default();
+                            if let Some(e) = self.find_edge(a, b) {
+                                c.add_tie(&self.tie_at(e));
+                            }
+                            c
+                        };
+                        Hop { forward: counts(w[0], w[1]), backward: counts(w[1], w[0]) }
+                    })
+                    .collect(),
             }),
             walked,
         )

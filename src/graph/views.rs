@@ -98,6 +98,11 @@ pub struct InOut {
 pub struct TieView {
     pub from: String,
     pub to: String,
+    /// The users' handles, when known, for display.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_handle: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to_handle: Option<String>,
     pub total: u64,
     pub kinds: KindCounts,
     pub first_seen: String,
@@ -134,16 +139,26 @@ pub struct Page<T> {
 }
 
 /// Builds the API view of an edge.
-pub fn tie_view(from: &str, to: &str, tie: &Tie) -> TieView {
+fn tie_view(from: &str, to: &str, tie: &Tie) -> TieView {
     let mut kinds = KindCounts::default();
     kinds.add_tie(tie);
     TieView {
         from: from.to_string(),
         to: to.to_string(),
+        from_handle: None,
+        to_handle: None,
         total: tie.total(),
         kinds,
         first_seen: super::tie::rfc3339(tie.first_seen()),
         last_seen: super::tie::rfc3339(tie.last_seen()),
+    }
+}
+
+impl Graph {
+    /// An edge as the API shows it, with its users' handles.
+    pub(crate) fn tie_view_of(&self, from: &str, to: &str, tie: &Tie) -> TieView {
+        let handle = |key: &str| self.profile(key).and_then(|(h, _)| h.map(str::to_string));
+        TieView { from_handle: handle(from), to_handle: handle(to), ..tie_view(from, to, tie) }
     }
 }
 
@@ -248,7 +263,7 @@ impl Graph {
             .into_iter()
             .filter_map(|(a, b)| {
                 let e = self.find_edge(a, b)?;
-                Some(tie_view(&self.node(a).key, &self.node(b).key, &self.tie_at(e)))
+                Some(self.tie_view_of(&self.node(a).key, &self.node(b).key, &self.tie_at(e)))
             })
             .collect();
         Some((count, views))
@@ -364,7 +379,7 @@ impl Graph {
                     next = items.last().map(|t: &TieView| encode_pair(&t.from, &t.to));
                     break 'users;
                 }
-                items.push(tie_view(key, to, &tie));
+                items.push(self.tie_view_of(key, to, &tie));
             }
         }
         Page { items, next }

@@ -395,6 +395,84 @@ pub async fn bridges(state: web::Data<AppState>, req: HttpRequest) -> Result<web
     Ok(web::Json(report::bridges(&state.analytics, sel, &cp, limit, samples).await?))
 }
 
+/// The query of `/analytics/timeline`, besides `kinds`, `since` and `until`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct TimelineQuery {
+    /// Bars in the chart.
+    #[param(minimum = 1, maximum = 1000, default = 60)]
+    buckets: Option<usize>,
+    /// Interaction kinds counted, comma separated (default all).
+    #[param(
+        example = "repost,quote",
+        pattern = r"^([\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*,)*[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*(?i:repost|retweet|reblog|boost|reply|quote|mention|manual)[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*(,[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*((?i:repost|retweet|reblog|boost|reply|quote|mention|manual)[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*)?)*$"
+    )]
+    kinds: Option<String>,
+    /// The chart starts here (default: the first interaction): unix seconds or RFC 3339.
+    #[param(value_type = Option<TimeBound>)]
+    since: Option<String>,
+    /// The chart ends before this (default: after the last interaction).
+    #[param(value_type = Option<TimeBound>)]
+    until: Option<String>,
+}
+
+/// Interactions over time, as bars of equal width: the hashtag's timeline.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Timeline {
+    /// The first and the last interaction of the whole graph (null when it has none): the range a
+    /// time slider covers.
+    first: Option<String>,
+    last: Option<String>,
+    /// Seconds each bar covers.
+    width_seconds: i64,
+    bars: Vec<Bar>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Bar {
+    /// When the bar starts.
+    start: String,
+    /// Selected interactions from then until the next bar.
+    interactions: u64,
+}
+
+/// Interactions per period of the selection's kinds and window, for the page's timeline.
+#[utoipa::path(get, path = "/analytics/timeline", tag = "analytics", params(TimelineQuery),
+    responses(
+        (status = 200, description = "The bars", body = Timeline),
+        (status = 400, description = "`invalid_query`", body = ErrorBody),
+    ))]
+pub async fn timeline(state: web::Data<AppState>, req: HttpRequest) -> Result<web::Json<Timeline>> {
+    let mut p = Params::of(&req)?;
+    let buckets = p.number("buckets", 1..=1_000usize, 60)?;
+    let (kinds, since, until) = (p.take("kinds"), p.take("since"), p.take("until"));
+    p.finish()?;
+    let sel = Selection::parse(kinds.as_deref(), since.as_deref(), until.as_deref(), 1)
+        .map_err(ApiError::InvalidQuery)?;
+    let answer = super::handlers::heavy(&state, move |graph| {
+        let g = graph.read();
+        let span = g.time_span();
+        let start = sel.since.or(span.map(|s| s.0)).unwrap_or(0);
+        let end = sel.until.or(span.map(|s| s.1 + 1)).unwrap_or(start + 1).max(start + 1);
+        let width = (end - start).div_euclid(buckets as i64) + i64::from((end - start) % buckets as i64 != 0);
+        let counts = g.histogram(&sel, start, width, buckets);
+        drop(g);
+        Ok(Timeline {
+            first: span.map(|s| rfc3339(s.0)),
+            last: span.map(|s| rfc3339(s.1)),
+            width_seconds: width,
+            bars: counts
+                .into_iter()
+                .enumerate()
+                .map(|(i, n)| Bar { start: rfc3339(start + i as i64 * width), interactions: n })
+                .collect(),
+        })
+    })
+    .await?;
+    Ok(web::Json(answer))
+}
+
 /// A user as drawn: degrees in the network drawn, and in an ego network the hops from its centre.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct DrawnUser {
@@ -430,6 +508,7 @@ pub(super) fn drawing(
     let uid_pairs: Vec<(u32, u32)> = pairs.iter().map(|&(a, b, _)| (net.uids[a], net.uids[b])).collect();
     let details = state.store.graph().read().pair_details(sel, &uid_pairs);
     let key = |i: usize| refs[chosen[&i]].as_ref().map(|r| r.0.clone());
+    let handle = |i: usize| refs[chosen[&i]].as_ref().and_then(|r| r.1.clone());
     let edges = pairs
         .iter()
         .zip(details)
@@ -437,6 +516,8 @@ pub(super) fn drawing(
             Some(TieView {
                 from: key(a)?,
                 to: key(b)?,
+                from_handle: handle(a),
+                to_handle: handle(b),
                 total: u64::from(w),
                 kinds: d.kinds,
                 first_seen: rfc3339(i64::from(d.first)),

@@ -25,7 +25,7 @@ const MAX_LIMIT: usize = 1_000;
 
 /// Runs an expensive read of the graph on the analytics engine's pool of reads (bounded and paced:
 /// see [`crate::analytics::engine::Engine::read`]); `read` takes the read lock itself.
-async fn heavy<T, F>(state: &AppState, read: F) -> Result<T>
+pub(super) async fn heavy<T, F>(state: &AppState, read: F) -> Result<T>
 where
     T: Send + 'static,
     F: FnOnce(&crate::store::SharedGraph) -> Result<T> + Send + 'static,

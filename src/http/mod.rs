@@ -172,9 +172,11 @@ fn table() -> Vec<Res> {
         resource("/analytics/communities").get(analytics::communities),
         resource("/analytics/communities/{id}").get(analytics::community_members),
         resource("/analytics/bridges").get(analytics::bridges),
+        resource("/analytics/timeline").get(analytics::timeline),
         resource("/vertices/{user}/ego").get(analytics::ego),
         resource("/export").get(export::export),
         resource("/stream/gephi").get(stream::gephi),
+        resource("/stream/changes").get(stream::changes),
         // The page and the subgraph it draws.
         resource("/graph").get(subgraph),
         resource("/ui").get(ui),

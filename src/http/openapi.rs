@@ -41,7 +41,7 @@ use utoipa::OpenApi;
         handlers::find_path, handlers::ingest,
         analytics::users, analytics::components, analytics::cores, analytics::communities,
         analytics::community_members, analytics::bridges, analytics::ego,
-        super::export::export, super::stream::gephi,
+        analytics::timeline, super::export::export, super::stream::gephi, super::stream::changes,
         handlers::subgraph, handlers::ui,
         handlers::add_user_at, handlers::add_edge_at, handlers::add_edge_at_kind,
     ),

@@ -1,3 +1,6 @@
+//! The live streams. `GET /stream/changes`: server-sent events telling pages and dashboards the
+//! graph changed (its version and size, at most once a second).
+//!
 //! `GET /stream/gephi`: the graph as Gephi's "Connect to stream" client reads it, the Graph
 //! Streaming JSON events, one object per line. First the selected network (`an` for each user,
 //! `ae` for each edge), then every change as the write path makes it durable: `an` and `ae` when
@@ -152,6 +155,36 @@ impl View {
     }
 }
 
+/// What opening a stream takes: its response (headers only, answered at once to `HEAD`), a place
+/// among the [`STREAMS_AT_ONCE`], and the store's change feed.
+enum Opened {
+    Head(HttpResponse),
+    Stream(
+        actix_web::HttpResponseBuilder,
+        tokio::sync::OwnedSemaphorePermit,
+        broadcast::Receiver<Arc<Changes>>,
+    ),
+}
+
+fn open(state: &AppState, req: &HttpRequest, content_type: &'static str) -> Result<Opened, ApiError> {
+    let mut response = HttpResponse::Ok();
+    response
+        .content_type(content_type)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        // nginx would otherwise hold the events back to fill its buffers.
+        .insert_header(("x-accel-buffering", "no"));
+    if req.method() == actix_web::http::Method::HEAD {
+        return Ok(Opened::Head(response.finish()));
+    }
+    let permit = state
+        .streams
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Overloaded("as many streams as the service serves at once are open"))?;
+    let feed = state.store.subscribe().ok_or_else(|| ApiError::Unavailable("the store is closing".into()))?;
+    Ok(Opened::Stream(response, permit, feed))
+}
+
 /// Sends `bytes` in chunks; false when the client has gone.
 async fn send(tx: &mpsc::Sender<io::Result<Bytes>>, bytes: Vec<u8>) -> bool {
     for chunk in bytes.chunks(CHUNK) {
@@ -240,26 +273,101 @@ pub async fn gephi(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
     }
     let sel = p.selection()?;
     p.finish()?;
-    let mut response = HttpResponse::Ok();
-    response
-        .content_type("application/json")
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        // nginx would otherwise hold the events back to fill its buffers.
-        .insert_header(("x-accel-buffering", "no"));
-    if req.method() == actix_web::http::Method::HEAD {
-        return Ok(response.finish());
-    }
-    let permit = state
-        .streams
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ApiError::Overloaded("as many streams as the service serves at once are open"))?;
-    // Subscribe first, then copy: every change after the copy is in the feed.
-    let feed = state.store.subscribe().ok_or_else(|| ApiError::Unavailable("the store is closing".into()))?;
+    // Subscribed before the copy: every change after the copy is in the feed.
+    let (mut response, permit, feed) = match open(&state, &req, "application/json")? {
+        Opened::Head(head) => return Ok(head),
+        Opened::Stream(response, permit, feed) => (response, permit, feed),
+    };
     let plan = export::prepare(&state.analytics, &Request::new(sel)).await?;
     let (tx, mut rx) = mpsc::channel(16);
     let view = View::new(sel.kinds, sel.min_weight);
     tokio::spawn(follow(state.clone(), view, plan, feed, tx, permit));
+    Ok(response.streaming(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))))
+}
+
+/// Ticks of `/stream/changes` come at most this often.
+const TICK: Duration = Duration::from_secs(1);
+
+/// The graph's size and version, as `/stream/changes` sends it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Tick {
+    /// Grows with every change: a page reloads what it shows when it moves.
+    version: u64,
+    users: usize,
+    edges: usize,
+    interactions: u64,
+}
+
+fn tick(state: &AppState) -> Vec<u8> {
+    let t = {
+        let g = state.store.graph().read();
+        Tick {
+            version: g.version(),
+            users: g.user_count(),
+            edges: g.tie_count(),
+            interactions: g.interaction_count(),
+        }
+    };
+    let mut out = b"event: change\ndata: ".to_vec();
+    let _ = serde_json::to_writer(&mut out, &t);
+    out.extend_from_slice(b"\n\n");
+    out
+}
+
+/// Server-sent events for pages and dashboards: an event `change` with the graph's version and
+/// size at once, then after every change (at most once a second); a comment line as a heartbeat.
+#[utoipa::path(get, path = "/stream/changes", tag = "page",
+    responses(
+        (status = 200, description = "`text/event-stream`: events `change` whose data is a `Tick`",
+            content((Tick = "text/event-stream"))),
+        (status = 400, description = "`invalid_query`", body = ErrorBody),
+    ))]
+pub async fn changes(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Params::of(&req)?.finish()?;
+    let (mut response, permit, mut feed) = match open(&state, &req, "text/event-stream")? {
+        Opened::Head(head) => return Ok(head),
+        Opened::Stream(response, permit, feed) => (response, permit, feed),
+    };
+    let (tx, mut rx) = mpsc::channel::<io::Result<Bytes>>(4);
+    let state = state.clone();
+    tokio::spawn(async move {
+        let _permit = permit;
+        // Reconnect after 3 s if the connection drops; then where the graph is now.
+        let mut first = b"retry: 3000\n\n".to_vec();
+        first.extend(tick(&state));
+        if tx.send(Ok(Bytes::from(first))).await.is_err() {
+            return;
+        }
+        let (mut dirty, mut quiet) = (false, Duration::ZERO);
+        let mut every = tokio::time::interval(TICK);
+        loop {
+            tokio::select! {
+                () = state.shutdown.cancelled() => return,
+                changes = feed.recv() => match changes {
+                    // A lag only means changes were missed: one tick says where the graph is.
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => dirty = true,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = every.tick() => {
+                    let out = if dirty {
+                        dirty = false;
+                        quiet = Duration::ZERO;
+                        tick(&state)
+                    } else {
+                        quiet += TICK;
+                        if quiet < HEARTBEAT {
+                            continue;
+                        }
+                        quiet = Duration::ZERO;
+                        b": heartbeat\n\n".to_vec()
+                    };
+                    if tx.send(Ok(Bytes::from(out))).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
     Ok(response.streaming(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))))
 }
 
