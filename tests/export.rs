@@ -435,6 +435,7 @@ async fn bad_exports_get_clear_errors() {
         "format=csv&table=both",
         "hops=2",
         "ego=a&hops=4",
+        "ego=",
         "top=0",
         "core=0",
         "min_degree=-1",

@@ -190,6 +190,9 @@ impl Request {
             if !(1..=MAX_HOPS).contains(&ego.hops) {
                 return Err(format!("hops must be from 1 to {MAX_HOPS}"));
             }
+            if ego.user.is_empty() {
+                return Err("ego must name a user (a key, or @handle)".into());
+            }
         }
         if !(0.0..1.0).contains(&self.damping) {
             return Err("damping must be at least 0 and below 1".into());

@@ -98,7 +98,7 @@ pub(crate) struct SelectionQuery {
     #[param(value_type = Option<TimeBound>)]
     until: Option<String>,
     /// Keep an edge only if it carries at least this many selected interactions.
-    #[param(minimum = 1, maximum = 4294967295_u64, default = 1)]
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 4294967295_u64, default = 1)]
     min_weight: Option<u32>,
 }
 

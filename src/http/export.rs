@@ -32,13 +32,13 @@ pub(crate) struct ExportQuery {
     #[param(pattern = "^(?i:nodes|edges)$", default = "edges")]
     table: Option<String>,
     /// Keep users with at least this many distinct neighbours (in plus out) in the selection.
-    #[param(minimum = 0, maximum = 4294967295_u64, default = 0)]
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 4294967295_u64, default = 0)]
     min_degree: Option<u32>,
     /// Keep the N users of highest degree in the selection.
     #[param(minimum = 1, maximum = 100000000)]
     top: Option<usize>,
     /// Keep the users of the K-core of the selection (core number at least K, undirected).
-    #[param(minimum = 1, maximum = 4294967295_u64)]
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 4294967295_u64)]
     core: Option<u32>,
     /// Keep the users within `hops` of this user (key or handle), either direction.
     #[param(min_length = 1, max_length = 257)]
