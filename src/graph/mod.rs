@@ -21,7 +21,7 @@ pub use model::{Interaction, Kind, Platform, Post, Record, UserRef};
 pub use mutation::{validate_key, Mutation, Outcome, Rejection, MAX_KEY_CHARS};
 pub use path::{Hop, PathView, QUICK_PATH_BUDGET};
 pub use select::{Extract, Interactions, KindSet, PairDetail, Selection, UserRefOwned};
-pub use tie::{clamp_time, push_rfc3339, rfc3339, KindCounts, Tie, TIE_BYTES};
+pub use tie::{civil_from_days, clamp_time, push_rfc3339, rfc3339, KindCounts, Tie, TIE_BYTES};
 pub use timeline::MAX_UID;
 pub(crate) use timeline::{Purge, Stamp};
 pub use views::{

@@ -233,18 +233,8 @@ pub fn rfc3339(secs: i64) -> String {
 /// one per interaction).
 pub fn push_rfc3339(secs: u32, out: &mut Vec<u8>) {
     let secs = i64::from(secs);
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    // Civil-from-days, Howard Hinnant's algorithm (days are never negative here).
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = civil_from_days(secs / 86_400);
+    let (month, day, rem) = (i64::from(month), i64::from(day), secs % 86_400);
     let two = |n: i64| [b'0' + (n / 10) as u8, b'0' + (n % 10) as u8];
     let [y1, y2] = two(year / 100);
     let [y3, y4] = two(year % 100);
@@ -256,6 +246,21 @@ pub fn push_rfc3339(secs: u32, out: &mut Vec<u8>) {
     out.extend_from_slice(&[
         y1, y2, y3, y4, b'-', mo1, mo2, b'-', d1, d2, b'T', h1, h2, b':', mi1, mi2, b':', s1, s2, b'Z',
     ]);
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (year, month, day): Howard Hinnant's
+/// `civil_from_days`, in integers only (the demo's lines and every time the API writes use it).
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 #[cfg(test)]

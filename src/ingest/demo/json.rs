@@ -6,6 +6,7 @@ use super::names::UserTexts;
 use super::text::Tag;
 use super::text::{Shape, Text};
 use super::{snowflake_time, Kind, WINDOW_MS};
+use crate::graph::civil_from_days;
 use crate::rng::mix64;
 
 /// An entity of a text: a mention (`what` = user id) or a hashtag (`what` = tag index); offsets in
@@ -327,18 +328,4 @@ pub(super) fn push_rfc3339_ms(out: &mut Vec<u8>, ms: i64) {
     out.extend_from_slice(pair(in_day % 1000 / 10));
     out.push(b'0' + (in_day % 10) as u8);
     out.push(b'Z');
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `civil_from_days`).
-pub(super) fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }

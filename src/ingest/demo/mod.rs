@@ -3,8 +3,9 @@
 //!
 //! `tagflow serve --demo` feeds these lines through the real X v2 decoder and the real write path, so
 //! a newcomer without credentials watches a graph grow; at scale the same generator is the benchmark
-//! workload. It does no I/O and uses nothing of the crate but [`Kind`] (to state, in tests, what each
-//! line should decode to); it must never be the bottleneck of an import.
+//! workload. It does no I/O and uses of the crate only its random numbers, the calendar its times are
+//! written with, and [`Kind`] (to state, in tests, what each line should decode to); it must never be
+//! the bottleneck of an import.
 //!
 //! # Determinism
 //!
