@@ -102,6 +102,10 @@ async fn edges_carry_per_kind_counts_and_times() {
     assert_eq!(app.get("/aristas/count").await.1["count"], 3);
 
     assert_error(&app.post("/aristas", r#"{"from":"ana","to":"ana"}"#).await, 400, "self_loop");
+    // An empty handle is no handle: "" names no one, so it is refused as a key.
+    let (s, blank) = app.post("/vertices", r#"{"id":"blank","handle":""}"#).await;
+    assert_eq!((s.as_u16(), blank.get("handle")), (201, None), "{blank}");
+    assert_error(&app.post("/aristas", r#"{"from":"ana","to":""}"#).await, 400, "invalid_user");
     assert_error(
         &app.post("/aristas", r#"{"from":"ana","to":"ben","kind":"like"}"#).await,
         400,

@@ -284,6 +284,10 @@ impl Graph {
             return Ok(&self.node(i).key);
         }
         let handle = spec.strip_prefix('@').unwrap_or(spec);
+        if handle.is_empty() {
+            // Nothing names no one (a user stored with an empty handle included).
+            return Err(GraphError::UserNotFound(spec.to_string()));
+        }
         let matching: Vec<NodeIndex> = self
             .by_handle
             .iter_hash(handle_hash(handle))
@@ -783,6 +787,11 @@ mod tests {
         g.upsert_user(0, "x:1", Some("alice_new"), None);
         assert_eq!(g.resolve("@alice"), Ok("mastodon:alice@example.org"));
         assert_eq!(g.resolve("@alice_new"), Ok("x:1"));
+        // An empty handle (stored by an older version, or by a source) names no one.
+        g.upsert_user(4, "x:4", Some(""), None);
+        for nothing in ["", "@"] {
+            assert_eq!(g.resolve(nothing), Err(GraphError::UserNotFound(nothing.into())), "{nothing:?}");
+        }
     }
 
     #[test]

@@ -303,6 +303,8 @@ async fn create_user(
     name: Option<String>,
 ) -> Result<HttpResponse> {
     validate_key(&id)?;
+    // An empty handle or name is none: a handle "" would otherwise name this user to `resolve("")`.
+    let (handle, name) = (handle.filter(|h| !h.is_empty()), name.filter(|n| !n.is_empty()));
     for (field, v) in [("handle", &handle), ("name", &name)] {
         if v.as_deref().is_some_and(|s| s.chars().count() > 1024 || s.chars().any(char::is_control)) {
             return Err(ApiError::InvalidUser {
