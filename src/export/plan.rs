@@ -229,13 +229,21 @@ fn cut(mut stamps: Vec<Stamp>, req: &Request, known: &Known) -> (Vec<Stamp>, Vec
 
 /// A metric's value for a user, from an analysis computed on some snapshot of the selection.
 fn lookup<T: Copy>(
-    answer: &Option<Answer>,
+    answer: Option<&Answer>,
     uid: u32,
     pick: impl Fn(&Output, usize) -> Option<T>,
 ) -> Option<T> {
-    let a = answer.as_ref()?;
+    let a = answer?;
     let i = a.network.id_of(uid)?;
     pick(&a.output, i)
+}
+
+/// A user's core number in a cores result (the cut and the metric read it alike).
+fn core_of(output: &Output, i: usize) -> Option<u32> {
+    match output {
+        Output::Cores(c) => c.get(i).copied(),
+        _ => None,
+    }
 }
 
 /// Users named per read lock: short holds, however many users are kept.
@@ -279,13 +287,7 @@ pub async fn prepare(engine: &Arc<Engine>, req: &Request) -> Result<Plan, Export
         .offload(move || {
             let mut known = Known::default();
             if let Some(a) = cores.clone() {
-                known.core = Some(Box::new(move |uid| {
-                    let i = a.network.id_of(uid)?;
-                    match &*a.output {
-                        Output::Cores(c) => c.get(i).copied(),
-                        _ => None,
-                    }
-                }));
+                known.core = Some(Box::new(move |uid| lookup(Some(&a), uid, core_of)));
             }
             if let (Some((uid, hops)), Some(a)) = (centre, &network) {
                 let net = &a.network;
@@ -325,19 +327,16 @@ pub async fn prepare(engine: &Arc<Engine>, req: &Request) -> Result<Plan, Export
                         out_degree: d.out_degree,
                         in_strength: d.in_strength,
                         out_strength: d.out_strength,
-                        pagerank: lookup(&pagerank, uid, |o, i| match o {
+                        pagerank: lookup(pagerank.as_ref(), uid, |o, i| match o {
                             Output::PageRank(p) => p.scores.get(i).copied(),
                             _ => None,
                         }),
-                        community: lookup(&communities, uid, |o, i| match o {
+                        community: lookup(communities.as_ref(), uid, |o, i| match o {
                             Output::Communities(c) => c.partition.of.get(i).copied(),
                             _ => None,
                         }),
-                        core: lookup(&cores, uid, |o, i| match o {
-                            Output::Cores(c) => c.get(i).copied(),
-                            _ => None,
-                        }),
-                        component: lookup(&components, uid, |o, i| match o {
+                        core: lookup(cores.as_ref(), uid, core_of),
+                        component: lookup(components.as_ref(), uid, |o, i| match o {
                             Output::Components(p) => p.of.get(i).copied(),
                             _ => None,
                         }),
