@@ -95,7 +95,7 @@ pub(crate) fn offline<T>(
     bar.finish_and_clear();
     store.close_blocking();
     drop(store);
-    writer.join();
+    writer.join()?;
     result
 }
 

@@ -221,15 +221,17 @@ impl Application {
         store.close().await;
         // The writer has flushed; wait for the HTTP workers to drop their handles too, so that the
         // data directory is free when this returns (a supervisor may restart us at once).
-        let released = tokio::task::spawn_blocking(move || {
-            writer.join();
-            store.release(Duration::from_secs(5))
+        let (flushed, released) = tokio::task::spawn_blocking(move || {
+            let flushed = writer.join();
+            (flushed, store.release(Duration::from_secs(5)))
         })
         .await
-        .unwrap_or(false);
+        .unwrap_or((Ok(()), false));
         if !released {
             log::warn!("shutdown: some store handles were still held after 5s");
         }
+        // A final flush that failed must not look like a clean stop to the supervisor.
+        flushed.context("the store's final flush failed")?;
         log::info!("shutdown: store flushed, stopped cleanly in {:.2}s", started.elapsed().as_secs_f64());
         http_result.context("http server task")?.context("http server")?;
         Ok(())

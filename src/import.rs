@@ -69,8 +69,10 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
             let result = import_files(&store, &args.files, args.format, args.batch, progress);
             store.close_blocking();
             drop(store);
-            writer.join();
-            result?
+            let flushed = writer.join();
+            let report = result?;
+            flushed?;
+            report
         }
     };
     print_report(&report, started.elapsed().as_secs_f64());

@@ -48,7 +48,7 @@ fn graph_of(dir: &Path) -> (BTreeSet<String>, Edges) {
         (users, edges)
     };
     drop(h);
-    w.join();
+    w.join().expect("the store stops cleanly");
     (users, edges)
 }
 

@@ -380,7 +380,7 @@ async fn hand_written_stream_gives_the_exact_graph_across_a_dropped_connection()
     assert_eq!(cursor, Some(t(20).to_string()));
     store.close().await;
     drop(store);
-    writer.join();
+    writer.join().expect("the store stops cleanly");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

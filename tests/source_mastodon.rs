@@ -93,7 +93,10 @@ async fn wait_unlocked(dir: &Path) {
             Ok((handle, writer, _)) => {
                 handle.close().await;
                 drop(handle);
-                tokio::task::spawn_blocking(move || writer.join()).await.expect("writer");
+                tokio::task::spawn_blocking(move || writer.join())
+                    .await
+                    .expect("writer")
+                    .expect("the store stops cleanly");
                 if attempts > 1 {
                     eprintln!("the data directory was still locked {} times after stop", attempts - 1);
                 }

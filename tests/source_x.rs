@@ -303,7 +303,7 @@ async fn stored(dir: &Path) -> Stored {
         let (users, edges) = graph(&store);
         let cursor = cursor(&store);
         drop(store);
-        writer.join();
+        writer.join().expect("the store stops cleanly");
         Stored { users, edges, cursor }
     })
     .await
@@ -643,7 +643,7 @@ async fn http_errors_back_off_5_10_20_40_seconds_and_a_healthy_stream_starts_the
     tokio::time::timeout(Duration::from_secs(1), task).await.expect("stops at once when cancelled").unwrap();
     assert_eq!(status.state(), SourceState::Stopped);
     drop(store);
-    writer.join();
+    writer.join().expect("the store stops cleanly");
     assert_no_token_in_logs();
 }
 
@@ -664,7 +664,7 @@ async fn a_refused_token_stops_the_source_after_a_few_attempts_and_says_why() {
     assert_eq!(at.len(), x::AUTH_ATTEMPTS as usize);
     assert_eq!((at[2] - at[0]).as_secs(), 15, "5 s then 10 s between the attempts");
     drop(store);
-    writer.join();
+    writer.join().expect("the store stops cleanly");
     assert_no_token_in_logs();
 }
 
@@ -676,7 +676,7 @@ async fn an_interrupted_backfill_keeps_the_cursor_and_is_retried_from_the_same_s
         let set = Mutation::SetCursor { name: x::CURSOR.into(), value: b"50".to_vec() };
         store.submit(vec![set]).await.unwrap();
         drop(store);
-        tokio::task::spawn_blocking(move || writer.join()).await.unwrap();
+        tokio::task::spawn_blocking(move || writer.join()).await.unwrap().expect("the store stops cleanly");
     }
     let lines = hand_lines();
     let mut first_page = mock_x::page_of_stream_lines(&lines[..2]);
@@ -827,7 +827,7 @@ async fn recorded_search_pages_backfill_from_the_persisted_cursor_following_next
         let set = Mutation::SetCursor { name: x::CURSOR.into(), value: SINCE.as_bytes().to_vec() };
         store.submit(vec![set]).await.unwrap();
         drop(store);
-        tokio::task::spawn_blocking(move || writer.join()).await.unwrap();
+        tokio::task::spawn_blocking(move || writer.join()).await.unwrap().expect("the store stops cleanly");
     }
     let app = start(tmp.path(), &mock, &["#rustlang"]).await;
     let (want_users, want_edges, want_posts) = expected(&["noflat", "brexit", "kpop"]);
@@ -937,7 +937,7 @@ async fn kill_9_mid_stream_then_restart_loses_no_post_and_counts_none_twice() {
             assert_eq!(store.has_post(tagflow::graph::Platform::X, id).unwrap(), i < 4, "post {id}");
         }
         drop(store);
-        tokio::task::spawn_blocking(move || writer.join()).await.unwrap();
+        tokio::task::spawn_blocking(move || writer.join()).await.unwrap().expect("the store stops cleanly");
     }
 
     let server = spawn().await.unwrap();

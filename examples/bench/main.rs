@@ -180,7 +180,7 @@ fn main() -> anyhow::Result<()> {
     }
     handle.close_blocking();
     drop(handle);
-    writer.join();
+    writer.join().expect("the store stops cleanly");
 
     // 3. Restart: the real binary on the same directory, until /status answers; then its memory
     // and find_path over HTTP.
@@ -205,7 +205,7 @@ fn main() -> anyhow::Result<()> {
         analytics::ingest_under_analytics(&handle, &mut feed, a.ingest_secs)?;
         handle.close_blocking();
         drop(handle);
-        writer.join();
+        writer.join().expect("the store stops cleanly");
     }
     Ok(())
 }

@@ -62,7 +62,7 @@ pub struct Graph {
     /// handle, several entries where users share one. No lowercased copies are kept.
     by_handle: HashTable<u32>,
     /// Store uid -> node index (`u32::MAX` where none), to resolve on-disk references.
-    by_uid: Vec<u32>,
+    pub(super) by_uid: Vec<u32>,
     interactions: u64,
     /// Edges between two busy users: exactly the edges (a, b) with out_deg(a) > HUB and
     /// in_deg(b) > HUB. Finding any other edge walks an adjacency list of at most HUB entries; these
@@ -76,6 +76,8 @@ pub struct Graph {
     pub(crate) timeline: Timeline,
     /// Bumped by every change the write path applies: what cached analyses are checked against.
     pub(super) version: u64,
+    /// An open [`super::cut::Cut`]: changes keep before-images for it.
+    pub(super) cut: Option<Arc<super::cut::Cut>>,
 }
 
 /// Degree above which a user counts as busy for [`Graph::busy`].
@@ -120,6 +122,7 @@ impl Graph {
             free_lists: Vec::new(),
             timeline: Timeline::default(),
             version: 0,
+            cut: None,
         }
     }
 
@@ -379,6 +382,9 @@ impl Graph {
 
     /// Overwrites the tie of an existing edge with a non-empty one.
     fn replace_tie(&mut self, e: EdgeIndex, tie: &Tie) {
+        if self.cut.is_some() {
+            self.keep_tie(e, Some(self.tie_at(e)));
+        }
         let old = self.tie_at(e).total();
         self.interactions = self.interactions - old + tie.total();
         if let Some((a, b)) = self.g.edge_endpoints(e) {
@@ -413,7 +419,10 @@ impl Graph {
     /// Adds a user or updates its profile. `None` leaves a known handle or name as it was.
     pub fn upsert_user(&mut self, uid: u32, key: &str, handle: Option<&str>, name: Option<&str>) {
         let i = match self.idx(key) {
-            Some(i) => i,
+            Some(i) => {
+                self.keep_user(i);
+                i
+            }
             None => {
                 let key: Arc<str> = Arc::from(key);
                 let i = self.g.add_node(Node {
@@ -465,6 +474,7 @@ impl Graph {
     /// Removes a user and every edge touching it. Returns false if there was no such user.
     pub fn remove_user(&mut self, key: &str) -> bool {
         let Some(i) = self.idx(key) else { return false };
+        self.keep_user(i);
         // Its own lists go first: removing its edges then only touches the other ends' lists.
         let slot = std::mem::replace(&mut self.g[i].lists, NO_LISTS);
         if slot != NO_LISTS {
@@ -496,6 +506,9 @@ impl Graph {
 
     fn remove_edge(&mut self, e: EdgeIndex) {
         let Some((a, b)) = self.g.edge_endpoints(e) else { return };
+        if self.cut.is_some() {
+            self.keep_tie(e, Some(self.tie_at(e)));
+        }
         if let Some(packed) = self.g.remove_edge(e) {
             let spill = self.spilled.remove(&e);
             let total = packed.unpack(spill.as_ref()).total();
@@ -541,6 +554,7 @@ impl Graph {
         if let Some(counts) = spill {
             self.spilled.insert(e, counts);
         }
+        self.keep_tie(e, None);
         self.interactions += tie.total();
         self.g[a].out_deg += 1;
         self.g[b].in_deg += 1;

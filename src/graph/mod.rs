@@ -3,6 +3,7 @@
 //! Must not depend on actix, sled or reqwest. petgraph indices never leave this module: the rest of
 //! the crate speaks in user keys.
 
+mod cut;
 #[allow(clippy::module_inception)]
 mod graph;
 mod lists;
@@ -16,6 +17,7 @@ mod tie;
 mod timeline;
 mod views;
 
+pub use cut::Cut;
 pub use graph::{Graph, GraphError, TieSlot};
 pub use model::{Interaction, Kind, Platform, Post, Record, UserRef};
 pub use mutation::{validate_key, Mutation, Outcome, Rejection, MAX_KEY_CHARS};

@@ -12,6 +12,7 @@
 //! arrives roughly in time order, so most of a narrow window's chunks are skipped).
 
 use super::model::Kind;
+use std::sync::Arc;
 
 /// One interaction: `from` acted upon `to` with `kind` at `at` (unix seconds, as a [`super::Tie`]
 /// keeps them). The kind rides in the top three bits of `from`: uids stay below 2^29.
@@ -57,6 +58,16 @@ struct Chunk {
     max_at: u32,
 }
 
+/// A copy of a chunk shared with a [`FrozenTimeline`], made before the live timeline changes it:
+/// with the full capacity, so that pushing on never reallocates.
+impl Clone for Chunk {
+    fn clone(&self) -> Chunk {
+        let mut stamps = Vec::with_capacity(self.stamps.capacity().max(self.stamps.len()));
+        stamps.extend_from_slice(&self.stamps);
+        Chunk { stamps, min_at: self.min_at, max_at: self.max_at }
+    }
+}
+
 impl Chunk {
     fn new() -> Chunk {
         Chunk { stamps: Vec::with_capacity(CHUNK), min_at: u32::MAX, max_at: 0 }
@@ -85,11 +96,28 @@ impl Purge {
     }
 }
 
-/// All stamps, in the order they were added.
+/// All stamps, in the order they were added. Chunks are shared with frozen copies (see
+/// [`Timeline::freeze`]) and copied on the first change while shared.
 #[derive(Default)]
 pub(crate) struct Timeline {
-    chunks: Vec<Chunk>,
+    chunks: Vec<Arc<Chunk>>,
     len: usize,
+}
+
+/// The timeline as it was when frozen, whatever the live one does since.
+pub(crate) struct FrozenTimeline {
+    chunks: Vec<Arc<Chunk>>,
+    len: usize,
+}
+
+impl FrozenTimeline {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Stamp> {
+        self.chunks.iter().flat_map(|c| c.stamps.iter())
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
 }
 
 impl Timeline {
@@ -105,9 +133,9 @@ impl Timeline {
 
     pub(crate) fn push(&mut self, s: Stamp) {
         if self.chunks.last().is_none_or(|c| c.stamps.len() == CHUNK) {
-            self.chunks.push(Chunk::new());
+            self.chunks.push(Arc::new(Chunk::new()));
         }
-        let last = self.chunks.last_mut().expect("a chunk was just ensured");
+        let last = Arc::make_mut(self.chunks.last_mut().expect("a chunk was just ensured"));
         last.stamps.push(s);
         last.note(s.at);
         self.len += 1;
@@ -126,6 +154,13 @@ impl Timeline {
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Stamp> {
         self.chunks.iter().flat_map(|c| c.stamps.iter())
+    }
+
+    /// A copy of the timeline as it is now, sharing its chunks: a pointer per 65,536 stamps. The
+    /// live timeline copies a shared chunk before changing it (pushing onto the last one; a purge
+    /// builds new chunks anyway), so the copy costs memory only for what changes while it lives.
+    pub(crate) fn freeze(&self) -> FrozenTimeline {
+        FrozenTimeline { chunks: self.chunks.clone(), len: self.len }
     }
 
     /// Takes out what `purge` names, in one pass that keeps the order of the rest. Returns how many
@@ -183,7 +218,7 @@ impl Timeline {
 
     /// Gives back the slack of the last chunk (after a bulk load).
     pub(crate) fn shrink_to_fit(&mut self) {
-        if let Some(c) = self.chunks.last_mut() {
+        if let Some(c) = self.chunks.last_mut().and_then(Arc::get_mut) {
             c.stamps.shrink_to_fit();
         }
         self.chunks.shrink_to_fit();

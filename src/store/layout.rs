@@ -4,10 +4,9 @@
 //! | key                                         | value                                            |
 //! |---------------------------------------------|--------------------------------------------------|
 //! | `mversion`                                  | layout version (u32 LE)                          |
+//! | `mstore_id`                                 | the store's id, also in the manifest (16 hex)    |
 //! | `mnext_uid`                                 | next user id to assign (u32 LE)                  |
-//! | `mcheckpoint`                               | snapshot id, last log seq in it, users, edges     |
-//! | `l` seq (u64 BE) piece (u32 BE)             | one piece of a group commit: [`Effect`]s          |
-//! | `s` snapshot (u32 BE) chunk (u32 BE)        | a chunk of a snapshot: a sequence of [`Effect`]s  |
+//! | `l` seq (u64 BE) piece (u32 BE)             | one piece of a group commit: a [`PieceHeader`], then [`Effect`]s |
 //! | `p` platform tag (u8) post id               | a post's interactions, for platforms that edit and delete (Mastodon, Bluesky) |
 //! | `c` cursor name                             | a source's resume position (opaque bytes)         |
 //!
@@ -17,6 +16,9 @@
 //! snapshot in bulk and replays the log after it; a checkpoint folds the log into a new snapshot
 //! once the log is as large as the snapshot (so checkpoints cost O(graph) amortised, and the log to
 //! replay never exceeds the snapshot). Users are numbered by the store (uids), never by petgraph.
+//! Snapshots are files beside sled's (see `snapshot` and `manifest`); layouts 2 and 3 kept them in
+//! sled as `s` chunks, with a `mcheckpoint` record, and log pieces without headers: such a directory
+//! is read as it is and rewritten as layout 4 when opened.
 //!
 //! Why pieces: log records and snapshot chunks are cut into values of about [`PIECE_BYTES`], each a
 //! whole number of effects (so each decodes on its own). sled 0.34 stores a value larger than an
@@ -29,14 +31,19 @@
 
 use crate::graph::{Kind, Platform, Tie, TIE_BYTES};
 
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
+
+/// Snapshots in sled, log pieces without checksums: read, then rewritten as the current layout.
+pub const LAYOUT_SNAPSHOT_IN_SLED: u32 = 3;
 
 /// Directories written before the interaction timeline (layout 2) still open: the timeline is then
-/// rebuilt from the edges' first and last times and the directory rewritten as layout 3.
+/// rebuilt from the edges' first and last times and the directory rewritten as the current layout.
 pub const LAYOUT_WITHOUT_TIMELINE: u32 = 2;
 
 pub const META_VERSION: &[u8] = b"mversion";
+pub const META_STORE_ID: &[u8] = b"mstore_id";
 pub const META_NEXT_UID: &[u8] = b"mnext_uid";
+/// Layouts 2 and 3 only.
 pub const META_CHECKPOINT: &[u8] = b"mcheckpoint";
 pub const LOG: u8 = b'l';
 pub const SNAPSHOT: u8 = b's';
@@ -69,6 +76,48 @@ pub fn log_piece_key(seq: u64, piece: u32) -> [u8; 13] {
 /// Just past every log key.
 pub const LOG_END: &[u8] = &[LOG + 1];
 
+/// What starts every log piece of layout 4: a checksum of the rest of the value, and where the piece
+/// belongs (its record, its place, how many pieces the record has), so that a piece that is damaged,
+/// misplaced or missing is found on open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PieceHeader {
+    pub seq: u64,
+    pub piece: u32,
+    pub pieces: u32,
+}
+
+pub const PIECE_HEADER: usize = 20;
+
+/// A log piece as stored: header, then the effects.
+pub fn encode_piece(h: PieceHeader, effects: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(PIECE_HEADER + effects.len());
+    v.extend_from_slice(&[0; 4]);
+    v.extend_from_slice(&h.seq.to_le_bytes());
+    v.extend_from_slice(&h.piece.to_le_bytes());
+    v.extend_from_slice(&h.pieces.to_le_bytes());
+    v.extend_from_slice(effects);
+    let crc = crc32fast::hash(&v[4..]);
+    v[..4].copy_from_slice(&crc.to_le_bytes());
+    v
+}
+
+/// A stored log piece's header and effects, or what is wrong with it.
+pub fn decode_piece(v: &[u8]) -> Result<(PieceHeader, &[u8]), &'static str> {
+    if v.len() < PIECE_HEADER {
+        return Err("shorter than its header");
+    }
+    if crc32fast::hash(&v[4..]).to_le_bytes() != v[..4] {
+        return Err("checksum mismatch");
+    }
+    let u32_at = |i: usize| u32::from_le_bytes(v[i..i + 4].try_into().expect("4 bytes"));
+    let h = PieceHeader {
+        seq: u64::from_le_bytes(v[4..12].try_into().expect("8 bytes")),
+        piece: u32_at(12),
+        pieces: u32_at(16),
+    };
+    Ok((h, &v[PIECE_HEADER..]))
+}
+
 /// Splits a sequence of effects into pieces of at least `target` bytes (the last may be shorter),
 /// each a whole number of effects. A malformed tail stays in the last piece, where decoding reports it.
 pub fn pieces(bytes: &[u8], target: usize) -> Vec<&[u8]> {
@@ -91,12 +140,6 @@ pub fn seq_of_log_key(k: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(k.get(1..9)?.try_into().ok()?))
 }
 
-pub fn snapshot_prefix(snapshot: u32) -> [u8; 5] {
-    let mut k = [SNAPSHOT; 5];
-    k[1..].copy_from_slice(&snapshot.to_be_bytes());
-    k
-}
-
 pub fn snapshot_key(snapshot: u32, chunk: u32) -> [u8; 9] {
     let mut k = [SNAPSHOT; 9];
     k[1..5].copy_from_slice(&snapshot.to_be_bytes());
@@ -114,6 +157,7 @@ pub struct Checkpoint {
     pub ties: u64,
 }
 
+#[cfg(test)]
 pub fn encode_checkpoint(c: &Checkpoint) -> [u8; 28] {
     let mut v = [0u8; 28];
     v[..4].copy_from_slice(&c.snapshot.to_le_bytes());

@@ -6,16 +6,26 @@
 //! batch, flushes (fsync), and only then applies them to the graph and answers. Many concurrent
 //! writers therefore share one flush (group commit), and nothing is acknowledged before it is on disk.
 //!
+//! Checkpoints fold the log into a snapshot file on their own thread (see [`checkpoint`]); a
+//! manifest beside sled's files says what must exist, and opening checks all of it (see [`load`]).
+//! A commit that cannot be made durable is refused with the cause (disk full, other I/O errors),
+//! the store reports itself degraded, and the next commit that succeeds clears it.
+//!
 //! Knows the graph, never HTTP.
 
+mod checkpoint;
 pub mod feed;
 mod layout;
+mod load;
+mod manifest;
+mod seen;
+mod snapshot;
 mod stage;
 
-use crate::graph::{Graph, Mutation, Outcome, Platform, Purge, Rejection};
-use layout::Effect;
-use parking_lot::RwLock;
-use stage::SeenSet;
+use crate::graph::{Graph, Mutation, Outcome, Platform, Rejection};
+use load::{Disk, Loaded};
+use parking_lot::{Mutex, RwLock};
+use seen::SeenSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -36,10 +46,85 @@ pub enum StoreError {
     Open { dir: PathBuf, cause: sled::Error },
     #[error("storage error: {0}")]
     Sled(sled::Error),
+    #[error("storage error {what}: {cause}")]
+    Io { what: String, cause: std::io::Error },
     #[error("data directory {dir} is corrupt: {what}")]
     Corrupt { dir: PathBuf, what: String },
     #[error("the store is shut down")]
     Closed,
+}
+
+impl StoreError {
+    /// The disk (or the quota) is full: the write can succeed once space is freed.
+    pub fn is_storage_full(&self) -> bool {
+        let io = match self {
+            StoreError::Sled(sled::Error::Io(e)) | StoreError::Open { cause: sled::Error::Io(e), .. } => e,
+            StoreError::Io { cause, .. } => cause,
+            _ => return false,
+        };
+        is_full(io)
+    }
+}
+
+fn is_full(e: &std::io::Error) -> bool {
+    // ENOSPC and EDQUOT; sled sometimes wraps the OS error in one of its own.
+    matches!(e.raw_os_error(), Some(28) | Some(122))
+        || e.kind() == std::io::ErrorKind::StorageFull
+        || e.kind() == std::io::ErrorKind::QuotaExceeded
+        || e.to_string().contains("No space left on device")
+}
+
+/// Whether the store can make writes durable right now, for `/status`, the health check and
+/// `/metrics`. Set by the writer after every commit.
+#[derive(Debug, Default)]
+pub struct Health {
+    failing: Mutex<Option<Failing>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Failing {
+    /// `storage_full` or `store_unavailable`.
+    pub code: &'static str,
+    pub message: String,
+    pub since: chrono::DateTime<chrono::Utc>,
+    pub failed_commits: u64,
+}
+
+impl Health {
+    /// `None` while writes succeed.
+    pub fn failing(&self) -> Option<Failing> {
+        self.failing.lock().clone()
+    }
+
+    fn failed(&self, e: &StoreError) {
+        let code = if e.is_storage_full() { "storage_full" } else { "store_unavailable" };
+        let mut f = self.failing.lock();
+        match f.as_mut() {
+            Some(f) => {
+                f.failed_commits += 1;
+                f.code = code;
+                f.message = e.to_string();
+            }
+            None => {
+                *f = Some(Failing {
+                    code,
+                    message: e.to_string(),
+                    since: chrono::Utc::now(),
+                    failed_commits: 1,
+                })
+            }
+        }
+    }
+
+    fn succeeded(&self) {
+        if let Some(f) = self.failing.lock().take() {
+            log::warn!(
+                "store: writes succeed again after {} failed commits since {}",
+                f.failed_commits,
+                f.since.to_rfc3339()
+            );
+        }
+    }
 }
 
 impl From<sled::Error> for StoreError {
@@ -160,6 +245,7 @@ pub struct StoreHandle {
     graph: SharedGraph,
     seen: Arc<RwLock<SeenSet>>,
     stats: Arc<WriteStats>,
+    health: Arc<Health>,
     dir: Arc<PathBuf>,
     /// One count per live handle, to know when the data directory's lock is about to be released.
     live: Arc<()>,
@@ -168,95 +254,246 @@ pub struct StoreHandle {
 
 /// The running writer; joining it waits for every queued mutation to be committed.
 pub struct Writer {
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), StoreError>>>,
 }
 
 impl Writer {
-    /// Waits until every handle is dropped and the queue is drained, then flushes one last time.
-    pub fn join(mut self) {
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+    /// Waits until every handle is dropped and the queue is drained, then checkpoints and flushes
+    /// one last time.
+    ///
+    /// # Errors
+    /// The final flush failed: writes acknowledged before are durable (each was flushed), but the
+    /// clean-stop checkpoint or manifest may not be; the caller should exit non-zero.
+    pub fn join(mut self) -> Result<(), StoreError> {
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(StoreError::Io {
+                what: "in the writer thread".into(),
+                cause: std::io::Error::other("it panicked"),
+            }),
+            None => Ok(()),
         }
     }
+}
+
+/// What `tagflow verify` found in a data directory.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Verified {
+    pub users: usize,
+    pub edges: usize,
+    pub interactions: u64,
+    pub seen_posts: usize,
+    pub snapshot: Option<String>,
+    pub covered_seq: u64,
+    pub log_records: usize,
+    pub last_seq: u64,
+    /// Leftovers that opening would clean up (never damage).
+    pub notes: Vec<String>,
+}
+
+/// Checks a data directory that no service holds, without changing it: everything opening checks.
+///
+/// # Errors
+/// As [`open`]: [`StoreError::Corrupt`] names the damage.
+pub fn verify(dir: &Path) -> Result<Verified, StoreError> {
+    let config = StoreConfig::new(dir);
+    if !dir.join("conf").exists() && !manifest::path(dir).exists() {
+        return Err(StoreError::Corrupt {
+            dir: dir.to_path_buf(),
+            what: "no tagflow data directory here".into(),
+        });
+    }
+    let (db, loaded) = open_db(&config, false)?;
+    let (graph, disk) = (&loaded.graph, &loaded.disk);
+    let _ = db.flush();
+    Ok(Verified {
+        users: graph.user_count(),
+        edges: graph.tie_count(),
+        interactions: graph.timeline_stats().0 as u64,
+        seen_posts: loaded.seen.len(),
+        snapshot: disk.snapshot.as_ref().map(|s| s.file.clone()),
+        covered_seq: disk.covered,
+        log_records: disk.log.len(),
+        last_seq: disk.next_seq - 1,
+        notes: loaded.notes,
+    })
 }
 
 /// Opens (or creates) the data directory, loads the graph and starts the writer thread.
 ///
 /// # Errors
 /// [`StoreError::Locked`] if another process holds the directory, [`StoreError::Open`] for other
-/// failures to open it, [`StoreError::Corrupt`] for unreadable records.
+/// failures to open it, [`StoreError::Corrupt`] for damage (named), [`StoreError::Io`] if a
+/// directory of an older layout cannot be rewritten.
 pub fn open(config: &StoreConfig) -> Result<(StoreHandle, Writer, LoadReport), StoreError> {
     let started = Instant::now();
     let dir = config.dir.clone();
-    // sled releases its file lock from a background thread just after the previous owner in this
-    // process let go (an in-process restart): give it a moment before reporting the directory held.
-    let deadline = Instant::now() + Duration::from_secs(1);
-    let db = loop {
-        let opened = sled::Config::new()
-            .path(&dir)
-            .cache_capacity(config.cache_bytes)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(|e| classify_open_error(&dir, e));
-        match opened {
-            Err(StoreError::Locked { .. }) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            other => break other?,
-        }
-    };
-    let mut upgrade = false;
-    match db.get(layout::META_VERSION)? {
-        None => {
-            db.insert(layout::META_VERSION, &layout::LAYOUT_VERSION.to_le_bytes()[..])?;
-            db.flush()?;
-        }
-        Some(v) if v.as_ref() == layout::LAYOUT_VERSION.to_le_bytes() => {}
-        Some(v) if v.as_ref() == layout::LAYOUT_WITHOUT_TIMELINE.to_le_bytes() => upgrade = true,
-        Some(_) => {
-            return Err(StoreError::Corrupt {
-                dir,
-                what: "unknown layout version (written by a newer tagflow?)".into(),
-            })
-        }
-    }
-    let mut loaded = load(&db, &dir)?;
-    if upgrade {
-        // Written before the timeline: rebuild it from the edges, then rewrite the directory as the
-        // current layout with the first checkpoint (until then, a restart rebuilds it again).
-        loaded.graph.synthesize_timeline();
-        log::warn!(
-            "store: {} was written by an older tagflow without interaction times; the timeline was \
-             rebuilt from each edge's first and last times (exact for edges seen once or twice)",
-            dir.display()
-        );
-        loaded.disk.upgrade = true;
-    }
-    let graph = loaded.graph;
+    let (db, loaded) = open_db(config, true)?;
+    let Loaded { graph, seen, disk, .. } = loaded;
     let report =
         LoadReport { users: graph.user_count(), ties: graph.tie_count(), elapsed: started.elapsed() };
     let graph: SharedGraph = Arc::new(RwLock::new(graph));
-    let seen = Arc::new(RwLock::new(loaded.seen));
+    let seen = Arc::new(RwLock::new(seen));
     // Bounded: a source that outruns the disk waits instead of growing memory.
     let (tx, rx) = mpsc::channel::<Command>(1024);
     let stats = Arc::new(WriteStats::default());
+    let health = Arc::new(Health::default());
     let feed = feed::Feed::new();
-    let writer = WriterLoop {
+    let mut writer = WriterLoop {
         db: db.clone(),
+        dir: dir.clone(),
         graph: graph.clone(),
         seen: seen.clone(),
-        disk: loaded.disk,
+        durable: Arc::new(AtomicU64::new(disk.next_seq - 1)),
+        disk,
         stats: stats.clone(),
+        health: health.clone(),
         max: config.max_batch,
         checkpoint_min: config.checkpoint_min_bytes,
         feed: feed.clone(),
+        running: None,
+        retry_at: None,
     };
+    if writer.disk.legacy.is_some() {
+        // An older layout: rewritten now, before any commit adds pieces of the new kind to it.
+        writer.upgrade()?;
+    }
     let thread = std::thread::Builder::new()
         .name("tagflow-writer".into())
         .spawn(move || writer.run(rx))
         .map_err(|e| StoreError::Open { dir: dir.clone(), cause: sled::Error::Io(e) })?;
-    let handle = StoreHandle { tx, db, graph, seen, stats, dir: Arc::new(dir), live: Arc::new(()), feed };
+    let handle =
+        StoreHandle { tx, db, graph, seen, stats, health, dir: Arc::new(dir), live: Arc::new(()), feed };
     Ok((handle, Writer { thread: Some(thread) }, report))
+}
+
+/// Opens sled and loads what the directory holds, creating a new store in an empty directory.
+/// sled panicking on files it cannot read is caught and reported as damage.
+fn open_db(config: &StoreConfig, repair: bool) -> Result<(sled::Db, Loaded), StoreError> {
+    let dir = &config.dir;
+    let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<_, StoreError> {
+        let db = open_sled(config)?;
+        let loaded = load_dir(&db, dir, repair)?;
+        Ok((db, loaded))
+    }));
+    match attempt {
+        Ok(r) => r,
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Err(StoreError::Corrupt {
+                dir: dir.clone(),
+                what: format!("sled could not read its own files (the files db and conf are damaged): {why}"),
+            })
+        }
+    }
+}
+
+fn open_sled(config: &StoreConfig) -> Result<sled::Db, StoreError> {
+    let dir = &config.dir;
+    // sled releases its file lock from a background thread just after the previous owner in this
+    // process let go (an in-process restart): give it a moment before reporting the directory held.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let opened = sled::Config::new()
+            .path(dir)
+            .cache_capacity(config.cache_bytes)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|e| classify_open_error(dir, e));
+        match opened {
+            Err(StoreError::Locked { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Which layout the directory is of, and its load. A new directory is created as layout 4: the
+/// manifest first, then sled's marks, so that a crash in between leaves a directory that opens.
+fn load_dir(db: &sled::Db, dir: &Path, repair: bool) -> Result<Loaded, StoreError> {
+    let corrupt = |what: String| StoreError::Corrupt { dir: dir.to_path_buf(), what };
+    let m = manifest::read(dir).map_err(&corrupt)?;
+    let version = match db.get(layout::META_VERSION)? {
+        None => None,
+        Some(v) => Some(u32::from_le_bytes(
+            v.as_ref().try_into().map_err(|_| corrupt("the layout version record is damaged".into()))?,
+        )),
+    };
+    match (version, m) {
+        (Some(layout::LAYOUT_VERSION), Some(m)) => load::load(db, dir, &m, repair),
+        (Some(layout::LAYOUT_VERSION), None) => Err(corrupt(format!(
+            "its {} is missing: which snapshot and how much log it must hold is unknown",
+            manifest::FILE
+        ))),
+        (Some(v @ (layout::LAYOUT_SNAPSHOT_IN_SLED | layout::LAYOUT_WITHOUT_TIMELINE)), _) => {
+            load::load_legacy(db, dir, v == layout::LAYOUT_WITHOUT_TIMELINE)
+        }
+        (Some(v), _) => Err(corrupt(format!("unknown layout version {v} (written by a newer tagflow?)"))),
+        // A manifest of a store that never held anything: its creation was cut short.
+        (None, Some(m)) if m.snapshot.is_none() && m.last_seq == 0 && db.is_empty() => {
+            create(db, dir, m.store_id, repair)
+        }
+        (None, Some(m)) => Err(corrupt(format!(
+            "sled's database (the files db and conf) is empty or missing, but the {} says it held log \
+             records up to {}{}",
+            manifest::FILE,
+            m.last_seq,
+            m.snapshot.map(|s| format!(" beside snapshot {}", s.file)).unwrap_or_default()
+        ))),
+        (None, None) if !db.is_empty() => {
+            Err(corrupt("sled's database holds records but no layout version".into()))
+        }
+        (None, None) => {
+            if let Some(f) = std::fs::read_dir(dir)
+                .map_err(|e| corrupt(e.to_string()))?
+                .filter_map(Result::ok)
+                .find(|e| e.file_name().to_string_lossy().starts_with("checkpoint-"))
+            {
+                return Err(corrupt(format!(
+                    "it holds {} but neither a {} nor sled's records",
+                    f.file_name().to_string_lossy(),
+                    manifest::FILE
+                )));
+            }
+            create(db, dir, new_store_id(), repair)
+        }
+    }
+}
+
+fn create(db: &sled::Db, dir: &Path, store_id: String, write: bool) -> Result<Loaded, StoreError> {
+    if write {
+        manifest::write(dir, &manifest::Manifest::new(store_id.clone()))
+            .map_err(|e| StoreError::Io { what: format!("writing {}", manifest::FILE), cause: e })?;
+        db.insert(layout::META_STORE_ID, store_id.as_bytes())?;
+        db.insert(layout::META_VERSION, &layout::LAYOUT_VERSION.to_le_bytes()[..])?;
+        db.flush()?;
+    }
+    Ok(Loaded {
+        graph: Graph::new(),
+        seen: SeenSet::default(),
+        notes: Vec::new(),
+        disk: Disk {
+            store_id,
+            next_uid: 0,
+            next_seq: 1,
+            snapshot: None,
+            covered: 0,
+            log: Default::default(),
+            log_bytes: 0,
+            legacy: None,
+        },
+    })
+}
+
+fn new_store_id() -> String {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    format!("{:016x}", crate::rng::mix64(nanos as u64 ^ (u64::from(std::process::id()) << 40)))
 }
 
 fn classify_open_error(dir: &Path, e: sled::Error) -> StoreError {
@@ -267,236 +504,44 @@ fn classify_open_error(dir: &Path, e: sled::Error) -> StoreError {
         || text.contains("Resource temporarily unavailable")
     {
         StoreError::Locked { dir: dir.to_path_buf() }
+    } else if matches!(e, sled::Error::Corruption { .. }) {
+        StoreError::Corrupt {
+            dir: dir.to_path_buf(),
+            what: format!("sled reports its own files damaged: {e}"),
+        }
     } else {
         StoreError::Open { dir: dir.to_path_buf(), cause: e }
     }
 }
 
-/// What opening the data directory found.
-struct Loaded {
-    graph: Graph,
-    seen: SeenSet,
-    disk: Disk,
+/// A checkpoint running on its own thread.
+struct Running {
+    thread: std::thread::JoinHandle<Result<checkpoint::Done, StoreError>>,
+    started: Instant,
 }
 
-/// Where the store stands on disk: found by `load`, then kept up to date by the writer.
-struct Disk {
-    next_uid: u32,
-    next_seq: u64,
-    /// The current snapshot id and the last log seq it covers.
-    snapshot: (u32, u64),
-    /// Bytes of log written since that snapshot, and the snapshot's own size.
-    log_bytes: u64,
-    snapshot_bytes: u64,
-    /// How many chunks the current snapshot has, and how many pieces each log record after it has
-    /// (0 for a record written whole, before pieces): what the next checkpoint drops, by key.
-    snapshot_chunks: u32,
-    log_pieces: Vec<u32>,
-    /// The directory is of the layout before the timeline: the next checkpoint rewrites it.
-    upgrade: bool,
-}
-
-/// Rebuilds the graph: the latest snapshot in bulk, then every log record after it, in order.
-///
-/// Everything is read by key, never by iterating a range: sled 0.34's iterators page in every leaf
-/// they pass without ever counting it against the cache, so a scan of the snapshot left all of it
-/// resident for the life of the process (measured: 310 MB at ten million interactions), while a
-/// `get` is counted and evicted like any other access. Snapshot chunks and log pieces are numbered
-/// densely, so the keys to read are known.
-fn load(db: &sled::Db, dir: &Path) -> Result<Loaded, StoreError> {
-    let corrupt = |what: String| StoreError::Corrupt { dir: dir.to_path_buf(), what };
-    let checkpoint = match db.get(layout::META_CHECKPOINT)? {
-        Some(v) => layout::decode_checkpoint(&v).ok_or_else(|| corrupt("bad checkpoint record".into()))?,
-        None => layout::Checkpoint::default(),
-    };
-    let (snapshot, covered) = (checkpoint.snapshot, checkpoint.seq);
-    let mut graph = Graph::new();
-    // Sized once: growing by doubling would leave up to half of the largest vectors unused.
-    graph.reserve(checkpoint.users as usize, checkpoint.ties as usize);
-    let mut seen = SeenSet::default();
-    let mut max_uid: Option<u32> = None;
-    let mut purge = Purge::default();
-    let mut snapshot_bytes = 0u64;
-    let mut snapshot_chunks = 0u32;
-    // No checkpoint was ever completed when it covers nothing: any chunk is a leftover.
-    if covered > 0 {
-        while let Some(v) = db.get(layout::snapshot_key(snapshot, snapshot_chunks))? {
-            snapshot_bytes += v.len() as u64;
-            replay(&mut graph, &mut seen, &mut max_uid, &mut purge, &v, true)
-                .map_err(|at| corrupt(format!("snapshot chunk {snapshot_chunks} at byte {at}")))?;
-            snapshot_chunks += 1;
-        }
-    }
-    drop_stale_chunks(db, if covered > 0 { Some(snapshot) } else { None })?;
-    let mut next_seq = covered + 1;
-    let mut log_bytes = 0u64;
-    let mut log_pieces = Vec::new();
-    loop {
-        // A record written before log pieces is one value under the record's own key.
-        let whole = db.get(layout::log_key(next_seq))?;
-        let mut pieces = 0u32;
-        let mut replay_one = |v: &[u8], what: &dyn Fn() -> String| {
-            log_bytes += v.len() as u64;
-            replay(&mut graph, &mut seen, &mut max_uid, &mut purge, v, false)
-                .map_err(|at| corrupt(format!("log record {next_seq}{} at byte {at}", what())))
-        };
-        if let Some(v) = &whole {
-            replay_one(v, &String::new)?;
-        }
-        while let Some(v) = db.get(layout::log_piece_key(next_seq, pieces))? {
-            replay_one(&v, &|| format!(" piece {pieces}"))?;
-            pieces += 1;
-        }
-        if whole.is_none() && pieces == 0 {
-            break;
-        }
-        log_pieces.push(pieces);
-        next_seq += 1;
-    }
-    // Records are numbered densely: anything past the first missing one means a lost record.
-    if let Some(kv) = db.range(&layout::log_key(next_seq)[..]..layout::LOG_END).next() {
-        let (k, _) = kv?;
-        return Err(corrupt(format!(
-            "log record {next_seq} is missing but {:?} follows it",
-            layout::seq_of_log_key(&k)
-        )));
-    }
-    let stored_next = match db.get(layout::META_NEXT_UID)? {
-        Some(v) => u32::from_le_bytes(v.as_ref().try_into().map_err(|_| corrupt("bad next_uid".into()))?),
-        None => 0,
-    };
-    let next_uid = stored_next.max(max_uid.map_or(0, |m| m + 1));
-    graph.purge_timeline(&purge);
-    graph.shrink_to_fit();
-    // The tables are sized exactly by loading: the first writes would double them (see there).
-    graph.reserve_headroom();
-    Ok(Loaded {
-        graph,
-        seen,
-        disk: Disk {
-            next_uid,
-            next_seq,
-            snapshot: (snapshot, covered),
-            log_bytes,
-            snapshot_bytes,
-            snapshot_chunks,
-            log_pieces,
-            upgrade: false,
-        },
-    })
-}
-
-/// Removes chunks of any snapshot but `current`: leftovers of a checkpoint cut short. Looks at one
-/// key on each side of the current snapshot; only when something is there does it walk the rest.
-fn drop_stale_chunks(db: &sled::Db, current: Option<u32>) -> Result<(), sled::Error> {
-    let all = [layout::SNAPSHOT];
-    let end = [layout::SNAPSHOT + 1];
-    let (below, above) = match current {
-        Some(id) => (
-            layout::snapshot_prefix(id).to_vec(),
-            id.checked_add(1).map(|n| layout::snapshot_prefix(n).to_vec()),
-        ),
-        None => (end.to_vec(), None),
-    };
-    let mut stale = sled::Batch::default();
-    let mut n = 0usize;
-    let mut sweep = |range: sled::Iter| -> Result<(), sled::Error> {
-        for kv in range {
-            stale.remove(kv?.0);
-            n += 1;
-        }
-        Ok(())
-    };
-    if db.range(&all[..]..&below[..]).next().is_some() {
-        sweep(db.range(&all[..]..&below[..]))?;
-    }
-    if let Some(above) = above {
-        if db.range(&above[..]..&end[..]).next().is_some() {
-            sweep(db.range(&above[..]..&end[..]))?;
-        }
-    }
-    if n > 0 {
-        log::info!("store: removing {n} chunks of an unfinished checkpoint");
-        db.apply_batch(stale)?;
-    }
-    Ok(())
-}
-
-/// Applies one record's effects to the graph. Snapshot edges are known to be new (`fresh`): they
-/// are added without looking for an existing edge.
-///
-/// Timeline removals are gathered in `purge` and carried out in one pass over the timeline, just
-/// before a later stamp they could concern (or once the whole log is read): a pass per record
-/// would make replaying a log of deletions quadratic.
-fn replay(
-    graph: &mut Graph,
-    seen: &mut SeenSet,
-    max_uid: &mut Option<u32>,
-    purge: &mut Purge,
-    record: &[u8],
-    fresh: bool,
-) -> Result<(), usize> {
-    for effect in layout::Decoder::new(record) {
-        match effect? {
-            Effect::UserPut { uid, key, handle, name } => {
-                graph.upsert_user(uid, key, handle, name);
-                *max_uid = Some(max_uid.map_or(uid, |m| m.max(uid)));
-            }
-            Effect::UserDrop { uid } => {
-                graph.remove_user_by_uid(uid);
-                purge.uids.insert(uid);
-            }
-            Effect::PurgePair { from, to } => {
-                purge.pairs.insert((from, to));
-            }
-            Effect::Unstamp { from, to, kind, at } => {
-                purge.stamps.push((from, to, kind, (at != 0).then_some(at)));
-            }
-            Effect::Stamp { from, to, kind, at } => {
-                let concerned = !purge.is_empty()
-                    && (purge.uids.contains(&from)
-                        || purge.uids.contains(&to)
-                        || purge.pairs.contains(&(from, to))
-                        || purge.stamps.iter().any(|&(a, b, k, _)| (a, b, k) == (from, to, kind)));
-                if concerned {
-                    graph.purge_timeline(purge);
-                    *purge = Purge::default();
-                }
-                graph.stamp(from, to, kind, at);
-            }
-            Effect::TieSet { from, to, tie } => {
-                if fresh {
-                    graph.load_tie(from, to, tie);
-                } else {
-                    graph.set_tie_by_uid(from, to, tie);
-                }
-            }
-            Effect::Seen { hash } => {
-                seen.insert(hash);
-            }
-        }
-    }
-    Ok(())
-}
+/// How long after a failed checkpoint the next is tried (the log keeps everything meanwhile).
+const CHECKPOINT_RETRY: Duration = Duration::from_secs(10);
 
 struct WriterLoop {
     db: sled::Db,
+    dir: PathBuf,
     graph: SharedGraph,
     seen: Arc<RwLock<SeenSet>>,
     disk: Disk,
+    /// The last log record flushed, shared with checkpoints (for the manifest).
+    durable: Arc<AtomicU64>,
     stats: Arc<WriteStats>,
+    health: Arc<Health>,
     max: usize,
     checkpoint_min: u64,
     feed: feed::Feed,
+    running: Option<Running>,
+    retry_at: Option<Instant>,
 }
 
 impl WriterLoop {
-    fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        if self.disk.upgrade {
-            if let Err(e) = self.checkpoint() {
-                log::error!("store: rewriting the data directory with its timeline failed: {e}");
-            }
-        }
+    fn run(mut self, mut rx: mpsc::Receiver<Command>) -> Result<(), StoreError> {
         let mut stopping = false;
         let mut abort = false;
         while let Some(first) = rx.blocking_recv() {
@@ -517,6 +562,7 @@ impl WriterLoop {
                 }
             }
             self.commit(commands);
+            self.tend_checkpoint(false);
             if stopping {
                 // Later senders get `Closed`: their reply channels are dropped with the receiver.
                 rx.close();
@@ -524,16 +570,47 @@ impl WriterLoop {
             }
         }
         self.feed.close();
+        if abort {
+            // As a crash would leave it, after the running checkpoint (if any) finished or failed:
+            // both are states a crash can leave. Its thread holds sled, so it is waited for.
+            if let Some(r) = self.running.take() {
+                let _ = r.thread.join();
+            }
+            log::debug!("store: writer stopped without a final checkpoint");
+            return Ok(());
+        }
+        self.tend_checkpoint(true);
         // A clean stop folds the log into a snapshot, so that the next start is a bulk load.
-        if (self.disk.log_bytes > 0 || self.disk.upgrade) && !abort {
-            if let Err(e) = self.checkpoint() {
+        let mut result = Ok(());
+        if self.disk.log_bytes > 0 {
+            if let Err(e) = self.checkpoint_now() {
                 log::error!("store: checkpoint at shutdown failed: {e}");
+                result = Err(e);
             }
         }
         if let Err(e) = self.db.flush() {
             log::error!("store: final flush failed: {e}");
+            result = Err(e.into());
+        }
+        if result.is_ok() {
+            let m = self.manifest(true);
+            if let Err(e) = manifest::write(&self.dir, &m) {
+                log::error!("store: writing the manifest at shutdown failed: {e}");
+                result = Err(StoreError::Io { what: format!("writing {}", manifest::FILE), cause: e });
+            }
         }
         log::debug!("store: writer stopped");
+        result
+    }
+
+    fn manifest(&self, clean: bool) -> manifest::Manifest {
+        manifest::Manifest {
+            snapshot: self.disk.snapshot.clone(),
+            covered_seq: self.disk.covered,
+            last_seq: self.disk.next_seq - 1,
+            clean,
+            ..manifest::Manifest::new(self.disk.store_id.clone())
+        }
     }
 
     fn commit(&mut self, commands: Vec<Command>) {
@@ -553,6 +630,7 @@ impl WriterLoop {
         self.stats.mutations.fetch_add(total as u64, Ordering::Relaxed);
         match result {
             Ok(outcomes) => {
+                self.health.succeeded();
                 let mut outcomes = outcomes.into_iter();
                 for (reply, size) in replies.into_iter().zip(sizes) {
                     let mine: Vec<_> = outcomes.by_ref().take(size).collect();
@@ -562,9 +640,14 @@ impl WriterLoop {
                 }
             }
             Err(e) => {
+                let e = StoreError::Sled(e);
                 log::error!("store: commit of {total} mutations failed: {e}");
+                self.health.failed(&e);
                 for reply in replies.into_iter().flatten() {
-                    let _ = reply.send(Err(StoreError::Sled(e.clone())));
+                    let _ = reply.send(Err(match &e {
+                        StoreError::Sled(s) => StoreError::Sled(s.clone()),
+                        _ => StoreError::Closed,
+                    }));
                 }
             }
         }
@@ -595,10 +678,12 @@ impl WriterLoop {
         let mut batch = std::mem::take(&mut staged.batch);
         let log = std::mem::take(&mut staged.log);
         let log_len = log.len() as u64;
+        let seq = self.disk.next_seq;
         let pieces = layout::pieces(&log, layout::PIECE_BYTES);
         let n_pieces = pieces.len() as u32;
         for (i, piece) in pieces.into_iter().enumerate() {
-            batch.insert(&layout::log_piece_key(self.disk.next_seq, i as u32)[..], piece);
+            let header = layout::PieceHeader { seq, piece: i as u32, pieces: n_pieces };
+            batch.insert(&layout::log_piece_key(seq, i as u32)[..], layout::encode_piece(header, piece));
         }
         self.db.apply_batch(batch)?;
         self.stats.write_micros.fetch_add(micros(t), Ordering::Relaxed);
@@ -609,9 +694,10 @@ impl WriterLoop {
         self.stats.flush_micros.fetch_add(micros(t), Ordering::Relaxed);
         self.stats.flush_seconds.observe(t.elapsed().as_secs_f64());
         if log_len > 0 {
-            self.disk.log_pieces.push(n_pieces);
+            self.disk.log.push_back((n_pieces, log_len));
             self.disk.next_seq += 1;
             self.disk.log_bytes += log_len;
+            self.durable.store(seq, Ordering::Release);
         }
         self.disk.next_uid = staged.next_uid;
         let t = Instant::now();
@@ -627,107 +713,140 @@ impl WriterLoop {
             self.feed.send(changes);
         }
         self.stats.apply_micros.fetch_add(micros(t), Ordering::Relaxed);
-        // A checkpoint once the log is as large as the last snapshot (and not tiny): checkpoints then
-        // cost O(graph) amortised over the writes, and a restart never replays more log than snapshot.
-        if self.disk.log_bytes >= self.checkpoint_min.max(self.disk.snapshot_bytes) {
-            if let Err(e) = self.checkpoint() {
-                // The log still holds everything: a failed checkpoint only costs restart time.
-                log::error!("store: checkpoint failed: {e}");
-            }
-        }
         Ok(outcomes)
     }
 
-    /// Writes the whole graph and seen-set as a new snapshot, then switches to it and drops the log
-    /// it covers and the previous snapshot. Crash-safe at every step: until the one batch that
-    /// switches, the old snapshot and the full log are what a restart loads.
-    fn checkpoint(&mut self) -> Result<(), sled::Error> {
-        let t = Instant::now();
-        let covered = self.disk.next_seq - 1;
-        let id = self.disk.snapshot.0.wrapping_add(1);
-        // Leftovers of an attempt at this same snapshot that failed part-way would load with it.
-        for kv in self.db.scan_prefix(layout::snapshot_prefix(id)) {
-            self.db.remove(kv?.0)?;
+    /// Collects a finished checkpoint (with `wait`, waits for a running one), and starts the next
+    /// once the log is as large as the last snapshot (and not tiny): checkpoints then cost O(graph)
+    /// amortised over the writes, and a restart never replays much more log than snapshot.
+    fn tend_checkpoint(&mut self, wait: bool) {
+        if let Some(r) = self.running.take() {
+            if !wait && !r.thread.is_finished() {
+                self.running = Some(r);
+                return;
+            }
+            let result = r.thread.join().unwrap_or_else(|_| {
+                Err(StoreError::Io {
+                    what: "in the checkpoint thread".into(),
+                    cause: std::io::Error::other("it panicked"),
+                })
+            });
+            self.graph.write().close_cut();
+            self.finished(result, r.started);
         }
-        let mut enc = layout::Encoder::default();
-        let (mut users, mut ties) = (0u64, 0u64);
-        // Chunks go to sled as they fill: the snapshot is never held whole in memory.
-        let (mut chunk, mut bytes) = (0u32, 0u64);
-        let mut failed: Option<sled::Error> = None;
-        let db = &self.db;
-        let mut cut = |enc: &mut layout::Encoder, last: bool| {
-            if (enc.buf.len() >= layout::PIECE_BYTES || (last && !enc.buf.is_empty())) && failed.is_none() {
-                bytes += enc.buf.len() as u64;
-                if let Err(e) = db.insert(layout::snapshot_key(id, chunk), &enc.buf[..]) {
-                    failed = Some(e);
+        if wait || self.running.is_some() || self.retry_at.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        if self.disk.log_bytes >= self.checkpoint_min.max(self.disk.snapshot_bytes()) {
+            let job = self.job();
+            let started = Instant::now();
+            match std::thread::Builder::new().name("tagflow-checkpoint".into()).spawn(move || job.run()) {
+                Ok(thread) => self.running = Some(Running { thread, started }),
+                Err(e) => {
+                    self.graph.write().close_cut();
+                    log::error!("store: cannot start a checkpoint thread: {e}");
                 }
-                chunk += 1;
-                enc.buf.clear();
             }
-        };
-        {
-            // Users first, then edges, then seen posts: the order load replays them in. Only this
-            // thread writes the graph, so the read lock held meanwhile holds up no reader.
-            let graph = self.graph.read();
-            graph.for_each_user(|uid, key, handle, name| {
-                enc.user_put(uid, key, handle, name);
-                users += 1;
-                cut(&mut enc, false);
-            });
-            graph.for_each_tie(|a, b, tie| {
-                enc.tie_set(a, b, tie);
-                ties += 1;
-                cut(&mut enc, false);
-            });
-            graph.for_each_stamp(|a, b, kind, at| {
-                enc.stamp(a, b, kind, at);
-                cut(&mut enc, false);
-            });
         }
-        for h in self.seen.read().iter() {
-            enc.seen(*h);
-            cut(&mut enc, false);
+    }
+
+    /// A checkpoint of the graph as it is now; opens the cut (under the write lock: cheap).
+    fn job(&mut self) -> checkpoint::Job {
+        let cut = self.graph.write().open_cut();
+        checkpoint::Job {
+            dir: self.dir.clone(),
+            db: self.db.clone(),
+            graph: self.graph.clone(),
+            seen: self.seen.clone(),
+            cut,
+            store_id: self.disk.store_id.clone(),
+            id: self.disk.snapshot.as_ref().map_or(0, |s| s.id).wrapping_add(1),
+            covered: self.disk.next_seq - 1,
+            next_uid: self.disk.next_uid,
+            drop_from: self.disk.covered + 1,
+            drop_pieces: self.disk.log.iter().map(|&(pieces, _)| pieces).collect(),
+            old_file: self.disk.snapshot.as_ref().map(|s| s.file.clone()),
+            durable: self.durable.clone(),
         }
-        cut(&mut enc, true);
-        if let Some(e) = failed {
-            return Err(e);
+    }
+
+    fn finished(&mut self, result: Result<checkpoint::Done, StoreError>, started: Instant) {
+        match result {
+            Ok(done) => {
+                let dropped = &mut self.disk.log;
+                let bytes: u64 = dropped.drain(..done.dropped.min(dropped.len())).map(|(_, b)| b).sum();
+                self.disk.log_bytes -= bytes;
+                log::info!(
+                    "store: checkpoint {} covers log up to {}: {:.1} MiB in {:.2}s (log was {:.1} MiB)",
+                    done.entry.id,
+                    done.covered,
+                    done.entry.summary.bytes as f64 / (1 << 20) as f64,
+                    started.elapsed().as_secs_f64(),
+                    bytes as f64 / (1 << 20) as f64
+                );
+                self.disk.snapshot = Some(done.entry);
+                self.disk.covered = done.covered;
+                self.retry_at = None;
+                self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+                self.stats.checkpoint_seconds.observe(started.elapsed().as_secs_f64());
+            }
+            Err(e) => {
+                // The log still holds everything: a failed checkpoint only costs restart time.
+                log::error!("store: checkpoint failed (retrying in {}s): {e}", CHECKPOINT_RETRY.as_secs());
+                self.retry_at = Some(Instant::now() + CHECKPOINT_RETRY);
+            }
         }
-        self.db.flush()?;
-        // The switch: one atomic batch points at the new snapshot and drops what it replaces.
+    }
+
+    /// A checkpoint on this thread, waited for (at a clean stop, and rewriting an older layout).
+    fn checkpoint_now(&mut self) -> Result<(), StoreError> {
+        let job = self.job();
+        let started = Instant::now();
+        let result = job.run();
+        self.graph.write().close_cut();
+        let failed = result.as_ref().err().map(|e| StoreError::Io {
+            what: "checkpointing".into(),
+            cause: std::io::Error::other(e.to_string()),
+        });
+        self.finished(result, started);
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Rewrites a directory of layout 2 or 3 as layout 4: a snapshot file and a manifest, then one
+    /// sled batch that drops the old snapshot chunks and log and marks the new layout.
+    fn upgrade(&mut self) -> Result<(), StoreError> {
+        let legacy = self.disk.legacy.take().expect("an older layout");
+        self.disk.store_id = new_store_id();
+        self.checkpoint_now()?;
         let mut batch = sled::Batch::default();
-        let record = layout::Checkpoint { snapshot: id, seq: covered, users, ties };
-        batch.insert(layout::META_CHECKPOINT, &layout::encode_checkpoint(&record)[..]);
-        // The snapshot holds the timeline: from here on the directory is of the current layout.
-        batch.insert(layout::META_VERSION, &layout::LAYOUT_VERSION.to_le_bytes()[..]);
-        // By key, not by scanning (see `load`): a scan would page in everything it drops.
-        let first = self.disk.snapshot.1 + 1;
-        for (seq, &pieces) in (first..).zip(&self.disk.log_pieces) {
-            if pieces == 0 {
-                batch.remove(&layout::log_key(seq)[..]);
-            }
+        for chunk in 0..legacy.chunks {
+            batch.remove(&layout::snapshot_key(legacy.snapshot, chunk)[..]);
+        }
+        for (seq, &pieces) in (legacy.first_seq..).zip(&legacy.pieces) {
+            batch.remove(&layout::log_key(seq)[..]);
             for piece in 0..pieces {
                 batch.remove(&layout::log_piece_key(seq, piece)[..]);
             }
         }
-        for chunk in 0..self.disk.snapshot_chunks {
-            batch.remove(&layout::snapshot_key(self.disk.snapshot.0, chunk)[..]);
+        // Chunks of checkpoints the old layout left unfinished.
+        for k in self.db.scan_prefix([layout::SNAPSHOT]).keys() {
+            batch.remove(k?);
         }
+        batch.remove(layout::META_CHECKPOINT);
+        batch.insert(layout::META_STORE_ID, self.disk.store_id.as_bytes());
+        batch.insert(layout::META_VERSION, &layout::LAYOUT_VERSION.to_le_bytes()[..]);
         self.db.apply_batch(batch)?;
         self.db.flush()?;
         log::info!(
-            "store: checkpoint {id} covers log up to {covered}: {:.1} MiB in {:.2}s (log was {:.1} MiB)",
-            bytes as f64 / (1 << 20) as f64,
-            t.elapsed().as_secs_f64(),
-            self.disk.log_bytes as f64 / (1 << 20) as f64
+            "store: {} rewritten from layout {} to {}",
+            self.dir.display(),
+            if legacy.without_timeline {
+                layout::LAYOUT_WITHOUT_TIMELINE
+            } else {
+                layout::LAYOUT_SNAPSHOT_IN_SLED
+            },
+            layout::LAYOUT_VERSION
         );
-        self.disk.snapshot = (id, covered);
-        self.disk.snapshot_bytes = bytes;
-        self.disk.snapshot_chunks = chunk;
-        self.disk.log_pieces.clear();
-        self.disk.log_bytes = 0;
-        self.disk.upgrade = false;
-        self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
-        self.stats.checkpoint_seconds.observe(t.elapsed().as_secs_f64());
         Ok(())
     }
 }
@@ -857,6 +976,11 @@ impl StoreHandle {
 
     pub fn stats(&self) -> &WriteStats {
         &self.stats
+    }
+
+    /// Whether commits are failing right now, and why.
+    pub fn health(&self) -> &Health {
+        &self.health
     }
 
     /// A source's persisted resume position.

@@ -4,11 +4,11 @@
 
 use super::feed::{Changes, TieChange};
 use super::layout::{self, PostEdge};
+use super::seen::SeenSet;
 use crate::graph::{
     clamp_time, Graph, Kind, Mutation, Outcome, Platform, Post, Purge, Rejection, Tie, TieSlot, UserRef,
 };
 use rustc_hash::{FxHashMap as HashMap, FxHashSet};
-use std::collections::HashSet;
 
 /// A user created or changed in this batch.
 #[derive(Debug, Clone)]
@@ -97,27 +97,6 @@ impl Staged {
 pub trait PostLookup {
     fn seen(&self, hash: u64) -> bool;
     fn post(&self, key: &[u8]) -> Result<Option<Vec<u8>>, sled::Error>;
-}
-
-/// The set of post fingerprints seen so far. The values are already uniformly distributed hashes,
-/// so the set hashes them with the identity.
-pub type SeenSet = HashSet<u64, std::hash::BuildHasherDefault<IdentityHasher>>;
-
-#[derive(Default)]
-pub struct IdentityHasher(u64);
-
-impl std::hash::Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
 }
 
 /// The live lookup: the writer's seen-set and sled's post records.
@@ -338,7 +317,7 @@ impl<L: PostLookup> Stage<'_, L> {
         // Its interactions leave the timeline: staged ones here, the graph's by its uid on apply.
         self.stamps.retain(|&(a, b, _, _)| a != uid && b != uid);
         self.purge.uids.insert(uid);
-        let mut removed: HashSet<(String, String)> = Default::default();
+        let mut removed: FxHashSet<(String, String)> = Default::default();
         // Edges staged in this batch.
         let staged: Vec<(String, String)> =
             self.ties.keys().filter(|(a, b)| a == key || b == key).cloned().collect();

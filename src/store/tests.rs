@@ -28,12 +28,12 @@ fn open_with(dir: &Path, checkpoint_min_bytes: u64) -> (StoreHandle, Writer) {
 fn crash(h: StoreHandle, w: Writer) {
     h.crash_for_tests();
     drop(h);
-    w.join();
+    w.join().expect("the store stops cleanly");
 }
 
 fn close(h: StoreHandle, w: Writer) {
     drop(h);
-    w.join();
+    w.join().expect("the store stops cleanly");
 }
 
 fn post(id: &str, author: &str, targets: &[(Kind, &str)]) -> Post {
@@ -316,48 +316,85 @@ fn large_commits_and_snapshots_are_stored_in_small_pieces_and_reload_exactly() {
     crash(h, w);
     let (h, w) = open_dir(dir.path());
     assert_eq!(dump(&h), before);
-    // A clean stop: the checkpoint writes a snapshot of many chunks, and the log is gone.
+    // A clean stop: the checkpoint writes a snapshot file, the manifest names it, the log is gone.
     close(h, w);
+    let m = manifest::read(dir.path()).unwrap().expect("a manifest");
+    assert!(m.clean && m.covered_seq == m.last_seq && m.covered_seq >= 3, "{m:?}");
+    let snap = m.snapshot.expect("a snapshot");
+    assert_eq!(snap.counts.ties as usize, before.1.len());
+    assert!(dir.path().join(&snap.file).exists());
     let (h, w) = open_dir(dir.path());
     assert_eq!(dump(&h), before);
     assert_eq!(h.db.scan_prefix([layout::LOG]).count(), 0, "the checkpoint dropped the log");
-    let chunks = h.db.scan_prefix([layout::SNAPSHOT]).count();
-    assert!(chunks > 50, "{chunks} snapshot chunks");
-    assert!(largest_value(&h) < 8 << 10, "a snapshot value of {} bytes", largest_value(&h));
+    assert!(largest_value(&h) < 8 << 10, "a value of {} bytes", largest_value(&h));
     close(h, w);
 }
 
-#[test]
-fn log_records_written_whole_before_pieces_still_load() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        // The layout as version 2 wrote it before log pieces: one 9-byte key per record.
-        let db = sled::open(dir.path()).unwrap();
-        db.insert(layout::META_VERSION, &layout::LAYOUT_VERSION.to_le_bytes()[..]).unwrap();
-        let mut enc = layout::Encoder::default();
-        enc.user_put(0, "x:1", Some("one"), None);
-        enc.user_put(1, "x:2", None, None);
-        let mut tie = Tie::default();
-        tie.add(Kind::Quote, 1_600_000_000);
-        enc.tie_set(0, 1, &tie);
-        db.insert(layout::log_key(1), enc.buf).unwrap();
-        db.flush().unwrap();
+/// A directory as layout 3 wrote it: a snapshot in sled chunks, a log of pieces without headers
+/// and a record written whole, leftover chunks of an unfinished checkpoint.
+fn write_layout_3(dir: &Path, version: u32) {
+    let db = sled::open(dir).unwrap();
+    db.insert(layout::META_VERSION, &version.to_le_bytes()[..]).unwrap();
+    let mut tie = Tie::default();
+    tie.add(Kind::Quote, 1_600_000_000);
+    let mut snap = layout::Encoder::default();
+    snap.user_put(0, "x:1", Some("one"), None);
+    snap.user_put(1, "x:2", None, None);
+    snap.tie_set(0, 1, &tie);
+    if version == layout::LAYOUT_SNAPSHOT_IN_SLED {
+        snap.stamp(0, 1, Kind::Quote, 1_600_000_000);
     }
-    let (h, w) = open_dir(dir.path());
-    let (users, ties) = dump(&h);
-    assert_eq!(users.len(), 2);
-    assert_eq!((ties.len(), ties[0].kinds.quote), (1, 1));
-    // New records go after it, and a clean stop folds both into a snapshot.
-    one(&h, Mutation::AddInteraction { from: "x:2".into(), to: "x:1".into(), kind: Kind::Manual, at: 1 })
-        .unwrap();
-    close(h, w);
-    let (h, w) = open_dir(dir.path());
-    assert_eq!(dump(&h).1.len(), 2);
-    close(h, w);
+    db.insert(layout::snapshot_key(4, 0), snap.buf).unwrap();
+    let record = layout::Checkpoint { snapshot: 4, seq: 2, users: 2, ties: 1 };
+    db.insert(layout::META_CHECKPOINT, &layout::encode_checkpoint(&record)[..]).unwrap();
+    let mut log = layout::Encoder::default();
+    log.user_put(2, "x:3", None, None);
+    log.tie_set(2, 0, &tie);
+    if version == layout::LAYOUT_SNAPSHOT_IN_SLED {
+        log.stamp(2, 0, Kind::Quote, 1_600_000_000);
+    }
+    db.insert(layout::log_key(3), log.buf).unwrap();
+    let mut piece = layout::Encoder::default();
+    piece.user_put(3, "x:4", Some("four"), None);
+    db.insert(layout::log_piece_key(4, 0), piece.buf).unwrap();
+    db.insert(layout::snapshot_key(5, 0), &b"junk"[..]).unwrap();
+    db.insert(layout::META_NEXT_UID, &4u32.to_le_bytes()[..]).unwrap();
+    db.flush().unwrap();
 }
 
 #[test]
-fn leftover_chunks_of_other_snapshots_are_dropped_and_a_gap_in_the_log_is_corruption() {
+fn directories_of_older_layouts_load_and_are_rewritten_as_the_current_one() {
+    for version in [layout::LAYOUT_SNAPSHOT_IN_SLED, layout::LAYOUT_WITHOUT_TIMELINE] {
+        let dir = tempfile::tempdir().unwrap();
+        write_layout_3(dir.path(), version);
+        let (h, w) = open_dir(dir.path());
+        let (users, ties) = dump(&h);
+        assert_eq!(users.len(), 4, "{version}");
+        assert_eq!(ties.len(), 2);
+        assert_eq!(stamps(&h).len(), 2, "the timeline is there (rebuilt for layout 2)");
+        h.graph().read().check_timeline().unwrap();
+        // Rewritten: a manifest and a snapshot file, nothing of the old layout left in sled.
+        assert_eq!(
+            h.db.get(layout::META_VERSION).unwrap().unwrap().as_ref(),
+            layout::LAYOUT_VERSION.to_le_bytes()
+        );
+        assert_eq!(h.db.scan_prefix([layout::SNAPSHOT]).count(), 0);
+        assert_eq!(h.db.scan_prefix([layout::LOG]).count(), 0);
+        assert_eq!(h.db.get(layout::META_CHECKPOINT).unwrap(), None);
+        let m = manifest::read(dir.path()).unwrap().unwrap();
+        assert_eq!(m.snapshot.as_ref().unwrap().counts.users, 4);
+        one(&h, Mutation::AddInteraction { from: "x:4".into(), to: "x:1".into(), kind: Kind::Manual, at: 1 })
+            .unwrap();
+        let before = dump(&h);
+        crash(h, w);
+        let (h, w) = open_dir(dir.path());
+        assert_eq!(dump(&h), before);
+        close(h, w);
+    }
+}
+
+#[test]
+fn leftovers_of_a_checkpoint_cut_short_are_dropped_and_a_gap_in_the_log_is_corruption() {
     let dir = tempfile::tempdir().unwrap();
     let (h, w) = open_dir(dir.path());
     one(&h, Mutation::AddInteraction { from: "a".into(), to: "b".into(), kind: Kind::Manual, at: 1 })
@@ -365,24 +402,19 @@ fn leftover_chunks_of_other_snapshots_are_dropped_and_a_gap_in_the_log_is_corrup
     close(h, w); // checkpoint 1
     let (h, w) = open_dir(dir.path());
     let before = dump(&h);
-    // Chunks of an earlier and of a later (unfinished) snapshot, as a checkpoint cut short leaves.
-    let mut junk = layout::Encoder::default();
-    junk.user_put(99, "junk", None, None);
-    h.db.insert(layout::snapshot_key(0, 0), &junk.buf[..]).unwrap();
-    h.db.insert(layout::snapshot_key(7, 3), &junk.buf[..]).unwrap();
-    h.db.flush().unwrap();
+    // The file of a later checkpoint that never reached the manifest.
+    std::fs::write(dir.path().join(manifest::snapshot_file(2)), b"half written").unwrap();
     crash(h, w);
     let (h, w) = open_dir(dir.path());
-    assert_eq!(dump(&h), before, "leftover chunks are not loaded");
-    assert_eq!(h.db.get(layout::snapshot_key(0, 0)).unwrap(), None);
-    assert_eq!(h.db.get(layout::snapshot_key(7, 3)).unwrap(), None);
-    // Two commits after the snapshot; then the first of them goes missing.
-    one(&h, Mutation::AddInteraction { from: "b".into(), to: "c".into(), kind: Kind::Manual, at: 2 })
-        .unwrap();
-    one(&h, Mutation::AddInteraction { from: "c".into(), to: "d".into(), kind: Kind::Manual, at: 3 })
-        .unwrap();
-    let first = h.db.scan_prefix([layout::LOG]).next().unwrap().unwrap().0;
-    h.db.remove(first).unwrap();
+    assert_eq!(dump(&h), before, "the leftover is not loaded");
+    assert!(!dir.path().join(manifest::snapshot_file(2)).exists(), "and it is removed");
+    // Three commits after the snapshot; then the second goes missing.
+    for (a, b) in [("b", "c"), ("c", "d"), ("d", "e")] {
+        one(&h, Mutation::AddInteraction { from: a.into(), to: b.into(), kind: Kind::Manual, at: 2 })
+            .unwrap();
+    }
+    let second = h.db.scan_prefix([layout::LOG]).nth(1).unwrap().unwrap().0;
+    h.db.remove(second).unwrap();
     h.db.flush().unwrap();
     crash(h, w);
     let mut config = StoreConfig::new(dir.path());

@@ -725,6 +725,6 @@ mod tests {
         assert_eq!(store.stats().commits.load(Ordering::Relaxed), commits);
         store.close().await;
         drop((s, store));
-        writer.join();
+        writer.join().expect("the store stops cleanly");
     }
 }

@@ -1,0 +1,494 @@
+//! Opening a data directory: the graph rebuilt from the snapshot file the manifest names and the log
+//! after it, every piece checked against its checksum, its place and the manifest, so that damage is
+//! refused with what it costs instead of served as a smaller graph. Also reads the layouts before
+//! snapshot files (2 and 3), which `open` then rewrites.
+
+use super::layout::{self, Effect};
+use super::manifest::{self, Manifest};
+use super::seen::SeenSet;
+use super::snapshot::{Counts, FrameKind, FrameReader};
+use super::StoreError;
+use crate::graph::{Graph, Purge};
+use std::collections::VecDeque;
+use std::path::Path;
+
+/// What opening the data directory found.
+pub(super) struct Loaded {
+    pub graph: Graph,
+    pub seen: SeenSet,
+    pub disk: Disk,
+    /// Leftovers that were (or, verifying, would be) cleaned up: for the log and `tagflow verify`.
+    pub notes: Vec<String>,
+}
+
+/// Where the store stands on disk: found by loading, then kept up to date by the writer.
+pub(super) struct Disk {
+    pub store_id: String,
+    pub next_uid: u32,
+    pub next_seq: u64,
+    /// The current snapshot, and the last log record it covers.
+    pub snapshot: Option<manifest::SnapshotEntry>,
+    pub covered: u64,
+    /// Pieces and bytes of each log record after `covered`, in order.
+    pub log: VecDeque<(u32, u64)>,
+    pub log_bytes: u64,
+    /// Read from a layout before snapshot files: its keys, for the rewrite to drop.
+    pub legacy: Option<Legacy>,
+}
+
+impl Disk {
+    pub fn snapshot_bytes(&self) -> u64 {
+        self.snapshot.as_ref().map_or(0, |s| s.summary.bytes)
+    }
+}
+
+/// The sled keys of a layout 2 or 3 directory that its rewrite drops.
+pub(super) struct Legacy {
+    pub snapshot: u32,
+    pub chunks: u32,
+    /// First log seq, and per record its pieces (0: a record written whole, under its own key).
+    pub first_seq: u64,
+    pub pieces: Vec<u32>,
+    /// Written before the timeline: it was rebuilt from the edges.
+    pub without_timeline: bool,
+}
+
+/// Applies one run of effects to the graph. Snapshot edges are known to be new (`fresh`): they are
+/// added without looking for an existing edge.
+///
+/// Timeline removals are gathered in `purge` and carried out in one pass over the timeline, just
+/// before a later stamp they could concern (or once everything is read): a pass per record would
+/// make replaying a log of deletions quadratic.
+pub(super) struct Replay {
+    pub graph: Graph,
+    pub seen: SeenSet,
+    pub max_uid: Option<u32>,
+    purge: Purge,
+    /// What was replayed, to check against a snapshot's end frame.
+    pub counts: Counts,
+}
+
+impl Replay {
+    pub fn new() -> Replay {
+        Replay {
+            graph: Graph::new(),
+            seen: SeenSet::default(),
+            max_uid: None,
+            purge: Purge::default(),
+            counts: Counts::default(),
+        }
+    }
+
+    /// Applies `record`; `Err(offset)` at the first malformed effect.
+    pub fn apply(&mut self, record: &[u8], fresh: bool) -> Result<(), usize> {
+        let (graph, purge) = (&mut self.graph, &mut self.purge);
+        for effect in layout::Decoder::new(record) {
+            match effect? {
+                Effect::UserPut { uid, key, handle, name } => {
+                    graph.upsert_user(uid, key, handle, name);
+                    self.max_uid = Some(self.max_uid.map_or(uid, |m| m.max(uid)));
+                    self.counts.users += 1;
+                }
+                Effect::UserDrop { uid } => {
+                    graph.remove_user_by_uid(uid);
+                    purge.uids.insert(uid);
+                }
+                Effect::PurgePair { from, to } => {
+                    purge.pairs.insert((from, to));
+                }
+                Effect::Unstamp { from, to, kind, at } => {
+                    purge.stamps.push((from, to, kind, (at != 0).then_some(at)));
+                }
+                Effect::Stamp { from, to, kind, at } => {
+                    let concerned = !purge.is_empty()
+                        && (purge.uids.contains(&from)
+                            || purge.uids.contains(&to)
+                            || purge.pairs.contains(&(from, to))
+                            || purge.stamps.iter().any(|&(a, b, k, _)| (a, b, k) == (from, to, kind)));
+                    if concerned {
+                        graph.purge_timeline(purge);
+                        *purge = Purge::default();
+                    }
+                    graph.stamp(from, to, kind, at);
+                    self.counts.stamps += 1;
+                }
+                Effect::TieSet { from, to, tie } => {
+                    if fresh {
+                        graph.load_tie(from, to, tie);
+                    } else {
+                        graph.set_tie_by_uid(from, to, tie);
+                    }
+                    self.counts.ties += 1;
+                }
+                Effect::Seen { hash } => {
+                    self.seen.insert(hash);
+                    self.counts.seen += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The pending timeline removals, then the tables' slack: the graph is ready to serve.
+    pub fn finish(mut self) -> (Graph, SeenSet, Option<u32>) {
+        self.graph.purge_timeline(&self.purge);
+        self.graph.shrink_to_fit();
+        // The tables are sized exactly by loading: the first writes would double them (see there).
+        self.graph.reserve_headroom();
+        (self.graph, self.seen, self.max_uid)
+    }
+}
+
+fn corrupt(dir: &Path, what: String) -> StoreError {
+    StoreError::Corrupt { dir: dir.to_path_buf(), what }
+}
+
+/// Reads a snapshot file into `replay`, checking every frame, its end frame's counts and the
+/// manifest's size and checksum.
+pub(super) fn read_snapshot(
+    dir: &Path,
+    entry: &manifest::SnapshotEntry,
+    replay: &mut Replay,
+) -> Result<(), StoreError> {
+    let path = dir.join(&entry.file);
+    let damaged = |what: String| {
+        corrupt(
+            dir,
+            format!(
+                "snapshot {} (checkpoint {}, {} users, {} edges, {} interactions) {what}",
+                entry.file, entry.id, entry.counts.users, entry.counts.ties, entry.counts.stamps
+            ),
+        )
+    };
+    let file = std::fs::File::open(&path).map_err(|e| damaged(format!("cannot be read: {e}")))?;
+    let mut r = FrameReader::new(std::io::BufReader::with_capacity(1 << 20, file))
+        .map_err(|e| damaged(format!("is damaged: {e}")))?;
+    // Sized once: growing by doubling would leave up to half of the largest vectors unused.
+    replay.graph.reserve(entry.counts.users as usize, entry.counts.ties as usize);
+    while let Some(frame) = r.next_frame().map_err(|e| damaged(format!("is damaged: {e}")))? {
+        if frame.kind != FrameKind::Effects {
+            return Err(damaged(format!("holds a frame of kind {:?} where only effects belong", frame.kind)));
+        }
+        let (n, at) = r.position();
+        replay.apply(&frame.payload, true).map_err(|off| {
+            damaged(format!("has an unreadable effect in frame {} at byte {}", n - 1, at + off as u64))
+        })?;
+    }
+    let summary = r.summary();
+    if summary != entry.summary {
+        return Err(damaged(format!(
+            "does not match the manifest: {} bytes, checksum {:08x}, {} frames where it says {} bytes, {:08x}, {} frames",
+            summary.bytes, summary.crc32, summary.frames, entry.summary.bytes, entry.summary.crc32, entry.summary.frames
+        )));
+    }
+    let end = r.counts().expect("the end frame was read");
+    let got = Counts { seq: end.seq, next_uid: end.next_uid, records: end.records, ..replay.counts };
+    if end != entry.counts || got != end {
+        return Err(damaged(format!(
+            "holds other counts than it should: read {got:?}, its end frame says {end:?}, the manifest {:?}",
+            entry.counts
+        )));
+    }
+    Ok(())
+}
+
+/// Loads a layout 4 directory as its manifest describes it. With `repair`, leftovers of a checkpoint
+/// cut short are removed (else only noted) and a torn last record is dropped.
+pub(super) fn load(db: &sled::Db, dir: &Path, m: &Manifest, repair: bool) -> Result<Loaded, StoreError> {
+    let mut notes = Vec::new();
+    let stored_id = db.get(layout::META_STORE_ID)?;
+    if stored_id.as_deref() != Some(m.store_id.as_bytes()) {
+        return Err(corrupt(
+            dir,
+            format!(
+                "sled's database (the files db and conf) is not the one the MANIFEST describes (store {}, log \
+                 up to record {}): it was replaced, emptied or lost; post records and source cursors with it",
+                m.store_id, m.last_seq
+            ),
+        ));
+    }
+    let mut replay = Replay::new();
+    if let Some(entry) = &m.snapshot {
+        read_snapshot(dir, entry, &mut replay)?;
+        replay.counts = Counts::default();
+    }
+    // The log after the snapshot: records numbered densely, pieces numbered densely within each.
+    let mut next_seq = m.covered_seq + 1;
+    let mut log = VecDeque::new();
+    let mut log_bytes = 0u64;
+    loop {
+        let record = match read_record(db, next_seq)? {
+            Ok(None) => break,
+            Ok(Some(r)) => r,
+            Err(what) => {
+                // A damaged or incomplete record: the torn tail of a crash if nothing follows it and
+                // it was never known durable; anything else is damage.
+                let follows = db.range(&layout::log_key(next_seq + 1)[..]..layout::LOG_END).next().is_some();
+                if next_seq > m.last_seq && !follows {
+                    let note = format!(
+                        "log record {next_seq} is incomplete ({what}): the torn tail of a crash, dropped"
+                    );
+                    log::warn!("store: {note}");
+                    if repair {
+                        remove_record(db, next_seq)?;
+                    }
+                    notes.push(note);
+                    break;
+                }
+                return Err(corrupt(
+                    dir,
+                    format!(
+                        "log record {next_seq} {what}; it and the {} records after it would be lost",
+                        count_after(db, next_seq)?
+                    ),
+                ));
+            }
+        };
+        let bytes: u64 = record.iter().map(|p| p.len() as u64).sum();
+        for (i, piece) in record.iter().enumerate() {
+            replay.apply(piece, false).map_err(|at| {
+                corrupt(dir, format!("log record {next_seq} piece {i} has an unreadable effect at byte {at}"))
+            })?;
+        }
+        log.push_back((record.len() as u32, bytes));
+        log_bytes += bytes;
+        next_seq += 1;
+    }
+    if next_seq <= m.last_seq {
+        return Err(corrupt(
+            dir,
+            format!(
+                "log record {next_seq} is missing but the MANIFEST says records up to {} were durable: {} \
+                 acknowledged commits would be lost",
+                m.last_seq,
+                m.last_seq + 1 - next_seq
+            ),
+        ));
+    }
+    if let Some(kv) = db.range(&layout::log_key(next_seq)[..]..layout::LOG_END).next() {
+        let (k, _) = kv?;
+        return Err(corrupt(
+            dir,
+            format!(
+                "log record {next_seq} is missing but record {:?} follows it",
+                layout::seq_of_log_key(&k)
+            ),
+        ));
+    }
+    // Records the last checkpoint covers but did not get to drop before a crash.
+    let stale: Vec<sled::IVec> = db
+        .range(&layout::log_key(0)[..]..&layout::log_key(m.covered_seq + 1)[..])
+        .keys()
+        .collect::<Result<_, _>>()?;
+    if !stale.is_empty() {
+        notes.push(format!(
+            "{} log pieces already in the snapshot were left by a checkpoint cut short",
+            stale.len()
+        ));
+        if repair {
+            let mut batch = sled::Batch::default();
+            stale.into_iter().for_each(|k| batch.remove(k));
+            db.apply_batch(batch)?;
+        }
+    }
+    // Snapshot files the manifest does not name: a checkpoint cut short, or one replaced.
+    let current = m.snapshot.as_ref().map(|s| s.file.as_str());
+    for entry in
+        std::fs::read_dir(dir).map_err(|e| corrupt(dir, format!("cannot list the directory: {e}")))?
+    {
+        let name = entry.map_err(|e| corrupt(dir, e.to_string()))?.file_name().to_string_lossy().into_owned();
+        if name.starts_with("checkpoint-") && Some(name.as_str()) != current {
+            notes.push(format!("{name} is not in the MANIFEST: left by a checkpoint cut short"));
+            if repair {
+                let _ = std::fs::remove_file(dir.join(&name));
+            }
+        }
+    }
+    let stored_next = next_uid(db, dir)?;
+    let (graph, seen, max_uid) = replay.finish();
+    let end_next = m.snapshot.as_ref().map_or(0, |s| s.counts.next_uid);
+    let next_uid = stored_next.max(end_next).max(max_uid.map_or(0, |m| m + 1));
+    for n in &notes {
+        log::info!("store: {n}");
+    }
+    Ok(Loaded {
+        graph,
+        seen,
+        notes,
+        disk: Disk {
+            store_id: m.store_id.clone(),
+            next_uid,
+            next_seq,
+            snapshot: m.snapshot.clone(),
+            covered: m.covered_seq,
+            log,
+            log_bytes,
+            legacy: None,
+        },
+    })
+}
+
+fn next_uid(db: &sled::Db, dir: &Path) -> Result<u32, StoreError> {
+    Ok(match db.get(layout::META_NEXT_UID)? {
+        Some(v) => {
+            u32::from_le_bytes(v.as_ref().try_into().map_err(|_| corrupt(dir, "bad next_uid".into()))?)
+        }
+        None => 0,
+    })
+}
+
+/// The pieces of log record `seq`, each checked: `Ok(None)` if there is no such record, `Err` with
+/// what is wrong if it is damaged or incomplete.
+type Record = Result<Option<Vec<Vec<u8>>>, String>;
+
+fn read_record(db: &sled::Db, seq: u64) -> Result<Record, sled::Error> {
+    let Some(first) = db.get(layout::log_piece_key(seq, 0))? else {
+        return Ok(if db.get(layout::log_key(seq))?.is_some() {
+            Err("is written whole, as only layout 3 did".into())
+        } else if db.get(layout::log_piece_key(seq, 1))?.is_some() {
+            Err("is missing its piece 0".into())
+        } else {
+            Ok(None)
+        });
+    };
+    let check = |v: &[u8], piece: u32, pieces: Option<u32>| -> Result<(Vec<u8>, u32), String> {
+        let (h, effects) = layout::decode_piece(v).map_err(|e| format!("piece {piece} is damaged ({e})"))?;
+        if h.seq != seq || h.piece != piece || pieces.is_some_and(|n| n != h.pieces) || h.pieces == 0 {
+            return Err(format!(
+                "piece {piece} is misplaced (its header says record {} piece {} of {})",
+                h.seq, h.piece, h.pieces
+            ));
+        }
+        Ok((effects.to_vec(), h.pieces))
+    };
+    let (effects, pieces) = match check(&first, 0, None) {
+        Ok(x) => x,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut out = vec![effects];
+    for piece in 1..pieces {
+        let Some(v) = db.get(layout::log_piece_key(seq, piece))? else {
+            return Ok(Err(format!("is missing piece {piece} of {pieces}")));
+        };
+        match check(&v, piece, Some(pieces)) {
+            Ok((effects, _)) => out.push(effects),
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    Ok(Ok(Some(out)))
+}
+
+fn remove_record(db: &sled::Db, seq: u64) -> Result<(), sled::Error> {
+    let mut batch = sled::Batch::default();
+    for k in db.range(&layout::log_key(seq)[..]..&layout::log_key(seq + 1)[..]).keys() {
+        batch.remove(k?);
+    }
+    db.apply_batch(batch)?;
+    db.flush()?;
+    Ok(())
+}
+
+fn count_after(db: &sled::Db, seq: u64) -> Result<u64, sled::Error> {
+    let mut n = 0;
+    let mut last = None;
+    for k in db.range(&layout::log_key(seq + 1)[..]..layout::LOG_END).keys() {
+        let s = layout::seq_of_log_key(&k?);
+        if s != last {
+            n += 1;
+            last = s;
+        }
+    }
+    Ok(n)
+}
+
+/// Loads a directory of layout 2 or 3: the snapshot kept in sled, then the log after it (pieces
+/// without headers, or records written whole).
+///
+/// Everything is read by key, never by iterating a range: sled 0.34's iterators page in every leaf
+/// they pass without ever counting it against the cache, so a scan of the snapshot left all of it
+/// resident for the life of the process, while a `get` is counted and evicted like any other access.
+pub(super) fn load_legacy(db: &sled::Db, dir: &Path, without_timeline: bool) -> Result<Loaded, StoreError> {
+    let checkpoint = match db.get(layout::META_CHECKPOINT)? {
+        Some(v) => {
+            layout::decode_checkpoint(&v).ok_or_else(|| corrupt(dir, "bad checkpoint record".into()))?
+        }
+        None => layout::Checkpoint::default(),
+    };
+    let (snapshot, covered) = (checkpoint.snapshot, checkpoint.seq);
+    let mut replay = Replay::new();
+    replay.graph.reserve(checkpoint.users as usize, checkpoint.ties as usize);
+    let mut chunks = 0u32;
+    // No checkpoint was ever completed when it covers nothing: any chunk is a leftover.
+    if covered > 0 {
+        while let Some(v) = db.get(layout::snapshot_key(snapshot, chunks))? {
+            replay
+                .apply(&v, true)
+                .map_err(|at| corrupt(dir, format!("snapshot chunk {chunks} at byte {at}")))?;
+            chunks += 1;
+        }
+    }
+    let mut next_seq = covered + 1;
+    let mut pieces_of = Vec::new();
+    loop {
+        let whole = db.get(layout::log_key(next_seq))?;
+        let mut pieces = 0u32;
+        if let Some(v) = &whole {
+            replay
+                .apply(v, false)
+                .map_err(|at| corrupt(dir, format!("log record {next_seq} at byte {at}")))?;
+        }
+        while let Some(v) = db.get(layout::log_piece_key(next_seq, pieces))? {
+            replay
+                .apply(&v, false)
+                .map_err(|at| corrupt(dir, format!("log record {next_seq} piece {pieces} at byte {at}")))?;
+            pieces += 1;
+        }
+        if whole.is_none() && pieces == 0 {
+            break;
+        }
+        pieces_of.push(pieces);
+        next_seq += 1;
+    }
+    if let Some(kv) = db.range(&layout::log_key(next_seq)[..]..layout::LOG_END).next() {
+        let (k, _) = kv?;
+        return Err(corrupt(
+            dir,
+            format!("log record {next_seq} is missing but {:?} follows it", layout::seq_of_log_key(&k)),
+        ));
+    }
+    let stored_next = next_uid(db, dir)?;
+    let (mut graph, seen, max_uid) = replay.finish();
+    if without_timeline {
+        // Written before the timeline: rebuilt from the edges, then kept by the rewrite.
+        graph.synthesize_timeline();
+        log::warn!(
+            "store: {} was written by an older tagflow without interaction times; the timeline was \
+             rebuilt from each edge's first and last times (exact for edges seen once or twice)",
+            dir.display()
+        );
+    }
+    Ok(Loaded {
+        graph,
+        seen,
+        notes: vec![format!(
+            "written by an older tagflow (layout {}), rewritten on open",
+            if without_timeline { 2 } else { 3 }
+        )],
+        disk: Disk {
+            store_id: String::new(),
+            next_uid: stored_next.max(max_uid.map_or(0, |m| m + 1)),
+            next_seq,
+            snapshot: None,
+            covered: next_seq - 1,
+            log: VecDeque::new(),
+            log_bytes: 0,
+            legacy: Some(Legacy {
+                snapshot,
+                chunks,
+                first_seq: covered + 1,
+                pieces: pieces_of,
+                without_timeline,
+            }),
+        },
+    })
+}
