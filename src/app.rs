@@ -262,11 +262,12 @@ async fn shutdown_signal() {
     }
 }
 
-/// `tagflow healthcheck`: GET /status on this machine; Ok if it answers 200 within 3 s. Built on std
-/// only, so that the container image needs no curl.
+/// `tagflow healthcheck`: GET /status on this machine; Ok if it answers 200 within 3 s and reports
+/// itself `OK` (not `DEGRADED`: a store that cannot write makes the container unhealthy). Built on
+/// std only, so that the container image needs no curl.
 ///
 /// # Errors
-/// The service does not answer, or not with 200.
+/// The service does not answer, not with 200, or reports itself degraded.
 pub fn healthcheck(port: u16) -> anyhow::Result<()> {
     use std::io::{Read, Write};
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
@@ -276,11 +277,21 @@ pub fn healthcheck(port: u16) -> anyhow::Result<()> {
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     stream.write_all(b"GET /status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head)?;
-    if &head[9..12] == b"200" {
-        Ok(())
-    } else {
-        anyhow::bail!("GET /status answered {}", String::from_utf8_lossy(&head[9..12]))
+    // Connection: close, and /status is a few KiB: read it all, bounded.
+    let mut answer = Vec::new();
+    stream.take(1 << 20).read_to_end(&mut answer)?;
+    let code = answer.get(9..12).map(String::from_utf8_lossy).unwrap_or_default();
+    if code != "200" {
+        anyhow::bail!("GET /status answered {code}");
+    }
+    let body = answer.windows(4).position(|w| w == b"\r\n\r\n").map_or(&[][..], |i| &answer[i + 4..]);
+    let status: serde_json::Value = serde_json::from_slice(body).context("GET /status answered no JSON")?;
+    match status["status"].as_str() {
+        Some("OK") => Ok(()),
+        other => anyhow::bail!(
+            "the service reports itself {}: {}",
+            other.unwrap_or("unknown"),
+            status["store"]["failing"]["message"].as_str().unwrap_or("no cause given")
+        ),
     }
 }

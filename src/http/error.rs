@@ -59,6 +59,8 @@ pub enum ApiError {
     Overloaded(&'static str),
     /// The store could not write or is shutting down; the client may retry.
     Unavailable(String),
+    /// The disk holding the data directory is full: nothing of the write was made.
+    StorageFull(String),
     /// A bug or an unexpected failure: the client sees a generic message, the log the cause.
     Internal(String),
 }
@@ -102,6 +104,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => (S::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Overloaded(_) => (S::SERVICE_UNAVAILABLE, "overloaded"),
             ApiError::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "store_unavailable"),
+            ApiError::StorageFull(_) => (S::INSUFFICIENT_STORAGE, "storage_full"),
             ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -149,7 +152,13 @@ impl fmt::Display for ApiError {
                 write!(f, "too many requests from this client; retry in {retry_after} s")
             }
             ApiError::Overloaded(what) => write!(f, "{what}; retry later"),
-            ApiError::Unavailable(_) => write!(f, "the store is unavailable; retry later"),
+            ApiError::Unavailable(_) => {
+                write!(f, "the store cannot make writes durable right now (nothing of this one was made); retry later")
+            }
+            ApiError::StorageFull(_) => write!(
+                f,
+                "the disk holding the data directory is full: nothing of this write was made; retry once space is freed"
+            ),
             ApiError::Internal(_) => write!(f, "internal error"),
         }
     }
@@ -162,7 +171,7 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         match self {
-            ApiError::Internal(cause) | ApiError::Unavailable(cause) => {
+            ApiError::Internal(cause) | ApiError::Unavailable(cause) | ApiError::StorageFull(cause) => {
                 log::error!("http: {} cause={cause}", self.code());
             }
             _ => {}
@@ -174,6 +183,9 @@ impl ResponseError for ApiError {
             }
             ApiError::RateLimited { retry_after } => {
                 response.insert_header(("Retry-After", retry_after.to_string()));
+            }
+            ApiError::Unavailable(_) | ApiError::StorageFull(_) => {
+                response.insert_header(("Retry-After", "5"));
             }
             ApiError::MethodNotAllowed { allow, .. } => {
                 response.insert_header(("Allow", allow.as_str()));
@@ -252,7 +264,10 @@ impl From<crate::export::ExportError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Closed => ApiError::Unavailable(e.to_string()),
+            e if e.is_storage_full() => ApiError::StorageFull(e.to_string()),
+            StoreError::Closed | StoreError::Sled(_) | StoreError::Io { .. } => {
+                ApiError::Unavailable(e.to_string())
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -132,6 +132,14 @@ impl utoipa::Modify for Contract {
                 );
                 if write {
                     add("403", error("`origin_not_allowed`: a page of another origin may not write", None));
+                    add(
+                        "507",
+                        error(
+                            "`storage_full`: the disk holding the data directory is full; nothing of \
+                             the write was made (retry once space is freed)",
+                            Some(("Retry-After", "Seconds to wait")),
+                        ),
+                    );
                 }
                 add(
                     "429",
@@ -325,6 +333,11 @@ mod tests {
                     assert!(responses.contains_key(status), "{method} {path} lacks {status}");
                 }
                 let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
+                assert_eq!(
+                    method != "get",
+                    responses.contains_key("507"),
+                    "{method} {path}: 507 storage_full"
+                );
                 assert_eq!(method != "get", secured, "{method} {path}: security {}", op["security"]);
                 assert!(op["operationId"].is_string(), "{method} {path}");
             }

@@ -10,7 +10,8 @@ use utoipa::ToSchema;
 /// The service's health and size (`GET /status`).
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Status {
-    /// `OK` whenever the service answers.
+    /// `OK`, or `DEGRADED` while the store cannot make writes durable (reads still answer; see
+    /// `store.failing`).
     status: &'static str,
     version: &'static str,
     users: usize,
@@ -32,10 +33,22 @@ pub(crate) struct Status {
 
 #[derive(Debug, Serialize, ToSchema)]
 struct StoreStatus {
+    /// `ok`, `storage_full` (the disk is full) or `store_unavailable` (another I/O error): the last
+    /// commit's fate. Writes are refused with that code until one succeeds again.
+    health: &'static str,
+    /// Since when commits fail, how many did, and the last cause; null while they succeed.
+    failing: Option<Failing>,
     commits: u64,
     mutations: u64,
     bytes_on_disk: u64,
     checkpoints: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct Failing {
+    since: String,
+    failed_commits: u64,
+    message: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -71,14 +84,21 @@ pub async fn status(state: web::Data<AppState>) -> web::Json<Status> {
     let stats = state.store.stats();
     let (resident, bytes_on_disk) = state.sampled.get(&state.store);
     use std::sync::atomic::Ordering::Relaxed;
+    let failing = state.store.health().failing();
     web::Json(Status {
-        status: "OK",
+        status: if failing.is_some() { "DEGRADED" } else { "OK" },
         version: env!("CARGO_PKG_VERSION"),
         users,
         edges,
         interactions,
         uptime_seconds: state.started.elapsed().as_secs(),
         store: StoreStatus {
+            health: failing.as_ref().map_or("ok", |f| f.code),
+            failing: failing.map(|f| Failing {
+                since: f.since.to_rfc3339(),
+                failed_commits: f.failed_commits,
+                message: f.message,
+            }),
             commits: stats.commits.load(Relaxed),
             mutations: stats.mutations.load(Relaxed),
             bytes_on_disk,

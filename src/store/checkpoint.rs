@@ -20,7 +20,8 @@ use std::sync::Arc;
 /// What a checkpoint needs, taken by the writer when it starts one.
 pub(super) struct Job {
     pub dir: PathBuf,
-    pub db: sled::Db,
+    /// `None` if sled is being reopened: the log then stays until the next checkpoint drops it.
+    pub db: Option<sled::Db>,
     pub graph: SharedGraph,
     pub seen: Arc<RwLock<SeenSet>>,
     pub cut: Arc<Cut>,
@@ -42,6 +43,8 @@ pub(super) struct Job {
 pub(super) struct Done {
     pub entry: SnapshotEntry,
     pub covered: u64,
+    /// The last durable record the manifest it wrote vouches for.
+    pub manifest_seq: u64,
     /// Log records dropped (the first this many after the previous snapshot).
     pub dropped: usize,
 }
@@ -82,10 +85,10 @@ impl Job {
                 batch.remove(&layout::log_piece_key(seq, piece)[..]);
             }
         }
-        if let Err(e) = self.db.apply_batch(batch) {
+        if let Err(e) = self.db.as_ref().map_or(Ok(()), |db| db.apply_batch(batch)) {
             log::warn!("store: cannot drop the log up to {} now in the snapshot: {e}", self.covered);
         }
-        Ok(Done { entry, covered: self.covered, dropped: self.drop_pieces.len() })
+        Ok(Done { entry, covered: self.covered, manifest_seq: m.last_seq, dropped: self.drop_pieces.len() })
     }
 
     fn write(&self, path: &Path) -> std::io::Result<(snapshot::Summary, snapshot::Counts)> {

@@ -66,6 +66,26 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// The same error, for each of the writers whose commit it failed.
+    fn replica(&self) -> StoreError {
+        match self {
+            StoreError::Sled(e) => StoreError::Sled(e.clone()),
+            StoreError::Open { dir, cause } => StoreError::Open { dir: dir.clone(), cause: cause.clone() },
+            StoreError::Io { what, cause } => StoreError::Io {
+                what: what.clone(),
+                cause: match cause.raw_os_error() {
+                    Some(code) => std::io::Error::from_raw_os_error(code),
+                    None => std::io::Error::new(cause.kind(), cause.to_string()),
+                },
+            },
+            StoreError::Locked { dir } => StoreError::Locked { dir: dir.clone() },
+            StoreError::Corrupt { dir, what } => StoreError::Corrupt { dir: dir.clone(), what: what.clone() },
+            StoreError::Closed => StoreError::Closed,
+        }
+    }
+}
+
 fn is_full(e: &std::io::Error) -> bool {
     // ENOSPC and EDQUOT; sled sometimes wraps the OS error in one of its own.
     matches!(e.raw_os_error(), Some(28) | Some(122))
@@ -157,6 +177,23 @@ impl StoreConfig {
     }
 }
 
+/// sled, shared, and reopened by the writer after an I/O error: sled 0.34 refuses every write after
+/// one, for good, even once the disk has room again. Users take a clone for one operation, never keep
+/// it: a reopen needs every clone dropped (sled holds its file lock until the last goes).
+#[derive(Clone)]
+struct Sled(Arc<RwLock<Option<sled::Db>>>);
+
+impl Sled {
+    fn new(db: sled::Db) -> Sled {
+        Sled(Arc::new(RwLock::new(Some(db))))
+    }
+
+    /// The open database, or `store_unavailable` while it is being reopened.
+    fn db(&self) -> Result<sled::Db, StoreError> {
+        self.0.read().clone().ok_or(StoreError::Closed)
+    }
+}
+
 /// What opening found, for logs and `/status`.
 #[derive(Debug, Clone, Copy)]
 pub struct LoadReport {
@@ -241,7 +278,7 @@ struct Command {
 #[derive(Clone)]
 pub struct StoreHandle {
     tx: mpsc::Sender<Command>,
-    db: sled::Db,
+    db: Sled,
     graph: SharedGraph,
     seen: Arc<RwLock<SeenSet>>,
     stats: Arc<WriteStats>,
@@ -339,7 +376,10 @@ pub fn open(config: &StoreConfig) -> Result<(StoreHandle, Writer, LoadReport), S
     let stats = Arc::new(WriteStats::default());
     let health = Arc::new(Health::default());
     let feed = feed::Feed::new();
+    let db = Sled::new(db);
     let mut writer = WriterLoop {
+        config: config.clone(),
+        poisoned: false,
         db: db.clone(),
         dir: dir.clone(),
         graph: graph.clone(),
@@ -353,6 +393,8 @@ pub fn open(config: &StoreConfig) -> Result<(StoreHandle, Writer, LoadReport), S
         feed: feed.clone(),
         running: None,
         retry_at: None,
+        manifest_seq: 0,
+        manifest_at: Instant::now(),
     };
     if writer.disk.legacy.is_some() {
         // An older layout: rewritten now, before any commit adds pieces of the new kind to it.
@@ -523,8 +565,16 @@ struct Running {
 /// How long after a failed checkpoint the next is tried (the log keeps everything meanwhile).
 const CHECKPOINT_RETRY: Duration = Duration::from_secs(10);
 
+/// How far the manifest's last durable record may lag the log: at most one manifest write (a small
+/// file, synced and renamed) a second, off the commit's path. Damage that loses only the commits of
+/// the last second before a crash looks like that crash; anything older is caught.
+const MANIFEST_LAG: Duration = Duration::from_secs(1);
+
 struct WriterLoop {
-    db: sled::Db,
+    config: StoreConfig,
+    db: Sled,
+    /// A commit failed on an I/O error: sled is reopened before the next one.
+    poisoned: bool,
     dir: PathBuf,
     graph: SharedGraph,
     seen: Arc<RwLock<SeenSet>>,
@@ -538,13 +588,18 @@ struct WriterLoop {
     feed: feed::Feed,
     running: Option<Running>,
     retry_at: Option<Instant>,
+    /// The last log record the manifest on disk vouches for, and when it was written.
+    manifest_seq: u64,
+    manifest_at: Instant,
 }
 
 impl WriterLoop {
     fn run(mut self, mut rx: mpsc::Receiver<Command>) -> Result<(), StoreError> {
         let mut stopping = false;
         let mut abort = false;
-        while let Some(first) = rx.blocking_recv() {
+        // Only to wait for the next command with a timeout (see `next_command`).
+        let timer = tokio::runtime::Builder::new_current_thread().enable_time().build().ok();
+        while let Some(first) = self.next_command(&mut rx, timer.as_ref()) {
             stopping |= first.shutdown;
             abort |= first.abort;
             let mut commands = vec![first];
@@ -563,6 +618,12 @@ impl WriterLoop {
             }
             self.commit(commands);
             self.tend_checkpoint(false);
+            if self.running.is_none()
+                && self.manifest_at.elapsed() >= MANIFEST_LAG
+                && self.disk.next_seq - 1 > self.manifest_seq
+            {
+                self.update_manifest();
+            }
             if stopping {
                 // Later senders get `Closed`: their reply channels are dropped with the receiver.
                 rx.close();
@@ -588,9 +649,9 @@ impl WriterLoop {
                 result = Err(e);
             }
         }
-        if let Err(e) = self.db.flush() {
+        if let Err(e) = self.db.db().and_then(|db| Ok(db.flush()?)) {
             log::error!("store: final flush failed: {e}");
-            result = Err(e.into());
+            result = Err(e);
         }
         if result.is_ok() {
             let m = self.manifest(true);
@@ -601,6 +662,37 @@ impl WriterLoop {
         }
         log::debug!("store: writer stopped");
         result
+    }
+
+    /// The next command; while the manifest lags the log, waits at most until it is due and brings
+    /// it up to date (see [`MANIFEST_LAG`]).
+    fn next_command(
+        &mut self,
+        rx: &mut mpsc::Receiver<Command>,
+        timer: Option<&tokio::runtime::Runtime>,
+    ) -> Option<Command> {
+        loop {
+            let stale = self.disk.next_seq - 1 > self.manifest_seq && self.running.is_none();
+            let (Some(timer), true) = (timer, stale) else { return rx.blocking_recv() };
+            let due = self.manifest_at + MANIFEST_LAG;
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                if let Ok(c) = timer.block_on(async { tokio::time::timeout(wait, rx.recv()).await }) {
+                    return c;
+                }
+            }
+            self.update_manifest();
+        }
+    }
+
+    /// Records in the manifest that the log reached its last flushed record, so that losing any of
+    /// it to damage is noticed on open (not only what the last checkpoint covers).
+    fn update_manifest(&mut self) {
+        let m = self.manifest(false);
+        match manifest::write(&self.dir, &m) {
+            Ok(()) => self.manifest_seq = m.last_seq,
+            Err(e) => log::warn!("store: cannot update the manifest: {e}"),
+        }
+        self.manifest_at = Instant::now();
     }
 
     fn manifest(&self, clean: bool) -> manifest::Manifest {
@@ -640,20 +732,20 @@ impl WriterLoop {
                 }
             }
             Err(e) => {
-                let e = StoreError::Sled(e);
                 log::error!("store: commit of {total} mutations failed: {e}");
                 self.health.failed(&e);
                 for reply in replies.into_iter().flatten() {
-                    let _ = reply.send(Err(match &e {
-                        StoreError::Sled(s) => StoreError::Sled(s.clone()),
-                        _ => StoreError::Closed,
-                    }));
+                    let _ = reply.send(Err(e.replica()));
                 }
             }
         }
     }
 
-    fn persist(&mut self, mutations: Vec<Mutation>) -> Result<Vec<Result<Outcome, Rejection>>, sled::Error> {
+    fn persist(&mut self, mutations: Vec<Mutation>) -> Result<Vec<Result<Outcome, Rejection>>, StoreError> {
+        if self.poisoned {
+            self.reopen()?;
+        }
+        let db = self.db.db()?;
         let now = chrono::Utc::now().timestamp();
         let micros = |t: Instant| t.elapsed().as_micros() as u64;
         let t = Instant::now();
@@ -661,13 +753,7 @@ impl WriterLoop {
         let mut staged = {
             let graph = self.graph.read();
             let seen = self.seen.read();
-            stage::stage(
-                &graph,
-                &stage::Lookup { seen: &seen, db: &self.db },
-                self.disk.next_uid,
-                now,
-                mutations,
-            )?
+            stage::stage(&graph, &stage::Lookup { seen: &seen, db: &db }, self.disk.next_uid, now, mutations)?
         };
         self.stats.stage_micros.fetch_add(micros(t), Ordering::Relaxed);
         let outcomes = std::mem::take(&mut staged.outcomes);
@@ -685,12 +771,14 @@ impl WriterLoop {
             let header = layout::PieceHeader { seq, piece: i as u32, pieces: n_pieces };
             batch.insert(&layout::log_piece_key(seq, i as u32)[..], layout::encode_piece(header, piece));
         }
-        self.db.apply_batch(batch)?;
+        self.poisoned = true;
+        db.apply_batch(batch)?;
         self.stats.write_micros.fetch_add(micros(t), Ordering::Relaxed);
         let t = Instant::now();
         // Durability: sled's own background flush runs every 500 ms; an acknowledged write must not
         // wait for it, so flush (fsync) before anyone is answered.
-        self.db.flush()?;
+        db.flush()?;
+        self.poisoned = false;
         self.stats.flush_micros.fetch_add(micros(t), Ordering::Relaxed);
         self.stats.flush_seconds.observe(t.elapsed().as_secs_f64());
         if log_len > 0 {
@@ -714,6 +802,24 @@ impl WriterLoop {
         }
         self.stats.apply_micros.fetch_add(micros(t), Ordering::Relaxed);
         Ok(outcomes)
+    }
+
+    /// Drops sled and opens it again, after a commit failed on an I/O error (the disk was full):
+    /// what is on disk is every acknowledged commit, and perhaps failed ones, whose records the
+    /// next commits overwrite (they reuse the sequence numbers the failed ones took).
+    fn reopen(&mut self) -> Result<(), StoreError> {
+        // A running checkpoint holds sled: wait for it (it has likely failed too).
+        self.tend_checkpoint(true);
+        {
+            let mut slot = self.db.0.write();
+            if let Some(db) = slot.take() {
+                let _ = db.flush();
+            }
+            *slot = Some(open_sled(&self.config)?);
+        }
+        log::warn!("store: sled reopened after an I/O error");
+        self.poisoned = false;
+        Ok(())
     }
 
     /// Collects a finished checkpoint (with `wait`, waits for a running one), and starts the next
@@ -755,7 +861,7 @@ impl WriterLoop {
         let cut = self.graph.write().open_cut();
         checkpoint::Job {
             dir: self.dir.clone(),
-            db: self.db.clone(),
+            db: self.db.db().ok(),
             graph: self.graph.clone(),
             seen: self.seen.clone(),
             cut,
@@ -786,6 +892,8 @@ impl WriterLoop {
                 );
                 self.disk.snapshot = Some(done.entry);
                 self.disk.covered = done.covered;
+                self.manifest_seq = self.manifest_seq.max(done.manifest_seq);
+                self.manifest_at = Instant::now();
                 self.retry_at = None;
                 self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
                 self.stats.checkpoint_seconds.observe(started.elapsed().as_secs_f64());
@@ -829,14 +937,15 @@ impl WriterLoop {
             }
         }
         // Chunks of checkpoints the old layout left unfinished.
-        for k in self.db.scan_prefix([layout::SNAPSHOT]).keys() {
+        let db = self.db.db()?;
+        for k in db.scan_prefix([layout::SNAPSHOT]).keys() {
             batch.remove(k?);
         }
         batch.remove(layout::META_CHECKPOINT);
         batch.insert(layout::META_STORE_ID, self.disk.store_id.as_bytes());
         batch.insert(layout::META_VERSION, &layout::LAYOUT_VERSION.to_le_bytes()[..]);
-        self.db.apply_batch(batch)?;
-        self.db.flush()?;
+        db.apply_batch(batch)?;
+        db.flush()?;
         log::info!(
             "store: {} rewritten from layout {} to {}",
             self.dir.display(),
@@ -988,7 +1097,7 @@ impl StoreHandle {
     /// # Errors
     /// sled read errors.
     pub fn cursor(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db.get(layout::cursor_key(name))?.map(|v| v.to_vec()))
+        Ok(self.db.db()?.get(layout::cursor_key(name))?.map(|v| v.to_vec()))
     }
 
     /// Whether a post was seen (applied or deleted) before.
@@ -1001,7 +1110,7 @@ impl StoreHandle {
 
     /// Bytes on disk, as sled counts them.
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.db.db().ok().and_then(|db| db.size_on_disk().ok()).unwrap_or(0)
     }
 }
 

@@ -288,7 +288,7 @@ fn random_mutation_sequences_reload_to_the_same_graph() {
 /// Every value the store writes stays well under sled's blob threshold (see `layout::PIECE_BYTES`),
 /// so that its page cache can count and evict it.
 fn largest_value(h: &StoreHandle) -> usize {
-    h.db.iter().values().map(|v| v.unwrap().len()).max().unwrap_or(0)
+    h.db.db().unwrap().iter().values().map(|v| v.unwrap().len()).max().unwrap_or(0)
 }
 
 #[test]
@@ -325,7 +325,7 @@ fn large_commits_and_snapshots_are_stored_in_small_pieces_and_reload_exactly() {
     assert!(dir.path().join(&snap.file).exists());
     let (h, w) = open_dir(dir.path());
     assert_eq!(dump(&h), before);
-    assert_eq!(h.db.scan_prefix([layout::LOG]).count(), 0, "the checkpoint dropped the log");
+    assert_eq!(h.db.db().unwrap().scan_prefix([layout::LOG]).count(), 0, "the checkpoint dropped the log");
     assert!(largest_value(&h) < 8 << 10, "a value of {} bytes", largest_value(&h));
     close(h, w);
 }
@@ -375,12 +375,12 @@ fn directories_of_older_layouts_load_and_are_rewritten_as_the_current_one() {
         h.graph().read().check_timeline().unwrap();
         // Rewritten: a manifest and a snapshot file, nothing of the old layout left in sled.
         assert_eq!(
-            h.db.get(layout::META_VERSION).unwrap().unwrap().as_ref(),
+            h.db.db().unwrap().get(layout::META_VERSION).unwrap().unwrap().as_ref(),
             layout::LAYOUT_VERSION.to_le_bytes()
         );
-        assert_eq!(h.db.scan_prefix([layout::SNAPSHOT]).count(), 0);
-        assert_eq!(h.db.scan_prefix([layout::LOG]).count(), 0);
-        assert_eq!(h.db.get(layout::META_CHECKPOINT).unwrap(), None);
+        assert_eq!(h.db.db().unwrap().scan_prefix([layout::SNAPSHOT]).count(), 0);
+        assert_eq!(h.db.db().unwrap().scan_prefix([layout::LOG]).count(), 0);
+        assert_eq!(h.db.db().unwrap().get(layout::META_CHECKPOINT).unwrap(), None);
         let m = manifest::read(dir.path()).unwrap().unwrap();
         assert_eq!(m.snapshot.as_ref().unwrap().counts.users, 4);
         one(&h, Mutation::AddInteraction { from: "x:4".into(), to: "x:1".into(), kind: Kind::Manual, at: 1 })
@@ -413,9 +413,9 @@ fn leftovers_of_a_checkpoint_cut_short_are_dropped_and_a_gap_in_the_log_is_corru
         one(&h, Mutation::AddInteraction { from: a.into(), to: b.into(), kind: Kind::Manual, at: 2 })
             .unwrap();
     }
-    let second = h.db.scan_prefix([layout::LOG]).nth(1).unwrap().unwrap().0;
-    h.db.remove(second).unwrap();
-    h.db.flush().unwrap();
+    let second = h.db.db().unwrap().scan_prefix([layout::LOG]).nth(1).unwrap().unwrap().0;
+    h.db.db().unwrap().remove(second).unwrap();
+    h.db.db().unwrap().flush().unwrap();
     crash(h, w);
     let mut config = StoreConfig::new(dir.path());
     config.checkpoint_min_bytes = 32 << 20;
