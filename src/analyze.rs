@@ -8,7 +8,7 @@
 use crate::analytics::engine::Engine;
 use crate::analytics::report::{self, UsersQuery};
 use crate::config::{Analysis, AnalyzeArgs, StoreArgs};
-use crate::store::{self, StoreConfig};
+use crate::store;
 use anyhow::bail;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
@@ -76,9 +76,7 @@ pub(crate) fn offline<T>(
     }
     let bar = spinner(!quiet);
     bar.set_message(format!("loading {}", dir.display()));
-    let mut config = StoreConfig::new(dir);
-    config.cache_bytes = store_args.cache_mb << 20;
-    let (store, writer, loaded) = store::open(&config)?;
+    let (store, writer, loaded) = store::open(&store_args.store_config())?;
     let result = (|| {
         bar.println(format!(
             "loaded {} users and {} edges in {:.1}s",

@@ -30,6 +30,19 @@ pub enum Command {
     Export(ExportArgs),
     /// Exit 0 if the service on this machine answers GET /status (for container health checks).
     Healthcheck(HealthcheckArgs),
+    /// Check a data directory that no service holds, without changing it: every snapshot frame,
+    /// log record and checksum, against its manifest. Exits non-zero naming any damage.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Data directory to check.
+    #[arg(long, env = "TAGFLOW_DATA_DIR", default_value = "tagflow-data")]
+    pub data_dir: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Where the graph is kept.
@@ -42,6 +55,21 @@ pub struct StoreArgs {
     /// 512 MB dyno.
     #[arg(long, env = "TAGFLOW_CACHE_MB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=65_536))]
     pub cache_mb: u64,
+    /// Log (in MiB) after which a checkpoint folds it into a new snapshot file, or the last
+    /// snapshot's size if larger. Checkpoints run beside the writes; smaller means faster restarts
+    /// and more checkpoint work.
+    #[arg(long, env = "TAGFLOW_CHECKPOINT_MB", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub checkpoint_mb: u64,
+}
+
+impl StoreArgs {
+    /// The store's settings these arguments make.
+    pub fn store_config(&self) -> crate::store::StoreConfig {
+        let mut c = crate::store::StoreConfig::new(&self.data_dir);
+        c.cache_bytes = self.cache_mb << 20;
+        c.checkpoint_min_bytes = self.checkpoint_mb << 20;
+        c
+    }
 }
 
 /// A source of posts.
@@ -402,7 +430,7 @@ pub struct Config {
     pub host: String,
     pub port: u16,
     pub data_dir: PathBuf,
-    pub cache_bytes: u64,
+    pub store: crate::store::StoreConfig,
     pub sources: Vec<SourceKind>,
     /// Tokens for writes and reads (environment only).
     pub access: crate::http::auth::Access,
@@ -574,8 +602,8 @@ impl Config {
         Ok(Config {
             host: args.host,
             port: args.port,
+            store: args.store.store_config(),
             data_dir: args.store.data_dir,
-            cache_bytes: args.store.cache_mb << 20,
             sources,
             access: crate::http::auth::Access::from_env()
                 .with_hosts(&args.public_host)
@@ -635,9 +663,7 @@ impl Config {
     }
 
     pub fn store_config(&self) -> crate::store::StoreConfig {
-        let mut c = crate::store::StoreConfig::new(&self.data_dir);
-        c.cache_bytes = self.cache_bytes;
-        c
+        crate::store::StoreConfig { dir: self.data_dir.clone(), ..self.store.clone() }
     }
 }
 

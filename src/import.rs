@@ -12,7 +12,7 @@ use crate::graph::Mutation;
 use crate::ingest::decode::Format;
 use crate::ingest::source::{to_mutation, Tally};
 use crate::ingest::SAMPLE_REASONS;
-use crate::store::{self, Outcomes, StoreConfig, StoreError, StoreHandle};
+use crate::store::{self, Outcomes, StoreError, StoreHandle};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::VecDeque;
@@ -63,8 +63,7 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
             import_with(sink, &args.files, args.format, args.batch, progress)?
         }
         None => {
-            let mut config = StoreConfig::new(&args.store.data_dir);
-            config.cache_bytes = args.store.cache_mb << 20;
+            let config = args.store.store_config();
             let (store, writer, _) = store::open(&config)?;
             let result = import_files(&store, &args.files, args.format, args.batch, progress);
             store.close_blocking();

@@ -27,9 +27,10 @@
 //!   CORS), answers kept per graph version, metrics, and `ApiError`, the only place that knows HTTP
 //!   status codes.
 //! - [`app`]: wires a [`config::Config`] into a running service that tests can start on port 0;
-//!   [`import`], [`analyze`] and [`export::run`] are the commands that work on a data directory
-//!   no service holds.
+//!   [`import`], [`analyze`], [`export::run`] and [`admin`] (verify, backup, restore) are the
+//!   commands that work on a data directory no service holds.
 
+pub mod admin;
 pub mod analytics;
 pub mod analyze;
 pub mod app;

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Command::Analyze(args) => tagflow::analyze::run(args),
         Command::Export(args) => tagflow::export::run(args),
         Command::Healthcheck(args) => tagflow::app::healthcheck(args.port),
+        Command::Verify(args) => tagflow::admin::verify(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

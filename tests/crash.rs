@@ -7,51 +7,65 @@ use common::process::{start, try_start};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn acknowledged_writes_survive_kill_9() {
-    let tmp = tempfile::tempdir().unwrap();
-    let server = start(tmp.path(), &["--sources", "none"], &[]);
-    let base = server.url("");
+/// Edges acknowledged with a 201, and how many times each.
+type Acked = BTreeMap<(String, String), u64>;
+
+/// `writers` tasks post interactions `{prefix}w{n}` -> `t{i % targets}` as fast as they can until a
+/// request fails (the kill); collect them with [`collect`].
+fn spawn_writers(
+    base: &str,
+    writers: usize,
+    prefix: &str,
+    targets: u64,
+) -> (Vec<tokio::task::JoinHandle<()>>, tokio::sync::mpsc::UnboundedReceiver<(String, String)>) {
     let client = reqwest::Client::new();
-    // Eight writers post interactions as fast as they can; the process is killed while they run.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
-    let mut writers = Vec::new();
-    for w in 0..8 {
-        let (client, base, tx) = (client.clone(), base.clone(), tx.clone());
-        writers.push(tokio::spawn(async move {
-            for i in 0..10_000 {
-                let (from, to) = (format!("w{w}"), format!("t{}", i % 50));
-                let body = format!(r#"{{"from":"{from}","to":"{to}","kind":"mention"}}"#);
-                match client
-                    .post(format!("{base}/aristas"))
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status() == 201 => {
-                        let _ = tx.send((from, to));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
+    let tasks = (0..writers)
+        .map(|w| {
+            let (client, base, tx, from) =
+                (client.clone(), base.to_string(), tx.clone(), format!("{prefix}w{w}"));
+            tokio::spawn(async move {
+                for i in 0..1_000_000u64 {
+                    let to = format!("t{}", i % targets);
+                    let body = format!(r#"{{"from":"{from}","to":"{to}","kind":"mention"}}"#);
+                    let sent = client
+                        .post(format!("{base}/aristas"))
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(r) if r.status() == 201 => {
+                            let _ = tx.send((from.clone(), to));
+                        }
+                        _ => break,
                     }
-                    _ => break,
                 }
-            }
-        }));
-    }
-    drop(tx);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    server.kill9();
+            })
+        })
+        .collect();
+    (tasks, rx)
+}
+
+/// Waits for the writers to stop and adds what they got acknowledged to `acked`.
+async fn collect(
+    writers: Vec<tokio::task::JoinHandle<()>>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
+    acked: &mut Acked,
+) {
     for w in writers {
         w.await.unwrap();
     }
-    let mut acked: BTreeMap<(String, String), u64> = BTreeMap::new();
     while let Ok(pair) = rx.try_recv() {
         *acked.entry(pair).or_default() += 1;
     }
-    let total: u64 = acked.values().sum();
-    assert!(total > 50, "the writers got some acknowledgements before the kill ({total})");
+}
 
-    let server = start(tmp.path(), &["--sources", "none"], &[]);
-    for ((from, to), n) in &acked {
+/// Every acknowledged write is there after the restart: a write in flight at the kill may have been
+/// persisted without being acknowledged, so never fewer and at most one more.
+async fn assert_survived(server: &common::process::ServerProcess, acked: &Acked) {
+    let client = reqwest::Client::new();
+    for ((from, to), n) in acked {
         let edge: serde_json::Value = client
             .get(server.url(&format!("/aristas/{from}/{to}")))
             .send()
@@ -60,12 +74,72 @@ async fn acknowledged_writes_survive_kill_9() {
             .json()
             .await
             .unwrap();
-        // A write in flight at the kill may have been persisted without being acknowledged: never fewer.
         let got = edge["kinds"]["mention"].as_u64().unwrap_or(0);
         assert!(got >= *n, "{from}->{to}: {n} acknowledged, {got} after restart");
         assert!(got <= n + 1, "{from}->{to}: at most the one unacknowledged in-flight write extra");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_writes_survive_kill_9() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start(tmp.path(), &["--sources", "none"], &[]);
+    // Eight writers post interactions as fast as they can; the process is killed while they run.
+    let (writers, rx) = spawn_writers(&server.url(""), 8, "", 50);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.kill9();
+    let mut acked = Acked::new();
+    collect(writers, rx, &mut acked).await;
+    let total: u64 = acked.values().sum();
+    assert!(total > 50, "the writers got some acknowledgements before the kill ({total})");
+    let server = start(tmp.path(), &["--sources", "none"], &[]);
+    assert_survived(&server, &acked).await;
     eprintln!("kill -9 test: {total} acknowledged writes over {} edges all survived", acked.len());
+}
+
+/// `kill -9` while checkpoints run: the demo feeds the log fast and checkpoints start every MiB of
+/// it, four writers post edges over HTTP, and the process is killed a few milliseconds after a
+/// checkpoint starts, round after round. Every restart must open (a checkpoint cut short costs
+/// nothing but itself) with every acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_writes_survive_kill_9_during_checkpoints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = ["--sources", "demo", "--demo-rate", "20000", "--checkpoint-mb", "1"];
+    let mut acked = Acked::new();
+    let mut rng = tagflow::rng::SplitMix64::new(11);
+    let (mut rounds, mut inside, mut checkpoints) = (0, 0, 0);
+    let is_start = |l: &String| l.contains("store: checkpoint") && l.contains("started");
+    let is_end = |l: &String| l.contains("store: checkpoint") && l.contains("covers log");
+    while rounds < 12 && (rounds < 5 || inside < 3) {
+        rounds += 1;
+        let server = start(tmp.path(), &args, &[]);
+        let (writers, rx) = spawn_writers(&server.url(""), 4, &format!("r{rounds}"), 20);
+        // Aim at a checkpoint: wait for one to start, then kill within a few milliseconds of it.
+        tokio::time::sleep(Duration::from_millis(300 + rng.below(700))).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let seen = server.log.lock().unwrap().iter().filter(|l| is_start(l)).count();
+        while server.log.lock().unwrap().iter().filter(|l| is_start(l)).count() == seen
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.below(40))).await;
+        let log = server.log.lock().unwrap().clone();
+        server.kill9();
+        collect(writers, rx, &mut acked).await;
+        let (started, finished) =
+            (log.iter().filter(|l| is_start(l)).count(), log.iter().filter(|l| is_end(l)).count());
+        checkpoints += finished;
+        inside += usize::from(started > finished);
+    }
+    assert!(inside >= 2, "too few kills landed inside a checkpoint: {inside} in {rounds} rounds");
+    let server = start(tmp.path(), &args, &[]);
+    assert_survived(&server, &acked).await;
+    eprintln!(
+        "kill -9 during checkpoints: {rounds} rounds, {inside} kills inside a checkpoint, {checkpoints} \
+         checkpoints finished, {} acknowledged writes all survived",
+        acked.values().sum::<u64>()
+    );
 }
 
 #[test]

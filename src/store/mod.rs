@@ -845,6 +845,7 @@ impl WriterLoop {
         }
         if self.disk.log_bytes >= self.checkpoint_min.max(self.disk.snapshot_bytes()) {
             let job = self.job();
+            log::info!("store: checkpoint {} started, covering the log up to {}", job.id, job.covered);
             let started = Instant::now();
             match std::thread::Builder::new().name("tagflow-checkpoint".into()).spawn(move || job.run()) {
                 Ok(thread) => self.running = Some(Running { thread, started }),
