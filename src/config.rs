@@ -62,6 +62,20 @@ pub struct StoreArgs {
     pub checkpoint_mb: u64,
 }
 
+impl ImportArgs {
+    /// `--max-line` in bytes.
+    pub fn max_line_bytes(&self) -> usize {
+        (self.max_line * f64::from(1u32 << 20)) as usize
+    }
+}
+
+fn parse_max_line(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.001..=4096.0).contains(&v) => Ok(v),
+        _ => Err(format!("--max-line is in MiB, between 0.001 and 4096, not {s:?}")),
+    }
+}
+
 impl StoreArgs {
     /// The store's settings these arguments make.
     pub fn store_config(&self) -> crate::store::StoreConfig {
@@ -211,6 +225,10 @@ pub struct ImportArgs {
     /// Posts per group commit.
     #[arg(long, default_value_t = 5_000)]
     pub batch: usize,
+    /// Longest record read, in MiB (a line, or a pretty-printed document): longer ones are counted
+    /// and skipped without being held in memory.
+    #[arg(long, default_value_t = 8.0, value_parser = parse_max_line)]
+    pub max_line: f64,
     /// Never show a progress bar (it is shown only on a terminal anyway).
     #[arg(long)]
     pub quiet: bool,

@@ -60,12 +60,13 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
         Some(url) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let sink = Sink::Http(HttpSink::new(url, runtime)?);
-            import_with(sink, &args.files, args.format, args.batch, progress)?
+            import_with(sink, &args.files, args.format, args.batch, args.max_line_bytes(), progress)?
         }
         None => {
             let config = args.store.store_config();
             let (store, writer, _) = store::open(&config)?;
-            let result = import_files(&store, &args.files, args.format, args.batch, progress);
+            let result =
+                import_files(&store, &args.files, args.format, args.batch, args.max_line_bytes(), progress);
             store.close_blocking();
             drop(store);
             let flushed = writer.join();
@@ -109,9 +110,11 @@ pub fn import_files(
     files: &[PathBuf],
     format: ImportFormat,
     batch: usize,
+    max_line: usize,
     progress: bool,
 ) -> anyhow::Result<ImportReport> {
-    let mut report = import_with(Sink::Store(StoreSink::new(store)), files, format, batch, progress)?;
+    let mut report =
+        import_with(Sink::Store(StoreSink::new(store)), files, format, batch, max_line, progress)?;
     let g = store.graph().read();
     report.users_after = Some(g.user_count());
     report.edges_after = Some(g.tie_count());
@@ -123,6 +126,7 @@ fn import_with(
     files: &[PathBuf],
     format: ImportFormat,
     batch: usize,
+    max_line: usize,
     progress: bool,
 ) -> anyhow::Result<ImportReport> {
     let total: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
@@ -143,6 +147,7 @@ fn import_with(
         report: ImportReport::default(),
         bar: &bar,
         name: String::new(),
+        max_line,
     };
     for path in files {
         imp.file(path).with_context(|| format!("importing {}", path.display()))?;
@@ -230,43 +235,42 @@ impl HttpSink {
             return Ok(());
         }
         let body = std::mem::replace(&mut self.body, Vec::with_capacity(HTTP_BODY_BYTES));
-        let (client, url) = (&self.client, &self.url);
-        let body = actix_web::web::Bytes::from(body);
-        let answer: crate::ingest::IngestAnswer = self.runtime.block_on(async {
-            // A service over its rate says when to come back: wait that long (a few times at most).
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                let mut request =
-                    client.post(url).header("content-type", "application/x-ndjson").body(body.clone());
-                if let Some(token) = &self.token {
-                    request = request.bearer_auth(token);
-                }
-                let resp = request.send().await.with_context(|| format!("POST {url}"))?;
-                let status = resp.status();
-                let retry_after = resp
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-                    .filter(|_| matches!(status.as_u16(), 429 | 503) && attempt < MAX_ATTEMPTS);
-                if let Some(secs) = retry_after {
-                    log::info!("import: {url} answered {status}; retrying in {secs} s");
-                    tokio::time::sleep(std::time::Duration::from_secs(secs.clamp(1, 60))).await;
-                    continue;
-                }
-                if !status.is_success() {
-                    let text = resp.text().await.unwrap_or_default();
-                    anyhow::bail!(
-                        "POST {url} answered {status}: {}",
-                        text.chars().take(300).collect::<String>()
-                    );
-                }
-                return resp
-                    .json::<crate::ingest::IngestAnswer>()
-                    .await
-                    .with_context(|| format!("reading the answer of POST {url}"));
+        self.post(actix_web::web::Bytes::from(body), report)
+    }
+
+    /// Posts one body of NDJSON records. A body the service finds too large (413) is split in two
+    /// and each half sent; a single record it refuses is counted as skipped, and the import goes on.
+    fn post(&self, body: actix_web::web::Bytes, report: &mut ImportReport) -> anyhow::Result<()> {
+        let answer = match self.runtime.block_on(self.request(body.clone()))? {
+            Some(answer) => answer,
+            None => {
+                let records = body.trim_ascii_end();
+                let mid = records.len() / 2;
+                let newline = |b: &u8| *b == b'\n';
+                let cut = records[mid..]
+                    .iter()
+                    .position(newline)
+                    .map(|i| mid + i)
+                    .or_else(|| records[..mid].iter().rposition(newline));
+                return match cut {
+                    Some(cut) => {
+                        self.post(body.slice(..=cut), report)?;
+                        self.post(body.slice(cut + 1..), report)
+                    }
+                    None => {
+                        report.skipped += 1;
+                        if report.reasons.len() < SAMPLE_REASONS {
+                            let url = &self.url;
+                            report.reasons.push(format!(
+                                "a record of {} bytes: larger than {url} accepts (413)",
+                                records.len()
+                            ));
+                        }
+                        Ok(())
+                    }
+                };
             }
-        })?;
+        };
         let t = &mut report.tally;
         t.posts += answer.accepted;
         t.interactions += answer.interactions;
@@ -280,6 +284,48 @@ impl HttpSink {
             }
         }
         Ok(())
+    }
+
+    /// One `POST /ingest`: the service's answer, or `None` if it refused the body as too large.
+    async fn request(
+        &self,
+        body: actix_web::web::Bytes,
+    ) -> anyhow::Result<Option<crate::ingest::IngestAnswer>> {
+        let (client, url) = (&self.client, &self.url);
+        // A service over its rate says when to come back: wait that long (a few times at most).
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut request =
+                client.post(url).header("content-type", "application/x-ndjson").body(body.clone());
+            if let Some(token) = &self.token {
+                request = request.bearer_auth(token);
+            }
+            let resp = request.send().await.with_context(|| format!("POST {url}"))?;
+            let status = resp.status();
+            if status.as_u16() == 413 {
+                return Ok(None);
+            }
+            let retry_after = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                .filter(|_| matches!(status.as_u16(), 429 | 503 | 507) && attempt < MAX_ATTEMPTS);
+            if let Some(secs) = retry_after {
+                log::info!("import: {url} answered {status}; retrying in {secs} s");
+                tokio::time::sleep(std::time::Duration::from_secs(secs.clamp(1, 60))).await;
+                continue;
+            }
+            if !status.is_success() {
+                let text = resp.text().await.unwrap_or_default();
+                anyhow::bail!("POST {url} answered {status}: {}", text.chars().take(300).collect::<String>());
+            }
+            return resp
+                .json::<crate::ingest::IngestAnswer>()
+                .await
+                .map(Some)
+                .with_context(|| format!("reading the answer of POST {url}"));
+        }
     }
 }
 
@@ -303,6 +349,8 @@ struct Importer<'a, 'b> {
     bar: &'b ProgressBar,
     /// The file being read, as skip reasons name it (`-` is standard input).
     name: String,
+    /// Longest line (or opened document) held; longer ones are skipped unread.
+    max_line: usize,
 }
 
 impl Importer<'_, '_> {
@@ -314,44 +362,85 @@ impl Importer<'_, '_> {
             Box::new(File::open(path).with_context(|| format!("cannot open {}", path.display()))?)
         };
         let mut reader = BufReader::with_capacity(1 << 20, reader);
-        // A file that starts with `[`, or whose first line is a lone `{`, is one JSON document (a
-        // v1.1 array, a pretty-printed search response): read it whole. Otherwise, NDJSON.
+        // A file that starts with `[` is one JSON document (a v1.1 array): read it whole. Otherwise
+        // NDJSON, unless its first line opens a document it does not close (see `opened_document`).
         if first_byte(&mut reader)? == Some(b'[') {
             return self.document(reader);
         }
+        self.ndjson(&mut reader, 0, true)
+    }
+
+    /// Reads NDJSON records, one a line, after line `line_no`; with `first`, the first line may open a
+    /// pretty-printed document.
+    fn ndjson(&mut self, reader: &mut impl BufRead, mut line_no: u64, first: bool) -> anyhow::Result<()> {
         let mut line = Vec::with_capacity(64 << 10);
-        let mut line_no = 0u64;
-        loop {
-            line.clear();
-            let n = reader.read_until(b'\n', &mut line)?;
-            if n == 0 {
-                break;
-            }
-            self.bar.inc(n as u64);
+        while let Some(read) = read_line(reader, &mut line, self.max_line)? {
+            self.bar.inc(read.consumed as u64);
             line_no += 1;
+            if read.oversized {
+                self.oversized(line_no, read.consumed);
+                continue;
+            }
             let trimmed = line.trim_ascii();
             if trimmed.is_empty() {
                 continue;
             }
-            if line_no == 1 && starts_a_document(trimmed) {
-                let mut doc = line.clone();
-                reader.read_to_end(&mut doc)?;
-                if serde_json::from_slice::<serde::de::IgnoredAny>(&doc).is_ok() {
-                    return self.document(&doc[..]);
-                }
-                // Not one document after all (a truncated first line): go on line by line.
-                self.bar.inc(doc.len().saturating_sub(n) as u64);
-                for (i, l) in doc.split(|&b| b == b'\n').enumerate() {
-                    let l = l.trim_ascii();
-                    if !l.is_empty() {
-                        self.record(l, || format!("line {}", i + 1))?;
-                    }
-                }
-                return Ok(());
+            if first && line_no == 1 && starts_a_document(trimmed) {
+                let first = std::mem::take(&mut line);
+                return self.opened_document(reader, first);
             }
             self.record(trimmed, || format!("line {line_no}"))?;
         }
         Ok(())
+    }
+
+    /// The first line opens a JSON value it does not close: a pretty-printed document (a v2 search
+    /// page, a `{"statuses": [...]}` response), or a broken first line of NDJSON. Lines are gathered,
+    /// at most `--max-line` bytes in all, until they close it (it is then one document and NDJSON
+    /// goes on after it); if they never do, or grow past the limit, they were NDJSON lines all along.
+    fn opened_document(&mut self, reader: &mut impl BufRead, mut doc: Vec<u8>) -> anyhow::Result<()> {
+        let mut line = Vec::new();
+        let mut line_no = 1u64;
+        while let Some(read) = read_line(reader, &mut line, self.max_line)? {
+            self.bar.inc(read.consumed as u64);
+            line_no += 1;
+            if read.oversized || doc.len() + line.len() > self.max_line {
+                self.lines_of(&doc)?;
+                if read.oversized {
+                    self.oversized(line_no, read.consumed);
+                } else if !line.trim_ascii().is_empty() {
+                    self.record(line.trim_ascii(), || format!("line {line_no}"))?;
+                }
+                return self.ndjson(reader, line_no, false);
+            }
+            doc.extend_from_slice(&line);
+            // A pretty-printed document closes with `}` or `]` alone on its line: only then parse.
+            let closes = matches!(line.trim_ascii(), b"}" | b"]");
+            if closes && serde_json::from_slice::<serde::de::IgnoredAny>(&doc).is_ok() {
+                self.document(&doc[..])?;
+                return self.ndjson(reader, line_no, false);
+            }
+        }
+        self.lines_of(&doc)
+    }
+
+    /// The lines of `held` (the first lines of the file) as NDJSON records.
+    fn lines_of(&mut self, held: &[u8]) -> anyhow::Result<()> {
+        for (i, l) in held.split(|&b| b == b'\n').enumerate() {
+            let l = l.trim_ascii();
+            if !l.is_empty() {
+                self.record(l, || format!("line {}", i + 1))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn oversized(&mut self, line_no: u64, bytes: usize) {
+        self.report.records += 1;
+        self.skip(format!(
+            "line {line_no}: {bytes} bytes, over --max-line ({} bytes): skipped unread",
+            self.max_line
+        ));
     }
 
     fn document(&mut self, mut reader: impl Read) -> anyhow::Result<()> {
@@ -421,6 +510,49 @@ fn starts_a_document(line: &[u8]) -> bool {
     )
 }
 
+/// A line read by [`read_line`]: its bytes in the file, and whether it was over the limit (then
+/// none of it is kept).
+struct LineRead {
+    consumed: usize,
+    oversized: bool,
+}
+
+/// Reads one line (with its newline) into `buf`, keeping at most `max` bytes of it: a longer line is
+/// read through and dropped as it goes, never held whole. `None` at the end of the input.
+fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>, max: usize) -> std::io::Result<Option<LineRead>> {
+    buf.clear();
+    let (mut consumed, mut oversized) = (0, false);
+    loop {
+        let chunk = match reader.fill_buf() {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            return Ok((consumed > 0).then_some(LineRead { consumed, oversized }));
+        }
+        let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        if !oversized {
+            // The newline itself does not count against the limit.
+            let body = if done { take - 1 } else { take };
+            if buf.len() + body > max {
+                oversized = true;
+                *buf = Vec::new();
+            } else {
+                buf.extend_from_slice(&chunk[..take]);
+            }
+        }
+        reader.consume(take);
+        consumed += take;
+        if done {
+            return Ok(Some(LineRead { consumed, oversized }));
+        }
+    }
+}
+
 fn first_byte(reader: &mut impl BufRead) -> std::io::Result<Option<u8>> {
     loop {
         let buf = reader.fill_buf()?;
@@ -434,5 +566,51 @@ fn first_byte(reader: &mut impl BufRead) -> std::io::Result<Option<u8>> {
                 reader.consume(n);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader of one `len`-byte line of `x`, then `rest`, produced as it is read.
+    struct Endless {
+        left: usize,
+        rest: std::io::Cursor<Vec<u8>>,
+    }
+
+    impl Read for Endless {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            if self.left == 0 {
+                return self.rest.read(out);
+            }
+            let n = out.len().min(self.left);
+            out[..n].fill(b'x');
+            self.left -= n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_line_over_the_limit_is_read_through_without_being_held() {
+        let mut r = BufReader::with_capacity(
+            64 << 10,
+            Endless { left: 256 << 20, rest: std::io::Cursor::new(b"\n{\"a\":1}\nlast".to_vec()) },
+        );
+        let mut buf = Vec::new();
+        let first = read_line(&mut r, &mut buf, 1 << 20).unwrap().unwrap();
+        assert!(first.oversized);
+        assert_eq!(first.consumed, (256 << 20) + 1);
+        assert!(buf.capacity() <= 2 << 20, "held {} bytes of a 256 MiB line", buf.capacity());
+        let second = read_line(&mut r, &mut buf, 1 << 20).unwrap().unwrap();
+        assert!(!second.oversized);
+        assert_eq!(buf, b"{\"a\":1}\n");
+        read_line(&mut r, &mut buf, 1 << 20).unwrap().unwrap();
+        assert_eq!(buf, b"last", "a last line without a newline");
+        assert!(read_line(&mut r, &mut buf, 1 << 20).unwrap().is_none());
+        // Exactly at the limit is kept; one byte over is not.
+        let mut r = BufReader::new(&b"abcd\nabcde\n"[..]);
+        assert!(!read_line(&mut r, &mut buf, 4).unwrap().unwrap().oversized);
+        assert!(read_line(&mut r, &mut buf, 4).unwrap().unwrap().oversized);
     }
 }

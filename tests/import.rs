@@ -212,6 +212,64 @@ async fn import_with_url_streams_a_file_to_a_running_service() {
     app.stop().await;
 }
 
+const V2: &str = r#"{"data":{"id":"100","text":"RT @bob: hi","author_id":"1","referenced_tweets":[{"type":"retweeted","id":"99"}],"entities":{"mentions":[{"start":3,"end":7,"username":"bob","id":"2"}]}},"includes":{"users":[{"id":"1","username":"ann"},{"id":"2","username":"bob"}],"tweets":[{"id":"99","author_id":"2","text":"hi"}]}}"#;
+const V1: &str = r#"{"id_str":"200","user":{"id_str":"3","screen_name":"cy"},"in_reply_to_user_id_str":"1","entities":{"user_mentions":[]},"text":"@ann yes"}"#;
+
+/// Lines over `--max-line` are counted and skipped, never held; a first line that opens a document
+/// it never closes (a truncated NDJSON line) is not a reason to read the file whole: once the lines
+/// held pass the limit, they are read as NDJSON and the import goes on.
+#[test]
+fn over_long_lines_are_skipped_unread_and_a_broken_first_line_does_not_hold_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("long.jsonl");
+    let filler: String = (0..30_000).map(|i| format!("{{\"n\":{i}}}\n")).collect();
+    let long = format!("{{\"data\":{{\"id\":\"{}\"}}}}", "x".repeat(3 << 20));
+    let body = format!("{{\"data\": {{\"id\": \"trunc\n{filler}{V2}\n{long}\n{V1}\n{long}");
+    std::fs::write(&file, body).unwrap();
+    let data = tmp.path().join("data");
+    let (ok, out, err) =
+        import(&[file.to_str().unwrap(), "--max-line", "0.25", "--data-dir", data.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        figure(&out, "posts"),
+        2,
+        "both records after the broken first line and the long lines: {out}"
+    );
+    // The broken first line, 30,000 lines of JSON that are no posts, and the two long lines.
+    assert_eq!(figure(&out, "skipped"), 30_003, "{out}");
+    let (users, _) = graph_of(&data);
+    assert_eq!(users.len(), 3);
+    // The reason says so, naming the line.
+    let short = tmp.path().join("short.jsonl");
+    std::fs::write(&short, format!("{V1}\n{long}\n")).unwrap();
+    let (ok, out, err) =
+        import(&[short.to_str().unwrap(), "--max-line", "0.25", "--data-dir", data.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("line 2: 3145747 bytes, over --max-line (262144 bytes): skipped unread"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_with_url_skips_a_record_the_service_refuses_as_too_large_and_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = spawn_app(&tmp).await;
+    let file = tmp.path().join("big.jsonl");
+    let big =
+        format!("{{\"data\":{{\"id\":\"9\",\"text\":\"{}\",\"author_id\":\"5\"}}}}", "x".repeat(9 << 20));
+    std::fs::write(&file, format!("{V2}\n{big}\n{V1}\n")).unwrap();
+    let addr = app.addr.clone();
+    let (ok, out, err) = tokio::task::spawn_blocking(move || {
+        import(&[file.to_str().unwrap(), "--url", &addr, "--max-line", "16"])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "the run goes on past the refused record: {err}");
+    assert_eq!(figure(&out, "posts"), 2, "{out}");
+    assert_eq!(figure(&out, "skipped"), 1, "{out}");
+    assert!(out.contains("(413)"), "{out}");
+    assert_eq!(app.get("/aristas/x:3/x:1").await.1["kinds"]["reply"], 1);
+    app.stop().await;
+}
+
 #[test]
 fn a_missing_file_is_one_error_and_leaves_no_data_directory_behind() {
     let tmp = tempfile::tempdir().unwrap();
