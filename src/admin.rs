@@ -1,7 +1,13 @@
-//! The commands that look after a data directory no service holds: `tagflow verify` checks it.
+//! The commands that look after a data directory: `tagflow verify` checks one no service holds,
+//! `tagflow backup` archives a running service's store (`GET /backup`) or a directory's, and
+//! `tagflow restore` rebuilds a directory from an archive.
 
-use crate::config::VerifyArgs;
-use crate::store;
+use crate::config::{BackupArgs, RestoreArgs, VerifyArgs};
+use crate::store::{self, Counts};
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::Write;
+use std::path::Path;
 
 /// `tagflow verify`: everything opening checks, without serving or changing the directory.
 ///
@@ -28,4 +34,144 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         println!("  note: {note}");
     }
     Ok(())
+}
+
+/// `tagflow backup`: the archive of a running service (`--url`) or of a data directory.
+///
+/// # Errors
+/// The service refused or the transfer broke, the archive it sent is damaged, the directory cannot
+/// be opened, or the file cannot be written. The output file is only ever complete.
+pub fn backup(args: BackupArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let tmp = args.out.with_extension("partial");
+    let bar = bar(!args.quiet);
+    let written = match (&args.url, &args.data_dir) {
+        (Some(url), _) => fetch(url, &tmp, &bar),
+        (None, Some(dir)) => backup_dir(dir, &tmp, &bar),
+        (None, None) => unreachable!("clap requires --url or --data-dir"),
+    };
+    bar.finish_and_clear();
+    let counts = match written {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    std::fs::rename(&tmp, &args.out)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), args.out.display()))?;
+    let bytes = std::fs::metadata(&args.out).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "backed up commit {} to {} in {:.1}s: {} bytes, {}",
+        counts.seq,
+        args.out.display(),
+        started.elapsed().as_secs_f64(),
+        bytes,
+        describe(&counts)
+    );
+    Ok(())
+}
+
+/// `tagflow restore`: a new data directory from an archive, then opened and checked.
+///
+/// # Errors
+/// The archive is damaged (nothing is left behind), or the directory is not new.
+pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
+    let file = std::fs::File::open(&args.archive)
+        .with_context(|| format!("cannot open {}", args.archive.display()))?;
+    let counts = store::restore(file, &args.data_dir)
+        .with_context(|| format!("restoring {}", args.archive.display()))?;
+    let check = store::verify(&args.data_dir)?;
+    println!(
+        "restored commit {} into {}: {}; the directory opens with {} users and {} edges",
+        counts.seq,
+        args.data_dir.display(),
+        describe(&counts),
+        check.users,
+        check.edges
+    );
+    Ok(())
+}
+
+fn describe(c: &Counts) -> String {
+    format!(
+        "{} users, {} edges, {} interactions, {} posts seen, {} post records and cursors",
+        c.users, c.ties, c.stamps, c.seen, c.records
+    )
+}
+
+fn bar(show: bool) -> ProgressBar {
+    let bar = if show {
+        ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bytes} {bytes_per_sec} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar
+}
+
+/// Backs up a directory no service holds.
+fn backup_dir(dir: &Path, out: &Path, bar: &ProgressBar) -> anyhow::Result<Counts> {
+    if !dir.join("conf").is_file() {
+        anyhow::bail!("{} is not a tagflow data directory", dir.display());
+    }
+    let (handle, writer, _) = store::open(&store::StoreConfig::new(dir))?;
+    let result = (|| {
+        let backup = handle.backup_blocking()?;
+        let file = std::fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
+        let mut file = std::io::BufWriter::new(file);
+        let counts = backup.write(bar.wrap_write(&mut file))?;
+        file.flush()?;
+        file.get_ref().sync_all()?;
+        anyhow::Ok(counts)
+    })();
+    handle.close_blocking();
+    drop(handle);
+    writer.join()?;
+    result
+}
+
+/// Streams a running service's `GET /backup` into `out`, then reads it back whole to check it.
+fn fetch(url: &str, out: &Path, bar: &ProgressBar) -> anyhow::Result<Counts> {
+    let base = url.trim_end_matches('/');
+    if !(base.starts_with("http://") || base.starts_with("https://")) {
+        anyhow::bail!("--url must start with http:// or https://, not {base:?}");
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let token =
+        crate::http::auth::tokens(std::env::var(crate::http::auth::ENV_API_TOKEN).ok()).into_iter().next();
+    runtime.block_on(async {
+        use futures_util::StreamExt;
+        let mut request = reqwest::Client::new().get(format!("{base}/backup"));
+        if let Some(token) = &token {
+            request = request.bearer_auth(token);
+        }
+        let resp = request.send().await.with_context(|| format!("GET {base}/backup"))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            anyhow::bail!(
+                "GET {base}/backup answered {status}: {}",
+                text.chars().take(300).collect::<String>()
+            );
+        }
+        let mut file = std::io::BufWriter::new(
+            std::fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?,
+        );
+        let mut body = resp.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.with_context(|| format!("GET {base}/backup broke off"))?;
+            file.write_all(&chunk)?;
+            bar.inc(chunk.len() as u64);
+        }
+        file.flush()?;
+        file.get_ref().sync_all()?;
+        anyhow::Ok(())
+    })?;
+    bar.set_message("checking");
+    let file = std::fs::File::open(out)?;
+    store::check_archive(file).map_err(|e| anyhow::anyhow!("the backup {base}/backup sent is not whole: {e}"))
 }

@@ -137,6 +137,7 @@ impl Application {
             body_timeout: config.body_timeout,
             track: config.track.clone().into(),
             exports: Arc::new(tokio::sync::Semaphore::new(http::EXPORTS_AT_ONCE)),
+            backups: Arc::new(tokio::sync::Semaphore::new(1)),
             streams: Arc::new(tokio::sync::Semaphore::new(http::STREAMS_AT_ONCE)),
             shutdown: cancel.clone(),
         };

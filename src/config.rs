@@ -33,6 +33,38 @@ pub enum Command {
     /// Check a data directory that no service holds, without changing it: every snapshot frame,
     /// log record and checksum, against its manifest. Exits non-zero naming any damage.
     Verify(VerifyArgs),
+    /// Write a backup of the whole store as of one commit (users, edges, timeline, seen posts, post
+    /// records, source cursors): gzipped and checksummed. From a running service (`--url`, its
+    /// `GET /backup`) or from a data directory no service holds (`--data-dir`).
+    Backup(BackupArgs),
+    /// Rebuild a data directory from a backup, exactly; a damaged archive is refused.
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("from").required(true).args(["url", "data_dir"])))]
+pub struct BackupArgs {
+    /// The running service to back up (its `GET /backup` needs an API token: TAGFLOW_API_TOKEN).
+    #[arg(long, env = "TAGFLOW_URL")]
+    pub url: Option<String>,
+    /// The data directory to back up, when no service holds it.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Where to write the archive (written aside, then renamed: never half a file under this name).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Never show a progress bar (it is shown only on a terminal anyway).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The archive `tagflow backup` or `GET /backup` wrote.
+    pub archive: PathBuf,
+    /// The new data directory (must not exist, or be empty).
+    #[arg(long)]
+    pub data_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

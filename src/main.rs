@@ -21,6 +21,8 @@ fn main() -> ExitCode {
         Command::Export(args) => tagflow::export::run(args),
         Command::Healthcheck(args) => tagflow::app::healthcheck(args.port),
         Command::Verify(args) => tagflow::admin::verify(args),
+        Command::Backup(args) => tagflow::admin::backup(args),
+        Command::Restore(args) => tagflow::admin::restore(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -143,39 +143,42 @@ async fn a_full_disk_refuses_writes_with_507_reports_degraded_and_recovers_when_
     assert!(exit.success(), "{}", log.join("\n"));
 }
 
+/// Everything acknowledged that a damaged directory must give back exactly or refuse.
+#[derive(Debug, PartialEq)]
+struct State {
+    users: String,
+    edges: String,
+    stamps: Vec<(u32, u32, tagflow::graph::Kind, u32)>,
+    cursors: Vec<Option<Vec<u8>>>,
+    posts: Vec<bool>,
+}
+
+const CURSORS: [&str; 2] = ["x", "mastodon"];
+
+fn state(h: &tagflow::store::StoreHandle) -> State {
+    let g = h.graph().read();
+    let users =
+        serde_json::to_string(&g.users_page(tagflow::graph::UserOrder::Key, None, usize::MAX).items).unwrap();
+    let edges = serde_json::to_string(&g.ties_page(None, usize::MAX).items).unwrap();
+    let mut stamps = Vec::new();
+    g.for_each_stamp(|a, b, k, at| stamps.push((a, b, k, at)));
+    stamps.sort_unstable_by_key(|&(a, b, k, at)| (a, b, k.index(), at));
+    drop(g);
+    State {
+        users,
+        edges,
+        stamps,
+        cursors: CURSORS.iter().map(|c| h.cursor(c).unwrap()).collect(),
+        posts: (0..400)
+            .map(|i| h.has_post(tagflow::graph::Platform::Mastodon, &i.to_string()).unwrap())
+            .collect(),
+    }
+}
+
 mod corruption {
     use super::*;
-    use tagflow::graph::{Kind, Mutation, Platform, Post, UserOrder, UserRef};
+    use tagflow::graph::{Kind, Mutation, Platform, Post, UserRef};
     use tagflow::store::{self, StoreConfig, StoreError, StoreHandle};
-
-    /// Everything acknowledged that a damaged directory must give back exactly or refuse.
-    #[derive(Debug, PartialEq)]
-    struct State {
-        users: String,
-        edges: String,
-        stamps: Vec<(u32, u32, Kind, u32)>,
-        cursors: Vec<Option<Vec<u8>>>,
-        posts: Vec<bool>,
-    }
-
-    const CURSORS: [&str; 2] = ["x", "mastodon"];
-
-    fn state(h: &StoreHandle) -> State {
-        let g = h.graph().read();
-        let users = serde_json::to_string(&g.users_page(UserOrder::Key, None, usize::MAX).items).unwrap();
-        let edges = serde_json::to_string(&g.ties_page(None, usize::MAX).items).unwrap();
-        let mut stamps = Vec::new();
-        g.for_each_stamp(|a, b, k, at| stamps.push((a, b, k, at)));
-        stamps.sort_unstable_by_key(|&(a, b, k, at)| (a, b, k.index(), at));
-        drop(g);
-        State {
-            users,
-            edges,
-            stamps,
-            cursors: CURSORS.iter().map(|c| h.cursor(c).unwrap()).collect(),
-            posts: (0..400).map(|i| h.has_post(Platform::Mastodon, &i.to_string()).unwrap()).collect(),
-        }
-    }
 
     fn open(dir: &Path) -> Result<(StoreHandle, store::Writer), StoreError> {
         let mut config = StoreConfig::new(dir);
@@ -393,4 +396,108 @@ mod corruption {
         assert!(failures.is_empty(), "{} of {cases} cases failed:\n{}", failures.len(), failures.join("\n"));
         assert!(refused > cases / 4, "most damage is caught: {refused} of {cases} refused");
     }
+}
+
+/// `tagflow` with an environment, to its end: success, stdout, stderr.
+fn tagflow_with_env(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tagflow"));
+    cmd.args(args).env_remove("TAGFLOW_API_TOKEN").env_remove("TAGFLOW_URL");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run tagflow");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// What a data directory no service holds gives back (see [`State`]).
+fn contents(dir: &Path) -> State {
+    let (h, w, _) = tagflow::store::open(&tagflow::store::StoreConfig::new(dir)).expect("open");
+    let got = state(&h);
+    h.close_blocking();
+    drop(h);
+    w.join().unwrap();
+    got
+}
+
+/// The whole path a researcher takes: `tagflow backup --url` from a service that keeps ingesting
+/// (its `GET /backup` needs the API token), `tagflow restore` into a new directory that opens; then
+/// `tagflow backup --data-dir` of the stopped service's directory restores to exactly its contents;
+/// and a damaged archive is refused with nothing left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_and_restore_end_to_end_while_the_service_ingests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let token = "backup-test-token-0123456789";
+    let server = start(&data, &["--sources", "demo", "--demo-rate", "2000"], &[("TAGFLOW_API_TOKEN", token)]);
+    let base = server.url("");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let client = reqwest::Client::new();
+    let r = client.get(format!("{base}/backup")).send().await.unwrap();
+    assert_eq!(r.status(), 401, "a backup hands over everything: it needs the API token");
+    let r = client.get(format!("{base}/backup")).bearer_auth(token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/gzip");
+    let commit: u64 = r.headers()["x-tagflow-commit"].to_str().unwrap().parse().unwrap();
+    assert!(commit > 0);
+    let body = r.bytes().await.unwrap();
+    let counts = tagflow::store::check_archive(&body[..]).unwrap();
+    assert_eq!(counts.seq, commit);
+    assert!(counts.users > 10 && counts.stamps > 10, "{counts:?}");
+
+    let archive = tmp.path().join("campaign.tfbackup.gz");
+    let (a, out) = (archive.to_str().unwrap().to_string(), base.clone());
+    let (ok, stdout, err) = tokio::task::spawn_blocking(move || {
+        tagflow_with_env(&["backup", "--url", &out, "--out", &a], &[("TAGFLOW_API_TOKEN", token)])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    assert!(stdout.contains("backed up commit"), "{stdout}");
+    let restored = tmp.path().join("restored");
+    let (ok, stdout, err) = tagflow_with_env(
+        &["restore", archive.to_str().unwrap(), "--data-dir", restored.to_str().unwrap()],
+        &[],
+    );
+    assert!(ok, "{err}");
+    assert!(stdout.contains("restored commit"), "{stdout}");
+    let (ok, _, err) = tagflow_with_env(&["verify", "--data-dir", restored.to_str().unwrap()], &[]);
+    assert!(ok, "{err}");
+    let (exit, log) = server.terminate(Duration::from_secs(30));
+    assert!(exit.success(), "{}", log.join("\n"));
+
+    // At rest: a backup of the directory restores to exactly its contents.
+    let at_rest = tmp.path().join("at-rest.tfbackup.gz");
+    let (ok, _, err) = tagflow_with_env(
+        &["backup", "--data-dir", data.to_str().unwrap(), "--out", at_rest.to_str().unwrap(), "--quiet"],
+        &[],
+    );
+    assert!(ok, "{err}");
+    let again = tmp.path().join("again");
+    let (ok, _, err) =
+        tagflow_with_env(&["restore", at_rest.to_str().unwrap(), "--data-dir", again.to_str().unwrap()], &[]);
+    assert!(ok, "{err}");
+    let (got, want) = {
+        let (again, data) = (again.clone(), data.clone());
+        tokio::task::spawn_blocking(move || (contents(&again), contents(&data))).await.unwrap()
+    };
+    assert!(!want.stamps.is_empty());
+    assert_eq!(got, want, "users, edges and timeline restore exactly");
+
+    // A damaged archive: refused, naming the damage; nothing left behind.
+    let mut bytes = std::fs::read(&at_rest).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    std::fs::write(&at_rest, bytes).unwrap();
+    let broken = tmp.path().join("broken");
+    let (ok, _, err) = tagflow_with_env(
+        &["restore", at_rest.to_str().unwrap(), "--data-dir", broken.to_str().unwrap()],
+        &[],
+    );
+    assert!(!ok);
+    assert!(err.contains("damaged") || err.contains("corrupt"), "{err}");
+    assert!(!broken.exists());
 }

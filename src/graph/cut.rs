@@ -131,8 +131,8 @@ impl Cut {
 }
 
 impl Graph {
-    /// Fixes the graph as it is now for a reader on another thread (see [`Cut`]). One cut at a
-    /// time: opening another replaces it. Cost: a copy of the timeline's chunk list.
+    /// Fixes the graph as it is now for a reader on another thread (see [`Cut`]); several may be
+    /// open at once. Cost: a copy of the timeline's chunk list.
     pub fn open_cut(&mut self) -> Arc<Cut> {
         let cut = Arc::new(Cut {
             uid_bound: u32::try_from(self.by_uid.len()).unwrap_or(u32::MAX),
@@ -143,40 +143,42 @@ impl Graph {
             images: Mutex::default(),
             timeline: self.timeline.freeze(),
         });
-        self.cut = Some(cut.clone());
+        self.cuts.push(cut.clone());
         cut
     }
 
-    /// Stops keeping before-images (the reader is done, or gave up).
-    pub fn close_cut(&mut self) {
-        self.cut = None;
+    /// Stops keeping before-images for `cut` (its reader is done, or gave up).
+    pub fn close_cut(&mut self, cut: &Arc<Cut>) {
+        self.cuts.retain(|c| !Arc::ptr_eq(c, cut));
     }
 
     /// Before a user changes or goes: keeps it as it was, if an open cut has not read it yet.
     pub(super) fn keep_user(&self, i: NodeIndex) {
-        let Some(cut) = &self.cut else { return };
         let n = &self.g[i];
-        if n.uid >= cut.uid_bound || i.index() < cut.users_read.load(Ordering::Acquire) {
-            return;
+        for cut in &self.cuts {
+            if n.uid >= cut.uid_bound || i.index() < cut.users_read.load(Ordering::Acquire) {
+                continue;
+            }
+            cut.images.lock().users.entry(n.uid).or_insert_with(|| UserImage {
+                key: n.key.clone(),
+                handle: n.handle.clone(),
+                name: n.name.clone(),
+            });
         }
-        cut.images.lock().users.entry(n.uid).or_insert_with(|| UserImage {
-            key: n.key.clone(),
-            handle: n.handle.clone(),
-            name: n.name.clone(),
-        });
     }
 
     /// Before an edge changes or goes (`before` its tie), or just after one is made (`None`): keeps
     /// its state at the cut, if an open cut has not read its slot yet.
     pub(super) fn keep_tie(&self, e: EdgeIndex, before: Option<Tie>) {
-        let Some(cut) = &self.cut else { return };
-        if e.index() < cut.ties_read.load(Ordering::Acquire) {
+        if self.cuts.is_empty() {
             return;
         }
         let Some((a, b)) = self.g.edge_endpoints(e) else { return };
         let (a, b) = (self.g[a].uid, self.g[b].uid);
-        if a < cut.uid_bound && b < cut.uid_bound {
-            cut.images.lock().ties.entry((a, b)).or_insert(before);
+        for cut in &self.cuts {
+            if e.index() >= cut.ties_read.load(Ordering::Acquire) && a < cut.uid_bound && b < cut.uid_bound {
+                cut.images.lock().ties.entry((a, b)).or_insert(before);
+            }
         }
     }
 }
@@ -280,7 +282,7 @@ mod tests {
             let kept = cut.images();
             change(&mut g, &mut rng);
             assert_eq!(cut.images(), kept);
-            g.close_cut();
+            g.close_cut(&cut);
         }
     }
 }

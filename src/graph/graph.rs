@@ -76,8 +76,8 @@ pub struct Graph {
     pub(crate) timeline: Timeline,
     /// Bumped by every change the write path applies: what cached analyses are checked against.
     pub(super) version: u64,
-    /// An open [`super::cut::Cut`]: changes keep before-images for it.
-    pub(super) cut: Option<Arc<super::cut::Cut>>,
+    /// Open [`super::cut::Cut`]s (a checkpoint's, a backup's): changes keep before-images for them.
+    pub(super) cuts: Vec<Arc<super::cut::Cut>>,
 }
 
 /// Degree above which a user counts as busy for [`Graph::busy`].
@@ -122,7 +122,7 @@ impl Graph {
             free_lists: Vec::new(),
             timeline: Timeline::default(),
             version: 0,
-            cut: None,
+            cuts: Vec::new(),
         }
     }
 
@@ -382,7 +382,7 @@ impl Graph {
 
     /// Overwrites the tie of an existing edge with a non-empty one.
     fn replace_tie(&mut self, e: EdgeIndex, tie: &Tie) {
-        if self.cut.is_some() {
+        if !self.cuts.is_empty() {
             self.keep_tie(e, Some(self.tie_at(e)));
         }
         let old = self.tie_at(e).total();
@@ -506,7 +506,7 @@ impl Graph {
 
     fn remove_edge(&mut self, e: EdgeIndex) {
         let Some((a, b)) = self.g.edge_endpoints(e) else { return };
-        if self.cut.is_some() {
+        if !self.cuts.is_empty() {
             self.keep_tie(e, Some(self.tie_at(e)));
         }
         if let Some(packed) = self.g.remove_edge(e) {

@@ -146,7 +146,7 @@ impl Access {
         peer: Option<IpAddr>,
         authorization: Option<&[u8]>,
     ) -> Result<(), ApiError> {
-        let read = is_read(method);
+        let read = is_read(method, path);
         let presented = authorization.and_then(|h| h.strip_prefix(b"Bearer ")).map(<[u8]>::trim_ascii);
         let matches = |list: &[String]| {
             // Every token is compared, whatever matched before: the time says nothing of which.
@@ -184,9 +184,10 @@ impl Access {
     }
 }
 
-/// Reads change nothing: GET, HEAD and OPTIONS.
-pub(crate) fn is_read(method: &Method) -> bool {
-    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+/// Reads change nothing: GET, HEAD and OPTIONS; but `/backup`, which hands over the whole store
+/// (post records and source cursors included), is for the holders of an API token, as writes are.
+pub(crate) fn is_read(method: &Method, path: &str) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) && path != "/backup"
 }
 
 /// Whether a write's body may be read: none, or one declared as JSON (NDJSON too for `/ingest`).

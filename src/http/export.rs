@@ -1,6 +1,7 @@
 //! `GET /export`: the selected network as a file researchers open in Gephi, NetworkX, igraph, a
 //! spreadsheet or sigma.js, streamed as it is written (gzipped when the client accepts it), at most
-//! [`EXPORTS_AT_ONCE`] at a time.
+//! [`EXPORTS_AT_ONCE`] at a time; and `GET /backup`, the whole store as an archive, streamed the same
+//! way.
 
 use super::analytics::{community_params, CommunityQuery, Params, SelectionQuery};
 use super::error::{ApiError, ErrorBody};
@@ -104,7 +105,7 @@ fn accepts_gzip(req: &HttpRequest) -> bool {
 }
 
 /// What the writer hands the connection: chunks, in a bounded channel.
-struct Chunks(tokio::sync::mpsc::Sender<io::Result<Bytes>>);
+pub(super) struct Chunks(tokio::sync::mpsc::Sender<io::Result<Bytes>>);
 
 impl io::Write for Chunks {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -160,26 +161,73 @@ pub async fn export(state: web::Data<AppState>, req: HttpRequest) -> Result<Http
         .try_acquire_owned()
         .map_err(|_| ApiError::Overloaded("as many exports as the service writes at once are running"))?;
     let plan = export::prepare(&state.analytics, &request).await?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
-    tokio::task::spawn_blocking(move || {
+    Ok(response.streaming(streamed("export", move |sink| {
         let _permit = permit;
-        let mut sink = Chunks(tx);
-        let result = if gzip {
-            let mut gz = flate2::write::GzEncoder::new(&mut sink, flate2::Compression::fast());
+        if gzip {
+            let mut gz = flate2::write::GzEncoder::new(sink, flate2::Compression::fast());
             export::write(&plan, format, &mut gz, &mut |_| {}).and_then(|()| gz.finish().map(drop))
         } else {
-            export::write(&plan, format, &mut sink, &mut |_| {})
-        };
-        if let Err(e) = result {
+            export::write(&plan, format, sink, &mut |_| {})
+        }
+    })))
+}
+
+/// Runs `write` on a blocking thread into a bounded channel of chunks, and returns them as a
+/// response body: a slow client slows the writer, never grows memory. An error ends the body short,
+/// so that the client sees a broken transfer, never a file that looks whole.
+fn streamed(
+    what: &'static str,
+    write: impl FnOnce(&mut Chunks) -> io::Result<()> + Send + 'static,
+) -> impl futures_util::Stream<Item = io::Result<Bytes>> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
+    tokio::task::spawn_blocking(move || {
+        let mut sink = Chunks(tx);
+        if let Err(e) = write(&mut sink) {
             if e.kind() != io::ErrorKind::BrokenPipe {
-                log::warn!("export: {e}");
-                // Ends the response short, so that the client sees a broken transfer, not a file.
+                log::warn!("{what}: {e}");
                 let _ = sink.0.blocking_send(Err(e));
             }
         }
     });
-    let body = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
-    Ok(response.streaming(body))
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// The whole store as of one commit — users, edges, timeline, seen posts, post records and source
+/// cursors — as a gzipped, checksummed archive, written while the service keeps serving and
+/// ingesting; `tagflow restore` rebuilds a data directory from it. Needs an API token (or, without
+/// one set, a client on this machine), as writes do. One at a time.
+#[utoipa::path(get, path = "/backup", tag = "service",
+    security(("token" = [])),
+    responses(
+        (status = 200, description = "The archive (`Content-Disposition` names it after the store and the \
+            commit; `X-Tagflow-Commit` is the commit)", content_type = "application/gzip", body = Vec<u8>),
+    ))]
+pub async fn backup(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let permit = state
+        .backups
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Overloaded("a backup is already being written"))?;
+    let backup = state.store.backup().await?;
+    let mut response = HttpResponse::Ok();
+    response
+        .content_type("application/gzip")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{}.gz\"", backup.file_name()),
+        ))
+        .insert_header(("x-tagflow-commit", backup.seq().to_string()))
+        .insert_header((header::CACHE_CONTROL, "no-store"));
+    if req.method() == actix_web::http::Method::HEAD {
+        return Ok(response.finish());
+    }
+    Ok(response.streaming(streamed("backup", move |sink| {
+        let _permit = permit;
+        backup.write(sink).map(drop).map_err(|e| match e {
+            crate::store::StoreError::Io { cause, .. } => cause,
+            other => io::Error::other(other.to_string()),
+        })
+    })))
 }
 
 #[cfg(test)]

@@ -205,7 +205,7 @@ fn admit(req: &ServiceRequest) -> Result<(), ApiError> {
     let Some(state) = req.app_data::<actix_web::web::Data<super::AppState>>() else { return Ok(()) };
     let headers = req.headers();
     let bytes = |name| headers.get(name).map(header::HeaderValue::as_bytes);
-    let read = is_read(req.method());
+    let read = is_read(req.method(), path);
     let peer = req.peer_addr().map(|a| a.ip());
     state.access.check_host(bytes(header::HOST))?;
     if let Some(origin) = bytes(header::ORIGIN).filter(|_| !read) {

@@ -60,6 +60,8 @@ pub struct AppState {
     pub track: Arc<[String]>,
     /// Exports being written (at most [`export::EXPORTS_AT_ONCE`]).
     pub exports: Arc<tokio::sync::Semaphore>,
+    /// The backup being written (one at a time).
+    pub backups: Arc<tokio::sync::Semaphore>,
     /// Streams open (at most [`stream::STREAMS_AT_ONCE`]).
     pub streams: Arc<tokio::sync::Semaphore>,
     /// Cancelled when the service stops: long responses (streams) end then.
@@ -175,6 +177,7 @@ fn table() -> Vec<Res> {
         resource("/analytics/timeline").get(analytics::timeline),
         resource("/vertices/{user}/ego").get(analytics::ego),
         resource("/export").get(export::export),
+        resource("/backup").get(export::backup),
         resource("/stream/gephi").get(stream::gephi),
         resource("/stream/changes").get(stream::changes),
         // The page and the subgraph it draws.

@@ -42,6 +42,7 @@ use utoipa::OpenApi;
         analytics::users, analytics::components, analytics::cores, analytics::communities,
         analytics::community_members, analytics::bridges, analytics::ego,
         analytics::timeline, super::export::export, super::stream::gephi, super::stream::changes,
+        super::export::backup,
         handlers::subgraph, handlers::ui,
         handlers::add_user_at, handlers::add_edge_at, handlers::add_edge_at_kind,
     ),
@@ -112,8 +113,10 @@ impl utoipa::Modify for Contract {
             body.required = Some(utoipa::openapi::Required::False);
         }
         for item in doc.paths.paths.values_mut() {
-            for op in operations(item) {
-                let write = op.security.as_ref().is_some_and(|s| !s.is_empty());
+            for (method, op) in operations(item) {
+                // Secured: a write, or a read that only a write token may make (`/backup`).
+                let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+                let write = secured && method != "get";
                 let responses = &mut op.responses.responses;
                 let mut add = |status: &str, response: Response| {
                     responses.entry(status.to_string()).or_insert(RefOr::T(response));
@@ -121,7 +124,7 @@ impl utoipa::Modify for Contract {
                 add(
                     "401",
                     error(
-                        if write {
+                        if secured {
                             "`unauthorized`: no valid token (writes need one when the service has \
                              tokens; without, only clients on its machine may write)"
                         } else {
@@ -130,8 +133,10 @@ impl utoipa::Modify for Contract {
                         Some(("WWW-Authenticate", "`Bearer realm=\"tagflow\"`")),
                     ),
                 );
-                if write {
+                if secured {
                     add("403", error("`origin_not_allowed`: a page of another origin may not write", None));
+                }
+                if write {
                     add(
                         "507",
                         error(
@@ -200,10 +205,17 @@ fn set_operation(item: &mut PathItem, method: &HttpMethod, op: Operation) {
     }
 }
 
-fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
-    [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch, &mut item.head]
-        .into_iter()
-        .filter_map(Option::as_mut)
+fn operations(item: &mut PathItem) -> impl Iterator<Item = (&'static str, &mut Operation)> {
+    [
+        ("get", &mut item.get),
+        ("post", &mut item.post),
+        ("put", &mut item.put),
+        ("delete", &mut item.delete),
+        ("patch", &mut item.patch),
+        ("head", &mut item.head),
+    ]
+    .into_iter()
+    .filter_map(|(m, op)| Some((m, op.as_mut()?)))
 }
 
 fn method_name(method: &HttpMethod) -> &'static str {
@@ -338,7 +350,12 @@ mod tests {
                     responses.contains_key("507"),
                     "{method} {path}: 507 storage_full"
                 );
-                assert_eq!(method != "get", secured, "{method} {path}: security {}", op["security"]);
+                assert_eq!(
+                    method != "get" || path == "/backup",
+                    secured,
+                    "{method} {path}: security {}",
+                    op["security"]
+                );
                 assert!(op["operationId"].is_string(), "{method} {path}");
             }
         }

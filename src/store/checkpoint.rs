@@ -49,6 +49,13 @@ pub(super) struct Done {
     pub dropped: usize,
 }
 
+/// However the job ends (done, failed, never started), the graph stops keeping images for it.
+impl Drop for Job {
+    fn drop(&mut self) {
+        self.graph.write().close_cut(&self.cut);
+    }
+}
+
 impl Job {
     pub fn run(self) -> Result<Done, StoreError> {
         let file = manifest::snapshot_file(self.id);

@@ -13,6 +13,7 @@
 //!
 //! Knows the graph, never HTTP.
 
+mod archive;
 mod checkpoint;
 pub mod feed;
 mod layout;
@@ -23,9 +24,11 @@ mod snapshot;
 mod stage;
 
 use crate::graph::{Graph, Mutation, Outcome, Platform, Rejection};
+pub use archive::{check_archive, restore, Backup};
 use load::{Disk, Loaded};
 use parking_lot::{Mutex, RwLock};
 use seen::SeenSet;
+pub use snapshot::Counts;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -272,6 +275,8 @@ struct Command {
     shutdown: bool,
     /// With `shutdown`: stop without the clean-stop checkpoint, as a crash would (tests only).
     abort: bool,
+    /// After this command's commit, open a backup and hand it over.
+    backup: Option<oneshot::Sender<Backup>>,
 }
 
 /// A cloneable handle to the store: submit mutations, read cursors, reach the graph.
@@ -395,6 +400,7 @@ pub fn open(config: &StoreConfig) -> Result<(StoreHandle, Writer, LoadReport), S
         retry_at: None,
         manifest_seq: 0,
         manifest_at: Instant::now(),
+        record_cuts: Vec::new(),
     };
     if writer.disk.legacy.is_some() {
         // An older layout: rewritten now, before any commit adds pieces of the new kind to it.
@@ -591,6 +597,8 @@ struct WriterLoop {
     /// The last log record the manifest on disk vouches for, and when it was written.
     manifest_seq: u64,
     manifest_at: Instant,
+    /// sled records as of the commit each open backup started at.
+    record_cuts: Vec<Arc<archive::RecordCut>>,
 }
 
 impl WriterLoop {
@@ -709,9 +717,11 @@ impl WriterLoop {
         let sizes: Vec<usize> = commands.iter().map(|c| c.mutations.len()).collect();
         let mut replies = Vec::with_capacity(commands.len());
         let mut all = Vec::with_capacity(sizes.iter().sum());
+        let mut backups = Vec::new();
         for c in commands {
             replies.push(c.reply);
             all.extend(c.mutations);
+            backups.extend(c.backup);
         }
         let total = all.len();
         let started = Instant::now();
@@ -739,6 +749,29 @@ impl WriterLoop {
                 }
             }
         }
+        // A backup starts here, between two commits: as of the one just made.
+        for asked in backups {
+            if let Some(backup) = self.open_backup() {
+                let _ = asked.send(backup);
+            }
+        }
+    }
+
+    /// Opens a backup of the store as it is now (`None` while sled is being reopened).
+    fn open_backup(&mut self) -> Option<Backup> {
+        let db = self.db.db().ok()?;
+        let records = Arc::new(archive::RecordCut::default());
+        self.record_cuts.push(records.clone());
+        Some(Backup {
+            cut: self.graph.write().open_cut(),
+            graph: self.graph.clone(),
+            seen: self.seen.clone(),
+            db,
+            records,
+            store_id: self.disk.store_id.clone(),
+            seq: self.disk.next_seq - 1,
+            next_uid: self.disk.next_uid,
+        })
     }
 
     fn persist(&mut self, mutations: Vec<Mutation>) -> Result<Vec<Result<Outcome, Rejection>>, StoreError> {
@@ -770,6 +803,11 @@ impl WriterLoop {
         for (i, piece) in pieces.into_iter().enumerate() {
             let header = layout::PieceHeader { seq, piece: i as u32, pieces: n_pieces };
             batch.insert(&layout::log_piece_key(seq, i as u32)[..], layout::encode_piece(header, piece));
+        }
+        // Open backups keep what these records were before this commit changes them.
+        self.record_cuts.retain(|c| !c.done());
+        for c in &self.record_cuts {
+            c.keep(&db, &staged.written)?;
         }
         self.poisoned = true;
         db.apply_batch(batch)?;
@@ -837,7 +875,6 @@ impl WriterLoop {
                     cause: std::io::Error::other("it panicked"),
                 })
             });
-            self.graph.write().close_cut();
             self.finished(result, r.started);
         }
         if wait || self.running.is_some() || self.retry_at.is_some_and(|t| Instant::now() < t) {
@@ -849,10 +886,7 @@ impl WriterLoop {
             let started = Instant::now();
             match std::thread::Builder::new().name("tagflow-checkpoint".into()).spawn(move || job.run()) {
                 Ok(thread) => self.running = Some(Running { thread, started }),
-                Err(e) => {
-                    self.graph.write().close_cut();
-                    log::error!("store: cannot start a checkpoint thread: {e}");
-                }
+                Err(e) => log::error!("store: cannot start a checkpoint thread: {e}"),
             }
         }
     }
@@ -912,7 +946,6 @@ impl WriterLoop {
         let job = self.job();
         let started = Instant::now();
         let result = job.run();
-        self.graph.write().close_cut();
         let failed = result.as_ref().err().map(|e| StoreError::Io {
             what: "checkpointing".into(),
             cause: std::io::Error::other(e.to_string()),
@@ -972,7 +1005,7 @@ impl StoreHandle {
     ) -> Result<Vec<Result<Outcome, Rejection>>, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command { mutations, reply: Some(reply), shutdown: false, abort: false })
+            .send(Command { mutations, reply: Some(reply), shutdown: false, abort: false, backup: None })
             .await
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
@@ -1009,7 +1042,13 @@ impl StoreHandle {
     ) -> Result<oneshot::Receiver<Outcomes>, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .blocking_send(Command { mutations, reply: Some(reply), shutdown: false, abort: false })
+            .blocking_send(Command {
+                mutations,
+                reply: Some(reply),
+                shutdown: false,
+                abort: false,
+                backup: None,
+            })
             .map_err(|_| StoreError::Closed)?;
         Ok(rx)
     }
@@ -1026,7 +1065,13 @@ impl StoreHandle {
         let (reply, rx) = oneshot::channel();
         if self
             .tx
-            .send(Command { mutations: Vec::new(), reply: Some(reply), shutdown: true, abort: false })
+            .send(Command {
+                mutations: Vec::new(),
+                reply: Some(reply),
+                shutdown: true,
+                abort: false,
+                backup: None,
+            })
             .await
             .is_ok()
         {
@@ -1053,10 +1098,36 @@ impl StoreHandle {
     #[doc(hidden)]
     pub fn crash_for_tests(&self) {
         let (reply, rx) = oneshot::channel();
-        let cmd = Command { mutations: Vec::new(), reply: Some(reply), shutdown: true, abort: true };
+        let cmd =
+            Command { mutations: Vec::new(), reply: Some(reply), shutdown: true, abort: true, backup: None };
         if self.tx.blocking_send(cmd).is_ok() {
             let _ = rx.blocking_recv();
         }
+    }
+
+    /// A backup of the store as of the next commit boundary (everything submitted before is in it),
+    /// to write with [`Backup::write`] on a blocking thread.
+    ///
+    /// # Errors
+    /// [`StoreError::Closed`] if the store is shutting down or cannot read sled right now.
+    pub async fn backup(&self) -> Result<Backup, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let cmd =
+            Command { mutations: Vec::new(), reply: None, shutdown: false, abort: false, backup: Some(tx) };
+        self.tx.send(cmd).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)
+    }
+
+    /// Blocking twin of [`StoreHandle::backup`], for commands outside the async runtime.
+    ///
+    /// # Errors
+    /// As [`StoreHandle::backup`].
+    pub fn backup_blocking(&self) -> Result<Backup, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let cmd =
+            Command { mutations: Vec::new(), reply: None, shutdown: false, abort: false, backup: Some(tx) };
+        self.tx.blocking_send(cmd).map_err(|_| StoreError::Closed)?;
+        rx.blocking_recv().map_err(|_| StoreError::Closed)
     }
 
     /// Blocking twin of [`StoreHandle::close`].
@@ -1069,6 +1140,7 @@ impl StoreHandle {
                 reply: Some(reply),
                 shutdown: true,
                 abort: false,
+                backup: None,
             })
             .is_ok()
         {

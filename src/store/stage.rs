@@ -26,6 +26,8 @@ pub struct Staged {
     pub log: Vec<u8>,
     /// Posts seen for the first time in this batch.
     pub seen: Vec<u64>,
+    /// The keys of `batch`'s post records and cursors (what open backups keep images of).
+    pub written: Vec<Vec<u8>>,
     pub outcomes: Vec<Result<Outcome, Rejection>>,
     pub next_uid: u32,
     batch_len: usize,
@@ -563,11 +565,9 @@ impl<L: PostLookup> Stage<'_, L> {
             log.seen(*h);
             len += 1;
         }
-        for (k, v) in self.posts {
-            batch.insert(k, v);
-            len += 1;
-        }
-        for (k, v) in self.cursors {
+        let mut written = Vec::with_capacity(self.posts.len() + self.cursors.len());
+        for (k, v) in self.posts.into_iter().chain(self.cursors) {
+            written.push(k.clone());
             batch.insert(k, v);
             len += 1;
         }
@@ -578,6 +578,7 @@ impl<L: PostLookup> Stage<'_, L> {
             batch,
             log: log.buf,
             seen: self.new_seen,
+            written,
             batch_len: len,
             outcomes,
             next_uid: self.next_uid,

@@ -462,3 +462,134 @@ fn a_loaded_graph_has_room_to_grow_before_its_vectors_double() {
     );
     close(h, w);
 }
+
+/// Commit `k` of a deterministic workload: a marker edge naming `k` (to tell which commits a backup
+/// holds), Mastodon posts applied, edited and retracted, a cursor, now and then a user removed.
+fn commit_k(k: u32) -> Vec<Mutation> {
+    let mut m = vec![Mutation::AddInteraction {
+        from: "mark".into(),
+        to: format!("k{k}"),
+        kind: Kind::Manual,
+        at: 1_700_000_000 + i64::from(k),
+    }];
+    let id = (k % 60).to_string();
+    let author = format!("m{}", k % 23);
+    let (a, b) = (format!("m{}", (k * 7) % 29), format!("m{}", (k * 3) % 31));
+    m.push(match k % 5 {
+        0 => Mutation::RetractPost { platform: Platform::Mastodon, id },
+        1 => Mutation::EditPost(post_on(Platform::Mastodon, &id, &author, &[(Kind::Quote, &a)])),
+        _ => Mutation::ApplyPost(post_on(
+            Platform::Mastodon,
+            &id,
+            &author,
+            &[(Kind::Reply, &a), (Kind::Mention, &b)],
+        )),
+    });
+    m.push(Mutation::SetCursor { name: "mastodon".into(), value: k.to_le_bytes().to_vec() });
+    if k % 97 == 0 {
+        m.push(Mutation::RemoveUser { key: format!("m{}", k % 29) });
+    }
+    m
+}
+
+/// The graph, its timeline, post records (as `has_post` sees them) and a cursor.
+type Whole = ((Vec<UserView>, Vec<TieView>), Vec<(u32, u32, Kind, u32)>, Vec<bool>, Option<Vec<u8>>);
+
+/// What a backup must carry.
+fn whole(h: &StoreHandle) -> Whole {
+    let posts = (0..60).map(|i| h.has_post(Platform::Mastodon, &i.to_string()).unwrap()).collect();
+    (dump(h), stamps(h), posts, h.cursor("mastodon").unwrap())
+}
+
+/// Writes slowly, as a slow client reads: the backup then spans many commits.
+struct Slow(Vec<u8>);
+
+impl std::io::Write for Slow {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        std::thread::sleep(std::time::Duration::from_micros(300));
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_backup_taken_while_commits_go_on_restores_exactly_as_of_one_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    // Checkpoints every few KiB of log: they run beside the backup, with their own cut.
+    let (h, w) = open_with(dir.path(), 4_000);
+    for k in 1..=300 {
+        h.submit_blocking(commit_k(k)).unwrap();
+    }
+    let writer = {
+        let h = h.clone();
+        std::thread::spawn(move || {
+            for k in 301..=1_500 {
+                h.submit_blocking(commit_k(k)).unwrap();
+            }
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    let backup = h.backup_blocking().unwrap();
+    let seq = backup.seq();
+    let mut out = Slow(Vec::new());
+    let counts = backup.write(&mut out).unwrap();
+    writer.join().unwrap();
+    assert_eq!(counts.seq, seq);
+    assert!(h.stats().checkpoints.load(Ordering::Relaxed) > 0, "checkpoints ran meanwhile");
+    close(h, w);
+
+    let restored = tempfile::tempdir().unwrap();
+    let target = restored.path().join("data");
+    assert_eq!(restore(&out.0[..], &target).unwrap(), counts);
+    let (h, w) = open_dir(&target);
+    let got = whole(&h);
+    // As of one commit: the marker edges are exactly those of commits 1..=m.
+    let marks: Vec<u32> =
+        got.0 .1.iter().filter(|t| t.from == "mark").map(|t| t.to[1..].parse().unwrap()).collect();
+    let m = marks.len() as u32;
+    let mut sorted = marks.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (1..=m).collect::<Vec<_>>(), "a prefix of the commits");
+    assert!(m > 300 && m < 1_500, "taken while commits went on: {m}");
+    // Exactly what those commits make, replayed from scratch.
+    let reference = tempfile::tempdir().unwrap();
+    let (r, rw) = open_dir(reference.path());
+    for k in 1..=m {
+        r.submit_blocking(commit_k(k)).unwrap();
+    }
+    assert_eq!(got, whole(&r), "the restored store is the store as of commit {m}");
+    // And it goes on as that store would: an edit of a post it holds retracts what the post added.
+    let edit = vec![Mutation::EditPost(post_on(Platform::Mastodon, "2", "m9", &[(Kind::Quote, "m1")]))];
+    assert_eq!(h.submit_blocking(edit.clone()).unwrap(), r.submit_blocking(edit).unwrap());
+    assert_eq!(whole(&h), whole(&r));
+    close(h, w);
+    close(r, rw);
+}
+
+#[test]
+fn a_damaged_archive_is_refused_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, w) = open_dir(dir.path());
+    for k in 1..=50 {
+        h.submit_blocking(commit_k(k)).unwrap();
+    }
+    let mut archive = Vec::new();
+    h.backup_blocking().unwrap().write(&mut archive).unwrap();
+    close(h, w);
+    let target = dir.path().join("restored");
+    for at in [0, 10, archive.len() / 3, archive.len() / 2, archive.len() - 5] {
+        let mut bad = archive.clone();
+        bad[at] ^= 0x40;
+        assert!(restore(&bad[..], &target).is_err(), "a flip at {at} restored");
+        assert!(!target.exists(), "nothing left behind");
+    }
+    assert!(restore(&archive[..archive.len() - 100], &target).is_err(), "cut short");
+    assert!(!target.exists());
+    assert!(
+        matches!(restore(&archive[..], dir.path()), Err(StoreError::Corrupt { what, .. }) if what.contains("not empty"))
+    );
+    restore(&archive[..], &target).unwrap();
+}
