@@ -99,6 +99,8 @@ async fn a_full_disk_refuses_writes_with_507_reports_degraded_and_recovers_when_
     assert_eq!(status["status"], "DEGRADED", "{status}");
     assert_eq!(status["store"]["health"], "storage_full", "{status}");
     assert!(status["store"]["failing"]["failed_commits"].as_u64().unwrap() >= 1);
+    let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.lines().any(|l| l == "tagflow_store_failing 1"), "{metrics}");
     let (ok, _, err) = run_tagflow(&["healthcheck", "--port", &server.port.to_string()]);
     assert!(!ok, "the health check fails while writes cannot be made durable");
     assert!(err.contains("DEGRADED"), "{err}");
@@ -123,6 +125,8 @@ async fn a_full_disk_refuses_writes_with_507_reports_degraded_and_recovers_when_
     acked.push("after".into());
     let status: Value = client.get(format!("{base}/status")).send().await.unwrap().json().await.unwrap();
     assert_eq!(status["status"], "OK", "{status}");
+    let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.lines().any(|l| l == "tagflow_store_failing 0"), "{metrics}");
     let (ok, _, err) = run_tagflow(&["healthcheck", "--port", &server.port.to_string()]);
     assert!(ok, "{err}");
 

@@ -29,6 +29,7 @@ pub struct Metrics {
     edges: IntGauge,
     interactions: IntGauge,
     bytes_on_disk: IntGauge,
+    store_failing: IntGauge,
     resident: IntGauge,
     connections: IntGauge,
     source_state: IntGaugeVec,
@@ -142,6 +143,11 @@ impl Metrics {
             edges: gauge(&registry, "tagflow_edges", "Edges (pairs of users that interacted) in the graph"),
             interactions: gauge(&registry, "tagflow_interactions", "Interactions in the graph"),
             bytes_on_disk: gauge(&registry, "tagflow_store_bytes_on_disk", "Bytes the data directory takes"),
+            store_failing: gauge(
+                &registry,
+                "tagflow_store_failing",
+                "1 while commits fail (disk full or another I/O error: /status says which), else 0",
+            ),
             resident: gauge(&registry, "process_resident_memory_bytes", "Resident memory of the process"),
             connections: gauge(&registry, "tagflow_http_connections", "Open HTTP connections"),
             registry,
@@ -172,6 +178,7 @@ impl Metrics {
         let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let (resident, bytes_on_disk) = state.sampled.get(&state.store);
         self.bytes_on_disk.set(as_i64(bytes_on_disk));
+        self.store_failing.set(i64::from(state.store.health().failing().is_some()));
         self.resident.set(as_i64(resident.unwrap_or(0)));
         self.connections.set(as_i64(state.connections.open() as u64));
         let stats = state.store.stats();
