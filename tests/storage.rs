@@ -369,13 +369,18 @@ mod corruption {
                     Err(e) => Err(e.to_string()),
                 });
                 match opened {
-                    Ok(Ok(got)) if got == want => intact += 1,
+                    Ok(Ok(got)) if got == want => {
+                        intact += 1;
+                        if std::env::var("TAGFLOW_SHOW_CASES").is_ok() {
+                            eprintln!("{what}: opened intact");
+                        }
+                    }
                     Ok(Ok(_)) => {
                         failures.push(format!("{what}: opened with other data than was acknowledged"))
                     }
                     Ok(Err(e)) if e.contains("corrupt") || e.contains("damaged") => {
                         refused += 1;
-                        if std::env::var("TAGFLOW_SHOW_REFUSALS").is_ok() {
+                        if std::env::var("TAGFLOW_SHOW_CASES").is_ok() {
                             eprintln!("{what}: {e}");
                         }
                         *refusals.entry(rel.display().to_string()).or_default() += 1;

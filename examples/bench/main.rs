@@ -10,12 +10,14 @@
 //! Prints: durable import rate (posts/s), resident memory per edge of the restarted service,
 //! restart time (spawn until `/status` answers), find_path latency p50/p99 over 1,000 random pairs
 //! in-process and through HTTP; writes the pairs and the edge list for the NetworkX comparison.
-//! Then the exports in every format (see `exports.rs`), and the analytics (see `analytics.rs`): snapshots, each algorithm, the timeline's cost, ingest
+//! Then checkpoints and a backup beside a steady ingest (see `storage.rs`), the exports in every
+//! format (see `exports.rs`), and the analytics (see `analytics.rs`): snapshots, each algorithm, the timeline's cost, ingest
 //! while analyses run, and a cached analytics answer over HTTP.
 
 mod analytics;
 mod exports;
 mod micro;
+mod storage;
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -46,10 +48,12 @@ struct Args {
     samples: usize,
     ingest_secs: u64,
     micro: bool,
+    storage_secs: u64,
 }
 
 const USAGE: &str = "usage: bench [--users N] [--interactions N] [--dir DIR] [--binary PATH] [--pairs N] \
 [--batch N] [--no-peer-files] [--no-exports] [--reuse] [--no-analytics] [--no-micro] [--samples K] [--ingest-secs S]
+[--storage-secs S]
 
 Builds a graph with the demo generator through the durable write path and prints import rate,
 find_path latency (in-process and, with --binary, over HTTP), restart time and memory per edge,
@@ -57,7 +61,8 @@ then the analytics figures (betweenness from K sampled sources, default 64; inge
 seconds alone and S with analyses running, default 20).
 --reuse skips the import when DIR already holds a graph (to measure queries again).
 --no-exports leaves out the exports in every format; --no-peer-files the files the peers read.
---no-micro leaves out the first figures: demo lines/s, the demo's workload, decoding the recorded pages.";
+--no-micro leaves out the first figures: demo lines/s, the demo's workload, decoding the recorded pages.
+--storage-secs S: checkpoints beside a steady ingest for S seconds, and a backup (default 60; 0 skips).";
 
 fn args() -> Args {
     let mut a = Args {
@@ -74,6 +79,7 @@ fn args() -> Args {
         samples: 64,
         ingest_secs: 20,
         micro: true,
+        storage_secs: 60,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -97,6 +103,7 @@ fn args() -> Args {
             "--no-micro" => a.micro = false,
             "--samples" => a.samples = val().parse().expect("--samples K"),
             "--ingest-secs" => a.ingest_secs = val().parse().expect("--ingest-secs S"),
+            "--storage-secs" => a.storage_secs = val().parse().expect("--storage-secs S"),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0)
@@ -134,7 +141,6 @@ fn main() -> anyhow::Result<()> {
     } else {
         import(&a, &handle)?;
     }
-    let edges = handle.graph().read().tie_count();
     // 2. find_path in-process, 1,000 random pairs (undirected, the API default).
     let keys: Vec<String> = {
         let g = handle.graph().read();
@@ -170,6 +176,9 @@ fn main() -> anyhow::Result<()> {
     if a.peer_files {
         peer_files(&a.dir, &handle, &pairs)?;
     }
+    if a.storage_secs > 0 {
+        storage::measure(&handle, a.users, a.storage_secs)?;
+    }
     if a.exports {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         exports::measure(&handle, &a.dir.with_extension("export"), cores)?;
@@ -178,6 +187,8 @@ fn main() -> anyhow::Result<()> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         analytics::measure(&handle, &a.dir.with_extension("export"), a.samples, cores)?;
     }
+    // The storage figures added posts: the restart is measured against the graph as it is now.
+    let edges = handle.graph().read().tie_count();
     handle.close_blocking();
     drop(handle);
     writer.join().expect("the store stops cleanly");

@@ -42,6 +42,8 @@ struct StoreStatus {
     mutations: u64,
     bytes_on_disk: u64,
     checkpoints: u64,
+    /// A checkpoint is being written right now (beside the writes, which it does not hold up).
+    checkpointing: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -103,6 +105,7 @@ pub async fn status(state: web::Data<AppState>) -> web::Json<Status> {
             mutations: stats.mutations.load(Relaxed),
             bytes_on_disk,
             checkpoints: stats.checkpoints.load(Relaxed),
+            checkpointing: stats.checkpointing.load(Relaxed),
         },
         resident_bytes: resident,
         sources: state.sources.reports(),

@@ -37,6 +37,8 @@ pub(super) struct Job {
     pub old_file: Option<String>,
     /// The last log record known durable (kept by the writer), for the manifest.
     pub durable: Arc<AtomicU64>,
+    /// Where `checkpointing` is cleared when the job ends.
+    pub stats: Arc<super::WriteStats>,
 }
 
 /// A finished checkpoint: the manifest's new entry.
@@ -53,6 +55,7 @@ pub(super) struct Done {
 impl Drop for Job {
     fn drop(&mut self) {
         self.graph.write().close_cut(&self.cut);
+        self.stats.checkpointing.store(false, Ordering::Release);
     }
 }
 
@@ -86,27 +89,69 @@ impl Job {
                 log::warn!("store: cannot remove the replaced snapshot {old}: {e}");
             }
         }
+        // In small batches: sled applies a batch under a lock that holds every other write, and the
+        // log a checkpoint drops is as large as the snapshot (a hundred thousand pieces and more).
+        let keys = (self.drop_from..)
+            .zip(&self.drop_pieces)
+            .flat_map(|(seq, &pieces)| (0..pieces).map(move |piece| layout::log_piece_key(seq, piece)));
         let mut batch = sled::Batch::default();
-        for (seq, &pieces) in (self.drop_from..).zip(&self.drop_pieces) {
-            for piece in 0..pieces {
-                batch.remove(&layout::log_piece_key(seq, piece)[..]);
+        let mut n = 0;
+        for key in keys {
+            batch.remove(&key[..]);
+            n += 1;
+            if n % DROP_BATCH == 0 {
+                self.drop_log(std::mem::take(&mut batch));
             }
         }
-        if let Err(e) = self.db.as_ref().map_or(Ok(()), |db| db.apply_batch(batch)) {
-            log::warn!("store: cannot drop the log up to {} now in the snapshot: {e}", self.covered);
-        }
+        self.drop_log(batch);
         Ok(Done { entry, covered: self.covered, manifest_seq: m.last_seq, dropped: self.drop_pieces.len() })
     }
 
+    fn drop_log(&self, batch: sled::Batch) {
+        if let Err(e) = self.db.as_ref().map_or(Ok(()), |db| db.apply_batch(batch)) {
+            log::warn!("store: cannot drop the log up to {} now in the snapshot: {e}", self.covered);
+        }
+    }
+
     fn write(&self, path: &Path) -> std::io::Result<(snapshot::Summary, snapshot::Counts)> {
-        let file = std::fs::File::create(path)?;
+        let file = SyncEvery { file: std::fs::File::create(path)?, unsynced: 0 };
         let mut w = FrameWriter::new(std::io::BufWriter::with_capacity(1 << 20, file))?;
         let mut counts = snapshot::write_graph(&mut w, &self.graph, &self.seen, &self.cut)?;
         counts.seq = self.covered;
         counts.next_uid = self.next_uid;
         let (out, summary) = w.finish(&counts)?;
-        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        out.into_inner().map_err(|e| e.into_error())?.file.sync_all()?;
         manifest::sync_dir(&self.dir)?;
         Ok((summary, counts))
+    }
+}
+
+/// Log pieces dropped per sled batch.
+const DROP_BATCH: usize = 1024;
+
+/// Bytes written to a snapshot file between two syncs.
+const SYNC_BYTES: u64 = 8 << 20;
+
+/// A file synced every [`SYNC_BYTES`]: the snapshot reaches the disk as it is written, instead of
+/// as hundreds of MiB of dirty pages that one final sync (and every commit's fsync meanwhile) would
+/// wait for.
+struct SyncEvery {
+    file: std::fs::File,
+    unsynced: u64,
+}
+
+impl std::io::Write for SyncEvery {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.unsynced += n as u64;
+        if self.unsynced >= SYNC_BYTES {
+            self.file.sync_data()?;
+            self.unsynced = 0;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
     }
 }

@@ -217,6 +217,8 @@ pub struct WriteStats {
     pub flush_micros: AtomicU64,
     pub apply_micros: AtomicU64,
     pub checkpoints: AtomicU64,
+    /// A checkpoint is being written right now (beside the commits).
+    pub checkpointing: std::sync::atomic::AtomicBool,
     /// Seconds per group commit, from staging to applied.
     pub commit_seconds: prometheus::Histogram,
     /// Mutations per group commit.
@@ -241,6 +243,7 @@ impl Default for WriteStats {
             flush_micros: AtomicU64::default(),
             apply_micros: AtomicU64::default(),
             checkpoints: AtomicU64::default(),
+            checkpointing: Default::default(),
             commit_seconds: histogram(
                 "tagflow_store_commit_duration_seconds",
                 "Seconds per group commit: staging, writing, flushing, applying to the graph",
@@ -277,6 +280,27 @@ struct Command {
     abort: bool,
     /// After this command's commit, open a backup and hand it over.
     backup: Option<oneshot::Sender<Backup>>,
+    /// Start a checkpoint after this command's commit, however small the log (benchmarks).
+    checkpoint: bool,
+}
+
+impl Command {
+    /// Commits `mutations` and answers on `reply`; nothing else (see the fields for what else).
+    fn new(mutations: Vec<Mutation>, reply: Option<oneshot::Sender<Outcomes>>) -> Command {
+        Command { mutations, reply, shutdown: false, abort: false, backup: None, checkpoint: false }
+    }
+
+    /// Stops the writer after committing what is queued; `abort` skips the clean-stop checkpoint.
+    fn stop(abort: bool) -> (Command, oneshot::Receiver<Outcomes>) {
+        let (reply, rx) = oneshot::channel();
+        (Command { shutdown: true, abort, ..Command::new(Vec::new(), Some(reply)) }, rx)
+    }
+
+    /// Opens a backup after the commits queued before it.
+    fn backup() -> (Command, oneshot::Receiver<Backup>) {
+        let (tx, rx) = oneshot::channel();
+        (Command { backup: Some(tx), ..Command::new(Vec::new(), None) }, rx)
+    }
 }
 
 /// A cloneable handle to the store: submit mutations, read cursors, reach the graph.
@@ -401,6 +425,7 @@ pub fn open(config: &StoreConfig) -> Result<(StoreHandle, Writer, LoadReport), S
         manifest_seq: 0,
         manifest_at: Instant::now(),
         record_cuts: Vec::new(),
+        forced: false,
     };
     if writer.disk.legacy.is_some() {
         // An older layout: rewritten now, before any commit adds pieces of the new kind to it.
@@ -599,6 +624,8 @@ struct WriterLoop {
     manifest_at: Instant,
     /// sled records as of the commit each open backup started at.
     record_cuts: Vec<Arc<archive::RecordCut>>,
+    /// A checkpoint was asked for (see [`StoreHandle::checkpoint_soon`]).
+    forced: bool,
 }
 
 impl WriterLoop {
@@ -722,6 +749,7 @@ impl WriterLoop {
             replies.push(c.reply);
             all.extend(c.mutations);
             backups.extend(c.backup);
+            self.forced |= c.checkpoint;
         }
         let total = all.len();
         let started = Instant::now();
@@ -880,10 +908,13 @@ impl WriterLoop {
         if wait || self.running.is_some() || self.retry_at.is_some_and(|t| Instant::now() < t) {
             return;
         }
-        if self.disk.log_bytes >= self.checkpoint_min.max(self.disk.snapshot_bytes()) {
+        let due = self.disk.log_bytes >= self.checkpoint_min.max(self.disk.snapshot_bytes());
+        if due || (self.forced && self.disk.log_bytes > 0) {
+            self.forced = false;
             let job = self.job();
             log::info!("store: checkpoint {} started, covering the log up to {}", job.id, job.covered);
             let started = Instant::now();
+            self.stats.checkpointing.store(true, Ordering::Release);
             match std::thread::Builder::new().name("tagflow-checkpoint".into()).spawn(move || job.run()) {
                 Ok(thread) => self.running = Some(Running { thread, started }),
                 Err(e) => log::error!("store: cannot start a checkpoint thread: {e}"),
@@ -906,6 +937,7 @@ impl WriterLoop {
             next_uid: self.disk.next_uid,
             drop_from: self.disk.covered + 1,
             drop_pieces: self.disk.log.iter().map(|&(pieces, _)| pieces).collect(),
+            stats: self.stats.clone(),
             old_file: self.disk.snapshot.as_ref().map(|s| s.file.clone()),
             durable: self.durable.clone(),
         }
@@ -1004,10 +1036,7 @@ impl StoreHandle {
         mutations: Vec<Mutation>,
     ) -> Result<Vec<Result<Outcome, Rejection>>, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command { mutations, reply: Some(reply), shutdown: false, abort: false, backup: None })
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        self.tx.send(Command::new(mutations, Some(reply))).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -1041,15 +1070,7 @@ impl StoreHandle {
         mutations: Vec<Mutation>,
     ) -> Result<oneshot::Receiver<Outcomes>, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .blocking_send(Command {
-                mutations,
-                reply: Some(reply),
-                shutdown: false,
-                abort: false,
-                backup: None,
-            })
-            .map_err(|_| StoreError::Closed)?;
+        self.tx.blocking_send(Command::new(mutations, Some(reply))).map_err(|_| StoreError::Closed)?;
         Ok(rx)
     }
 
@@ -1062,19 +1083,8 @@ impl StoreHandle {
     }
 
     pub async fn close(&self) {
-        let (reply, rx) = oneshot::channel();
-        if self
-            .tx
-            .send(Command {
-                mutations: Vec::new(),
-                reply: Some(reply),
-                shutdown: true,
-                abort: false,
-                backup: None,
-            })
-            .await
-            .is_ok()
-        {
+        let (cmd, rx) = Command::stop(false);
+        if self.tx.send(cmd).await.is_ok() {
             let _ = rx.await;
         }
     }
@@ -1097,9 +1107,7 @@ impl StoreHandle {
     /// the data directory as a crash after the last commit would. For tests of log replay.
     #[doc(hidden)]
     pub fn crash_for_tests(&self) {
-        let (reply, rx) = oneshot::channel();
-        let cmd =
-            Command { mutations: Vec::new(), reply: Some(reply), shutdown: true, abort: true, backup: None };
+        let (cmd, rx) = Command::stop(true);
         if self.tx.blocking_send(cmd).is_ok() {
             let _ = rx.blocking_recv();
         }
@@ -1111,9 +1119,7 @@ impl StoreHandle {
     /// # Errors
     /// [`StoreError::Closed`] if the store is shutting down or cannot read sled right now.
     pub async fn backup(&self) -> Result<Backup, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        let cmd =
-            Command { mutations: Vec::new(), reply: None, shutdown: false, abort: false, backup: Some(tx) };
+        let (cmd, rx) = Command::backup();
         self.tx.send(cmd).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)
     }
@@ -1123,27 +1129,22 @@ impl StoreHandle {
     /// # Errors
     /// As [`StoreHandle::backup`].
     pub fn backup_blocking(&self) -> Result<Backup, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        let cmd =
-            Command { mutations: Vec::new(), reply: None, shutdown: false, abort: false, backup: Some(tx) };
+        let (cmd, rx) = Command::backup();
         self.tx.blocking_send(cmd).map_err(|_| StoreError::Closed)?;
         rx.blocking_recv().map_err(|_| StoreError::Closed)
     }
 
+    /// Starts a checkpoint after the next commit, however small the log is, unless one runs (for
+    /// benchmarks: the size rule would otherwise wait for as much log as the snapshot holds).
+    #[doc(hidden)]
+    pub fn checkpoint_soon(&self) {
+        let _ = self.tx.blocking_send(Command { checkpoint: true, ..Command::new(Vec::new(), None) });
+    }
+
     /// Blocking twin of [`StoreHandle::close`].
     pub fn close_blocking(&self) {
-        let (reply, rx) = oneshot::channel();
-        if self
-            .tx
-            .blocking_send(Command {
-                mutations: Vec::new(),
-                reply: Some(reply),
-                shutdown: true,
-                abort: false,
-                backup: None,
-            })
-            .is_ok()
-        {
+        let (cmd, rx) = Command::stop(false);
+        if self.tx.blocking_send(cmd).is_ok() {
             let _ = rx.blocking_recv();
         }
     }

@@ -593,3 +593,64 @@ fn a_damaged_archive_is_refused_and_leaves_nothing_behind() {
     );
     restore(&archive[..], &target).unwrap();
 }
+
+/// A last record that is incomplete and was never vouched for by the manifest is the torn tail of a
+/// crash: dropped with a warning, the rest loads. The same damage to a record the manifest vouches
+/// for is refused.
+#[test]
+fn a_torn_last_record_is_dropped_and_an_incomplete_vouched_one_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, w) = open_dir(dir.path());
+    one(&h, Mutation::AddInteraction { from: "a".into(), to: "b".into(), kind: Kind::Manual, at: 1 })
+        .unwrap();
+    let before = dump(&h);
+    // A record of many pieces, the last.
+    let big: Vec<Mutation> = (0..400)
+        .map(|i| Mutation::AddInteraction { from: format!("u{i}"), to: "b".into(), kind: Kind::Reply, at: 2 })
+        .collect();
+    h.submit_blocking(big).unwrap();
+    let db = h.db.db().unwrap();
+    let last = db.scan_prefix([layout::LOG]).keys().last().unwrap().unwrap();
+    let seq = layout::seq_of_log_key(&last).unwrap();
+    assert!(db.get(layout::log_piece_key(seq, 2)).unwrap().is_some(), "several pieces");
+    db.remove(layout::log_piece_key(seq, 1)).unwrap();
+    db.flush().unwrap();
+    drop(db);
+    crash(h, w);
+    // The manifest lags the log by up to a second: it does not vouch for the torn record.
+    let m = manifest::read(dir.path()).unwrap().unwrap();
+    assert!(m.last_seq < seq, "{m:?}");
+    let (h, w) = open_dir(dir.path());
+    assert_eq!(dump(&h), before, "everything but the torn record");
+    close(h, w);
+
+    // Vouched for: the same damage is refused.
+    let dir = tempfile::tempdir().unwrap();
+    let (h, w) = open_dir(dir.path());
+    h.submit_blocking(
+        (0..400)
+            .map(|i| Mutation::AddInteraction {
+                from: format!("u{i}"),
+                to: "b".into(),
+                kind: Kind::Reply,
+                at: 2,
+            })
+            .collect(),
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1300));
+    one(&h, Mutation::AddInteraction { from: "a".into(), to: "b".into(), kind: Kind::Manual, at: 1 })
+        .unwrap();
+    let db = h.db.db().unwrap();
+    let first =
+        layout::seq_of_log_key(&db.scan_prefix([layout::LOG]).keys().next().unwrap().unwrap()).unwrap();
+    db.remove(layout::log_piece_key(first, 1)).unwrap();
+    db.flush().unwrap();
+    drop(db);
+    crash(h, w);
+    let err = open(&StoreConfig::new(dir.path())).err().expect("refused");
+    assert!(
+        matches!(&err, StoreError::Corrupt { what, .. } if what.contains(&format!("log record {first} is missing piece 1"))),
+        "{err}"
+    );
+}
