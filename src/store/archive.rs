@@ -287,7 +287,7 @@ fn restore_into(archive: impl Read, dir: &Path) -> Result<Counts, StoreError> {
         .map_err(|e| io("writing the snapshot")(e.into_error()))?
         .sync_all()
         .map_err(io("writing the snapshot"))?;
-    let store_id = super::new_store_id();
+    let store_id = super::load::new_store_id();
     db.insert(layout::META_NEXT_UID, &end.next_uid.to_le_bytes()[..])?;
     db.insert(layout::META_STORE_ID, store_id.as_bytes())?;
     db.insert(layout::META_VERSION, &layout::LAYOUT_VERSION.to_le_bytes()[..])?;

@@ -1,16 +1,18 @@
 //! Opening a data directory: the graph rebuilt from the snapshot file the manifest names and the log
 //! after it, every piece checked against its checksum, its place and the manifest, so that damage is
 //! refused with what it costs instead of served as a smaller graph. Also reads the layouts before
-//! snapshot files (2 and 3), which `open` then rewrites.
+//! snapshot files (2 and 3), which `open` then rewrites; opens sled (a panic on its own files is
+//! reported as damage) and creates a new store in an empty directory.
 
 use super::layout::{self, Effect};
 use super::manifest::{self, Manifest};
 use super::seen::SeenSet;
 use super::snapshot::{Counts, FrameKind, FrameReader};
-use super::StoreError;
+use super::{StoreConfig, StoreError};
 use crate::graph::{Graph, Purge};
 use std::collections::VecDeque;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// What opening the data directory found.
 pub(super) struct Loaded {
@@ -491,4 +493,151 @@ pub(super) fn load_legacy(db: &sled::Db, dir: &Path, without_timeline: bool) -> 
             }),
         },
     })
+}
+
+/// Opens sled and loads what the directory holds, creating a new store in an empty directory.
+/// sled panicking on files it cannot read is caught and reported as damage.
+pub(super) fn open_db(config: &StoreConfig, repair: bool) -> Result<(sled::Db, Loaded), StoreError> {
+    let dir = &config.dir;
+    let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<_, StoreError> {
+        let db = open_sled(config)?;
+        let loaded = load_dir(&db, dir, repair)?;
+        Ok((db, loaded))
+    }));
+    match attempt {
+        Ok(r) => r,
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Err(StoreError::Corrupt {
+                dir: dir.clone(),
+                what: format!("sled could not read its own files (the files db and conf are damaged): {why}"),
+            })
+        }
+    }
+}
+
+pub(super) fn open_sled(config: &StoreConfig) -> Result<sled::Db, StoreError> {
+    let dir = &config.dir;
+    // sled releases its file lock from a background thread just after the previous owner in this
+    // process let go (an in-process restart): give it a moment before reporting the directory held.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let opened = sled::Config::new()
+            .path(dir)
+            .cache_capacity(config.cache_bytes)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|e| classify_open_error(dir, e));
+        match opened {
+            Err(StoreError::Locked { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Which layout the directory is of, and its load. A new directory is created as layout 4: the
+/// manifest first, then sled's marks, so that a crash in between leaves a directory that opens.
+fn load_dir(db: &sled::Db, dir: &Path, repair: bool) -> Result<Loaded, StoreError> {
+    let corrupt = |what: String| StoreError::Corrupt { dir: dir.to_path_buf(), what };
+    let m = manifest::read(dir).map_err(&corrupt)?;
+    let version = match db.get(layout::META_VERSION)? {
+        None => None,
+        Some(v) => Some(u32::from_le_bytes(
+            v.as_ref().try_into().map_err(|_| corrupt("the layout version record is damaged".into()))?,
+        )),
+    };
+    match (version, m) {
+        (Some(layout::LAYOUT_VERSION), Some(m)) => load(db, dir, &m, repair),
+        (Some(layout::LAYOUT_VERSION), None) => Err(corrupt(format!(
+            "its {} is missing: which snapshot and how much log it must hold is unknown",
+            manifest::FILE
+        ))),
+        (Some(v @ (layout::LAYOUT_SNAPSHOT_IN_SLED | layout::LAYOUT_WITHOUT_TIMELINE)), _) => {
+            load_legacy(db, dir, v == layout::LAYOUT_WITHOUT_TIMELINE)
+        }
+        (Some(v), _) => Err(corrupt(format!("unknown layout version {v} (written by a newer tagflow?)"))),
+        // A manifest of a store that never held anything: its creation was cut short.
+        (None, Some(m)) if m.snapshot.is_none() && m.last_seq == 0 && db.is_empty() => {
+            create(db, dir, m.store_id, repair)
+        }
+        (None, Some(m)) => Err(corrupt(format!(
+            "sled's database (the files db and conf) is empty or missing, but the {} says it held log \
+             records up to {}{}",
+            manifest::FILE,
+            m.last_seq,
+            m.snapshot.map(|s| format!(" beside snapshot {}", s.file)).unwrap_or_default()
+        ))),
+        (None, None) if !db.is_empty() => {
+            Err(corrupt("sled's database holds records but no layout version".into()))
+        }
+        (None, None) => {
+            if let Some(f) = std::fs::read_dir(dir)
+                .map_err(|e| corrupt(e.to_string()))?
+                .filter_map(Result::ok)
+                .find(|e| e.file_name().to_string_lossy().starts_with("checkpoint-"))
+            {
+                return Err(corrupt(format!(
+                    "it holds {} but neither a {} nor sled's records",
+                    f.file_name().to_string_lossy(),
+                    manifest::FILE
+                )));
+            }
+            create(db, dir, new_store_id(), repair)
+        }
+    }
+}
+
+fn create(db: &sled::Db, dir: &Path, store_id: String, write: bool) -> Result<Loaded, StoreError> {
+    if write {
+        manifest::write(dir, &manifest::Manifest::new(store_id.clone()))
+            .map_err(|e| StoreError::Io { what: format!("writing {}", manifest::FILE), cause: e })?;
+        db.insert(layout::META_STORE_ID, store_id.as_bytes())?;
+        db.insert(layout::META_VERSION, &layout::LAYOUT_VERSION.to_le_bytes()[..])?;
+        db.flush()?;
+    }
+    Ok(Loaded {
+        graph: Graph::new(),
+        seen: SeenSet::default(),
+        notes: Vec::new(),
+        disk: Disk {
+            store_id,
+            next_uid: 0,
+            next_seq: 1,
+            snapshot: None,
+            covered: 0,
+            log: Default::default(),
+            log_bytes: 0,
+            legacy: None,
+        },
+    })
+}
+
+pub(super) fn new_store_id() -> String {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    format!("{:016x}", crate::rng::mix64(nanos as u64 ^ (u64::from(std::process::id()) << 40)))
+}
+
+pub(super) fn classify_open_error(dir: &Path, e: sled::Error) -> StoreError {
+    // sled reports a held lock as an I/O error from its file lock ("could not acquire lock ...").
+    let text = e.to_string();
+    if matches!(&e, sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock)
+        || text.contains("could not acquire lock")
+        || text.contains("Resource temporarily unavailable")
+    {
+        StoreError::Locked { dir: dir.to_path_buf() }
+    } else if matches!(e, sled::Error::Corruption { .. }) {
+        StoreError::Corrupt {
+            dir: dir.to_path_buf(),
+            what: format!("sled reports its own files damaged: {e}"),
+        }
+    } else {
+        StoreError::Open { dir: dir.to_path_buf(), cause: e }
+    }
 }

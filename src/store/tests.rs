@@ -1,4 +1,6 @@
+use super::load::classify_open_error;
 use super::*;
+use std::sync::atomic::Ordering;
 use crate::graph::{Kind, Post, Tie, TieView, UserOrder, UserRef, UserView};
 use crate::rng::SplitMix64;
 
