@@ -34,7 +34,7 @@ struct Images {
 }
 
 /// The graph as of one commit. Opened by [`Graph::open_cut`] under the write lock; read with
-/// [`Cut::read_users`], [`Cut::read_ties`] and [`Cut::stamps`], in that order.
+/// [`Cut::read_users`], [`Cut::read_ties`] and `Cut::stamps`, in that order.
 pub struct Cut {
     /// Uids at or above this were assigned after the cut.
     uid_bound: u32,
