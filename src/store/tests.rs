@@ -1,8 +1,8 @@
 use super::load::classify_open_error;
 use super::*;
-use std::sync::atomic::Ordering;
 use crate::graph::{Kind, Post, Tie, TieView, UserOrder, UserRef, UserView};
 use crate::rng::SplitMix64;
+use std::sync::atomic::Ordering;
 
 fn open_dir(dir: &Path) -> (StoreHandle, Writer) {
     open_with(dir, 32 << 20)
