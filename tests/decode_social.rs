@@ -15,7 +15,8 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tagflow::graph::{Kind, Post, Record, UserRef};
-use tagflow::ingest::decode::mastodon::{self, SseEvent, SseParser};
+use tagflow::ingest::decode::mastodon;
+use tagflow::ingest::decode::sse::{SseEvent, SseParser};
 use tagflow::ingest::decode::{jetstream, DecodeError};
 
 /// What the decoded records of one fixture add up to, in the shape of the expected files.

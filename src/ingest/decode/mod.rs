@@ -7,6 +7,7 @@ use crate::graph::Record;
 
 pub mod jetstream;
 pub mod mastodon;
+pub mod sse;
 mod text;
 pub mod x_v1;
 pub mod x_v2;
