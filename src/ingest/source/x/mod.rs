@@ -28,6 +28,8 @@
 //! 5. **Wait** as [`Backoff`] says, showing `backing_off` with the reason in `/status`, and go to 2.
 //!    A rejected token (401/403) is retried [`AUTH_ATTEMPTS`] times, then the source stops as `failed`.
 //!
+//! Rules are in `rules.rs`, the backfill in `backfill.rs`.
+//!
 //! The bearer token is a sensitive default header of the client: it is in no URL, and every message
 //! that reaches a log line or `/status` passes through a redaction as well.
 
@@ -50,6 +52,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+mod backfill;
+mod rules;
 
 /// The persisted resume position: the newest tweet id seen, as decimal text.
 pub const CURSOR: &str = "x:since_id";
@@ -324,83 +329,6 @@ impl XSource {
 
     // ---- rules ----
 
-    fn rules_url(&self) -> String {
-        format!("{}/2/tweets/search/stream/rules", self.base)
-    }
-
-    async fn sync_rules(&mut self) -> Result<(), Ended> {
-        let response = self.send(self.client.get(self.rules_url()), "rules").await?;
-        let list: RulesList = self.json_of(response, "rules").await?;
-        let tracked: BTreeSet<&str> = self.track.iter().map(String::as_str).collect();
-        let mut present = BTreeSet::new();
-        let mut stale = Vec::new();
-        for rule in list.data.unwrap_or_default() {
-            let ours = rule.tag.as_deref().is_some_and(|t| t.starts_with(RULE_TAG_PREFIX));
-            if !ours {
-                continue;
-            }
-            match rule.value.as_deref() {
-                Some(v) if tracked.contains(v) => {
-                    present.insert(v.to_string());
-                }
-                _ => stale.extend(id_text(&rule.id)),
-            }
-        }
-        if !stale.is_empty() {
-            let body = json!({ "delete": { "ids": stale } });
-            let response = self.send(self.client.post(self.rules_url()).json(&body), "rules delete").await?;
-            let answer: RulesAnswer = self.json_of(response, "rules delete").await?;
-            log::info!("source x: deleted stale rules ids={stale:?} errors={}", answer.errors.len());
-        }
-        let missing: Vec<&String> = self.track.iter().filter(|t| !present.contains(t.as_str())).collect();
-        if missing.is_empty() {
-            log::info!("source x: rules in sync ({} tracked)", self.track.len());
-            return Ok(());
-        }
-        let add: Vec<Value> =
-            missing.iter().map(|t| json!({ "value": t, "tag": format!("{RULE_TAG_PREFIX}{t}") })).collect();
-        let body = json!({ "add": add });
-        let response = self.client.post(self.rules_url()).json(&body);
-        let response = self.send_any(response, "rules add").await?;
-        let code = response.status();
-        if code == StatusCode::BAD_REQUEST || code == StatusCode::UNPROCESSABLE_ENTITY {
-            // The platform refuses the rules themselves (syntax, length): retrying cannot help.
-            let detail = problem_text(&read_limited(response, 16 << 10).await);
-            let reason = self.redact(format!("rules add refused (HTTP {code}): {detail}"));
-            log::warn!("source x: {reason}; streaming with the rules that exist");
-            self.status.set_error(reason);
-            return Ok(());
-        }
-        if !code.is_success() {
-            return Err(self.failure_of(response, "rules add").await);
-        }
-        let answer: RulesAnswer = self.json_of(response, "rules add").await?;
-        let mut refused = Vec::new();
-        for e in &answer.errors {
-            if e.title.as_deref() == Some("DuplicateRule") {
-                log::info!(
-                    "source x: rule {:?} already exists (another tool's): counted as present",
-                    e.value
-                );
-            } else {
-                refused.push(format!(
-                    "{:?}: {}",
-                    e.value.as_deref().unwrap_or(""),
-                    e.title.as_deref().or(e.detail.as_deref()).unwrap_or("refused")
-                ));
-            }
-        }
-        log::info!("source x: added rules created={} values={missing:?}", answer.data.map_or(0, |d| d.len()));
-        if !refused.is_empty() {
-            let reason = self.redact(format!("rules not created: {}", refused.join("; ")));
-            log::warn!("source x: {reason}");
-            self.status.set_error(reason);
-        }
-        Ok(())
-    }
-
-    // ---- requests ----
-
     /// Sends a bounded request; any answer but a success is the failure it stands for.
     async fn send(&self, request: reqwest::RequestBuilder, what: &str) -> Result<Response, Ended> {
         let response = self.send_any(request, what).await?;
@@ -623,84 +551,6 @@ impl XSource {
 
     // ---- backfill ----
 
-    /// Pages through recent search from `since`; the cursor moves only once the last page is in.
-    async fn backfill(&mut self, since: u128) -> Result<(), Ended> {
-        let url = format!("{}/2/tweets/search/recent", self.base);
-        let query = search_query(&self.track);
-        let since_text = since.to_string();
-        let mut next_token: Option<String> = None;
-        let mut pages = 0usize;
-        let posts_before = self.status.posts.load(Ordering::Relaxed);
-        loop {
-            let mut params: Vec<(&str, &str)> = vec![
-                ("query", &query),
-                ("since_id", &since_text),
-                ("max_results", "100"),
-                ("expansions", EXPANSIONS),
-                ("tweet.fields", TWEET_FIELDS),
-                ("user.fields", USER_FIELDS),
-            ];
-            if let Some(t) = &next_token {
-                params.push(("next_token", t));
-            }
-            let response = self.send_any(self.client.get(&url).query(&params), "search").await?;
-            let code = response.status();
-            if !code.is_success() {
-                let failure = self.failure_of(response, "search").await;
-                if code.is_client_error() && code != StatusCode::TOO_MANY_REQUESTS {
-                    // Asking again cannot help: no search access on this tier (401/403), or a cursor
-                    // older than the 7 days recent search covers (400).
-                    self.backfill_since = None;
-                    if matches!(code, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
-                        self.backfill_enabled = false;
-                    }
-                }
-                return Err(failure);
-            }
-            let body = tokio::select! {
-                biased;
-                _ = self.cancel.cancelled() => return Err(Ended::Cancelled),
-                b = read_page(response) => b,
-            };
-            let body = body.map_err(|reason| Ended::retry(Failure::Network, format!("search: {reason}")))?;
-            match x_v2::decode(&body) {
-                Ok(records) => records
-                    .into_iter()
-                    .filter(|r| !matches!(r, Record::Disconnect { .. }))
-                    .for_each(|r| self.push(r)),
-                Err(e) => {
-                    self.skip(&format!("search: malformed page: {e}"), &body);
-                    return Err(Ended::retry(Failure::Http, format!("search: malformed page: {e}")));
-                }
-            }
-            self.commit_pending(false).await?;
-            pages += 1;
-            let token = serde_json::from_slice::<Page>(&body).ok().and_then(|p| p.meta?.next_token);
-            match token {
-                Some(t) if pages < MAX_BACKFILL_PAGES && next_token.as_deref() != Some(t.as_str()) => {
-                    next_token = Some(t)
-                }
-                Some(_) => {
-                    log::warn!(
-                        "source x: backfill stopped after {pages} pages (limit or repeated next_token)"
-                    );
-                    break;
-                }
-                None => break,
-            }
-        }
-        self.commit_pending(true).await?;
-        self.backfill_since = None;
-        let posts = self.status.posts.load(Ordering::Relaxed) - posts_before;
-        log::info!(
-            "source x: backfilled since_id={since} pages={pages} new_posts={posts} cursor={:?}",
-            self.saved
-        );
-        Ok(())
-    }
-
-    // ---- reporting ----
-
     /// Counts a record that could not be used; logs a sample at most once a minute.
     fn skip(&mut self, what: &str, sample: &[u8]) {
         self.status.skipped.fetch_add(1, Ordering::Relaxed);
@@ -722,44 +572,6 @@ impl XSource {
             message
         }
     }
-}
-
-#[derive(Debug, Deserialize)]
-struct RulesList {
-    data: Option<Vec<Rule>>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Rule {
-    /// A string per the spec; a number is accepted too (never through f64).
-    #[serde(default)]
-    id: Value,
-    value: Option<String>,
-    tag: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct RulesAnswer {
-    data: Option<Vec<Value>>,
-    #[serde(default)]
-    errors: Vec<RuleProblem>,
-}
-
-#[derive(Debug, Deserialize)]
-struct RuleProblem {
-    value: Option<String>,
-    title: Option<String>,
-    detail: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Page {
-    meta: Option<PageMeta>,
-}
-
-#[derive(Debug, Deserialize)]
-struct PageMeta {
-    next_token: Option<String>,
 }
 
 /// A rule or tweet id as text: a JSON string, or an integer (serde_json keeps those exact as u64).
