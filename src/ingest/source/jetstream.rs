@@ -26,7 +26,8 @@
 //! stall. Frames and messages are capped at [`MAX_MESSAGE_BYTES`]. Mutations are committed after each
 //! burst of frames, or every 200 ms while frames keep coming.
 
-use super::backoff::{sleep_or_cancel, Backoff, Failure};
+use super::backoff::{Backoff, Failure};
+use super::supervise::{give_up, settle, Next, Verdict};
 use super::{commit, to_mutation};
 use crate::config::JetstreamSettings;
 use crate::graph::{Mutation, Platform, Post, Record};
@@ -90,14 +91,18 @@ pub async fn run(
 ) {
     let terms = terms(&track);
     if terms.is_empty() {
-        return fail(&status, format!("no tracked term can be a Bluesky hashtag: {track:?}"));
+        return give_up("bluesky", &*status, format!("no tracked term can be a Bluesky hashtag: {track:?}"));
     }
     if !(settings.url.starts_with("ws://") || settings.url.starts_with("wss://")) {
-        return fail(&status, format!("jetstream url {:?} is not ws:// or wss://", settings.url));
+        return give_up(
+            "bluesky",
+            &*status,
+            format!("jetstream url {:?} is not ws:// or wss://", settings.url),
+        );
     }
     let newest = match store.cursor(CURSOR) {
         Ok(v) => v.and_then(|v| parse_cursor(&v)),
-        Err(e) => return fail(&status, format!("cannot read the cursor: {e}")),
+        Err(e) => return give_up("bluesky", &*status, format!("cannot read the cursor: {e}")),
     };
     let mut session = Session::new(store, status.clone(), terms, newest);
     let mut backoff = Backoff::new();
@@ -124,43 +129,24 @@ pub async fn run(
             Err(_) => End::retry(Failure::Network, format!("connect timed out after {CONNECT_TIMEOUT:?}")),
         };
         // Whatever ended the connection, what it brought is committed before anything else.
-        if let Err(e) = session.flush(true).await {
-            return fail(&status, format!("commit failed: {e}"));
-        }
-        let (failure, reason, healthy) = match end {
-            End::Cancelled => break,
-            End::Fatal(reason) => return fail(&status, reason),
-            End::Retry { failure, reason, healthy, oversized } => {
+        let verdict = match (session.flush(true).await, end) {
+            (Err(e), _) => Verdict::Fail(format!("commit failed: {e}")),
+            (Ok(()), End::Cancelled) => Verdict::Stop,
+            (Ok(()), End::Fatal(reason)) => Verdict::Fail(reason),
+            (Ok(()), End::Retry { failure, reason, healthy, oversized }) => {
                 // Step over an oversized message until a connection gets past it.
                 skip_ahead = oversized || (skip_ahead && !was_connected);
-                (failure, reason, healthy)
+                Verdict::Retry { failure, reason, stalled: false, healthy }
             }
         };
-        if healthy {
-            backoff.reset();
-        }
-        // A server that accepts and drops at once must not be hammered: only a healthy stream's drop
-        // reconnects without delay.
-        let failure = if failure == Failure::Dropped && !healthy { Failure::Network } else { failure };
-        let delay = backoff.next(failure);
-        log::warn!("source bluesky: disconnected reason={reason} retry_in={delay:?}");
-        status.set_error(reason.clone());
-        if !delay.is_zero() {
-            let until = chrono::Utc::now().timestamp() + delay.as_secs_f64().ceil() as i64;
-            status.set_state(SourceState::BackingOff { until: crate::graph::rfc3339(until), reason });
-            if !sleep_or_cancel(delay, &cancel).await {
-                break;
-            }
+        match settle("bluesky", &*status, &mut backoff, &cancel, verdict).await {
+            Next::Again => {}
+            Next::Stop => break,
+            Next::Failed => return,
         }
     }
     status.set_state(SourceState::Stopped);
     log::info!("source bluesky: stopped cursor={:?}", session.written);
-}
-
-fn fail(status: &SourceStatus, reason: String) {
-    log::error!("source bluesky: {reason}");
-    status.set_error(reason.clone());
-    status.set_state(SourceState::Failed { reason });
 }
 
 /// The subscribe URL for the tracked collections, resuming at `cursor` (microseconds) if given.

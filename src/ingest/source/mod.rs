@@ -3,9 +3,11 @@
 
 pub mod backoff;
 pub mod demo;
+mod http;
 pub mod jetstream;
 pub mod lines;
 pub mod mastodon;
+mod supervise;
 pub mod x;
 
 use super::status::SourceStatus;

@@ -82,7 +82,9 @@ pub(super) async fn boosters(
             return Err(End::retry(Failure::Http, format!("GET {}: {}", url.path(), response.status())));
         }
         let next = link_next(response.headers(), &shared.api);
-        let body = read_body(response, MAX_BODY).await.map_err(|e| End::retry(Failure::Network, e))?;
+        let body = http::read_body(response, MAX_BODY, REST_TIMEOUT)
+            .await
+            .map_err(|e| End::retry(Failure::Network, e))?;
         match decode_accounts(&body, domain.as_deref()) {
             Ok(page) if page.is_empty() => break,
             Ok(page) => users.extend(page),

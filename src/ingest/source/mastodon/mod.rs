@@ -34,7 +34,9 @@
 
 use super::backoff::{sleep_or_cancel, Backoff, Failure};
 use super::commit;
-use crate::config::{MastodonSettings, Secret};
+use super::http;
+use super::supervise::{settle, Next, Shown, Verdict};
+use crate::config::{MastodonSettings, Secret, ENV_MASTODON_TOKEN};
 use crate::graph::{Kind, Mutation, Platform, Post, Record, UserRef};
 use crate::ingest::decode::mastodon::{decode_accounts, decode_event, decode_status};
 use crate::ingest::decode::sse::{SseEvent, SseParser};
@@ -42,7 +44,7 @@ use crate::ingest::status::{SourceState, SourceStatus};
 use crate::store::StoreHandle;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, DATE};
+use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE, DATE};
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -83,7 +85,6 @@ const RATE_LIMIT: usize = 300;
 const RATE_WINDOW: Duration = Duration::from_secs(300);
 /// A REST request (not the stream) that takes longer than this has failed.
 const REST_TIMEOUT: Duration = Duration::from_secs(30);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest REST body read (a page of 40 statuses is typically 100-400 KiB).
 const MAX_BODY: usize = 16 << 20;
 /// A stream that stayed open this long was healthy even if no event matched the tag.
@@ -106,8 +107,9 @@ pub enum MastodonError {
     MissingUrl,
     #[error("mastodon needs TAGFLOW_MASTODON_TOKEN in the environment")]
     MissingToken,
-    #[error("TAGFLOW_MASTODON_TOKEN contains characters that cannot be sent in an HTTP header")]
-    InvalidToken,
+    /// The token cannot go in a header, or the client cannot be built.
+    #[error("{0}")]
+    Client(String),
     #[error("invalid mastodon url {0:?}: {1}")]
     InvalidUrl(String, String),
     #[error("no term of --track is a usable hashtag (letters, digits and '_' only): {0:?}")]
@@ -194,15 +196,8 @@ pub fn start(
         Some(s) => Some(parse_base(&http_scheme(s))?),
         None => None,
     };
-    let mut auth = HeaderValue::from_str(&format!("Bearer {}", options.token.expose()))
-        .map_err(|_| MastodonError::InvalidToken)?;
-    auth.set_sensitive(true);
-    let client = reqwest::Client::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_keepalive(Duration::from_secs(30))
-        .user_agent(concat!("tagflow/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| MastodonError::InvalidUrl(options.url.clone(), e.to_string()))?;
+    let client =
+        http::client(Some(options.token.expose()), ENV_MASTODON_TOKEN).map_err(MastodonError::Client)?;
     let instance_key = instance_key(&api);
     log::info!(
         "source mastodon: starting url={} streaming={} tags={}",
@@ -212,7 +207,6 @@ pub fn start(
     );
     let shared = Arc::new(Shared {
         client,
-        auth,
         api,
         configured_streaming,
         instance_key,
@@ -242,7 +236,6 @@ pub fn start(
 struct Shared {
     client: reqwest::Client,
     /// `Bearer <token>`, marked sensitive so that no `Debug` prints it.
-    auth: HeaderValue,
     api: Url,
     configured_streaming: Option<Url>,
     instance_key: String,
@@ -296,11 +289,10 @@ impl Shared {
             return Err(End::Cancelled);
         }
         let what = format!("GET {}", url.path());
-        let request =
-            self.client.get(url).header(AUTHORIZATION, self.auth.clone()).timeout(REST_TIMEOUT).send();
+        let request = self.client.get(url).timeout(REST_TIMEOUT).send();
         let response = tokio::select! {
             _ = cancel.cancelled() => return Err(End::Cancelled),
-            r = request => r.map_err(|e| End::retry(Failure::Network, format!("{what}: {}", super::error_chain(&e))))?,
+            r = request => r.map_err(|e| End::retry(Failure::Network, format!("{what}: {}", http::request_error(e))))?,
         };
         self.observe_rate_limit(response.headers());
         self.judge(&what, response)
@@ -368,7 +360,9 @@ impl Shared {
         let response = self.rest_get(url, cancel).await?;
         let code = response.status();
         let v2 = if code.is_success() {
-            let body = read_body(response, MAX_BODY).await.map_err(|e| End::retry(Failure::Network, e))?;
+            let body = http::read_body(response, MAX_BODY, REST_TIMEOUT)
+                .await
+                .map_err(|e| End::retry(Failure::Network, e))?;
             match serde_json::from_slice::<V2>(&body) {
                 Ok(v2) => Some(v2),
                 Err(e) => {
@@ -435,6 +429,7 @@ impl End {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reqwest::header::HeaderValue;
 
     #[test]
     fn terms_become_lowercase_hashtags_with_or_without_the_hash() {

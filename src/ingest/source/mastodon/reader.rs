@@ -46,39 +46,41 @@ pub(super) async fn read_tag(
         }
         first = false;
         shared.set_state(idx, SourceState::Connecting);
-        match connection(&shared, idx, &tx, &cancel, &mut backoff).await {
-            End::Cancelled => break,
-            End::Fatal(reason) => {
-                log::error!("source mastodon: tag={tag} gave up: {reason}");
-                shared.status.set_error(format!("#{tag}: {reason}"));
-                shared.set_state(idx, SourceState::Failed { reason });
-                return;
-            }
+        let verdict = match connection(&shared, idx, &tx, &cancel, &mut backoff).await {
+            End::Cancelled => Verdict::Stop,
+            End::Fatal(reason) => Verdict::Fail(reason),
+            // The stream resets the schedule itself once it is healthy; a drop is only ever a
+            // healthy stream's.
             End::Retry { failure, reason, stalled } => {
-                let delay = backoff.next(failure);
-                log::warn!(
-                    "source mastodon: tag={tag} {reason}; reconnecting in {:.2}s",
-                    delay.as_secs_f64()
-                );
-                shared.status.set_error(format!("#{tag}: {reason}"));
-                let state = if stalled {
-                    SourceState::Stalled
-                } else {
-                    let until = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-                    SourceState::BackingOff {
-                        until: until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                        reason,
-                    }
-                };
-                shared.set_state(idx, state);
-                if !sleep_or_cancel(delay, &cancel).await {
-                    break;
-                }
+                Verdict::Retry { failure, reason, stalled, healthy: failure == Failure::Dropped }
             }
+        };
+        let shown = TagShown { shared: &shared, idx, tag: &tag };
+        match settle(&format!("mastodon #{tag}"), &shown, &mut backoff, &cancel, verdict).await {
+            Next::Again => {}
+            Next::Stop => break,
+            Next::Failed => return,
         }
     }
     shared.set_state(idx, SourceState::Stopped);
     log::info!("source mastodon: tag={tag} stopped");
+}
+
+/// One hashtag's stream as the source shows it: its state folded into the source's (the worst of its
+/// streams), its errors prefixed with the tag.
+struct TagShown<'a> {
+    shared: &'a Shared,
+    idx: usize,
+    tag: &'a str,
+}
+
+impl Shown for TagShown<'_> {
+    fn state(&self, state: SourceState) {
+        self.shared.set_state(self.idx, state);
+    }
+    fn error(&self, message: &str) {
+        self.shared.status.set_error(format!("#{}: {message}", self.tag));
+    }
 }
 
 /// One connection: open the stream, backfill while the server holds our events, then read.
@@ -96,19 +98,14 @@ pub(super) async fn connection(
     let tag = shared.tag(idx);
     let mut url = join(&instance.streaming, &["api", "v1", "streaming", "hashtag"]);
     url.query_pairs_mut().append_pair("tag", tag);
-    let request = shared
-        .client
-        .get(url)
-        .header(AUTHORIZATION, shared.auth.clone())
-        .header(ACCEPT, "text/event-stream")
-        .send();
+    let request = shared.client.get(url).header(ACCEPT, "text/event-stream").send();
     let idle = shared.options.idle_timeout;
     // No total timeout on the stream (it never ends); the response head must come within the idle time.
     let response = tokio::select! {
         _ = cancel.cancelled() => return End::Cancelled,
         r = tokio::time::timeout(idle, request) => match r {
             Err(_) => return End::retry(Failure::Network, "stream: no response head in time"),
-            Ok(Err(e)) => return End::retry(Failure::Network, format!("stream: {}", crate::ingest::source::error_chain(&e))),
+            Ok(Err(e)) => return End::retry(Failure::Network, format!("stream: {}", http::request_error(e))),
             Ok(Ok(r)) => r,
         },
     };
@@ -158,10 +155,7 @@ pub(super) async fn connection(
             // Closing at once, again and again, is a broken server: do not reconnect in a tight loop.
             None => return End::retry(Failure::Network, "the server closed the stream without an event"),
             Some(Err(e)) => {
-                return End::retry(
-                    Failure::Network,
-                    format!("stream read: {}", crate::ingest::source::error_chain(&e)),
-                )
+                return End::retry(Failure::Network, format!("stream read: {}", http::request_error(e)))
             }
             Some(Ok(bytes)) => bytes,
         };
@@ -244,7 +238,9 @@ pub(super) async fn backfill(
             ));
         }
         let next = link_next(response.headers(), &shared.api);
-        let body = read_body(response, MAX_BODY).await.map_err(|e| End::retry(Failure::Network, e))?;
+        let body = http::read_body(response, MAX_BODY, REST_TIMEOUT)
+            .await
+            .map_err(|e| End::retry(Failure::Network, e))?;
         pages += 1;
         let statuses: Vec<&RawValue> = match serde_json::from_slice(&body) {
             Ok(s) => s,

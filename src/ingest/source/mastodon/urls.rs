@@ -60,25 +60,6 @@ pub(super) fn parse_links(value: &str) -> Vec<(&str, &str)> {
     links
 }
 
-/// Reads a body up to `max` bytes.
-pub(super) async fn read_body(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > max {
-                    return Err(format!("response body over {max} bytes"));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(body),
-            Err(e) => {
-                return Err(format!("reading the response: {}", crate::ingest::source::error_chain(&e)))
-            }
-        }
-    }
-}
-
 /// `ws://` and `wss://` (how `/api/v2/instance` names the streaming host) to their HTTP twins: the
 /// server-sent-events endpoint is plain HTTP on the same host.
 pub(super) fn http_scheme(url: &str) -> String {

@@ -51,7 +51,7 @@ impl XSource {
             let body = tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => return Err(Ended::Cancelled),
-                b = read_page(response) => b,
+                b = http::read_body(response, MAX_PAGE_BYTES, REQUEST_TIMEOUT) => b,
             };
             let body = body.map_err(|reason| Ended::retry(Failure::Network, format!("search: {reason}")))?;
             match x_v2::decode(&body) {

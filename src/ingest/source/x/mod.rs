@@ -33,8 +33,10 @@
 //! The bearer token is a sensitive default header of the client: it is in no URL, and every message
 //! that reaches a log line or `/status` passes through a redaction as well.
 
-use super::backoff::{sleep_or_cancel, Backoff, Failure};
+use super::backoff::{Backoff, Failure};
+use super::http;
 use super::lines::LineSplitter;
+use super::supervise::{settle, Next, Verdict};
 use super::{commit, to_mutation};
 use crate::config::{Secret, XSettings, ENV_X_BEARER_TOKEN};
 use crate::graph::{Mutation, Record};
@@ -42,7 +44,6 @@ use crate::ingest::decode::x_v2;
 use crate::ingest::status::{SourceState, SourceStatus};
 use crate::store::{StoreError, StoreHandle};
 use futures_util::{FutureExt, StreamExt};
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use reqwest::{Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -80,7 +81,6 @@ pub const USER_FIELDS: &str = "id,name,username,created_at,public_metrics,verifi
 
 /// Rules and search answers are small and bounded: these requests, unlike the stream, get a total timeout.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A runaway `next_token` chain stops here (100 tweets a page).
 const MAX_BACKFILL_PAGES: usize = 500;
 /// A search page larger than this is refused rather than buffered.
@@ -105,7 +105,7 @@ pub async fn run(
         status.set_state(SourceState::Failed { reason });
         return;
     };
-    let client = match build_client(token.expose()) {
+    let client = match http::client(Some(token.expose()), ENV_X_BEARER_TOKEN) {
         Ok(c) => c,
         Err(reason) => {
             log::error!("source x: {reason}");
@@ -141,22 +141,6 @@ pub async fn run(
         skip_log: super::Throttle::new(SKIP_LOG_EVERY),
     };
     source.run().await;
-}
-
-/// A client whose every request carries the token as a sensitive header (kept out of debug output).
-fn build_client(token: &str) -> Result<reqwest::Client, String> {
-    let mut auth = HeaderValue::from_str(&format!("Bearer {token}"))
-        .map_err(|_| format!("{ENV_X_BEARER_TOKEN} holds characters that cannot go in an HTTP header"))?;
-    auth.set_sensitive(true);
-    let mut headers = HeaderMap::new();
-    headers.insert(AUTHORIZATION, auth);
-    reqwest::Client::builder()
-        .user_agent(concat!("tagflow/", env!("CARGO_PKG_VERSION")))
-        .default_headers(headers)
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_keepalive(Duration::from_secs(30))
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
 /// Why one attempt (rules, connect, backfill, read) ended.
@@ -235,51 +219,29 @@ impl XSource {
             if self.backfill_since.is_none() {
                 self.backfill_since = self.newest;
             }
-            match ended {
-                Ended::Cancelled => break,
-                Ended::Store(e) => {
-                    let reason = format!("commit failed: {e}");
-                    log::error!("source x: {reason}");
-                    self.status.set_state(SourceState::Failed { reason });
-                    return;
-                }
+            let verdict = match ended {
+                Ended::Cancelled => Verdict::Stop,
+                Ended::Store(e) => Verdict::Fail(format!("commit failed: {e}")),
                 Ended::Retry { failure, reason, auth, stalled } => {
                     let reason = self.redact(reason);
-                    if auth {
-                        self.auth_failures += 1;
-                        if self.auth_failures >= AUTH_ATTEMPTS {
-                            let reason = format!(
-                                "{reason}; X refused the bearer token {} times in a row, giving up: \
-                                 check {ENV_X_BEARER_TOKEN} and the app's access level, then restart",
-                                self.auth_failures
-                            );
-                            log::error!("source x: {reason}");
-                            self.status.set_error(reason.clone());
-                            self.status.set_state(SourceState::Failed { reason });
-                            return;
-                        }
-                    }
-                    if stalled {
-                        self.status.set_state(SourceState::Stalled);
-                    }
-                    let delay = self.backoff.next(failure);
-                    if failure == Failure::Dropped {
-                        log::info!("source x: reconnecting at once: {reason}");
+                    self.auth_failures += u32::from(auth);
+                    if auth && self.auth_failures >= AUTH_ATTEMPTS {
+                        Verdict::Fail(format!(
+                            "{reason}; X refused the bearer token {} times in a row, giving up: \
+                             check {ENV_X_BEARER_TOKEN} and the app's access level, then restart",
+                            self.auth_failures
+                        ))
                     } else {
-                        log::warn!("source x: {reason}; retrying in {:.2}s", delay.as_secs_f64());
-                        self.status.set_error(reason.clone());
-                    }
-                    if !delay.is_zero() {
-                        let until = chrono::Utc::now().timestamp() + delay.as_secs_f64().ceil() as i64;
-                        self.status.set_state(SourceState::BackingOff {
-                            until: crate::graph::rfc3339(until),
-                            reason: reason.clone(),
-                        });
-                        if !sleep_or_cancel(delay, &self.cancel).await {
-                            break;
-                        }
+                        // The stream resets the schedule itself once it is healthy; a drop is a
+                        // healthy stream's, or the server asking for a reconnect.
+                        Verdict::Retry { failure, reason, stalled, healthy: failure == Failure::Dropped }
                     }
                 }
+            };
+            match settle("x", &*self.status, &mut self.backoff, &self.cancel, verdict).await {
+                Next::Again => {}
+                Next::Stop => break,
+                Next::Failed => return,
             }
         }
         self.status.set_state(SourceState::Stopped);
@@ -346,7 +308,7 @@ impl XSource {
             _ = self.cancel.cancelled() => return Err(Ended::Cancelled),
             r = request.timeout(REQUEST_TIMEOUT).send() => r,
         };
-        sent.map_err(|e| Ended::retry(Failure::Network, format!("{what}: {}", error_chain(e))))
+        sent.map_err(|e| Ended::retry(Failure::Network, format!("{what}: {}", http::request_error(e))))
     }
 
     async fn json_of<T: serde::de::DeserializeOwned>(
@@ -359,7 +321,8 @@ impl XSource {
             _ = self.cancel.cancelled() => return Err(Ended::Cancelled),
             b = response.bytes() => b,
         };
-        let body = body.map_err(|e| Ended::retry(Failure::Network, format!("{what}: {}", error_chain(e))))?;
+        let body =
+            body.map_err(|e| Ended::retry(Failure::Network, format!("{what}: {}", http::request_error(e))))?;
         serde_json::from_slice(&body)
             .map_err(|e| Ended::retry(Failure::Http, format!("{what}: unexpected answer: {e}")))
     }
@@ -371,7 +334,7 @@ impl XSource {
             .headers()
             .get("x-rate-limit-reset")
             .and_then(|v| v.to_str().ok()?.trim().parse::<i64>().ok());
-        let detail = problem_text(&read_limited(response, 16 << 10).await);
+        let detail = problem_text(&http::read_prefix(response, 16 << 10).await);
         let reason = format!("{what}: HTTP {code} {detail}").trim_end().to_string();
         match code {
             StatusCode::TOO_MANY_REQUESTS => {
@@ -408,7 +371,9 @@ impl XSource {
                 let reason = format!("stream: no answer within {:?}", self.stall);
                 return Err(Ended::retry(Failure::Network, reason));
             }
-            Ok(Err(e)) => return Err(Ended::retry(Failure::Network, format!("stream: {}", error_chain(e)))),
+            Ok(Err(e)) => {
+                return Err(Ended::retry(Failure::Network, format!("stream: {}", http::request_error(e))))
+            }
             Ok(Ok(r)) => r,
         };
         if response.status().is_success() {
@@ -436,7 +401,7 @@ impl XSource {
                 }
                 Ok(None) => return self.closed(healthy, &mut lines),
                 Ok(Some(Err(e))) => {
-                    return Ended::retry(Failure::Network, format!("stream read: {}", error_chain(e)))
+                    return Ended::retry(Failure::Network, format!("stream read: {}", http::request_error(e)))
                 }
                 Ok(Some(Ok(chunk))) => chunk,
             };
@@ -452,7 +417,10 @@ impl XSource {
                 match body.next().now_or_never() {
                     Some(Some(Ok(chunk))) => end = self.take_chunk(&chunk, &mut lines),
                     Some(Some(Err(e))) => {
-                        end = Some(Ended::retry(Failure::Network, format!("stream read: {}", error_chain(e))))
+                        end = Some(Ended::retry(
+                            Failure::Network,
+                            format!("stream read: {}", http::request_error(e)),
+                        ))
                     }
                     Some(None) => end = Some(self.closed(healthy, &mut lines)),
                     None => break,
@@ -623,52 +591,6 @@ fn problem_text(body: &[u8]) -> String {
         Err(_) => String::from_utf8_lossy(body).split_whitespace().collect::<Vec<_>>().join(" "),
     };
     text.chars().take(240).collect()
-}
-
-/// Up to `max` bytes of an error body; a body that does not come within a few seconds is left.
-async fn read_limited(mut response: Response, max: usize) -> Vec<u8> {
-    let mut body = Vec::new();
-    let read = async {
-        while let Ok(Some(chunk)) = response.chunk().await {
-            body.extend_from_slice(&chunk);
-            if body.len() >= max {
-                body.truncate(max);
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
-    body
-}
-
-/// A whole search page, refused past [`MAX_PAGE_BYTES`].
-async fn read_page(mut response: Response) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    let read = async {
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    body.extend_from_slice(&chunk);
-                    if body.len() > MAX_PAGE_BYTES {
-                        return Err(format!("page larger than {MAX_PAGE_BYTES} bytes"));
-                    }
-                }
-                Ok(None) => return Ok(()),
-                Err(e) => return Err(error_chain(e)),
-            }
-        }
-    };
-    match tokio::time::timeout(REQUEST_TIMEOUT, read).await {
-        Ok(Ok(())) => Ok(body),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(format!("page not read within {REQUEST_TIMEOUT:?}")),
-    }
-}
-
-/// A reqwest error and its causes on one line, without the URL (it names the host and query only,
-/// never the token, but the causes say more).
-fn error_chain(e: reqwest::Error) -> String {
-    super::error_chain(&e.without_url())
 }
 
 #[cfg(test)]

@@ -73,7 +73,7 @@ impl XSource {
         let code = response.status();
         if code == StatusCode::BAD_REQUEST || code == StatusCode::UNPROCESSABLE_ENTITY {
             // The platform refuses the rules themselves (syntax, length): retrying cannot help.
-            let detail = problem_text(&read_limited(response, 16 << 10).await);
+            let detail = problem_text(&http::read_prefix(response, 16 << 10).await);
             let reason = self.redact(format!("rules add refused (HTTP {code}): {detail}"));
             log::warn!("source x: {reason}; streaming with the rules that exist");
             self.status.set_error(reason);
