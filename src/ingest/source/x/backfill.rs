@@ -15,7 +15,7 @@ pub(super) struct PageMeta {
 
 impl XSource {
     /// Pages through recent search from `since`; the cursor moves only once the last page is in.
-    pub(super) async fn backfill(&mut self, since: u128) -> Result<(), Ended> {
+    pub(super) async fn backfill(&mut self, since: u128) -> Result<(), End> {
         let url = format!("{}/2/tweets/search/recent", self.base);
         let query = search_query(&self.track);
         let since_text = since.to_string();
@@ -50,10 +50,10 @@ impl XSource {
             }
             let body = tokio::select! {
                 biased;
-                _ = self.cancel.cancelled() => return Err(Ended::Cancelled),
+                _ = self.cancel.cancelled() => return Err(End::Cancelled),
                 b = http::read_body(response, MAX_PAGE_BYTES, REQUEST_TIMEOUT) => b,
             };
-            let body = body.map_err(|reason| Ended::retry(Failure::Network, format!("search: {reason}")))?;
+            let body = body.map_err(|reason| End::retry(Failure::Network, format!("search: {reason}")))?;
             match x_v2::decode(&body) {
                 Ok(records) => records
                     .into_iter()
@@ -61,7 +61,7 @@ impl XSource {
                     .for_each(|r| self.push(r)),
                 Err(e) => {
                     self.skip(&format!("search: malformed page: {e}"), &body);
-                    return Err(Ended::retry(Failure::Http, format!("search: malformed page: {e}")));
+                    return Err(End::retry(Failure::Http, format!("search: malformed page: {e}")));
                 }
             }
             self.commit_pending(false).await?;

@@ -145,7 +145,7 @@ pub async fn run(
 
 /// Why one attempt (rules, connect, backfill, read) ended.
 #[derive(Debug)]
-enum Ended {
+enum End {
     Cancelled,
     /// The store refused the commit: nothing more can be kept.
     Store(StoreError),
@@ -159,15 +159,15 @@ enum Ended {
     },
 }
 
-impl Ended {
-    fn retry(failure: Failure, reason: impl Into<String>) -> Ended {
-        Ended::Retry { failure, reason: reason.into(), auth: false, stalled: false }
+impl End {
+    fn retry(failure: Failure, reason: impl Into<String>) -> End {
+        End::Retry { failure, reason: reason.into(), auth: false, stalled: false }
     }
 }
 
-impl From<StoreError> for Ended {
-    fn from(e: StoreError) -> Ended {
-        Ended::Store(e)
+impl From<StoreError> for End {
+    fn from(e: StoreError) -> End {
+        End::Store(e)
     }
 }
 
@@ -213,16 +213,16 @@ impl XSource {
             // Whatever ended the attempt, what was decoded is kept (a partial line is not).
             let ended = match self.commit_pending(true).await {
                 Ok(()) => ended,
-                Err(e) => Ended::Store(e),
+                Err(e) => End::Store(e),
             };
             // Whatever happened, the next connection must cover what this one may have missed.
             if self.backfill_since.is_none() {
                 self.backfill_since = self.newest;
             }
             let verdict = match ended {
-                Ended::Cancelled => Verdict::Stop,
-                Ended::Store(e) => Verdict::Fail(format!("commit failed: {e}")),
-                Ended::Retry { failure, reason, auth, stalled } => {
+                End::Cancelled => Verdict::Stop,
+                End::Store(e) => Verdict::Fail(format!("commit failed: {e}")),
+                End::Retry { failure, reason, auth, stalled } => {
                     let reason = self.redact(reason);
                     self.auth_failures += u32::from(auth);
                     if auth && self.auth_failures >= AUTH_ATTEMPTS {
@@ -249,7 +249,7 @@ impl XSource {
     }
 
     /// One connection: rules (until synced once), connect, backfill (after an outage), read.
-    async fn attempt(&mut self) -> Ended {
+    async fn attempt(&mut self) -> End {
         if !self.rules_synced {
             if let Err(ended) = self.sync_rules().await {
                 return ended;
@@ -274,7 +274,7 @@ impl XSource {
                 }
                 match backfilled {
                     Ok(()) => {}
-                    Err(Ended::Retry { reason, .. }) => {
+                    Err(End::Retry { reason, .. }) => {
                         // The stream is fine: keep it, and try the gap again on the next reconnect.
                         let reason = self.redact(format!("backfill since_id={since}: {reason}"));
                         log::warn!("source x: {reason}");
@@ -292,7 +292,7 @@ impl XSource {
     // ---- rules ----
 
     /// Sends a bounded request; any answer but a success is the failure it stands for.
-    async fn send(&self, request: reqwest::RequestBuilder, what: &str) -> Result<Response, Ended> {
+    async fn send(&self, request: reqwest::RequestBuilder, what: &str) -> Result<Response, End> {
         let response = self.send_any(request, what).await?;
         if response.status().is_success() {
             Ok(response)
@@ -302,33 +302,33 @@ impl XSource {
     }
 
     /// Sends a bounded request and returns whatever status it answers.
-    async fn send_any(&self, request: reqwest::RequestBuilder, what: &str) -> Result<Response, Ended> {
+    async fn send_any(&self, request: reqwest::RequestBuilder, what: &str) -> Result<Response, End> {
         let sent = tokio::select! {
             biased;
-            _ = self.cancel.cancelled() => return Err(Ended::Cancelled),
+            _ = self.cancel.cancelled() => return Err(End::Cancelled),
             r = request.timeout(REQUEST_TIMEOUT).send() => r,
         };
-        sent.map_err(|e| Ended::retry(Failure::Network, format!("{what}: {}", http::request_error(e))))
+        sent.map_err(|e| End::retry(Failure::Network, format!("{what}: {}", http::request_error(e))))
     }
 
     async fn json_of<T: serde::de::DeserializeOwned>(
         &self,
         response: Response,
         what: &str,
-    ) -> Result<T, Ended> {
+    ) -> Result<T, End> {
         let body = tokio::select! {
             biased;
-            _ = self.cancel.cancelled() => return Err(Ended::Cancelled),
+            _ = self.cancel.cancelled() => return Err(End::Cancelled),
             b = response.bytes() => b,
         };
         let body =
-            body.map_err(|e| Ended::retry(Failure::Network, format!("{what}: {}", http::request_error(e))))?;
+            body.map_err(|e| End::retry(Failure::Network, format!("{what}: {}", http::request_error(e))))?;
         serde_json::from_slice(&body)
-            .map_err(|e| Ended::retry(Failure::Http, format!("{what}: unexpected answer: {e}")))
+            .map_err(|e| End::retry(Failure::Http, format!("{what}: unexpected answer: {e}")))
     }
 
     /// The failure an error status stands for; records the rate-limit reset of a 429.
-    async fn failure_of(&self, response: Response, what: &str) -> Ended {
+    async fn failure_of(&self, response: Response, what: &str) -> End {
         let code = response.status();
         let reset = response
             .headers()
@@ -343,18 +343,18 @@ impl XSource {
                     let left = r - chrono::Utc::now().timestamp();
                     (left > 0).then(|| Duration::from_secs(left as u64))
                 });
-                Ended::retry(Failure::RateLimited { reset_in }, reason)
+                End::retry(Failure::RateLimited { reset_in }, reason)
             }
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                Ended::Retry { failure: Failure::Http, reason, auth: true, stalled: false }
+                End::Retry { failure: Failure::Http, reason, auth: true, stalled: false }
             }
-            _ => Ended::retry(Failure::Http, reason),
+            _ => End::retry(Failure::Http, reason),
         }
     }
 
     // ---- stream ----
 
-    async fn connect(&self) -> Result<Response, Ended> {
+    async fn connect(&self) -> Result<Response, End> {
         let request = self.client.get(format!("{}/2/tweets/search/stream", self.base)).query(&[
             ("expansions", EXPANSIONS),
             ("tweet.fields", TWEET_FIELDS),
@@ -363,16 +363,16 @@ impl XSource {
         // No total timeout on the stream: only its headers must come within the stall timeout.
         let sent = tokio::select! {
             biased;
-            _ = self.cancel.cancelled() => return Err(Ended::Cancelled),
+            _ = self.cancel.cancelled() => return Err(End::Cancelled),
             r = tokio::time::timeout(self.stall, request.send()) => r,
         };
         let response = match sent {
             Err(_) => {
                 let reason = format!("stream: no answer within {:?}", self.stall);
-                return Err(Ended::retry(Failure::Network, reason));
+                return Err(End::retry(Failure::Network, reason));
             }
             Ok(Err(e)) => {
-                return Err(Ended::retry(Failure::Network, format!("stream: {}", http::request_error(e))))
+                return Err(End::retry(Failure::Network, format!("stream: {}", http::request_error(e))))
             }
             Ok(Ok(r)) => r,
         };
@@ -384,24 +384,24 @@ impl XSource {
     }
 
     /// Reads the stream until it ends; commits as it goes.
-    async fn read(&mut self, response: Response) -> Ended {
+    async fn read(&mut self, response: Response) -> End {
         let mut body = std::pin::pin!(response.bytes_stream());
         let mut lines = LineSplitter::new(MAX_LINE);
         let mut healthy = false;
         loop {
             let next = tokio::select! {
                 biased;
-                _ = self.cancel.cancelled() => return Ended::Cancelled,
+                _ = self.cancel.cancelled() => return End::Cancelled,
                 r = tokio::time::timeout(self.stall, body.next()) => r,
             };
             let chunk = match next {
                 Err(_) => {
                     let reason = format!("stream stalled: no data for {:.1}s", self.stall.as_secs_f64());
-                    return Ended::Retry { failure: Failure::Network, reason, auth: false, stalled: true };
+                    return End::Retry { failure: Failure::Network, reason, auth: false, stalled: true };
                 }
                 Ok(None) => return self.closed(healthy, &mut lines),
                 Ok(Some(Err(e))) => {
-                    return Ended::retry(Failure::Network, format!("stream read: {}", http::request_error(e)))
+                    return End::retry(Failure::Network, format!("stream read: {}", http::request_error(e)))
                 }
                 Ok(Some(Ok(chunk))) => chunk,
             };
@@ -417,7 +417,7 @@ impl XSource {
                 match body.next().now_or_never() {
                     Some(Some(Ok(chunk))) => end = self.take_chunk(&chunk, &mut lines),
                     Some(Some(Err(e))) => {
-                        end = Some(Ended::retry(
+                        end = Some(End::retry(
                             Failure::Network,
                             format!("stream read: {}", http::request_error(e)),
                         ))
@@ -427,7 +427,7 @@ impl XSource {
                 }
             }
             if let Err(e) = self.commit_pending(true).await {
-                return Ended::Store(e);
+                return End::Store(e);
             }
             if let Some(end) = end {
                 return end;
@@ -436,30 +436,30 @@ impl XSource {
     }
 
     /// The server ended the body.
-    fn closed(&mut self, healthy: bool, lines: &mut LineSplitter) -> Ended {
+    fn closed(&mut self, healthy: bool, lines: &mut LineSplitter) -> End {
         if let Some(partial) = lines.take_partial() {
             self.skip("stream: the connection ended inside a line", &partial);
         }
         if healthy {
-            Ended::retry(Failure::Dropped, "stream closed by the server")
+            End::retry(Failure::Dropped, "stream closed by the server")
         } else {
-            Ended::retry(Failure::Network, "stream closed before sending anything")
+            End::retry(Failure::Network, "stream closed before sending anything")
         }
     }
 
     /// Decodes the lines a chunk completes; `Some` when the connection must end.
-    fn take_chunk(&mut self, chunk: &[u8], lines: &mut LineSplitter) -> Option<Ended> {
+    fn take_chunk(&mut self, chunk: &[u8], lines: &mut LineSplitter) -> Option<End> {
         let complete = match lines.push(chunk) {
             Ok(complete) => complete,
             Err(e) => {
                 self.skip(&format!("stream: {e}"), &[]);
-                return Some(Ended::retry(Failure::Network, format!("stream: {e}")));
+                return Some(End::retry(Failure::Network, format!("stream: {e}")));
             }
         };
         let mut end = None;
         for line in complete {
             if let Some(reason) = self.take_line(&line) {
-                end = Some(Ended::retry(Failure::Dropped, format!("operational-disconnect: {reason}")));
+                end = Some(End::retry(Failure::Dropped, format!("operational-disconnect: {reason}")));
             }
         }
         end

@@ -36,7 +36,7 @@ impl XSource {
         format!("{}/2/tweets/search/stream/rules", self.base)
     }
 
-    pub(super) async fn sync_rules(&mut self) -> Result<(), Ended> {
+    pub(super) async fn sync_rules(&mut self) -> Result<(), End> {
         let response = self.send(self.client.get(self.rules_url()), "rules").await?;
         let list: RulesList = self.json_of(response, "rules").await?;
         let tracked: BTreeSet<&str> = self.track.iter().map(String::as_str).collect();
