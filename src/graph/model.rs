@@ -196,6 +196,26 @@ impl Post {
         }
     }
 
+    /// Adds the id of a post this one refers to (replies to, quotes, reposts), once; an empty one is
+    /// no reference.
+    pub fn add_ref(&mut self, id: &str) {
+        if !id.is_empty() && !self.refs.iter().any(|r| r == id) {
+            self.refs.push(id.to_owned());
+        }
+    }
+
+    /// An interaction with `user` (see [`Post::interact`]), whose profile is recorded when the
+    /// payload gave one (see [`Post::see_user`]).
+    pub fn interact_with(&mut self, kind: Kind, user: UserRef) {
+        if user.key == self.author.key {
+            return;
+        }
+        self.interact(kind, &user.key);
+        if user.handle.is_some() || user.name.is_some() {
+            self.see_user(user);
+        }
+    }
+
     /// A post with no interactions yet.
     pub fn new(platform: Platform, id: impl Into<String>, author: UserRef) -> Post {
         Post {
@@ -275,5 +295,22 @@ mod tag_tests {
             p.add_tag(raw);
         }
         assert_eq!(p.tags, ["rust", "go"]);
+    }
+
+    #[test]
+    fn references_and_interactions_are_added_once_and_never_to_oneself() {
+        let mut p = Post::new(Platform::X, "1", UserRef::new("x:1"));
+        for id in ["9", "", "8", "9"] {
+            p.add_ref(id);
+        }
+        assert_eq!(p.refs, ["9", "8"]);
+        p.interact_with(Kind::Mention, UserRef::new("x:1").with_handle(Some("me".into())));
+        p.interact_with(Kind::Mention, UserRef::new("x:2"));
+        p.interact_with(Kind::Reply, UserRef::new("x:3").with_handle(Some("c".into())));
+        p.interact_with(Kind::Reply, UserRef::new("x:3"));
+        let to: Vec<_> = p.interactions.iter().map(|i| (i.kind, i.to.as_str())).collect();
+        assert_eq!(to, [(Kind::Mention, "x:2"), (Kind::Reply, "x:3")]);
+        let seen: Vec<_> = p.users.iter().map(|u| (u.key.as_str(), u.handle.as_deref())).collect();
+        assert_eq!(seen, [("x:3", Some("c"))], "profiles only where the payload gave one");
     }
 }

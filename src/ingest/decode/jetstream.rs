@@ -203,10 +203,10 @@ fn post(uri: String, did: &str, time_us: i64, record: &PostRecord) -> Post {
             if let Some(parent_did) = did_of(parent) {
                 post.interact(Kind::Reply, &Platform::Bsky.user_key(parent_did));
             }
-            push_ref(&mut post, parent);
+            post.add_ref(parent);
         }
         if let Some(root) = reply.root.as_ref().and_then(|r| r.uri.as_ref()) {
-            push_ref(&mut post, root.as_str());
+            post.add_ref(root.as_str());
         }
     }
     if let Some(quoted) = record
@@ -221,7 +221,7 @@ fn post(uri: String, did: &str, time_us: i64, record: &PostRecord) -> Post {
             if let Some(quoted_did) = did_of(quoted) {
                 post.interact(Kind::Quote, &Platform::Bsky.user_key(quoted_did));
             }
-            push_ref(&mut post, quoted);
+            post.add_ref(quoted);
         }
     }
     for feature in record.facets.iter().flat_map(|f| &f.features) {
@@ -255,19 +255,13 @@ fn repost(uri: String, did: &str, time_us: i64, record: &RepostRecord) -> Result
     if let Some(author) = did_of(subject) {
         post.interact(Kind::Repost, &Platform::Bsky.user_key(author));
     }
-    push_ref(&mut post, subject);
+    post.add_ref(subject);
     Ok(post)
 }
 
 /// `record.createdAt` (client-set), else the event time.
 fn created_at(record_time: Option<&Text>, time_us: i64) -> Option<i64> {
     record_time.and_then(|t| unix_seconds(t.as_str())).or(Some(time_us.div_euclid(1_000_000)))
-}
-
-fn push_ref(post: &mut Post, uri: &str) {
-    if !uri.is_empty() && !post.refs.iter().any(|r| r == uri) {
-        post.refs.push(uri.to_owned());
-    }
 }
 
 /// The DID of an at-URI (`at://did:plc:abc/app.bsky.feed.post/3k...` -> `did:plc:abc`); `None` when it

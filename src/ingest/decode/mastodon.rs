@@ -263,28 +263,28 @@ fn to_post(status: &Status, instance: Option<&str>) -> Result<Post, DecodeError>
             // The id is local to the instance we read from; the replied-to account is among the
             // mentions (Mastodon adds it), which carry its acct. Unresolvable ids are skipped.
             if let Some(target) = status.mentions.iter().find(|m| m.id.as_ref() == Some(to_id)) {
-                link(&mut post, Kind::Reply, target, instance);
+                interact(&mut post, Kind::Reply, target, instance);
             }
         }
     }
     if let Some(parent) = &status.in_reply_to_id {
-        push_ref(&mut post, parent.as_str());
+        post.add_ref(parent.as_str());
     }
     for mention in &status.mentions {
-        link(&mut post, Kind::Mention, mention, instance);
+        interact(&mut post, Kind::Mention, mention, instance);
     }
     if let Some((quoted_author, quoted_uri)) = status.quote.as_deref().and_then(Quote::quoted) {
-        link(&mut post, Kind::Quote, quoted_author, instance);
+        interact(&mut post, Kind::Quote, quoted_author, instance);
         if let Some(quoted_uri) = quoted_uri {
-            push_ref(&mut post, quoted_uri);
+            post.add_ref(quoted_uri);
         }
     }
     if let Some(boosted) = status.reblog.as_deref() {
         if let Some(boosted_author) = &boosted.account {
-            link(&mut post, Kind::Repost, boosted_author, instance);
+            interact(&mut post, Kind::Repost, boosted_author, instance);
         }
         if let Some(boosted_uri) = &boosted.uri {
-            push_ref(&mut post, boosted_uri.as_str());
+            post.add_ref(boosted_uri.as_str());
         }
         // The wrapper of a boost has no tags of its own; the boosted status's tags say what it is about.
         push_tags(&mut post, &boosted.tags);
@@ -294,16 +294,10 @@ fn to_post(status: &Status, instance: Option<&str>) -> Result<Post, DecodeError>
 }
 
 /// Records an interaction to `target` (skipped when its acct cannot be qualified) and its profile.
-fn link(post: &mut Post, kind: Kind, target: &Account, instance: Option<&str>) {
+/// An interaction with the account `target`, with its profile.
+fn interact(post: &mut Post, kind: Kind, target: &Account, instance: Option<&str>) {
     if let Some(user) = target.user_ref(instance) {
-        post.interact(kind, &user.key);
-        post.see_user(user);
-    }
-}
-
-fn push_ref(post: &mut Post, id: &str) {
-    if !id.is_empty() && !post.refs.iter().any(|r| r == id) {
-        post.refs.push(id.to_owned());
+        post.interact_with(kind, user);
     }
 }
 

@@ -173,26 +173,12 @@ fn user_ref(key: String, user: &User<'_>) -> UserRef {
         .with_name(user.name.as_ref().map(|s| s.as_str().to_owned()))
 }
 
-/// Adds an interaction to the user `id` and records the profile the payload gave for them.
+/// An interaction with the user `id`, with the profile the payload gave for them.
 fn interact(post: &mut Post, kind: Kind, id: &str, handle: Option<&Text<'_>>, name: Option<&Text<'_>>) {
-    let key = Platform::X.user_key(id);
-    if key == post.author.key {
-        return;
-    }
-    post.interact(kind, &key);
-    if handle.is_some() || name.is_some() {
-        post.see_user(
-            UserRef::new(key)
-                .with_handle(handle.map(|s| s.as_str().to_owned()))
-                .with_name(name.map(|s| s.as_str().to_owned())),
-        );
-    }
-}
-
-fn push_ref(post: &mut Post, id: &str) {
-    if !post.refs.iter().any(|r| r == id) {
-        post.refs.push(id.to_owned());
-    }
+    let user = UserRef::new(Platform::X.user_key(id))
+        .with_handle(handle.map(|s| s.as_str().to_owned()))
+        .with_name(name.map(|s| s.as_str().to_owned()));
+    post.interact_with(kind, user);
 }
 
 fn to_post(status: &Status<'_>) -> Option<Post> {
@@ -205,7 +191,7 @@ fn to_post(status: &Status<'_>) -> Option<Post> {
     let retweeted = status.retweeted_status.as_ref();
     if let Some(rt) = retweeted {
         if let Some(rt_id) = &rt.id_str {
-            push_ref(&mut post, rt_id.as_str());
+            post.add_ref(rt_id.as_str());
         }
         if let Some(rt_user) = &rt.user {
             if let Some(uid) = &rt_user.id_str {
@@ -226,7 +212,7 @@ fn to_post(status: &Status<'_>) -> Option<Post> {
             .and_then(|q| q.id_str.as_ref())
             .or(status.quoted_status_id_str.as_ref());
         if let Some(quoted_id) = quoted_id {
-            push_ref(&mut post, quoted_id.as_str());
+            post.add_ref(quoted_id.as_str());
         }
         if let Some(q_user) = status.quoted_status.as_ref().and_then(|q| q.user.as_ref()) {
             if let Some(uid) = &q_user.id_str {
@@ -241,7 +227,7 @@ fn to_post(status: &Status<'_>) -> Option<Post> {
         }
     }
     if let Some(status_id) = &status.in_reply_to_status_id_str {
-        push_ref(&mut post, status_id.as_str());
+        post.add_ref(status_id.as_str());
     }
     if let Some(uid) = &status.in_reply_to_user_id_str {
         interact(&mut post, Kind::Reply, uid.as_str(), status.in_reply_to_screen_name.as_ref(), None);

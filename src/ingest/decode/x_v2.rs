@@ -288,7 +288,7 @@ fn user_ref(key: String, user: Option<&User<'_>>) -> UserRef {
     }
 }
 
-/// Adds an interaction to `target_id` and records the target's profile when the payload has one
+/// An interaction with `target_id`, with the target's profile when the payload has one
 /// (`fallback_handle`: the username of a mention entity whose user is not in `includes`).
 fn interact(
     post: &mut Post,
@@ -298,18 +298,11 @@ fn interact(
     fallback_handle: Option<&str>,
 ) {
     let key = Platform::X.user_key(target_id);
-    if key == post.author.key {
-        return;
-    }
-    post.interact(kind, &key);
-    match index.user(target_id) {
-        Some(user) => post.see_user(user_ref(key, Some(user))),
-        None => {
-            if let Some(handle) = fallback_handle {
-                post.see_user(UserRef::new(key).with_handle(Some(handle.to_owned())));
-            }
-        }
-    }
+    let user = match index.user(target_id) {
+        Some(user) => user_ref(key, Some(user)),
+        None => UserRef::new(key).with_handle(fallback_handle.map(str::to_owned)),
+    };
+    post.interact_with(kind, user);
 }
 
 fn to_post(tweet: &Tweet<'_>, index: &Index<'_, '_>) -> Option<Post> {
@@ -324,9 +317,7 @@ fn to_post(tweet: &Tweet<'_>, index: &Index<'_, '_>) -> Option<Post> {
     for reference in tweet.referenced_tweets.as_deref().unwrap_or_default() {
         let (Some(kind), Some(ref_id)) = (&reference.kind, &reference.id) else { continue };
         let ref_id = ref_id.as_str();
-        if !post.refs.iter().any(|r| r == ref_id) {
-            post.refs.push(ref_id.to_owned());
-        }
+        post.add_ref(ref_id);
         match kind.as_str() {
             "retweeted" => {
                 is_retweet = true;
