@@ -35,7 +35,7 @@ struct Images {
 
 /// The graph as of one commit. Opened by [`Graph::open_cut`] under the write lock; read with
 /// [`Cut::read_users`], [`Cut::read_ties`] and `Cut::stamps`, in that order.
-pub struct Cut {
+pub(crate) struct Cut {
     /// Uids at or above this were assigned after the cut.
     uid_bound: u32,
     node_bound: usize,
@@ -52,7 +52,7 @@ pub struct Cut {
 impl Cut {
     /// Reads the next at most `max` user slots into `f` (uid, key, handle, name); after the last
     /// slot, the before-images. Returns false once every user of the cut was read.
-    pub fn read_users(
+    pub(crate) fn read_users(
         &self,
         graph: &Graph,
         max: usize,
@@ -83,7 +83,7 @@ impl Cut {
 
     /// Reads the next at most `max` edge slots into `f` (from uid, to uid, tie); after the last
     /// slot, the before-images. Returns false once every edge of the cut was read.
-    pub fn read_ties(&self, graph: &Graph, max: usize, mut f: impl FnMut(u32, u32, &Tie)) -> bool {
+    pub(crate) fn read_ties(&self, graph: &Graph, max: usize, mut f: impl FnMut(u32, u32, &Tie)) -> bool {
         let from = self.ties_read.load(Ordering::Acquire);
         if from == usize::MAX {
             return false;
@@ -118,13 +118,9 @@ impl Cut {
         self.timeline.iter()
     }
 
-    /// Interactions in the timeline at the cut.
-    pub fn stamp_count(&self) -> usize {
-        self.timeline.len()
-    }
-
     /// Before-images kept so far (users, edges): what the cut costs beyond the shared timeline.
-    pub fn images(&self) -> (usize, usize) {
+    #[cfg(test)]
+    pub(crate) fn images(&self) -> (usize, usize) {
         let images = self.images.lock();
         (images.users.len(), images.ties.len())
     }
@@ -133,7 +129,7 @@ impl Cut {
 impl Graph {
     /// Fixes the graph as it is now for a reader on another thread (see [`Cut`]); several may be
     /// open at once. Cost: a copy of the timeline's chunk list.
-    pub fn open_cut(&mut self) -> Arc<Cut> {
+    pub(crate) fn open_cut(&mut self) -> Arc<Cut> {
         let cut = Arc::new(Cut {
             uid_bound: u32::try_from(self.by_uid.len()).unwrap_or(u32::MAX),
             node_bound: self.g.node_bound(),
@@ -148,7 +144,7 @@ impl Graph {
     }
 
     /// Stops keeping before-images for `cut` (its reader is done, or gave up).
-    pub fn close_cut(&mut self, cut: &Arc<Cut>) {
+    pub(crate) fn close_cut(&mut self, cut: &Arc<Cut>) {
         self.cuts.retain(|c| !Arc::ptr_eq(c, cut));
     }
 
@@ -277,7 +273,6 @@ mod tests {
             assert_eq!(users, want.0, "seed {seed}: users");
             assert_eq!(ties, want.1, "seed {seed}: edges");
             assert_eq!(stamps, want.2, "seed {seed}: timeline");
-            assert_eq!(cut.stamp_count(), want.2.len());
             // Once read, the cut keeps nothing more; closed, the graph keeps no images at all.
             let kept = cut.images();
             change(&mut g, &mut rng);

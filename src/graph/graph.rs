@@ -209,7 +209,7 @@ impl Graph {
 
     /// Pre-sizes the storage when the final size is known (loading from disk), so that a large graph
     /// does not pay for vector doubling twice over.
-    pub fn reserve(&mut self, users: usize, ties: usize) {
+    pub(crate) fn reserve(&mut self, users: usize, ties: usize) {
         self.g.reserve_nodes(users);
         self.g.reserve_edges(ties);
         let g = &self.g;
@@ -221,7 +221,7 @@ impl Graph {
     /// the whole table while the writer holds the graph (at 9M edges, the first write after a
     /// restart, with tables sized exactly by loading, took 0.73 s and held `/status` as long); the
     /// room is address space until used, not resident memory.
-    pub fn reserve_headroom(&mut self) {
+    pub(crate) fn reserve_headroom(&mut self) {
         self.g.reserve_nodes(self.g.node_count() / 2 + 1024);
         self.g.reserve_edges(self.g.edge_count() / 2 + 1024);
     }
@@ -356,7 +356,7 @@ impl Graph {
     }
 
     /// Sets an edge found by [`Graph::tie_slot`], with no removal since: no lookup at all.
-    pub fn set_tie_at(&mut self, slot: &TieSlot, tie: Tie) {
+    pub(crate) fn set_tie_at(&mut self, slot: &TieSlot, tie: Tie) {
         match slot.edge {
             Some(e) if tie.is_empty() => self.remove_edge(e),
             Some(e) => self.replace_tie(e, &tie),
@@ -417,7 +417,7 @@ impl Graph {
     }
 
     /// Adds a user or updates its profile. `None` leaves a known handle or name as it was.
-    pub fn upsert_user(&mut self, uid: u32, key: &str, handle: Option<&str>, name: Option<&str>) {
+    pub(crate) fn upsert_user(&mut self, uid: u32, key: &str, handle: Option<&str>, name: Option<&str>) {
         let i = match self.idx(key) {
             Some(i) => {
                 self.keep_user(i);
@@ -472,7 +472,7 @@ impl Graph {
     }
 
     /// Removes a user and every edge touching it. Returns false if there was no such user.
-    pub fn remove_user(&mut self, key: &str) -> bool {
+    pub(crate) fn remove_user(&mut self, key: &str) -> bool {
         let Some(i) = self.idx(key) else { return false };
         self.keep_user(i);
         // Its own lists go first: removing its edges then only touches the other ends' lists.
@@ -606,7 +606,7 @@ impl Graph {
 
     /// Gives back the spare capacity that growing by doubling left in the neighbour lists (after a
     /// bulk load, where every list grew from nothing).
-    pub fn shrink_to_fit(&mut self) {
+    pub(crate) fn shrink_to_fit(&mut self) {
         self.timeline.shrink_to_fit();
         for l in &mut self.lists {
             l.out.shrink_to_fit();
@@ -616,7 +616,7 @@ impl Graph {
 
     /// Sets the interactions from `from` to `to`; an empty tie removes the edge.
     /// Both users must exist (the write path creates them first); returns false otherwise.
-    pub fn set_tie(&mut self, from: &str, to: &str, tie: Tie) -> bool {
+    pub(crate) fn set_tie(&mut self, from: &str, to: &str, tie: Tie) -> bool {
         let (Some(a), Some(b)) = (self.idx(from), self.idx(to)) else { return false };
         match self.find_edge(a, b) {
             Some(e) if tie.is_empty() => self.remove_edge(e),
@@ -628,7 +628,7 @@ impl Graph {
     }
 
     /// Adds an edge while loading from disk, addressing users by store uid.
-    pub fn load_tie(&mut self, from_uid: u32, to_uid: u32, tie: Tie) -> bool {
+    pub(crate) fn load_tie(&mut self, from_uid: u32, to_uid: u32, tie: Tie) -> bool {
         let node = |uid: u32| self.by_uid.get(uid as usize).copied().filter(|&i| i != NO_NODE);
         let (Some(a), Some(b)) = (node(from_uid), node(to_uid)) else { return false };
         let (a, b) = (NodeIndex::new(a as usize), NodeIndex::new(b as usize));
@@ -644,7 +644,7 @@ impl Graph {
     }
 
     /// Removes a user addressed by store uid (replaying the log). Returns false if unknown.
-    pub fn remove_user_by_uid(&mut self, uid: u32) -> bool {
+    pub(crate) fn remove_user_by_uid(&mut self, uid: u32) -> bool {
         match self.node_of_uid(uid) {
             Some(i) => {
                 let key = self.node(i).key.clone();
@@ -655,7 +655,7 @@ impl Graph {
     }
 
     /// Sets an edge addressed by store uids (replaying the log); an empty tie removes it.
-    pub fn set_tie_by_uid(&mut self, from_uid: u32, to_uid: u32, tie: Tie) -> bool {
+    pub(crate) fn set_tie_by_uid(&mut self, from_uid: u32, to_uid: u32, tie: Tie) -> bool {
         let (Some(a), Some(b)) = (self.node_of_uid(from_uid), self.node_of_uid(to_uid)) else { return false };
         let (from, to) = (self.node(a).key.clone(), self.node(b).key.clone());
         self.set_tie(&from, &to, tie)

@@ -17,7 +17,7 @@ mod tie;
 mod timeline;
 mod views;
 
-pub use cut::Cut;
+pub(crate) use cut::Cut;
 pub use graph::{Graph, GraphError, TieSlot};
 pub use model::{Interaction, Kind, Platform, Post, Record, UserRef};
 pub use mutation::{validate_key, Mutation, Outcome, Rejection, MAX_KEY_CHARS};

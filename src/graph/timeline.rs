@@ -107,16 +107,11 @@ pub(crate) struct Timeline {
 /// The timeline as it was when frozen, whatever the live one does since.
 pub(crate) struct FrozenTimeline {
     chunks: Vec<Arc<Chunk>>,
-    len: usize,
 }
 
 impl FrozenTimeline {
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Stamp> {
         self.chunks.iter().flat_map(|c| c.stamps.iter())
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.len
     }
 }
 
@@ -160,7 +155,7 @@ impl Timeline {
     /// live timeline copies a shared chunk before changing it (pushing onto the last one; a purge
     /// builds new chunks anyway), so the copy costs memory only for what changes while it lives.
     pub(crate) fn freeze(&self) -> FrozenTimeline {
-        FrozenTimeline { chunks: self.chunks.clone(), len: self.len }
+        FrozenTimeline { chunks: self.chunks.clone() }
     }
 
     /// Takes out what `purge` names, in one pass that keeps the order of the rest. Returns how many
