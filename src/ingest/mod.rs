@@ -45,6 +45,13 @@ impl Running {
     }
 }
 
+/// Why the sources cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Mastodon(#[from] source::mastodon::MastodonError),
+}
+
 /// Starts every configured source as tasks; each stops when `cancel` fires, after committing what
 /// it holds.
 ///
@@ -55,7 +62,7 @@ pub fn start_sources(
     store: &StoreHandle,
     registry: &Arc<Registry>,
     cancel: &CancellationToken,
-) -> anyhow::Result<Vec<Running>> {
+) -> Result<Vec<Running>, StartError> {
     let mut tasks = Vec::new();
     for kind in &config.sources {
         match kind {
