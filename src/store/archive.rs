@@ -108,7 +108,9 @@ impl Backup {
         let mut w = FrameWriter::new(gz).map_err(io)?;
         let mut counts = snapshot::write_graph(&mut w, &self.graph, &self.seen, &self.cut).map_err(io)?;
         let mut payload = Vec::with_capacity(RECORDS_FRAME + 4096);
-        for prefix in [layout::POST, layout::CURSOR] {
+        // In key order (`c` before `p`): what was read is then everything up to the last key read,
+        // which is what the write path compares against to decide whether to keep an image.
+        for prefix in [layout::CURSOR, layout::POST] {
             for kv in self.db.scan_prefix([prefix]) {
                 let (k, v) = kv?;
                 let Some(v) = self.records.value(&k, v) else { continue };
