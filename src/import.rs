@@ -362,10 +362,11 @@ impl Importer<'_, '_> {
             Box::new(File::open(path).with_context(|| format!("cannot open {}", path.display()))?)
         };
         let mut reader = BufReader::with_capacity(1 << 20, reader);
-        // A file that starts with `[` is one JSON document (a v1.1 array): read it whole. Otherwise
-        // NDJSON, unless its first line opens a document it does not close (see `opened_document`).
+        // A file that starts with `[` is an array of records (a v1.1 archive): read element by
+        // element. Otherwise NDJSON, unless its first line opens a document it does not close (see
+        // `opened_document`).
         if first_byte(&mut reader)? == Some(b'[') {
-            return self.document(reader);
+            return self.array(reader);
         }
         self.ndjson(&mut reader, 0, true)
     }
@@ -443,24 +444,49 @@ impl Importer<'_, '_> {
         ));
     }
 
-    fn document(&mut self, mut reader: impl Read) -> anyhow::Result<()> {
-        let mut doc = Vec::new();
-        reader.read_to_end(&mut doc)?;
-        self.bar.inc(doc.len() as u64);
-        let trimmed = doc.trim_ascii();
-        if trimmed.first() == Some(&b'[') {
-            // An array of records: each element on its own, so one bad element is one skip.
-            match serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(trimmed) {
-                Ok(items) => {
-                    for (i, item) in items.iter().enumerate() {
-                        self.record(item.get().as_bytes(), || format!("element {i}"))?;
-                    }
-                }
-                Err(e) => self.skip(format!("document: {e}")),
-            }
-            return Ok(());
+    /// A JSON array of records, element by element as it is read: only one element is held at a
+    /// time. An element that does not decode is one skip; JSON that breaks off ends the array there
+    /// (what came before is kept) and is one skip.
+    fn array(&mut self, reader: impl Read) -> anyhow::Result<()> {
+        use serde::de::{Deserializer as _, SeqAccess, Visitor};
+        struct Elements<'i, 'a, 'b> {
+            importer: &'i mut Importer<'a, 'b>,
+            /// A failure of the sink (a commit), which must end the import, not count as a skip.
+            failed: &'i mut Option<anyhow::Error>,
         }
-        self.record(trimmed, || "document".to_string())
+        impl<'de> Visitor<'de> for Elements<'_, '_, '_> {
+            type Value = ();
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of records")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+                let mut i = 0usize;
+                while let Some(item) = seq.next_element::<Box<serde_json::value::RawValue>>()? {
+                    if let Err(e) = self.importer.record(item.get().as_bytes(), || format!("element {i}")) {
+                        *self.failed = Some(e);
+                        return Ok(());
+                    }
+                    i += 1;
+                }
+                Ok(())
+            }
+        }
+        let mut failed = None;
+        let reader = std::io::BufReader::with_capacity(1 << 20, self.bar.wrap_read(reader));
+        let mut de = serde_json::Deserializer::from_reader(reader);
+        let parsed = (&mut de).deserialize_seq(Elements { importer: self, failed: &mut failed });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if let Err(e) = parsed.and_then(|()| de.end()) {
+            self.skip(format!("document: {e}"));
+        }
+        Ok(())
+    }
+
+    /// One JSON document held whole (bounded by `--max-line`, see `opened_document`).
+    fn document(&mut self, doc: &[u8]) -> anyhow::Result<()> {
+        self.record(doc.trim_ascii(), || "document".to_string())
     }
 
     fn record(&mut self, bytes: &[u8], place: impl Fn() -> String) -> anyhow::Result<()> {

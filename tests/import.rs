@@ -248,6 +248,23 @@ fn over_long_lines_are_skipped_unread_and_a_broken_first_line_does_not_hold_the_
     assert!(out.contains("line 2: 3145747 bytes, over --max-line (262144 bytes): skipped unread"), "{out}");
 }
 
+/// A JSON array (a v1.1 archive) is read element by element: a broken element is one skip, and
+/// JSON that breaks off keeps what came before it.
+#[test]
+fn an_array_is_read_element_by_element_and_a_break_keeps_what_came_before() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("archive.json");
+    let second = V1.replace("\"200\"", "\"201\"").replace("\"3\"", "\"4\"");
+    std::fs::write(&file, format!("[{V1},\n{{\"not\":\"a status\"}},\n{second}, {{\"id_str\": \"30"))
+        .unwrap();
+    let data = tmp.path().join("data");
+    let (ok, out, err) = import(&[file.to_str().unwrap(), "--data-dir", data.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert_eq!(figure(&out, "posts"), 2, "{out}");
+    assert_eq!(figure(&out, "skipped"), 2, "the element that is no status, and the break: {out}");
+    assert!(out.contains("element 1"), "{out}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_with_url_skips_a_record_the_service_refuses_as_too_large_and_goes_on() {
     let tmp = tempfile::tempdir().unwrap();
