@@ -3,9 +3,10 @@
 //! `POST /ingest`.
 //!
 //! Files are NDJSON (one record per line: X v2 stream lines or search pages as twarc writes them,
-//! v1.1 statuses, Mastodon statuses, Jetstream events) or one JSON document (a v1.1 array or
-//! `{"statuses": [...]}` search response, pretty-printed or not). Broken lines are counted and
-//! skipped; importing the same file twice changes nothing.
+//! v1.1 statuses, Mastodon statuses, Jetstream events) or one JSON document: a v1.1 array, read
+//! element by element, or a `{"statuses": [...]}` search response, pretty-printed or not, held whole
+//! up to `--max-line`. Broken lines are counted and skipped, over-long ones without being held;
+//! importing the same file twice changes nothing.
 
 use crate::config::{ImportArgs, ImportFormat};
 use crate::graph::Mutation;
