@@ -23,10 +23,12 @@ use std::sync::Arc;
 /// Payload size of a records frame.
 const RECORDS_FRAME: usize = 256 << 10;
 
-/// sled's records as of a commit, read in key order while commits go on.
+/// sled's records as of a commit, read in key order while commits go on; and the posts first seen
+/// since that commit, which the backup's seen-set must not hold.
 #[derive(Default)]
 pub(super) struct RecordCut {
     state: Mutex<RecordImages>,
+    seen_after: Mutex<rustc_hash::FxHashSet<u64>>,
     done: AtomicBool,
 }
 
@@ -54,6 +56,11 @@ impl RecordCut {
             s.images.insert(k.clone(), before);
         }
         Ok(())
+    }
+
+    /// Before the write path adds these fingerprints to the seen-set: they are after the cut.
+    pub fn seen_since(&self, hashes: &[u64]) {
+        self.seen_after.lock().extend(hashes.iter().copied());
     }
 
     /// The value to back up for a record the iterator found: its image if it changed since the cut.
@@ -106,7 +113,9 @@ impl Backup {
         let io = |e: io::Error| StoreError::Io { what: "writing the backup".into(), cause: e };
         let gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
         let mut w = FrameWriter::new(gz).map_err(io)?;
-        let mut counts = snapshot::write_graph(&mut w, &self.graph, &self.seen, &self.cut).map_err(io)?;
+        let after = |h: u64| self.records.seen_after.lock().contains(&h);
+        let mut counts =
+            snapshot::write_graph(&mut w, &self.graph, &self.seen, &self.cut, after).map_err(io)?;
         let mut payload = Vec::with_capacity(RECORDS_FRAME + 4096);
         // In key order (`c` before `p`): what was read is then everything up to the last key read,
         // which is what the write path compares against to decide whether to keep an image.

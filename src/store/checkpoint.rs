@@ -116,7 +116,7 @@ impl Job {
     fn write(&self, path: &Path) -> std::io::Result<(snapshot::Summary, snapshot::Counts)> {
         let file = SyncEvery { file: std::fs::File::create(path)?, unsynced: 0 };
         let mut w = FrameWriter::new(std::io::BufWriter::with_capacity(1 << 20, file))?;
-        let mut counts = snapshot::write_graph(&mut w, &self.graph, &self.seen, &self.cut)?;
+        let mut counts = snapshot::write_graph(&mut w, &self.graph, &self.seen, &self.cut, |_| false)?;
         counts.seq = self.covered;
         counts.next_uid = self.next_uid;
         let (out, summary) = w.finish(&counts)?;

@@ -140,13 +140,15 @@ pub struct Summary {
     pub frames: u32,
 }
 
-/// Writes the graph as of `cut`, and the seen-set, as effect frames; returns the counts (without
-/// `seq`, `next_uid` and `records`, which the caller knows). Holds each lock for one slice at a time.
+/// Writes the graph as of `cut`, and the seen-set but the fingerprints `after_cut` names, as effect
+/// frames; returns the counts (without `seq`, `next_uid` and `records`, which the caller knows).
+/// Holds each lock for one slice at a time.
 pub fn write_graph<W: Write>(
     out: &mut FrameWriter<W>,
     graph: &RwLock<Graph>,
     seen: &RwLock<SeenSet>,
     cut: &Cut,
+    after_cut: impl Fn(u64) -> bool,
 ) -> io::Result<Counts> {
     let mut enc = layout::Encoder::default();
     let mut counts = Counts::default();
@@ -176,12 +178,15 @@ pub fn write_graph<W: Write>(
         counts.stamps += 1;
         out.effects(&mut enc.buf, false)?;
     }
-    // The seen-set only grows: a fingerprint added after the cut is harmless (its log record, which
-    // also names it, is replayed after the snapshot anyway).
+    // The seen-set only grows. In a checkpoint a fingerprint added after the cut is harmless (its
+    // log record, which also names it, is replayed after the snapshot); a backup, which has no log
+    // after it, leaves them out (`after_cut`), or a post it does not hold would count as seen.
     for i in 0..SHARDS {
-        for h in seen.read().shard(i) {
-            enc.seen(*h);
-            counts.seen += 1;
+        for &h in seen.read().shard(i) {
+            if !after_cut(h) {
+                enc.seen(h);
+                counts.seen += 1;
+            }
         }
         out.effects(&mut enc.buf, false)?;
     }

@@ -362,6 +362,10 @@ impl WriterLoop {
         }
         self.disk.next_uid = staged.next_uid;
         let t = Instant::now();
+        // Open backups learn of the posts seen after their commit before the seen-set holds them.
+        for c in &self.record_cuts {
+            c.seen_since(&staged.seen);
+        }
         self.seen.write().extend(std::mem::take(&mut staged.seen));
         // Whether anyone listens is asked under the write lock: a consumer that subscribes later
         // copies the graph after this commit (its read lock waits for ours), so none misses it.
