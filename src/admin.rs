@@ -5,7 +5,7 @@
 use crate::config::{BackupArgs, RestoreArgs, VerifyArgs};
 use crate::store::{self, Counts};
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use std::io::Write;
 use std::path::Path;
 
@@ -44,7 +44,8 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
 pub fn backup(args: BackupArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let tmp = args.out.with_extension("partial");
-    let bar = bar(!args.quiet);
+    let bar =
+        crate::analyze::spinner(!args.quiet, "{spinner} [{elapsed_precise}] {bytes} {bytes_per_sec} {msg}");
     let written = match (&args.url, &args.data_dir) {
         (Some(url), _) => fetch(url, &tmp, &bar),
         (None, Some(dir)) => backup_dir(dir, &tmp, &bar),
@@ -100,26 +101,12 @@ fn describe(c: &Counts) -> String {
     )
 }
 
-fn bar(show: bool) -> ProgressBar {
-    let bar = if show {
-        ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bytes} {bytes_per_sec} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    bar
-}
-
 /// Backs up a directory no service holds.
 fn backup_dir(dir: &Path, out: &Path, bar: &ProgressBar) -> anyhow::Result<Counts> {
     if !dir.join("conf").is_file() {
         anyhow::bail!("{} is not a tagflow data directory", dir.display());
     }
-    let (handle, writer, _) = store::open(&store::StoreConfig::new(dir))?;
-    let result = (|| {
+    store::offline(&store::StoreConfig::new(dir), |handle, _| {
         let backup = handle.backup_blocking()?;
         let file = std::fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
         let mut file = std::io::BufWriter::new(file);
@@ -127,11 +114,7 @@ fn backup_dir(dir: &Path, out: &Path, bar: &ProgressBar) -> anyhow::Result<Count
         file.flush()?;
         file.get_ref().sync_all()?;
         anyhow::Ok(counts)
-    })();
-    handle.close_blocking();
-    drop(handle);
-    writer.join()?;
-    result
+    })
 }
 
 /// Streams a running service's `GET /backup` into `out`, then reads it back whole to check it.

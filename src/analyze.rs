@@ -74,10 +74,9 @@ pub(crate) fn offline<T>(
     if !dir.join("conf").is_file() {
         bail!("{} is not a tagflow data directory (give --data-dir or TAGFLOW_DATA_DIR)", dir.display());
     }
-    let bar = spinner(!quiet);
+    let bar = spinner(!quiet, "{spinner} [{elapsed_precise}] {msg}");
     bar.set_message(format!("loading {}", dir.display()));
-    let (store, writer, loaded) = store::open(&store_args.store_config())?;
-    let result = (|| {
+    let result = store::offline(&store_args.store_config(), |store, loaded| {
         bar.println(format!(
             "loaded {} users and {} edges in {:.1}s",
             loaded.users,
@@ -89,11 +88,8 @@ pub(crate) fn offline<T>(
         let engine = Engine::new(store.graph().clone(), threads)?;
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         work(&engine, &bar, &runtime)
-    })();
+    });
     bar.finish_and_clear();
-    store.close_blocking();
-    drop(store);
-    writer.join()?;
     result
 }
 
@@ -102,7 +98,8 @@ fn json<T: serde::Serialize>(report: T) -> Value {
     serde_json::to_value(report).unwrap_or(Value::Null)
 }
 
-pub(crate) fn spinner(show: bool) -> ProgressBar {
+/// A spinner on stderr (drawn on a terminal only) with `template` (indicatif's), for long work.
+pub(crate) fn spinner(show: bool, template: &str) -> ProgressBar {
     // indicatif draws nothing when stderr is not a terminal, so pipes and logs stay clean.
     let bar = if show {
         ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
@@ -110,8 +107,7 @@ pub(crate) fn spinner(show: bool) -> ProgressBar {
         ProgressBar::hidden()
     };
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     bar.enable_steady_tick(Duration::from_millis(120));
     bar

@@ -63,18 +63,9 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
             let sink = Sink::Http(HttpSink::new(url, runtime)?);
             import_with(sink, &args.files, args.format, args.batch, args.max_line_bytes(), progress)?
         }
-        None => {
-            let config = args.store.store_config();
-            let (store, writer, _) = store::open(&config)?;
-            let result =
-                import_files(&store, &args.files, args.format, args.batch, args.max_line_bytes(), progress);
-            store.close_blocking();
-            drop(store);
-            let flushed = writer.join();
-            let report = result?;
-            flushed?;
-            report
-        }
+        None => store::offline(&args.store.store_config(), |store, _| {
+            import_files(store, &args.files, args.format, args.batch, args.max_line_bytes(), progress)
+        })?,
     };
     print_report(&report, started.elapsed().as_secs_f64());
     Ok(())

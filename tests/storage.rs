@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::process::{run_tagflow, start};
+use common::process::{run_tagflow, run_tagflow_with, start};
 use common::skip::skip;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -407,21 +407,6 @@ mod corruption {
     }
 }
 
-/// `tagflow` with an environment, to its end: success, stdout, stderr.
-fn tagflow_with_env(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tagflow"));
-    cmd.args(args).env_remove("TAGFLOW_API_TOKEN").env_remove("TAGFLOW_URL");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run tagflow");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// What a data directory no service holds gives back (see [`State`]).
 fn contents(dir: &Path) -> State {
     let (h, w, _) = tagflow::store::open(&tagflow::store::StoreConfig::new(dir)).expect("open");
@@ -460,34 +445,34 @@ async fn backup_and_restore_end_to_end_while_the_service_ingests() {
     let archive = tmp.path().join("campaign.tfbackup.gz");
     let (a, out) = (archive.to_str().unwrap().to_string(), base.clone());
     let (ok, stdout, err) = tokio::task::spawn_blocking(move || {
-        tagflow_with_env(&["backup", "--url", &out, "--out", &a], &[("TAGFLOW_API_TOKEN", token)])
+        run_tagflow_with(&["backup", "--url", &out, "--out", &a], &[("TAGFLOW_API_TOKEN", token)])
     })
     .await
     .unwrap();
     assert!(ok, "{err}");
     assert!(stdout.contains("backed up commit"), "{stdout}");
     let restored = tmp.path().join("restored");
-    let (ok, stdout, err) = tagflow_with_env(
+    let (ok, stdout, err) = run_tagflow_with(
         &["restore", archive.to_str().unwrap(), "--data-dir", restored.to_str().unwrap()],
         &[],
     );
     assert!(ok, "{err}");
     assert!(stdout.contains("restored commit"), "{stdout}");
-    let (ok, _, err) = tagflow_with_env(&["verify", "--data-dir", restored.to_str().unwrap()], &[]);
+    let (ok, _, err) = run_tagflow_with(&["verify", "--data-dir", restored.to_str().unwrap()], &[]);
     assert!(ok, "{err}");
     let (exit, log) = server.terminate(Duration::from_secs(30));
     assert!(exit.success(), "{}", log.join("\n"));
 
     // At rest: a backup of the directory restores to exactly its contents.
     let at_rest = tmp.path().join("at-rest.tfbackup.gz");
-    let (ok, _, err) = tagflow_with_env(
+    let (ok, _, err) = run_tagflow_with(
         &["backup", "--data-dir", data.to_str().unwrap(), "--out", at_rest.to_str().unwrap(), "--quiet"],
         &[],
     );
     assert!(ok, "{err}");
     let again = tmp.path().join("again");
     let (ok, _, err) =
-        tagflow_with_env(&["restore", at_rest.to_str().unwrap(), "--data-dir", again.to_str().unwrap()], &[]);
+        run_tagflow_with(&["restore", at_rest.to_str().unwrap(), "--data-dir", again.to_str().unwrap()], &[]);
     assert!(ok, "{err}");
     let (got, want) = {
         let (again, data) = (again.clone(), data.clone());
@@ -502,7 +487,7 @@ async fn backup_and_restore_end_to_end_while_the_service_ingests() {
     bytes[mid] ^= 0x10;
     std::fs::write(&at_rest, bytes).unwrap();
     let broken = tmp.path().join("broken");
-    let (ok, _, err) = tagflow_with_env(
+    let (ok, _, err) = run_tagflow_with(
         &["restore", at_rest.to_str().unwrap(), "--data-dir", broken.to_str().unwrap()],
         &[],
     );

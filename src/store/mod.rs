@@ -357,6 +357,25 @@ pub fn verify(dir: &Path) -> Result<Verified, StoreError> {
     })
 }
 
+/// Opens a data directory for a command (no service holds it), runs `work` on it, then stops the
+/// store whatever `work` returned: `work`'s error first, else the final flush's.
+///
+/// # Errors
+/// As [`open`], `work`'s, or [`Writer::join`]'s.
+pub fn offline<T, E: From<StoreError>>(
+    config: &StoreConfig,
+    work: impl FnOnce(&StoreHandle, &LoadReport) -> Result<T, E>,
+) -> Result<T, E> {
+    let (handle, writer, loaded) = open(config)?;
+    let result = work(&handle, &loaded);
+    handle.close_blocking();
+    drop(handle);
+    let flushed = writer.join();
+    let value = result?;
+    flushed?;
+    Ok(value)
+}
+
 /// Opens (or creates) the data directory, loads the graph and starts the writer thread.
 ///
 /// # Errors

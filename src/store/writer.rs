@@ -489,10 +489,7 @@ impl WriterLoop {
         let job = self.job();
         let started = Instant::now();
         let result = job.run();
-        let failed = result.as_ref().err().map(|e| StoreError::Io {
-            what: "checkpointing".into(),
-            cause: std::io::Error::other(e.to_string()),
-        });
+        let failed = result.as_ref().err().map(StoreError::replica);
         self.finished(result, started);
         failed.map_or(Ok(()), Err)
     }

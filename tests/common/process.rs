@@ -10,7 +10,20 @@ use std::time::{Duration, Instant};
 
 /// Runs `tagflow ARGS...` to its end: whether it succeeded, its standard output and error.
 pub fn run_tagflow<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tagflow")).args(args).output().expect("run tagflow");
+    run_tagflow_with(args, &[])
+}
+
+/// [`run_tagflow`] with these environment variables (and none of the developer's token or URL).
+pub fn run_tagflow_with<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    env: &[(&str, &str)],
+) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tagflow"));
+    cmd.args(args).env_remove("TAGFLOW_API_TOKEN").env_remove("TAGFLOW_URL");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run tagflow");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
