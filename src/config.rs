@@ -92,6 +92,15 @@ pub struct StoreArgs {
     /// and more checkpoint work.
     #[arg(long, env = "TAGFLOW_CHECKPOINT_MB", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=65_536))]
     pub checkpoint_mb: u64,
+    /// A PostgreSQL database (`postgres://user:password@host:port/db?sslmode=require`) instead of the
+    /// data directory: every tagflow on it is a replica of one graph. What Heroku's Postgres add-on
+    /// sets.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = parse_database)]
+    pub database_url: Option<crate::store::Database>,
+}
+
+fn parse_database(s: &str) -> Result<crate::store::Database, String> {
+    crate::store::Database::parse(s)
 }
 
 impl ImportArgs {
@@ -114,6 +123,7 @@ impl StoreArgs {
         let mut c = crate::store::StoreConfig::new(&self.data_dir);
         c.cache_bytes = self.cache_mb << 20;
         c.checkpoint_min_bytes = self.checkpoint_mb << 20;
+        c.database = self.database_url.clone();
         c
     }
 }

@@ -550,3 +550,66 @@ async fn kill_9_mid_stream_then_restart_loses_no_post_and_counts_none_twice() {
     assert_eq!((&s["state"], &s["reconnects"]), (&json!("streaming"), &json!(0)), "{s}");
     drop(server);
 }
+
+/// Two replicas on one database, both configured with the Jetstream source: one runs it, the other
+/// stands by; `kill -9` of the first hands the source to the second, which resumes from the cursor
+/// committed with the posts: the graph is exact, no post lost or counted twice. The killed replica,
+/// restarted, catches up to the same graph and stands by.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_source_fails_over_to_another_replica_and_the_graph_stays_exact() {
+    let Some(db) = common::pg::database("jetstream_failover") else { return };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mock = MockJetstream::start(scenario(), First::Full, Duration::from_millis(250)).await;
+    let url = mock.url();
+    let args = ["--sources", "bluesky", "--jetstream-url", url.as_str(), "--track", SCENARIO_TRACK];
+    let env = [("DATABASE_URL", db.as_str())];
+    let client = reqwest::Client::new();
+    let a = common::process::start(dir_a.path(), &args, &env);
+    // A holds the source's lock before B starts.
+    eventually(Duration::from_secs(10), "A runs the source", || {
+        let (client, base) = (client.clone(), a.url(""));
+        async move { source_status(&client, &base).await["state"] == "streaming" }
+    })
+    .await;
+    let b = common::process::start(dir_b.path(), &args, &env);
+    let base_b = b.url("");
+    let s = source_status(&client, &base_b).await;
+    assert_eq!(s["state"], "standby", "B waits while A runs the source: {s}");
+    // B follows what A commits: event 8's reply shows on B, then A dies mid-stream.
+    let hal_dev = (key("hal"), key("dev"));
+    eventually(Duration::from_secs(20), "event 8 on B", || {
+        let (client, base, hal_dev) = (client.clone(), base_b.clone(), hal_dev.clone());
+        async move { graph_at(&client, &base).await.1.contains_key(&hal_dev) }
+    })
+    .await;
+    a.kill9();
+    assert!(mock.sent() < 20, "the kill came before the end of the stream ({} sent)", mock.sent());
+    let expected = scenario_graph();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = graph_at(&client, &base_b).await;
+        if got == expected {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            assert_eq!(got.1, expected.1, "edges on B after the failover");
+            assert_eq!(got.0, expected.0, "users on B after the failover");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let subs = mock.subscriptions();
+    assert_eq!(subs.len(), 2, "A's connection, then B's: {subs:?}");
+    let resumed = subs[1].cursor.expect("B resumed from the cursor A committed");
+    assert!(resumed >= t(8) - 5 * SECOND, "resumed at {resumed}: {subs:?}");
+    assert_eq!(source_status(&client, &base_b).await["state"], "streaming");
+
+    let a = common::process::start(dir_a.path(), &args, &env);
+    let base_a = a.url("");
+    eventually(Duration::from_secs(10), "A catches up", || {
+        let (client, base) = (client.clone(), base_a.clone());
+        async move { graph_at(&client, &base).await == scenario_graph() }
+    })
+    .await;
+    assert_eq!(source_status(&client, &base_a).await["state"], "standby", "B keeps the source");
+    drop((a, b));
+}

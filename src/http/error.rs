@@ -265,9 +265,10 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             e if e.is_storage_full() => ApiError::StorageFull(e.to_string()),
-            StoreError::Closed | StoreError::Sled(_) | StoreError::Io { .. } => {
-                ApiError::Unavailable(e.to_string())
-            }
+            StoreError::Closed
+            | StoreError::Sled(_)
+            | StoreError::Io { .. }
+            | StoreError::Database { .. } => ApiError::Unavailable(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -33,6 +33,14 @@ pub(crate) struct Status {
 
 #[derive(Debug, Serialize, ToSchema)]
 struct StoreStatus {
+    /// `sled` (the data directory) or `postgres` (a database replicas share).
+    backend: &'static str,
+    /// On `postgres`: the database (without password), the last log record this replica applied,
+    /// the newest it knows was committed, and how many it is behind.
+    database: Option<String>,
+    applied_seq: Option<u64>,
+    log_seq: Option<u64>,
+    lag_records: Option<u64>,
     /// `ok`, `storage_full` (the disk is full) or `store_unavailable` (another I/O error): the last
     /// commit's fate. Writes are refused with that code until one succeeds again.
     health: &'static str,
@@ -87,6 +95,8 @@ pub async fn status(state: web::Data<AppState>) -> web::Json<Status> {
     let (resident, bytes_on_disk) = state.sampled.get(&state.store);
     use std::sync::atomic::Ordering::Relaxed;
     let failing = state.store.health().failing();
+    let replication = state.store.replication();
+    let seq = |f: fn(&crate::store::Replication) -> u64| replication.map(|(_, r)| f(r));
     web::Json(Status {
         status: if failing.is_some() { "DEGRADED" } else { "OK" },
         version: env!("CARGO_PKG_VERSION"),
@@ -95,6 +105,11 @@ pub async fn status(state: web::Data<AppState>) -> web::Json<Status> {
         interactions,
         uptime_seconds: state.started.elapsed().as_secs(),
         store: StoreStatus {
+            backend: if replication.is_some() { "postgres" } else { "sled" },
+            database: replication.map(|(db, _)| db.to_string()),
+            applied_seq: seq(|r| r.applied.load(Relaxed)),
+            log_seq: seq(|r| r.head.load(Relaxed)),
+            lag_records: seq(crate::store::Replication::lag),
             health: failing.as_ref().map_or("ok", |f| f.code),
             failing: failing.map(|f| Failing {
                 since: f.since.to_rfc3339(),

@@ -68,47 +68,140 @@ pub fn start_sources(
         match kind {
             SourceKind::Demo => {
                 let status = registry.register("demo");
-                let task = tokio::spawn(source::demo::run(
-                    config.demo.clone(),
-                    config.track.clone(),
-                    store.clone(),
-                    status.clone(),
-                    cancel.clone(),
+                let task = tokio::spawn(led(
+                    store,
+                    &status,
+                    cancel,
+                    source::demo::run(
+                        config.demo.clone(),
+                        config.track.clone(),
+                        store.clone(),
+                        status.clone(),
+                        cancel.clone(),
+                    ),
                 ));
                 tasks.push(Running { status, tasks: vec![task] });
             }
             SourceKind::Bluesky => {
                 let status = registry.register(source::jetstream::NAME);
-                let task = tokio::spawn(source::jetstream::run(
-                    config.jetstream.clone(),
-                    config.track.clone(),
-                    store.clone(),
-                    status.clone(),
-                    cancel.clone(),
+                let task = tokio::spawn(led(
+                    store,
+                    &status,
+                    cancel,
+                    source::jetstream::run(
+                        config.jetstream.clone(),
+                        config.track.clone(),
+                        store.clone(),
+                        status.clone(),
+                        cancel.clone(),
+                    ),
                 ));
                 tasks.push(Running { status, tasks: vec![task] });
             }
             SourceKind::X => {
                 let status = registry.register("x");
-                let task = tokio::spawn(source::x::run(
-                    config.x.clone(),
-                    config.track.clone(),
-                    store.clone(),
-                    status.clone(),
-                    cancel.clone(),
+                let task = tokio::spawn(led(
+                    store,
+                    &status,
+                    cancel,
+                    source::x::run(
+                        config.x.clone(),
+                        config.track.clone(),
+                        store.clone(),
+                        status.clone(),
+                        cancel.clone(),
+                    ),
                 ));
                 tasks.push(Running { status, tasks: vec![task] });
             }
             SourceKind::Mastodon => {
                 let options = source::mastodon::Options::from_config(&config.mastodon, &config.track)?;
                 let status = registry.register(source::mastodon::NAME);
-                let started = source::mastodon::start(options, store, status.clone(), cancel)?;
+                let started = if store.replication().is_none() {
+                    source::mastodon::start(options, store, status.clone(), cancel)?
+                } else {
+                    // Its tasks start once this replica leads the source.
+                    stand_by(store, &status);
+                    let (store, st, cancel) = (store.clone(), status.clone(), cancel.clone());
+                    vec![tokio::spawn(async move {
+                        if !leading(&store, &st, &cancel).await {
+                            return;
+                        }
+                        match source::mastodon::start(options, &store, st.clone(), &cancel) {
+                            Ok(tasks) => {
+                                for t in tasks {
+                                    let _ = t.await;
+                                }
+                            }
+                            Err(e) => {
+                                log::error!("source {}: {e}", st.name);
+                                st.set_state(status::SourceState::Failed { reason: e.to_string() });
+                            }
+                        }
+                    })]
+                };
                 tasks.push(Running { status, tasks: started });
             }
             SourceKind::None => {}
         }
     }
     Ok(tasks)
+}
+
+/// How often a replica on standby asks whether it can take a source over: a source whose replica
+/// died runs again within this (its lock went with the dead replica's session).
+const ELECTION_POLL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs `source` once this process leads it (see [`leading`]).
+fn led(
+    store: &StoreHandle,
+    status: &Arc<status::SourceStatus>,
+    cancel: &CancellationToken,
+    source: impl std::future::Future<Output = ()>,
+) -> impl std::future::Future<Output = ()> {
+    stand_by(store, status);
+    let (store, status, cancel) = (store.clone(), status.clone(), cancel.clone());
+    async move {
+        if leading(&store, &status, &cancel).await {
+            source.await;
+        }
+    }
+}
+
+/// On a shared database, a source stands by until its replica is known to lead it.
+fn stand_by(store: &StoreHandle, status: &status::SourceStatus) {
+    if store.replication().is_some() {
+        status.set_state(status::SourceState::Standby { reason: "asking the database who runs it".into() });
+    }
+}
+
+/// Waits until this process may run the source: at once on a data directory; on a shared database,
+/// once it holds the source's lock (one replica at a time runs each source, and resumes from the
+/// cursor committed with its posts). False if cancelled first.
+async fn leading(store: &StoreHandle, status: &status::SourceStatus, cancel: &CancellationToken) -> bool {
+    let name = format!("source:{}", status.name);
+    loop {
+        let asked = {
+            let (store, name) = (store.clone(), name.clone());
+            tokio::task::spawn_blocking(move || store.lead(&name)).await
+        };
+        let reason = match asked {
+            Ok(Ok(true)) => {
+                if store.replication().is_some() {
+                    log::info!("source {}: this replica runs it", status.name);
+                }
+                return true;
+            }
+            Ok(Ok(false)) => "another replica runs it".to_string(),
+            Ok(Err(e)) => format!("cannot ask the database who runs it: {e}"),
+            Err(e) => format!("cannot ask the database who runs it: {e}"),
+        };
+        status.set_state(status::SourceState::Standby { reason });
+        tokio::select! {
+            () = cancel.cancelled() => return false,
+            () = tokio::time::sleep(ELECTION_POLL) => {}
+        }
+    }
 }
 
 /// Decodes one record, detecting its format when `format` is `None`.

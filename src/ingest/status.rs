@@ -26,6 +26,11 @@ pub enum SourceState {
         reason: String,
     },
     Stopped,
+    /// On a shared database, another replica runs this source; this one takes it over if that one
+    /// goes away.
+    Standby {
+        reason: String,
+    },
 }
 
 impl SourceState {
@@ -38,6 +43,7 @@ impl SourceState {
             SourceState::Stalled => "stalled",
             SourceState::Failed { .. } => "failed",
             SourceState::Stopped => "stopped",
+            SourceState::Standby { .. } => "standby",
         }
     }
 }

@@ -46,7 +46,11 @@ impl RecordCut {
     }
 
     /// Before the write path writes `keys`: keeps the value at the cut of those not read yet.
-    pub fn keep(&self, db: &sled::Db, keys: &[Vec<u8>]) -> Result<(), sled::Error> {
+    pub fn keep<'k>(
+        &self,
+        db: &sled::Db,
+        keys: impl Iterator<Item = &'k Vec<u8>>,
+    ) -> Result<(), sled::Error> {
         let mut s = self.state.lock();
         for k in keys {
             if s.read_upto.as_deref().is_some_and(|r| k.as_slice() <= r) || s.images.contains_key(k) {

@@ -55,35 +55,32 @@ pub(super) struct Legacy {
     pub without_timeline: bool,
 }
 
-/// Applies one run of effects to the graph. Snapshot edges are known to be new (`fresh`): they are
-/// added without looking for an existing edge.
+/// Applies runs of effects (a snapshot's frames, log records) to a graph and its seen-set: loading
+/// builds a new graph with it, a replica following the shared log applies other replicas' commits to
+/// its live one. Snapshot edges are known to be new (`fresh`): they are added without looking for an
+/// existing edge.
 ///
 /// Timeline removals are gathered in `purge` and carried out in one pass over the timeline, just
-/// before a later stamp they could concern (or once everything is read): a pass per record would
+/// before a later stamp they could concern (or at [`Effects::settle`]): a pass per record would
 /// make replaying a log of deletions quadratic.
-pub(super) struct Replay {
-    pub graph: Graph,
-    pub seen: SeenSet,
+#[derive(Default)]
+pub(super) struct Effects {
     pub max_uid: Option<u32>,
     purge: Purge,
-    /// What was replayed, to check against a snapshot's end frame.
+    /// What was applied, to check against a snapshot's end frame.
     pub counts: Counts,
 }
 
-impl Replay {
-    pub fn new() -> Replay {
-        Replay {
-            graph: Graph::new(),
-            seen: SeenSet::default(),
-            max_uid: None,
-            purge: Purge::default(),
-            counts: Counts::default(),
-        }
-    }
-
+impl Effects {
     /// Applies `record`; `Err(offset)` at the first malformed effect.
-    pub fn apply(&mut self, record: &[u8], fresh: bool) -> Result<(), usize> {
-        let (graph, purge) = (&mut self.graph, &mut self.purge);
+    pub fn apply(
+        &mut self,
+        graph: &mut Graph,
+        seen: &mut SeenSet,
+        record: &[u8],
+        fresh: bool,
+    ) -> Result<(), usize> {
+        let purge = &mut self.purge;
         for effect in layout::Decoder::new(record) {
             match effect? {
                 Effect::UserPut { uid, key, handle, name } => {
@@ -123,7 +120,7 @@ impl Replay {
                     self.counts.ties += 1;
                 }
                 Effect::Seen { hash } => {
-                    self.seen.insert(hash);
+                    seen.insert(hash);
                     self.counts.seen += 1;
                 }
             }
@@ -131,13 +128,38 @@ impl Replay {
         Ok(())
     }
 
+    /// Carries out the pending timeline removals.
+    pub fn settle(&mut self, graph: &mut Graph) {
+        if !self.purge.is_empty() {
+            graph.purge_timeline(&std::mem::take(&mut self.purge));
+        }
+    }
+}
+
+/// A graph being loaded: a snapshot, then the log after it.
+pub(super) struct Replay {
+    pub graph: Graph,
+    pub seen: SeenSet,
+    pub effects: Effects,
+}
+
+impl Replay {
+    pub fn new() -> Replay {
+        Replay { graph: Graph::new(), seen: SeenSet::default(), effects: Effects::default() }
+    }
+
+    /// Applies `record`; `Err(offset)` at the first malformed effect.
+    pub fn apply(&mut self, record: &[u8], fresh: bool) -> Result<(), usize> {
+        self.effects.apply(&mut self.graph, &mut self.seen, record, fresh)
+    }
+
     /// The pending timeline removals, then the tables' slack: the graph is ready to serve.
     pub fn finish(mut self) -> (Graph, SeenSet, Option<u32>) {
-        self.graph.purge_timeline(&self.purge);
+        self.effects.settle(&mut self.graph);
         self.graph.shrink_to_fit();
         // The tables are sized exactly by loading: the first writes would double them (see there).
         self.graph.reserve_headroom();
-        (self.graph, self.seen, self.max_uid)
+        (self.graph, self.seen, self.effects.max_uid)
     }
 }
 
@@ -152,7 +174,6 @@ pub(super) fn read_snapshot(
     entry: &manifest::SnapshotEntry,
     replay: &mut Replay,
 ) -> Result<(), StoreError> {
-    let path = dir.join(&entry.file);
     let damaged = |what: String| {
         corrupt(
             dir,
@@ -162,34 +183,44 @@ pub(super) fn read_snapshot(
             ),
         )
     };
-    let file = std::fs::File::open(&path).map_err(|e| damaged(format!("cannot be read: {e}")))?;
-    let mut r = FrameReader::new(std::io::BufReader::with_capacity(1 << 20, file))
-        .map_err(|e| damaged(format!("is damaged: {e}")))?;
+    let file =
+        std::fs::File::open(dir.join(&entry.file)).map_err(|e| damaged(format!("cannot be read: {e}")))?;
+    read_frames(std::io::BufReader::with_capacity(1 << 20, file), entry, replay).map_err(damaged)
+}
+
+/// Reads a snapshot's frames into `replay`, checking every frame, its end frame's counts and the
+/// size and checksum `entry` records; `Err` says what is wrong, for the caller to name the snapshot.
+pub(super) fn read_frames(
+    inp: impl std::io::Read,
+    entry: &manifest::SnapshotEntry,
+    replay: &mut Replay,
+) -> Result<(), String> {
+    let mut r = FrameReader::new(inp).map_err(|e| format!("is damaged: {e}"))?;
     // Sized once: growing by doubling would leave up to half of the largest vectors unused.
     replay.graph.reserve(entry.counts.users as usize, entry.counts.ties as usize);
-    while let Some(frame) = r.next_frame().map_err(|e| damaged(format!("is damaged: {e}")))? {
+    while let Some(frame) = r.next_frame().map_err(|e| format!("is damaged: {e}"))? {
         if frame.kind != FrameKind::Effects {
-            return Err(damaged(format!("holds a frame of kind {:?} where only effects belong", frame.kind)));
+            return Err(format!("holds a frame of kind {:?} where only effects belong", frame.kind));
         }
         let (n, at) = r.position();
         replay.apply(&frame.payload, true).map_err(|off| {
-            damaged(format!("has an unreadable effect in frame {} at byte {}", n - 1, at + off as u64))
+            format!("has an unreadable effect in frame {} at byte {}", n - 1, at + off as u64)
         })?;
     }
     let summary = r.summary();
     if summary != entry.summary {
-        return Err(damaged(format!(
-            "does not match the manifest: {} bytes, checksum {:08x}, {} frames where it says {} bytes, {:08x}, {} frames",
+        return Err(format!(
+            "does not match its record: {} bytes, checksum {:08x}, {} frames where it says {} bytes, {:08x}, {} frames",
             summary.bytes, summary.crc32, summary.frames, entry.summary.bytes, entry.summary.crc32, entry.summary.frames
-        )));
+        ));
     }
     let end = r.counts().expect("the end frame was read");
-    let got = Counts { seq: end.seq, next_uid: end.next_uid, records: end.records, ..replay.counts };
+    let got = Counts { seq: end.seq, next_uid: end.next_uid, records: end.records, ..replay.effects.counts };
     if end != entry.counts || got != end {
-        return Err(damaged(format!(
-            "holds other counts than it should: read {got:?}, its end frame says {end:?}, the manifest {:?}",
+        return Err(format!(
+            "holds other counts than it should: read {got:?}, its end frame says {end:?}, its record {:?}",
             entry.counts
-        )));
+        ));
     }
     Ok(())
 }
@@ -212,7 +243,7 @@ pub(super) fn load(db: &sled::Db, dir: &Path, m: &Manifest, repair: bool) -> Res
     let mut replay = Replay::new();
     if let Some(entry) = &m.snapshot {
         read_snapshot(dir, entry, &mut replay)?;
-        replay.counts = Counts::default();
+        replay.effects.counts = Counts::default();
     }
     // The log after the snapshot: records numbered densely, pieces numbered densely within each.
     let mut next_seq = m.covered_seq + 1;

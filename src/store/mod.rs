@@ -21,6 +21,7 @@ pub mod feed;
 mod layout;
 mod load;
 mod manifest;
+mod pg;
 mod seen;
 mod snapshot;
 mod stage;
@@ -30,6 +31,7 @@ use crate::graph::{Graph, Mutation, Outcome, Platform, Rejection};
 pub use archive::{check_archive, restore, Backup};
 use load::{open_db, Loaded};
 use parking_lot::{Mutex, RwLock};
+pub use pg::{scratch_database, test_server, Database, Replication};
 use seen::SeenSet;
 pub use snapshot::Counts;
 use std::path::{Path, PathBuf};
@@ -57,6 +59,8 @@ pub enum StoreError {
     Io { what: String, cause: std::io::Error },
     #[error("data directory {dir} is corrupt: {what}")]
     Corrupt { dir: PathBuf, what: String },
+    #[error("database error {what}: {cause}")]
+    Database { what: String, cause: String },
     #[error("the store is shut down")]
     Closed,
 }
@@ -88,6 +92,9 @@ impl StoreError {
             },
             StoreError::Locked { dir } => StoreError::Locked { dir: dir.clone() },
             StoreError::Corrupt { dir, what } => StoreError::Corrupt { dir: dir.clone(), what: what.clone() },
+            StoreError::Database { what, cause } => {
+                StoreError::Database { what: what.clone(), cause: cause.clone() }
+            }
             StoreError::Closed => StoreError::Closed,
         }
     }
@@ -171,6 +178,8 @@ pub struct StoreConfig {
     /// Log bytes after which a checkpoint folds the log into a snapshot (or the snapshot's size,
     /// if larger).
     pub checkpoint_min_bytes: u64,
+    /// The PostgreSQL store shared by replicas, instead of the data directory.
+    pub database: Option<Database>,
 }
 
 impl StoreConfig {
@@ -180,6 +189,7 @@ impl StoreConfig {
             cache_bytes: 64 << 20,
             max_batch: 50_000,
             checkpoint_min_bytes: 32 << 20,
+            database: None,
         }
     }
 }
@@ -279,7 +289,7 @@ pub type Outcomes = Result<Vec<Result<Outcome, Rejection>>, StoreError>;
 #[derive(Clone)]
 pub struct StoreHandle {
     tx: mpsc::Sender<Command>,
-    db: Sled,
+    backend: Backend,
     graph: SharedGraph,
     seen: Arc<RwLock<SeenSet>>,
     stats: Arc<WriteStats>,
@@ -288,6 +298,19 @@ pub struct StoreHandle {
     /// One count per live handle, to know when the data directory's lock is about to be released.
     live: Arc<()>,
     feed: feed::Feed,
+}
+
+/// Where commits go: the data directory, or the database replicas share.
+#[derive(Clone)]
+enum Backend {
+    Sled(Sled),
+    Postgres(Arc<PgBackend>),
+}
+
+struct PgBackend {
+    db: Database,
+    reader: pg::Reader,
+    replication: Arc<Replication>,
 }
 
 /// The running writer; joining it waits for every queued mutation to be committed.
@@ -383,6 +406,9 @@ pub fn offline<T, E: From<StoreError>>(
 /// failures to open it, [`StoreError::Corrupt`] for damage (named), [`StoreError::Io`] if a
 /// directory of an older layout cannot be rewritten.
 pub fn open(config: &StoreConfig) -> Result<(StoreHandle, Writer, LoadReport), StoreError> {
+    if let Some(db) = &config.database {
+        return open_database(config, db);
+    }
     let started = Instant::now();
     let dir = config.dir.clone();
     let (db, loaded) = open_db(config, true)?;
@@ -414,8 +440,93 @@ pub fn open(config: &StoreConfig) -> Result<(StoreHandle, Writer, LoadReport), S
         .name("tagflow-writer".into())
         .spawn(move || writer.run(rx))
         .map_err(|e| StoreError::Open { dir: dir.clone(), cause: sled::Error::Io(e) })?;
-    let handle =
-        StoreHandle { tx, db, graph, seen, stats, health, dir: Arc::new(dir), live: Arc::new(()), feed };
+    let handle = StoreHandle {
+        tx,
+        backend: Backend::Sled(db),
+        graph,
+        seen,
+        stats,
+        health,
+        dir: Arc::new(dir),
+        live: Arc::new(()),
+        feed,
+    };
+    Ok((handle, Writer { thread: Some(thread) }, report))
+}
+
+/// [`open`] on a PostgreSQL database: migrates its schema, loads the graph, starts the writer and
+/// the listener that follows what other replicas commit.
+fn open_database(
+    config: &StoreConfig,
+    db: &Database,
+) -> Result<(StoreHandle, Writer, LoadReport), StoreError> {
+    let started = Instant::now();
+    let mut client = db.connect()?;
+    pg::migrate(&mut client)?;
+    let loaded = pg::load(&mut client, db.shown())?;
+    let report = LoadReport {
+        users: loaded.graph.user_count(),
+        ties: loaded.graph.tie_count(),
+        elapsed: started.elapsed(),
+    };
+    let graph: SharedGraph = Arc::new(RwLock::new(loaded.graph));
+    let seen = Arc::new(RwLock::new(loaded.seen));
+    let (tx, rx) = mpsc::channel::<Command>(1024);
+    let stats = Arc::new(WriteStats::default());
+    let health = Arc::new(Health::default());
+    let feed = feed::Feed::new();
+    let replication = Arc::new(Replication::default());
+    replication.applied.store(loaded.applied, std::sync::atomic::Ordering::Release);
+    replication.head.store(loaded.applied, std::sync::atomic::Ordering::Release);
+    let writer = pg::writer::PgWriter {
+        db: db.clone(),
+        client: Some(client),
+        graph: graph.clone(),
+        seen: seen.clone(),
+        stats: stats.clone(),
+        health: health.clone(),
+        feed: feed.clone(),
+        replication: replication.clone(),
+        next_uid: loaded.next_uid,
+        max_batch: config.max_batch,
+        checkpoint_min: config.checkpoint_min_bytes,
+        covered: loaded.covered,
+        snapshot_bytes: loaded.snapshot_bytes,
+        log_bytes: loaded.log_bytes,
+        running: None,
+        retry_at: None,
+        forced: false,
+        stop: Arc::default(),
+    };
+    let (stop, weak) = (writer.stop.clone(), tx.downgrade());
+    let (listener_db, listener_replication) = (db.clone(), replication.clone());
+    let spawn_error =
+        |e: std::io::Error| StoreError::Database { what: "starting".into(), cause: e.to_string() };
+    std::thread::Builder::new()
+        .name("tagflow-pg-listen".into())
+        .spawn(move || pg::writer::listen(listener_db, weak, listener_replication, stop))
+        .map_err(spawn_error)?;
+    let thread = std::thread::Builder::new()
+        .name("tagflow-writer".into())
+        .spawn(move || writer.run(rx))
+        .map_err(spawn_error)?;
+    let backend = Backend::Postgres(Arc::new(PgBackend {
+        db: db.clone(),
+        reader: pg::Reader::start(db.clone()),
+        replication,
+    }));
+    log::info!("store: {} at log record {}", db.shown(), loaded.applied);
+    let handle = StoreHandle {
+        tx,
+        backend,
+        graph,
+        seen,
+        stats,
+        health,
+        dir: Arc::new(config.dir.clone()),
+        live: Arc::new(()),
+        feed,
+    };
     Ok((handle, Writer { thread: Some(thread) }, report))
 }
 
@@ -564,7 +675,30 @@ impl StoreHandle {
     /// # Errors
     /// sled read errors.
     pub fn cursor(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db.db()?.get(layout::cursor_key(name))?.map(|v| v.to_vec()))
+        match &self.backend {
+            Backend::Sled(db) => Ok(db.db()?.get(layout::cursor_key(name))?.map(|v| v.to_vec())),
+            Backend::Postgres(pg) => pg.reader.get(layout::cursor_key(name)),
+        }
+    }
+
+    /// Whether this process should run source `name`: always with a data directory; on a shared
+    /// database, only the replica that holds the source's lock (taken here if no replica holds it).
+    ///
+    /// # Errors
+    /// The database cannot be reached.
+    pub fn lead(&self, name: &str) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sled(_) => Ok(true),
+            Backend::Postgres(pg) => pg.reader.lead(name),
+        }
+    }
+
+    /// On a shared database: where it is (without password) and where this replica stands in its log.
+    pub fn replication(&self) -> Option<(&str, &Replication)> {
+        match &self.backend {
+            Backend::Sled(_) => None,
+            Backend::Postgres(pg) => Some((pg.db.shown(), &pg.replication)),
+        }
     }
 
     /// Whether a post was seen (applied or deleted) before.
@@ -575,9 +709,21 @@ impl StoreHandle {
         Ok(self.seen.read().contains(&layout::post_hash(platform, id)))
     }
 
+    /// sled, for tests of what it holds (`None` on a database).
+    #[cfg(test)]
+    fn sled(&self) -> Option<sled::Db> {
+        match &self.backend {
+            Backend::Sled(db) => db.db().ok(),
+            Backend::Postgres(_) => None,
+        }
+    }
+
     /// Bytes on disk, as sled counts them.
     pub fn size_on_disk(&self) -> u64 {
-        self.db.db().ok().and_then(|db| db.size_on_disk().ok()).unwrap_or(0)
+        match &self.backend {
+            Backend::Sled(db) => db.db().ok().and_then(|db| db.size_on_disk().ok()).unwrap_or(0),
+            Backend::Postgres(_) => 0,
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 use super::feed::{Changes, TieChange};
 use super::layout::{self, PostEdge};
 use super::seen::SeenSet;
+use super::StoreError;
 use crate::graph::{
     clamp_time, Graph, Kind, Mutation, Outcome, Platform, Post, Purge, Rejection, Tie, TieSlot, UserRef,
 };
@@ -20,14 +21,13 @@ struct StagedUser {
 
 /// The effect of a batch, ready to persist (`log` as one record plus `batch`) and then to apply.
 pub struct Staged {
-    /// Keys written beside the log record in the same atomic batch: post records, cursors, meta.
-    pub batch: sled::Batch,
+    /// Keys written beside the log record in the same atomic write: post records and cursors (the
+    /// backend adds the next uid when the commit persists anything).
+    pub writes: Vec<(Vec<u8>, Vec<u8>)>,
     /// The commit's effects, in replay order: drops, users, edges, seen posts.
     pub log: Vec<u8>,
     /// Posts seen for the first time in this batch.
     pub seen: Vec<u64>,
-    /// The keys of `batch`'s post records and cursors (what open backups keep images of).
-    pub written: Vec<Vec<u8>>,
     pub outcomes: Vec<Result<Outcome, Rejection>>,
     pub next_uid: u32,
     batch_len: usize,
@@ -98,7 +98,7 @@ impl Staged {
 /// stored interactions of posts that can be edited or deleted.
 pub trait PostLookup {
     fn seen(&self, hash: u64) -> bool;
-    fn post(&self, key: &[u8]) -> Result<Option<Vec<u8>>, sled::Error>;
+    fn post(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
 /// The live lookup: the writer's seen-set and sled's post records.
@@ -111,7 +111,7 @@ impl PostLookup for Lookup<'_> {
     fn seen(&self, hash: u64) -> bool {
         self.seen.contains(&hash)
     }
-    fn post(&self, key: &[u8]) -> Result<Option<Vec<u8>>, sled::Error> {
+    fn post(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.db.get(key)?.map(|v| v.to_vec()))
     }
 }
@@ -148,7 +148,7 @@ pub fn stage<L: PostLookup>(
     next_uid: u32,
     now: i64,
     mutations: impl IntoIterator<Item = Mutation>,
-) -> Result<Staged, sled::Error> {
+) -> Result<Staged, StoreError> {
     let mut s = Stage {
         graph,
         db,
@@ -174,7 +174,7 @@ pub fn stage<L: PostLookup>(
 }
 
 impl<L: PostLookup> Stage<'_, L> {
-    fn mutate(&mut self, m: Mutation) -> Result<Result<Outcome, Rejection>, sled::Error> {
+    fn mutate(&mut self, m: Mutation) -> Result<Result<Outcome, Rejection>, StoreError> {
         Ok(match m {
             Mutation::AddUser { key, handle, name } => self.add_user(key, handle, name),
             Mutation::RemoveUser { key } => self.remove_user(&key),
@@ -402,14 +402,14 @@ impl<L: PostLookup> Stage<'_, L> {
     }
 
     /// The stored interactions of a post, for platforms that keep them.
-    fn stored(&self, key: &[u8]) -> Result<Option<Vec<u8>>, sled::Error> {
+    fn stored(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         if let Some(v) = self.posts.get(key) {
             return Ok(Some(v.clone()));
         }
         self.db.post(key)
     }
 
-    fn apply_post(&mut self, post: &Post, edit: bool) -> Result<Result<Outcome, Rejection>, sled::Error> {
+    fn apply_post(&mut self, post: &Post, edit: bool) -> Result<Result<Outcome, Rejection>, StoreError> {
         let hash = layout::post_hash(post.platform, &post.id);
         let keep = layout::keeps_post_record(post.platform);
         let pkey = keep.then(|| layout::post_key(post.platform, &post.id));
@@ -507,7 +507,7 @@ impl<L: PostLookup> Stage<'_, L> {
         }
     }
 
-    fn retract(&mut self, platform: Platform, id: &str) -> Result<Result<Outcome, Rejection>, sled::Error> {
+    fn retract(&mut self, platform: Platform, id: &str) -> Result<Result<Outcome, Rejection>, StoreError> {
         let undone = if layout::keeps_post_record(platform) {
             let pkey = layout::post_key(platform, id);
             let undone = match self.stored(&pkey)? {
@@ -527,7 +527,6 @@ impl<L: PostLookup> Stage<'_, L> {
 
     fn finish(self, outcomes: Vec<Result<Outcome, Rejection>>) -> Staged {
         let mut log = layout::Encoder::default();
-        let mut batch = sled::Batch::default();
         let mut len = 0usize;
         // Replay order is apply order: drops, users, edges, the timeline, seen posts.
         for key in &self.dropped {
@@ -565,20 +564,12 @@ impl<L: PostLookup> Stage<'_, L> {
             log.seen(*h);
             len += 1;
         }
-        let mut written = Vec::with_capacity(self.posts.len() + self.cursors.len());
-        for (k, v) in self.posts.into_iter().chain(self.cursors) {
-            written.push(k.clone());
-            batch.insert(k, v);
-            len += 1;
-        }
-        if len > 0 {
-            batch.insert(layout::META_NEXT_UID, &self.next_uid.to_le_bytes()[..]);
-        }
+        let writes: Vec<_> = self.posts.into_iter().chain(self.cursors).collect();
+        len += writes.len();
         Staged {
-            batch,
+            writes,
             log: log.buf,
             seen: self.new_seen,
-            written,
             batch_len: len,
             outcomes,
             next_uid: self.next_uid,

@@ -68,10 +68,100 @@ fn one(h: &StoreHandle, m: Mutation) -> Result<Outcome, Rejection> {
     h.submit_blocking(vec![m]).expect("store ok").pop().expect("one outcome")
 }
 
-#[test]
-fn writes_survive_a_restart_exactly() {
-    let dir = tempfile::tempdir().unwrap();
-    let (h, w) = open_dir(dir.path());
+/// Where a test's store lives: a data directory, or a fresh PostgreSQL database.
+#[derive(Debug, Clone, Copy)]
+enum On {
+    Sled,
+    Postgres,
+}
+
+struct Place {
+    dir: tempfile::TempDir,
+    database: Option<Database>,
+}
+
+impl Place {
+    fn new(on: On, name: &str) -> Place {
+        let database = match on {
+            On::Sled => None,
+            On::Postgres => {
+                let url =
+                    scratch_database(&format!("tf_unit_{name}")).expect("the test server answered before");
+                Some(Database::parse(&url).unwrap())
+            }
+        };
+        Place { dir: tempfile::tempdir().unwrap(), database }
+    }
+
+    fn open(&self) -> (StoreHandle, Writer) {
+        self.open_with(32 << 20)
+    }
+
+    fn open_with(&self, checkpoint_min_bytes: u64) -> (StoreHandle, Writer) {
+        match &self.database {
+            None => open_with(self.dir.path(), checkpoint_min_bytes),
+            Some(db) => {
+                let mut config = StoreConfig::new(self.dir.path());
+                config.checkpoint_min_bytes = checkpoint_min_bytes;
+                config.database = Some(db.clone());
+                let (h, w, _) = open(&config).unwrap_or_else(|e| panic!("open the database store: {e}"));
+                (h, w)
+            }
+        }
+    }
+}
+
+/// Whether the PostgreSQL test server answers; with `CI=true` it must.
+fn postgres_here(test: &str) -> bool {
+    match pg::test_server_session() {
+        Ok(_) => true,
+        Err(e) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true: {test} needs PostgreSQL at {}: {e}",
+                test_server()
+            );
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {test} on postgres: no server at {} ({e})",
+                test_server()
+            );
+            false
+        }
+    }
+}
+
+/// The store's tests, run on both backends through the same handle.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sled() {
+                super::$name(super::On::Sled)
+            }
+            #[test]
+            fn postgres() {
+                if super::postgres_here(concat!(stringify!($name), "::postgres")) {
+                    super::$name(super::On::Postgres)
+                }
+            }
+        }
+    )*};
+}
+
+on_both!(
+    writes_survive_a_restart_exactly,
+    a_post_applied_twice_counts_once_even_after_restart,
+    edits_replace_and_deletes_retract_a_posts_interactions,
+    removing_a_user_removes_its_edges_on_disk_too,
+    remove_and_re_add_in_one_batch_starts_the_user_afresh,
+    random_mutation_sequences_reload_to_the_same_graph,
+);
+
+fn writes_survive_a_restart_exactly(on: On) {
+    let place = Place::new(on, "writes_survive_a_restart_exactly");
+    let (h, w) = place.open();
     assert_eq!(
         one(&h, Mutation::AddUser { key: "alice".into(), handle: Some("Ali".into()), name: None }),
         Ok(Outcome::UserAdded)
@@ -86,33 +176,31 @@ fn writes_survive_a_restart_exactly() {
     one(&h, Mutation::SetCursor { name: "x".into(), value: b"42".to_vec() }).unwrap();
     let before = dump(&h);
     close(h, w);
-    let (h, w) = open_dir(dir.path());
+    let (h, w) = place.open();
     assert_eq!(dump(&h), before);
     assert_eq!(h.cursor("x").unwrap(), Some(b"42".to_vec()));
     assert_eq!(h.graph().read().resolve("@ali"), Ok("alice"));
     close(h, w);
 }
 
-#[test]
-fn a_post_applied_twice_counts_once_even_after_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let (h, w) = open_dir(dir.path());
+fn a_post_applied_twice_counts_once_even_after_restart(on: On) {
+    let place = Place::new(on, "a_post_applied_twice_counts_once_even_af");
+    let (h, w) = place.open();
     let p = post("9", "x:1", &[(Kind::Reply, "x:2")]);
     let out =
         h.submit_blocking(vec![Mutation::ApplyPost(p.clone()), Mutation::ApplyPost(p.clone())]).unwrap();
     assert_eq!(out[0], Ok(Outcome::PostApplied { interactions: 1, new_users: 2 }));
     assert_eq!(out[1], Ok(Outcome::Duplicate), "same batch");
     close(h, w);
-    let (h, w) = open_dir(dir.path());
+    let (h, w) = place.open();
     assert_eq!(one(&h, Mutation::ApplyPost(p)), Ok(Outcome::Duplicate), "after restart");
     assert_eq!(h.graph().read().tie("x:1", "x:2").unwrap().count(Kind::Reply), 1);
     close(h, w);
 }
 
-#[test]
-fn edits_replace_and_deletes_retract_a_posts_interactions() {
-    let dir = tempfile::tempdir().unwrap();
-    let (h, w) = open_dir(dir.path());
+fn edits_replace_and_deletes_retract_a_posts_interactions(on: On) {
+    let place = Place::new(on, "edits_replace_and_deletes_retract_a_post");
+    let (h, w) = place.open();
     one(
         &h,
         Mutation::ApplyPost(post_on(
@@ -143,15 +231,14 @@ fn edits_replace_and_deletes_retract_a_posts_interactions() {
     );
     let before = dump(&h);
     close(h, w);
-    let (h, w) = open_dir(dir.path());
+    let (h, w) = place.open();
     assert_eq!(dump(&h), before);
     close(h, w);
 }
 
-#[test]
-fn removing_a_user_removes_its_edges_on_disk_too() {
-    let dir = tempfile::tempdir().unwrap();
-    let (h, w) = open_dir(dir.path());
+fn removing_a_user_removes_its_edges_on_disk_too(on: On) {
+    let place = Place::new(on, "removing_a_user_removes_its_edges_on_dis");
+    let (h, w) = place.open();
     one(&h, Mutation::ApplyPost(post("1", "a", &[(Kind::Repost, "b"), (Kind::Mention, "c")]))).unwrap();
     one(&h, Mutation::ApplyPost(post("2", "c", &[(Kind::Reply, "a")]))).unwrap();
     assert_eq!(one(&h, Mutation::RemoveUser { key: "a".into() }), Ok(Outcome::UserRemoved { ties: 3 }));
@@ -159,15 +246,14 @@ fn removing_a_user_removes_its_edges_on_disk_too() {
     let before = dump(&h);
     assert_eq!(before.1.len(), 0);
     close(h, w);
-    let (h, w) = open_dir(dir.path());
+    let (h, w) = place.open();
     assert_eq!(dump(&h), before);
     close(h, w);
 }
 
-#[test]
-fn remove_and_re_add_in_one_batch_starts_the_user_afresh() {
-    let dir = tempfile::tempdir().unwrap();
-    let (h, w) = open_dir(dir.path());
+fn remove_and_re_add_in_one_batch_starts_the_user_afresh(on: On) {
+    let place = Place::new(on, "remove_and_re_add_in_one_batch_starts_th");
+    let (h, w) = place.open();
     one(&h, Mutation::ApplyPost(post("1", "a", &[(Kind::Repost, "b")]))).unwrap();
     let out = h
         .submit_blocking(vec![
@@ -184,7 +270,7 @@ fn remove_and_re_add_in_one_batch_starts_the_user_afresh() {
         assert_eq!(g.tie("c", "a").unwrap().count(Kind::Manual), 1);
     }
     close(h, w);
-    let (h, w) = open_dir(dir.path());
+    let (h, w) = place.open();
     assert_eq!(dump(&h), before);
     close(h, w);
 }
@@ -204,11 +290,10 @@ fn a_second_process_on_the_same_directory_gets_a_clear_error() {
     close(h, w);
 }
 
-#[test]
-fn random_mutation_sequences_reload_to_the_same_graph() {
+fn random_mutation_sequences_reload_to_the_same_graph(on: On) {
     for seed in 1..=6u64 {
-        let dir = tempfile::tempdir().unwrap();
-        let (h, w) = open_with(dir.path(), 2_000);
+        let place = Place::new(on, &format!("random_sequences_{seed}"));
+        let (h, w) = place.open_with(2_000);
         let mut s = SplitMix64::new(seed);
         let user = |s: &mut SplitMix64| format!("u{}", s.next_u64() % 40);
         let mut batch = Vec::new();
@@ -275,7 +360,7 @@ fn random_mutation_sequences_reload_to_the_same_graph() {
         } else {
             close(h, w);
         }
-        let (h, w) = open_dir(dir.path());
+        let (h, w) = place.open();
         assert_eq!(dump(&h), before, "seed {seed}");
         assert_eq!(stamps(&h), timeline, "seed {seed}: the timeline reloads exactly");
         // Applying again after the restart changes nothing: the seen-set was restored too.
@@ -290,7 +375,7 @@ fn random_mutation_sequences_reload_to_the_same_graph() {
 /// Every value the store writes stays well under sled's blob threshold (see `layout::PIECE_BYTES`),
 /// so that its page cache can count and evict it.
 fn largest_value(h: &StoreHandle) -> usize {
-    h.db.db().unwrap().iter().values().map(|v| v.unwrap().len()).max().unwrap_or(0)
+    h.sled().unwrap().iter().values().map(|v| v.unwrap().len()).max().unwrap_or(0)
 }
 
 #[test]
@@ -327,7 +412,7 @@ fn large_commits_and_snapshots_are_stored_in_small_pieces_and_reload_exactly() {
     assert!(dir.path().join(&snap.file).exists());
     let (h, w) = open_dir(dir.path());
     assert_eq!(dump(&h), before);
-    assert_eq!(h.db.db().unwrap().scan_prefix([layout::LOG]).count(), 0, "the checkpoint dropped the log");
+    assert_eq!(h.sled().unwrap().scan_prefix([layout::LOG]).count(), 0, "the checkpoint dropped the log");
     assert!(largest_value(&h) < 8 << 10, "a value of {} bytes", largest_value(&h));
     close(h, w);
 }
@@ -377,12 +462,12 @@ fn directories_of_older_layouts_load_and_are_rewritten_as_the_current_one() {
         h.graph().read().check_timeline().unwrap();
         // Rewritten: a manifest and a snapshot file, nothing of the old layout left in sled.
         assert_eq!(
-            h.db.db().unwrap().get(layout::META_VERSION).unwrap().unwrap().as_ref(),
+            h.sled().unwrap().get(layout::META_VERSION).unwrap().unwrap().as_ref(),
             layout::LAYOUT_VERSION.to_le_bytes()
         );
-        assert_eq!(h.db.db().unwrap().scan_prefix([layout::SNAPSHOT]).count(), 0);
-        assert_eq!(h.db.db().unwrap().scan_prefix([layout::LOG]).count(), 0);
-        assert_eq!(h.db.db().unwrap().get(layout::META_CHECKPOINT).unwrap(), None);
+        assert_eq!(h.sled().unwrap().scan_prefix([layout::SNAPSHOT]).count(), 0);
+        assert_eq!(h.sled().unwrap().scan_prefix([layout::LOG]).count(), 0);
+        assert_eq!(h.sled().unwrap().get(layout::META_CHECKPOINT).unwrap(), None);
         let m = manifest::read(dir.path()).unwrap().unwrap();
         assert_eq!(m.snapshot.as_ref().unwrap().counts.users, 4);
         one(&h, Mutation::AddInteraction { from: "x:4".into(), to: "x:1".into(), kind: Kind::Manual, at: 1 })
@@ -415,9 +500,9 @@ fn leftovers_of_a_checkpoint_cut_short_are_dropped_and_a_gap_in_the_log_is_corru
         one(&h, Mutation::AddInteraction { from: a.into(), to: b.into(), kind: Kind::Manual, at: 2 })
             .unwrap();
     }
-    let second = h.db.db().unwrap().scan_prefix([layout::LOG]).nth(1).unwrap().unwrap().0;
-    h.db.db().unwrap().remove(second).unwrap();
-    h.db.db().unwrap().flush().unwrap();
+    let second = h.sled().unwrap().scan_prefix([layout::LOG]).nth(1).unwrap().unwrap().0;
+    h.sled().unwrap().remove(second).unwrap();
+    h.sled().unwrap().flush().unwrap();
     crash(h, w);
     let mut config = StoreConfig::new(dir.path());
     config.checkpoint_min_bytes = 32 << 20;
@@ -618,7 +703,7 @@ fn a_torn_last_record_is_dropped_and_an_incomplete_vouched_one_refused() {
         .map(|i| Mutation::AddInteraction { from: format!("u{i}"), to: "b".into(), kind: Kind::Reply, at: 2 })
         .collect();
     h.submit_blocking(big).unwrap();
-    let db = h.db.db().unwrap();
+    let db = h.sled().unwrap();
     let last = db.scan_prefix([layout::LOG]).keys().last().unwrap().unwrap();
     let seq = layout::seq_of_log_key(&last).unwrap();
     assert!(db.get(layout::log_piece_key(seq, 2)).unwrap().is_some(), "several pieces");
@@ -650,7 +735,7 @@ fn a_torn_last_record_is_dropped_and_an_incomplete_vouched_one_refused() {
     std::thread::sleep(std::time::Duration::from_millis(1300));
     one(&h, Mutation::AddInteraction { from: "a".into(), to: "b".into(), kind: Kind::Manual, at: 1 })
         .unwrap();
-    let db = h.db.db().unwrap();
+    let db = h.sled().unwrap();
     let first =
         layout::seq_of_log_key(&db.scan_prefix([layout::LOG]).keys().next().unwrap().unwrap()).unwrap();
     db.remove(layout::log_piece_key(first, 1)).unwrap();
@@ -662,4 +747,62 @@ fn a_torn_last_record_is_dropped_and_an_incomplete_vouched_one_refused() {
         matches!(&err, StoreError::Corrupt { what, .. } if what.contains(&format!("log record {first} is missing piece 1"))),
         "{err}"
     );
+}
+
+/// Two replicas on one database, writing at once: every mutation's outcome is decided once, in log
+/// order (exactly one of two concurrent adds of a user succeeds), and both end with the same graph,
+/// the one a third replica loads from the database.
+#[test]
+fn replicas_on_one_database_agree_on_every_outcome_and_the_graph() {
+    if !postgres_here("replicas_on_one_database_agree_on_every_outcome_and_the_graph") {
+        return;
+    }
+    let place = Place::new(On::Postgres, "replicas_agree");
+    let ((a, wa), (b, wb)) = (place.open_with(4_000), place.open_with(4_000));
+    let run = |h: StoreHandle, seed: u64| {
+        std::thread::spawn(move || {
+            let mut s = SplitMix64::new(seed);
+            let mut added = 0;
+            for i in 0..300u64 {
+                let u = |s: &mut SplitMix64| format!("u{}", s.next_u64() % 30);
+                let m = match s.next_u64() % 5 {
+                    0 => Mutation::AddUser { key: format!("shared{}", i % 50), handle: None, name: None },
+                    1 => Mutation::RemoveTie { from: u(&mut s), to: u(&mut s) },
+                    2 => Mutation::RemoveUser { key: u(&mut s) },
+                    _ => Mutation::ApplyPost(post_on(
+                        Platform::Mastodon,
+                        &format!("{}", s.next_u64() % 400),
+                        &u(&mut s),
+                        &[(Kind::Repost, &u(&mut s)), (Kind::Mention, &u(&mut s))],
+                    )),
+                };
+                let adds = matches!(m, Mutation::AddUser { .. });
+                let out = h.submit_blocking(vec![m]).unwrap();
+                if adds && out[0] == Ok(Outcome::UserAdded) {
+                    added += 1;
+                }
+            }
+            (h, added)
+        })
+    };
+    let (ta, tb) = (run(a, 1), run(b, 2));
+    let ((a, added_a), (b, added_b)) = (ta.join().unwrap(), tb.join().unwrap());
+    // Each `sharedN` user was added by whichever replica committed first; later adds were refused,
+    // unless a removal came between (only `uN` users are removed, so never).
+    let shared = dump(&a).0.iter().filter(|u| u.id.starts_with("shared")).count();
+    assert_eq!(added_a + added_b, shared, "one success per user, across replicas");
+    // Both have applied everything once each has committed again (which catches it up).
+    one(&a, Mutation::SetCursor { name: "sync".into(), value: b"a".to_vec() }).unwrap();
+    one(&b, Mutation::SetCursor { name: "sync".into(), value: b"b".to_vec() }).unwrap();
+    one(&a, Mutation::SetCursor { name: "sync".into(), value: b"a".to_vec() }).unwrap();
+    let (da, db) = (dump(&a), dump(&b));
+    assert!(da.1.len() > 20, "a real graph: {} edges", da.1.len());
+    assert_eq!(da, db, "the replicas serve the same graph");
+    assert_eq!(stamps(&a), stamps(&b), "and the same timeline");
+    assert_eq!(b.cursor("sync").unwrap(), Some(b"a".to_vec()), "cursors are shared");
+    let third = place.open();
+    assert_eq!(dump(&third.0), da, "a replica loading from the database gets the same graph");
+    close(third.0, third.1);
+    close(a, wa);
+    close(b, wb);
 }

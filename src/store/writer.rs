@@ -18,16 +18,16 @@ use tokio::sync::{mpsc, oneshot};
 
 /// What the writer is asked to do.
 pub(super) struct Command {
-    mutations: Vec<Mutation>,
-    reply: Option<oneshot::Sender<Outcomes>>,
+    pub(super) mutations: Vec<Mutation>,
+    pub(super) reply: Option<oneshot::Sender<Outcomes>>,
     /// Commit everything queued before this command, then stop the writer.
-    shutdown: bool,
+    pub(super) shutdown: bool,
     /// With `shutdown`: stop without the clean-stop checkpoint, as a crash would (tests only).
-    abort: bool,
+    pub(super) abort: bool,
     /// After this command's commit, open a backup and hand it over.
-    backup: Option<oneshot::Sender<Backup>>,
+    pub(super) backup: Option<oneshot::Sender<Backup>>,
     /// Start a checkpoint after this command's commit, however small the log (benchmarks).
-    checkpoint: bool,
+    pub(super) checkpoint: bool,
 }
 
 impl Command {
@@ -51,6 +51,34 @@ impl Command {
     pub(super) fn backup() -> (Command, oneshot::Receiver<Backup>) {
         let (tx, rx) = oneshot::channel();
         (Command { backup: Some(tx), ..Command::new(Vec::new(), None) }, rx)
+    }
+}
+
+/// Answers each command of a group commit with its own outcomes, or all with the error that failed
+/// the commit; records whether the commit succeeded in the store's health.
+pub(super) fn answer(
+    health: &Health,
+    replies: Vec<Option<oneshot::Sender<Outcomes>>>,
+    sizes: &[usize],
+    result: Outcomes,
+) {
+    match result {
+        Ok(outcomes) => {
+            health.succeeded();
+            let mut outcomes = outcomes.into_iter();
+            for (reply, &size) in replies.into_iter().zip(sizes) {
+                let mine: Vec<_> = outcomes.by_ref().take(size).collect();
+                if let Some(r) = reply {
+                    let _ = r.send(Ok(mine));
+                }
+            }
+        }
+        Err(e) => {
+            health.failed(&e);
+            for reply in replies.into_iter().flatten() {
+                let _ = reply.send(Err(e.replica()));
+            }
+        }
     }
 }
 
@@ -265,25 +293,10 @@ impl WriterLoop {
         self.stats.commit_mutations.observe(total as f64);
         self.stats.commits.fetch_add(1, Ordering::Relaxed);
         self.stats.mutations.fetch_add(total as u64, Ordering::Relaxed);
-        match result {
-            Ok(outcomes) => {
-                self.health.succeeded();
-                let mut outcomes = outcomes.into_iter();
-                for (reply, size) in replies.into_iter().zip(sizes) {
-                    let mine: Vec<_> = outcomes.by_ref().take(size).collect();
-                    if let Some(r) = reply {
-                        let _ = r.send(Ok(mine));
-                    }
-                }
-            }
-            Err(e) => {
-                log::error!("store: commit of {total} mutations failed: {e}");
-                self.health.failed(&e);
-                for reply in replies.into_iter().flatten() {
-                    let _ = reply.send(Err(e.replica()));
-                }
-            }
+        if let Err(e) = &result {
+            log::error!("store: commit of {total} mutations failed: {e}");
         }
+        answer(&self.health, replies, &sizes, result);
         // A backup starts here, between two commits: as of the one just made.
         for asked in backups {
             if let Some(backup) = self.open_backup() {
@@ -329,7 +342,12 @@ impl WriterLoop {
             return Ok(outcomes);
         }
         let t = Instant::now();
-        let mut batch = std::mem::take(&mut staged.batch);
+        let writes = std::mem::take(&mut staged.writes);
+        let mut batch = sled::Batch::default();
+        for (k, v) in &writes {
+            batch.insert(&k[..], &v[..]);
+        }
+        batch.insert(layout::META_NEXT_UID, &staged.next_uid.to_le_bytes()[..]);
         let log = std::mem::take(&mut staged.log);
         let log_len = log.len() as u64;
         let seq = self.disk.next_seq;
@@ -342,7 +360,7 @@ impl WriterLoop {
         // Open backups keep what these records were before this commit changes them.
         self.record_cuts.retain(|c| !c.done());
         for c in &self.record_cuts {
-            c.keep(&db, &staged.written)?;
+            c.keep(&db, writes.iter().map(|(k, _)| k))?;
         }
         self.poisoned = true;
         db.apply_batch(batch)?;

@@ -7,5 +7,6 @@ pub mod fixtures;
 pub mod mock_jetstream;
 pub mod mock_mastodon;
 pub mod mock_x;
+pub mod pg;
 pub mod process;
 pub mod skip;

@@ -19,7 +19,7 @@ pub fn run_tagflow_with<S: AsRef<std::ffi::OsStr>>(
     env: &[(&str, &str)],
 ) -> (bool, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tagflow"));
-    cmd.args(args).env_remove("TAGFLOW_API_TOKEN").env_remove("TAGFLOW_URL");
+    cmd.args(args).env_remove("TAGFLOW_API_TOKEN").env_remove("TAGFLOW_URL").env_remove("DATABASE_URL");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -56,6 +56,7 @@ pub fn try_start(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Result<Ser
         .env_remove("TAGFLOW_X_BEARER_TOKEN")
         .env_remove("TAGFLOW_MASTODON_URL")
         .env_remove("TAGFLOW_MASTODON_TOKEN")
+        .env_remove("DATABASE_URL")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     for (k, v) in env {

@@ -398,7 +398,7 @@ impl Shared {
 /// How pressing a stream's state is: the source shows the worst of its streams.
 fn severity(state: &SourceState) -> u8 {
     match state {
-        SourceState::Stopped => 0,
+        SourceState::Stopped | SourceState::Standby { .. } => 0,
         SourceState::Streaming => 1,
         SourceState::Connecting => 2,
         SourceState::Stalled => 3,
