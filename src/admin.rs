@@ -1,8 +1,9 @@
 //! The commands that look after a data directory: `tagflow verify` checks one no service holds,
 //! `tagflow backup` archives a running service's store (`GET /backup`) or a directory's, and
-//! `tagflow restore` rebuilds a directory from an archive.
+//! `tagflow restore` rebuilds a directory (or an empty database) from an archive; `tagflow migrate`
+//! moves a graph between a directory and a database.
 
-use crate::config::{BackupArgs, RestoreArgs, VerifyArgs};
+use crate::config::{BackupArgs, MigrateArgs, RestoreArgs, VerifyArgs};
 use crate::store::{self, Counts};
 use anyhow::Context;
 use indicatif::ProgressBar;
@@ -80,18 +81,68 @@ pub fn backup(args: BackupArgs) -> anyhow::Result<()> {
 pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
     let file = std::fs::File::open(&args.archive)
         .with_context(|| format!("cannot open {}", args.archive.display()))?;
-    let counts = store::restore(file, &args.data_dir)
-        .with_context(|| format!("restoring {}", args.archive.display()))?;
-    let check = store::verify(&args.data_dir)?;
+    let what = || format!("restoring {}", args.archive.display());
+    let counts = match (&args.data_dir, &args.database_url) {
+        (Some(dir), _) => store::restore(file, dir).with_context(what)?,
+        (None, Some(db)) => {
+            let counts =
+                store::restore_into_database(std::io::BufReader::new(file), db).with_context(what)?;
+            println!("restored commit {} into {}: {}", counts.seq, db.shown(), describe(&counts));
+            return Ok(());
+        }
+        (None, None) => unreachable!("clap requires --data-dir or --database-url"),
+    };
+    let dir = args.data_dir.as_deref().expect("restored into a directory");
+    print_restored(&counts, dir)
+}
+
+/// What a restore or migration into a directory made, checked by opening it.
+fn print_restored(counts: &Counts, dir: &Path) -> anyhow::Result<()> {
+    let check = store::verify(dir)?;
     println!(
         "restored commit {} into {}: {}; the directory opens with {} users and {} edges",
         counts.seq,
-        args.data_dir.display(),
-        describe(&counts),
+        dir.display(),
+        describe(counts),
         check.users,
         check.edges
     );
     Ok(())
+}
+
+/// `tagflow migrate`: a data directory into an empty database, or a database into a new directory.
+///
+/// # Errors
+/// The source cannot be read (held by a service, damaged, unreachable), or the destination is not
+/// empty or cannot be written.
+pub fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let bar = crate::analyze::spinner(true, "{spinner} [{elapsed_precise}] {msg}");
+    match (&args.from_data_dir, &args.from, &args.to, &args.to_data_dir) {
+        (Some(dir), None, Some(db), None) => {
+            bar.set_message(format!("{} -> {}", dir.display(), db.shown()));
+            let counts = store::migrate_to_database(dir, db)
+                .with_context(|| format!("migrating {} into {}", dir.display(), db.shown()));
+            bar.finish_and_clear();
+            let counts = counts?;
+            println!(
+                "migrated {} into {} in {:.1}s: {}",
+                dir.display(),
+                db.shown(),
+                started.elapsed().as_secs_f64(),
+                describe(&counts)
+            );
+            Ok(())
+        }
+        (None, Some(db), _, Some(dir)) => {
+            bar.set_message(format!("{} -> {}", db.shown(), dir.display()));
+            let counts = store::migrate_to_dir(db, dir)
+                .with_context(|| format!("migrating {} into {}", db.shown(), dir.display()));
+            bar.finish_and_clear();
+            print_restored(&counts?, dir)
+        }
+        _ => anyhow::bail!("give --from-data-dir DIR --to URL, or --from URL --to-data-dir DIR"),
+    }
 }
 
 fn describe(c: &Counts) -> String {

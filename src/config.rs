@@ -39,6 +39,27 @@ pub enum Command {
     Backup(BackupArgs),
     /// Rebuild a data directory from a backup, exactly; a damaged archive is refused.
     Restore(RestoreArgs),
+    /// Move a graph between a data directory and a PostgreSQL database, exactly, either way:
+    /// `--from-data-dir DIR --to URL`, or `--from URL --to-data-dir DIR`. The destination must be
+    /// empty; no service may hold the source.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["from_data_dir", "from"])))]
+pub struct MigrateArgs {
+    /// The data directory to copy into the database `--to` names.
+    #[arg(long, requires = "to", conflicts_with_all = ["from", "to_data_dir"])]
+    pub from_data_dir: Option<PathBuf>,
+    /// The database to copy from (`postgres://...`) into `--to-data-dir`.
+    #[arg(long, value_parser = parse_database, requires = "to_data_dir")]
+    pub from: Option<crate::store::Database>,
+    /// The empty database to copy into; by default DATABASE_URL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = parse_database)]
+    pub to: Option<crate::store::Database>,
+    /// The new data directory to copy into (must not exist, or be empty).
+    #[arg(long)]
+    pub to_data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -59,12 +80,16 @@ pub struct BackupArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("into").required(true).args(["data_dir", "database_url"])))]
 pub struct RestoreArgs {
     /// The archive `tagflow backup` or `GET /backup` wrote.
     pub archive: PathBuf,
     /// The new data directory (must not exist, or be empty).
     #[arg(long)]
-    pub data_dir: PathBuf,
+    pub data_dir: Option<PathBuf>,
+    /// Or an empty PostgreSQL database.
+    #[arg(long, value_parser = parse_database)]
+    pub database_url: Option<crate::store::Database>,
 }
 
 #[derive(Debug, Args)]

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => tagflow::admin::verify(args),
         Command::Backup(args) => tagflow::admin::backup(args),
         Command::Restore(args) => tagflow::admin::restore(args),
+        Command::Migrate(args) => tagflow::admin::migrate(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

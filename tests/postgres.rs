@@ -318,3 +318,53 @@ async fn with_the_database_gone_reads_go_on_writes_are_503_and_all_resumes_when_
     assert_eq!(tos, ["b1", "b3"], "the refused write is not there, the later one is");
     drop(a);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tagflow_migrate_moves_a_served_graph_into_a_database_and_back() {
+    let Some(db) = common::pg::database("cli_migrate") else { return };
+    let work = tempfile::tempdir().unwrap();
+    let (dir, back) = (work.path().join("sled"), work.path().join("back"));
+    // A graph the demo source made, with its cursor, stopped cleanly.
+    let demo = start(&dir, &["--sources", "demo", "--demo-rate", "400"], &[]);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (exit, log) = demo.terminate(Duration::from_secs(20));
+    assert!(exit.success(), "{}", log.join("\n"));
+
+    let (ok, out, err) =
+        common::process::run_tagflow(&["migrate", "--from-data-dir", dir.to_str().unwrap(), "--to", &db]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("migrated") && out.contains("users"), "{out}");
+    let (ok, _, err) =
+        common::process::run_tagflow(&["migrate", "--from-data-dir", dir.to_str().unwrap(), "--to", &db]);
+    assert!(!ok && err.contains("already holds a graph"), "a second migration is refused: {err}");
+
+    let client = reqwest::Client::new();
+    let sled = start(&dir, &NO_LIMITS, &[]);
+    let (edges, users) = (
+        listing(&client, &sled.url(""), "/aristas", "edges").await,
+        listing(&client, &sled.url(""), "/vertices", "vertices").await,
+    );
+    assert!(edges.len() > 50, "the demo made a graph: {} edges", edges.len());
+    drop(sled);
+    let replica_dir = tempfile::tempdir().unwrap();
+    let replica = start(replica_dir.path(), &NO_LIMITS, &[("DATABASE_URL", db.as_str())]);
+    assert_eq!(
+        listing(&client, &replica.url(""), "/aristas", "edges").await,
+        edges,
+        "the database serves it"
+    );
+    assert_eq!(listing(&client, &replica.url(""), "/vertices", "vertices").await, users);
+    drop(replica);
+
+    let (ok, out, err) =
+        common::process::run_tagflow(&["migrate", "--from", &db, "--to-data-dir", back.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    let again = start(&back, &NO_LIMITS, &[]);
+    assert_eq!(
+        listing(&client, &again.url(""), "/aristas", "edges").await,
+        edges,
+        "and back into a directory"
+    );
+    assert_eq!(listing(&client, &again.url(""), "/vertices", "vertices").await, users);
+    drop(again);
+}

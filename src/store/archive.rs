@@ -114,36 +114,51 @@ impl Backup {
     /// # Errors
     /// Writing to `out` failed, or reading sled did.
     pub fn write(self, out: impl Write) -> Result<Counts, StoreError> {
-        let io = |e: io::Error| StoreError::Io { what: "writing the backup".into(), cause: e };
-        let gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
-        let mut w = FrameWriter::new(gz).map_err(io)?;
         let after = |h: u64| self.records.seen_after.lock().contains(&h);
-        let mut counts =
-            snapshot::write_graph(&mut w, &self.graph, &self.seen, &self.cut, after).map_err(io)?;
-        let mut payload = Vec::with_capacity(RECORDS_FRAME + 4096);
         // In key order (`c` before `p`): what was read is then everything up to the last key read,
         // which is what the write path compares against to decide whether to keep an image.
-        for prefix in [layout::CURSOR, layout::POST] {
-            for kv in self.db.scan_prefix([prefix]) {
-                let (k, v) = kv?;
-                let Some(v) = self.records.value(&k, v) else { continue };
-                push_record(&mut payload, &k, &v);
-                counts.records += 1;
-                if payload.len() >= RECORDS_FRAME {
-                    w.frame(FrameKind::Records, &payload).map_err(io)?;
-                    payload.clear();
-                }
-            }
-        }
-        if !payload.is_empty() {
-            w.frame(FrameKind::Records, &payload).map_err(io)?;
-        }
-        counts.seq = self.seq;
-        counts.next_uid = self.next_uid;
-        let (gz, _) = w.finish(&counts).map_err(io)?;
-        gz.finish().map_err(io)?.flush().map_err(io)?;
-        Ok(counts)
+        let records = [layout::CURSOR, layout::POST].into_iter().flat_map(|prefix| {
+            self.db.scan_prefix([prefix]).filter_map(|kv| match kv {
+                Ok((k, v)) => self.records.value(&k, v).map(|v| Ok((k.to_vec(), v.to_vec()))),
+                Err(e) => Some(Err(StoreError::Sled(e))),
+            })
+        });
+        let position = (self.seq, self.next_uid);
+        write_archive(out, (&self.graph, &self.seen, &self.cut), after, records, position)
     }
+}
+
+/// Writes an archive, gzipped: the graph as of `cut` (without the seen posts `after` names), the
+/// post records and cursors, and the end frame with the last commit and the next uid it holds.
+pub(super) fn write_archive(
+    out: impl Write,
+    (graph, seen, cut): (&RwLock<crate::graph::Graph>, &RwLock<SeenSet>, &Cut),
+    after: impl Fn(u64) -> bool,
+    records: impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>>,
+    (seq, next_uid): (u64, u32),
+) -> Result<Counts, StoreError> {
+    let io = |e: io::Error| StoreError::Io { what: "writing the backup".into(), cause: e };
+    let gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
+    let mut w = FrameWriter::new(gz).map_err(io)?;
+    let mut counts = snapshot::write_graph(&mut w, graph, seen, cut, after).map_err(io)?;
+    let mut payload = Vec::with_capacity(RECORDS_FRAME + 4096);
+    for kv in records {
+        let (k, v) = kv?;
+        push_record(&mut payload, &k, &v);
+        counts.records += 1;
+        if payload.len() >= RECORDS_FRAME {
+            w.frame(FrameKind::Records, &payload).map_err(io)?;
+            payload.clear();
+        }
+    }
+    if !payload.is_empty() {
+        w.frame(FrameKind::Records, &payload).map_err(io)?;
+    }
+    counts.seq = seq;
+    counts.next_uid = next_uid;
+    let (gz, _) = w.finish(&counts).map_err(io)?;
+    gz.finish().map_err(io)?.flush().map_err(io)?;
+    Ok(counts)
 }
 
 fn push_record(out: &mut Vec<u8>, k: &[u8], v: &[u8]) {
@@ -187,7 +202,7 @@ fn count_effects(payload: &[u8], counts: &mut Counts) -> Result<(), usize> {
 
 /// Reads a whole archive, checking every frame, the counts and gzip's own checksum; calls `each` on
 /// every frame. Returns the end frame's counts.
-fn read_archive(
+pub(super) fn read_archive(
     archive: impl Read,
     mut each: impl FnMut(&snapshot::Frame) -> Result<(), String>,
 ) -> Result<Counts, String> {
@@ -215,6 +230,44 @@ fn read_archive(
         ));
     }
     Ok(end)
+}
+
+/// Reads an archive to restore it: each effects frame goes to `effects`, each frame's post records
+/// and cursors to `records` (anything else in it is damage). The first error of either, or the
+/// archive's damage (named as in the store at `place`), ends it.
+pub(super) fn unpack(
+    archive: impl Read,
+    place: &Path,
+    mut effects: impl FnMut(&[u8]) -> Result<(), StoreError>,
+    mut records_of: impl FnMut(Vec<(&[u8], &[u8])>) -> Result<(), StoreError>,
+) -> Result<Counts, StoreError> {
+    let mut failed: Option<StoreError> = None;
+    let end = read_archive(archive, |frame| {
+        let r = match frame.kind {
+            FrameKind::Effects => effects(&frame.payload),
+            FrameKind::Records => {
+                let records = records(&frame.payload).unwrap_or_default();
+                if records
+                    .iter()
+                    .any(|(k, _)| !matches!(k.first(), Some(&layout::POST) | Some(&layout::CURSOR)))
+                {
+                    return Err("the archive holds a record that is neither a post nor a cursor".into());
+                }
+                records_of(records)
+            }
+            FrameKind::End => Ok(()),
+        };
+        r.map_err(|e| {
+            let text = e.to_string();
+            failed = Some(e);
+            text
+        })
+    });
+    match (end, failed) {
+        (_, Some(e)) => Err(e),
+        (Err(what), None) => Err(StoreError::Corrupt { dir: place.to_path_buf(), what }),
+        (Ok(end), None) => Ok(end),
+    }
 }
 
 /// Checks an archive without restoring it (what `tagflow backup --url` does with what it got).
@@ -267,35 +320,18 @@ fn restore_into(archive: impl Read, dir: &Path) -> Result<Counts, StoreError> {
     let out = std::fs::File::create(dir.join(&file)).map_err(io("writing the snapshot"))?;
     let mut w =
         FrameWriter::new(io::BufWriter::with_capacity(1 << 20, out)).map_err(io("writing the snapshot"))?;
-    let mut failed: Option<StoreError> = None;
-    let end = read_archive(archive, |frame| {
-        let r = match frame.kind {
-            FrameKind::Effects => {
-                w.frame(FrameKind::Effects, &frame.payload).map_err(io("writing the snapshot"))
+    let end = unpack(
+        archive,
+        dir,
+        |effects| w.frame(FrameKind::Effects, effects).map_err(io("writing the snapshot")),
+        |records| {
+            let mut batch = sled::Batch::default();
+            for (k, v) in records {
+                batch.insert(k, v);
             }
-            FrameKind::Records => {
-                let mut batch = sled::Batch::default();
-                for (k, v) in records(&frame.payload).unwrap_or_default() {
-                    if !matches!(k.first(), Some(&layout::POST) | Some(&layout::CURSOR)) {
-                        return Err("the archive holds a record that is neither a post nor a cursor".into());
-                    }
-                    batch.insert(k, v);
-                }
-                db.apply_batch(batch).map_err(StoreError::Sled)
-            }
-            FrameKind::End => Ok(()),
-        };
-        r.map_err(|e| {
-            let text = e.to_string();
-            failed = Some(e);
-            text
-        })
-    });
-    let end = match (end, failed) {
-        (_, Some(e)) => return Err(e),
-        (Err(what), None) => return Err(StoreError::Corrupt { dir: dir.to_path_buf(), what }),
-        (Ok(end), None) => end,
-    };
+            db.apply_batch(batch).map_err(StoreError::Sled)
+        },
+    )?;
     let snapshot_counts = Counts { records: 0, ..end };
     let (out, summary) = w.finish(&snapshot_counts).map_err(io("writing the snapshot"))?;
     out.into_inner()

@@ -4,6 +4,7 @@
 //! snapshot files (2 and 3), which `open` then rewrites; opens sled (a panic on its own files is
 //! reported as damage) and creates a new store in an empty directory.
 
+use super::feed::{Changes, TieChange};
 use super::layout::{self, Effect};
 use super::manifest::{self, Manifest};
 use super::seen::SeenSet;
@@ -80,11 +81,31 @@ impl Effects {
         record: &[u8],
         fresh: bool,
     ) -> Result<(), usize> {
+        self.apply_recording(graph, seen, record, fresh, None)
+    }
+
+    /// [`Effects::apply`], also recording what changed for the change feed when `changes` is given
+    /// (a replica applying another's commit tells its own consumers).
+    pub fn apply_recording(
+        &mut self,
+        graph: &mut Graph,
+        seen: &mut SeenSet,
+        record: &[u8],
+        fresh: bool,
+        mut changes: Option<&mut Changes>,
+    ) -> Result<(), usize> {
         let purge = &mut self.purge;
         for effect in layout::Decoder::new(record) {
-            match effect? {
+            let effect = effect?;
+            if let Some(c) = changes.as_deref_mut() {
+                record_change(graph, &effect, c);
+            }
+            match effect {
                 Effect::UserPut { uid, key, handle, name } => {
                     graph.upsert_user(uid, key, handle, name);
+                    if let Some(c) = changes.as_deref_mut() {
+                        c.users.push((key.into(), handle.map(str::to_string)));
+                    }
                     self.max_uid = Some(self.max_uid.map_or(uid, |m| m.max(uid)));
                     self.counts.users += 1;
                 }
@@ -133,6 +154,27 @@ impl Effects {
         if !self.purge.is_empty() {
             graph.purge_timeline(&std::mem::take(&mut self.purge));
         }
+    }
+}
+
+/// What `effect` is about to change, as the feed reports it: edges before and after (a removed
+/// user's edges all go).
+fn record_change(graph: &Graph, effect: &Effect<'_>, changes: &mut Changes) {
+    match *effect {
+        Effect::UserDrop { uid } => {
+            let Some(key) = graph.key_of_uid(uid) else { return };
+            for (from, to) in graph.ties_of(key) {
+                let before = graph.tie(&from, &to);
+                changes.ties.push(TieChange { from: from.into(), to: to.into(), before, after: None });
+            }
+        }
+        Effect::TieSet { from, to, tie } => {
+            let (Some(a), Some(b)) = (graph.key_of_uid(from), graph.key_of_uid(to)) else { return };
+            let before = graph.tie(a, b);
+            let after = (!tie.is_empty()).then_some(tie);
+            changes.ties.push(TieChange { from: a.into(), to: b.into(), before, after });
+        }
+        _ => {}
     }
 }
 

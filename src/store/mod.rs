@@ -399,6 +399,58 @@ pub fn offline<T, E: From<StoreError>>(
     Ok(value)
 }
 
+/// Copies the store of a data directory no service holds into an empty database, exactly (the
+/// graph, seen posts, post records and cursors; the log's numbering goes on after its last commit).
+/// Through a backup archive in the system's temporary directory, removed after.
+///
+/// # Errors
+/// As [`open`] on the directory, or the database holds a graph already or fails.
+pub fn migrate_to_database(dir: &Path, db: &Database) -> Result<Counts, StoreError> {
+    let tmp = TempArchive::new();
+    let io = |e: std::io::Error| StoreError::Io { what: format!("writing {}", tmp.0.display()), cause: e };
+    let file = std::fs::File::create(&tmp.0).map_err(io)?;
+    offline(&StoreConfig::new(dir), |h, _| h.backup_blocking()?.write(std::io::BufWriter::new(file)))?;
+    let file = std::fs::File::open(&tmp.0).map_err(io)?;
+    pg::transfer::import(db, std::io::BufReader::new(file))
+}
+
+/// Copies a database's store into a new data directory, exactly; run while no replica writes.
+///
+/// # Errors
+/// The database fails or holds no store; the directory is not empty or cannot be written.
+pub fn migrate_to_dir(db: &Database, dir: &Path) -> Result<Counts, StoreError> {
+    let tmp = TempArchive::new();
+    let io = |e: std::io::Error| StoreError::Io { what: format!("writing {}", tmp.0.display()), cause: e };
+    let file = std::fs::File::create(&tmp.0).map_err(io)?;
+    pg::transfer::export(db, std::io::BufWriter::new(file))?;
+    let file = std::fs::File::open(&tmp.0).map_err(io)?;
+    restore(std::io::BufReader::new(file), dir)
+}
+
+/// Restores an archive into an empty database (as [`restore`] does into a new directory).
+///
+/// # Errors
+/// The database holds a graph already, the archive is damaged (named), or the database fails.
+pub fn restore_into_database(archive: impl std::io::Read, db: &Database) -> Result<Counts, StoreError> {
+    pg::transfer::import(db, archive)
+}
+
+/// A migration's archive in the system's temporary directory, removed when dropped.
+struct TempArchive(PathBuf);
+
+impl TempArchive {
+    fn new() -> TempArchive {
+        let name = format!("tagflow-migrate-{}-{}.tfbackup", std::process::id(), load::new_store_id());
+        TempArchive(std::env::temp_dir().join(name))
+    }
+}
+
+impl Drop for TempArchive {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Opens (or creates) the data directory, loads the graph and starts the writer thread.
 ///
 /// # Errors

@@ -18,6 +18,7 @@
 //! Knows the graph and the database, never HTTP.
 
 mod tls;
+pub(super) mod transfer;
 pub(super) mod writer;
 
 use super::load::{read_frames, Replay};
@@ -317,6 +318,51 @@ impl std::io::Read for Chunks<'_> {
         out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
         self.at += n;
         Ok(n)
+    }
+}
+
+/// A snapshot written as `tagflow_snapshot_chunk` rows of [`CHUNK_BYTES`].
+pub(super) struct ChunkWriter<'c, C: postgres::GenericClient> {
+    client: &'c mut C,
+    snapshot: i64,
+    n: i32,
+    buf: Vec<u8>,
+}
+
+impl<'c, C: postgres::GenericClient> ChunkWriter<'c, C> {
+    pub fn new(client: &'c mut C, snapshot: i64) -> Self {
+        ChunkWriter { client, snapshot, n: 0, buf: Vec::with_capacity(CHUNK_BYTES) }
+    }
+
+    /// Writes what is buffered (the last, partial chunk).
+    pub fn write_chunk(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.client
+            .execute(
+                "INSERT INTO tagflow_snapshot_chunk (snapshot, n, data) VALUES ($1, $2, $3)",
+                &[&self.snapshot, &self.n, &self.buf],
+            )
+            .map_err(std::io::Error::other)?;
+        self.n += 1;
+        self.buf.clear();
+        Ok(())
+    }
+}
+
+impl<C: postgres::GenericClient> std::io::Write for ChunkWriter<'_, C> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(CHUNK_BYTES - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHUNK_BYTES {
+            self.write_chunk()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

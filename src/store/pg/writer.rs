@@ -12,7 +12,7 @@ use super::super::snapshot::{self, FrameWriter};
 use super::super::stage;
 use super::super::writer::{answer, Command};
 use super::super::{Health, SharedGraph, StoreError, WriteStats};
-use super::{db_error, Database, Record, Replication, APPEND_LOCK, CHANNEL, CHECKPOINT_LOCK, CHUNK_BYTES};
+use super::{db_error, ChunkWriter, Database, Record, Replication, APPEND_LOCK, CHANNEL, CHECKPOINT_LOCK};
 use crate::graph::{Cut, Mutation, Outcome, Rejection};
 use parking_lot::RwLock;
 use postgres::fallible_iterator::FallibleIterator;
@@ -166,8 +166,10 @@ impl PgWriter {
             let t = Instant::now();
             let mut effects = Effects::default();
             let mut last = applied;
+            let mut feed = Vec::new();
             {
                 let mut graph = self.graph.write();
+                let listened = self.feed.listened();
                 let mut seen = self.seen.write();
                 for row in &rows {
                     let r = Record::from_row(row);
@@ -183,18 +185,28 @@ impl PgWriter {
                         });
                     }
                     r.check().map_err(|what| StoreError::Corrupt { dir: self.db.shown().into(), what })?;
-                    effects.apply(&mut graph, &mut seen, r.effects, false).map_err(|off| {
-                        StoreError::Corrupt {
+                    let mut changes = listened.then(feed::Changes::default);
+                    effects
+                        .apply_recording(&mut graph, &mut seen, r.effects, false, changes.as_mut())
+                        .map_err(|off| StoreError::Corrupt {
                             dir: self.db.shown().into(),
                             what: format!("log record {} has an unreadable effect at byte {off}", r.seq),
-                        }
-                    })?;
+                        })?;
+                    if let Some(c) = changes {
+                        // Consumers see each record's removals done before its changes arrive.
+                        effects.settle(&mut graph);
+                        graph.bump_version();
+                        feed.push(feed::Changes { version: graph.version(), ..c });
+                    }
                     self.next_uid = self.next_uid.max(r.next_uid);
                     self.log_bytes += r.effects.len() as u64;
                     last = r.seq;
                 }
                 effects.settle(&mut graph);
                 graph.bump_version();
+            }
+            for changes in feed {
+                self.feed.send(changes);
             }
             self.replication.applied.store(last, Ordering::Release);
             self.replication.head.fetch_max(last, Ordering::AcqRel);
@@ -410,8 +422,7 @@ impl Job {
             what: "writing a checkpoint".into(),
             cause: e.to_string(),
         };
-        let chunks =
-            ChunkWriter { client: &mut client, snapshot: id, n: 0, buf: Vec::with_capacity(CHUNK_BYTES) };
+        let chunks = ChunkWriter::new(&mut client, id);
         let mut w = FrameWriter::new(chunks).map_err(io)?;
         let mut counts =
             snapshot::write_graph(&mut w, &self.graph, &self.seen, &self.cut, |_| false).map_err(io)?;
@@ -453,46 +464,6 @@ impl Job {
         );
         self.stats.checkpoint_seconds.observe(started.elapsed().as_secs_f64());
         Ok(Checkpointed::Done { covered: self.covered, bytes: summary.bytes })
-    }
-}
-
-/// A snapshot written as `tagflow_snapshot_chunk` rows of [`CHUNK_BYTES`].
-struct ChunkWriter<'c> {
-    client: &'c mut postgres::Client,
-    snapshot: i64,
-    n: i32,
-    buf: Vec<u8>,
-}
-
-impl ChunkWriter<'_> {
-    fn write_chunk(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        self.client
-            .execute(
-                "INSERT INTO tagflow_snapshot_chunk (snapshot, n, data) VALUES ($1, $2, $3)",
-                &[&self.snapshot, &self.n, &self.buf],
-            )
-            .map_err(std::io::Error::other)?;
-        self.n += 1;
-        self.buf.clear();
-        Ok(())
-    }
-}
-
-impl std::io::Write for ChunkWriter<'_> {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        let n = data.len().min(CHUNK_BYTES - self.buf.len());
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() == CHUNK_BYTES {
-            self.write_chunk()?;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
