@@ -12,6 +12,8 @@
 #   bench/run.sh                      # 1,000,000 users, 10,000,000 interactions (needs ~16 GB for NetworkX)
 #   USERS=100000 INTERACTIONS=1000000 bench/run.sh
 #   NX_ANALYTICS=0 bench/run.sh       # without NetworkX's analytics (minutes at full size)
+#   PG_URL=postgres://postgres@127.0.0.1:5432/tagflow_bench bench/run.sh
+#                                     # also the PostgreSQL store (the database is dropped and created)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 USERS=${USERS:-1000000}
@@ -31,6 +33,12 @@ if [ "${NX_ANALYTICS:-1}" = 1 ]; then
     python3 bench/analytics_peers.py "$DIR.export" --networkx
 else
     python3 bench/analytics_peers.py "$DIR.export"
+fi
+# The PostgreSQL store on the same workload: import, checkpoint, a replica's start, follower lag.
+if [ -n "${PG_URL:-}" ]; then
+    db=${PG_URL##*/}
+    psql "${PG_URL%/*}/postgres" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" -c "CREATE DATABASE \"$db\""
+    ./target/release/examples/bench --users "$USERS" --interactions "$INTERACTIONS" --no-micro --postgres "$PG_URL"
 fi
 # HTTP: tagflow against nginx, and heavy reads hammered while /status and writes are measured.
 if command -v wrk >/dev/null && command -v nginx >/dev/null; then

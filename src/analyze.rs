@@ -71,11 +71,15 @@ pub(crate) fn offline<T>(
     work: impl FnOnce(&Arc<Engine>, &ProgressBar, &tokio::runtime::Runtime) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     let dir = &store_args.data_dir;
-    if !dir.join("conf").is_file() {
-        bail!("{} is not a tagflow data directory (give --data-dir or TAGFLOW_DATA_DIR)", dir.display());
-    }
+    let place = match &store_args.database_url {
+        Some(db) => db.shown().to_string(),
+        None if !dir.join("conf").is_file() => {
+            bail!("{} is not a tagflow data directory (give --data-dir or TAGFLOW_DATA_DIR)", dir.display())
+        }
+        None => dir.display().to_string(),
+    };
     let bar = spinner(!quiet, "{spinner} [{elapsed_precise}] {msg}");
-    bar.set_message(format!("loading {}", dir.display()));
+    bar.set_message(format!("loading {place}"));
     let result = store::offline(&store_args.store_config(), |store, loaded| {
         bar.println(format!(
             "loaded {} users and {} edges in {:.1}s",

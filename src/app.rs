@@ -48,6 +48,18 @@ pub const DEMO_MARKER: &str = "DEMO";
 /// Drops the default demo from the sources of a directory that holds data the demo did not make,
 /// saying so; marks an empty directory the demo is about to fill.
 fn keep_demo_apart(config: &mut Config, users: usize) -> std::io::Result<()> {
+    if config.store_config().database.is_some() {
+        // A database is a store set up on purpose, shared by replicas: made-up posts go into it
+        // only when asked for.
+        if config.demo_by_default {
+            config.sources.retain(|s| *s != SourceKind::Demo);
+            log::warn!(
+                "sources: none. On a database the demo runs only when asked for (--demo); pass --sources \
+                 x|mastodon|bluesky to collect."
+            );
+        }
+        return Ok(());
+    }
     let marker = config.data_dir.join(DEMO_MARKER);
     let demo = config.sources.contains(&SourceKind::Demo);
     if config.demo_by_default && users > 0 && !marker.exists() {
@@ -89,9 +101,12 @@ impl Application {
             })
             .context("cannot start the loading thread")?;
         let (store, writer, load) = rx.await.context("store open task")??;
+        let at = match &config.store_config().database {
+            Some(db) => db.shown().to_string(),
+            None => format!("dir={}", config.data_dir.display()),
+        };
         log::info!(
-            "store: opened dir={} users={} edges={} in {:.2}s",
-            config.data_dir.display(),
+            "store: opened {at} users={} edges={} in {:.2}s",
             load.users,
             load.ties,
             load.elapsed.as_secs_f64()

@@ -17,6 +17,7 @@
 mod analytics;
 mod exports;
 mod micro;
+mod postgres;
 mod storage;
 
 use std::io::{BufWriter, Write};
@@ -49,11 +50,13 @@ struct Args {
     ingest_secs: u64,
     micro: bool,
     storage_secs: u64,
+    postgres: Option<String>,
+    follow_secs: u64,
 }
 
 const USAGE: &str = "usage: bench [--users N] [--interactions N] [--dir DIR] [--binary PATH] [--pairs N] \
 [--batch N] [--no-peer-files] [--no-exports] [--reuse] [--no-analytics] [--no-micro] [--samples K] [--ingest-secs S]
-[--storage-secs S]
+[--storage-secs S] [--postgres URL [--follow-secs S]]
 
 Builds a graph with the demo generator through the durable write path and prints import rate,
 find_path latency (in-process and, with --binary, over HTTP), restart time and memory per edge,
@@ -62,7 +65,10 @@ seconds alone and S with analyses running, default 20).
 --reuse skips the import when DIR already holds a graph (to measure queries again).
 --no-exports leaves out the exports in every format; --no-peer-files the files the peers read.
 --no-micro leaves out the first figures: demo lines/s, the demo's workload, decoding the recorded pages.
---storage-secs S: checkpoints beside a steady ingest for S seconds, and a backup (default 60; 0 skips).";
+--storage-secs S: checkpoints beside a steady ingest for S seconds, and a backup (default 60; 0 skips).
+--postgres URL: instead, the PostgreSQL store on that (empty) database: durable import of the same
+posts, a checkpoint, a replica's start, and a follower's lag behind a writer at 2,000 posts/s for
+S seconds (default 30).";
 
 fn args() -> Args {
     let mut a = Args {
@@ -80,6 +86,8 @@ fn args() -> Args {
         ingest_secs: 20,
         micro: true,
         storage_secs: 60,
+        postgres: None,
+        follow_secs: 30,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -104,6 +112,8 @@ fn args() -> Args {
             "--samples" => a.samples = val().parse().expect("--samples K"),
             "--ingest-secs" => a.ingest_secs = val().parse().expect("--ingest-secs S"),
             "--storage-secs" => a.storage_secs = val().parse().expect("--storage-secs S"),
+            "--postgres" => a.postgres = Some(val()),
+            "--follow-secs" => a.follow_secs = val().parse().expect("--follow-secs S"),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0)
@@ -126,6 +136,9 @@ fn main() -> anyhow::Result<()> {
     println!("tagflow benchmark: users={} interactions>={} dir={}", a.users, a.interactions, a.dir.display());
     if a.micro {
         micro::run(a.users);
+    }
+    if let Some(url) = &a.postgres {
+        return postgres::measure(url, a.users, a.interactions, a.batch, a.follow_secs);
     }
 
     // 1. Durable import through the real decoder and write path, in group commits.

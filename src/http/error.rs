@@ -61,6 +61,8 @@ pub enum ApiError {
     Unavailable(String),
     /// The disk holding the data directory is full: nothing of the write was made.
     StorageFull(String),
+    /// Something this deployment does not do (a backup of a database store): what to do instead.
+    NotImplemented(String),
     /// A bug or an unexpected failure: the client sees a generic message, the log the cause.
     Internal(String),
 }
@@ -105,6 +107,7 @@ impl ApiError {
             ApiError::Overloaded(_) => (S::SERVICE_UNAVAILABLE, "overloaded"),
             ApiError::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "store_unavailable"),
             ApiError::StorageFull(_) => (S::INSUFFICIENT_STORAGE, "storage_full"),
+            ApiError::NotImplemented(_) => (S::NOT_IMPLEMENTED, "not_implemented"),
             ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -159,6 +162,7 @@ impl fmt::Display for ApiError {
                 f,
                 "the disk holding the data directory is full: nothing of this write was made; retry once space is freed"
             ),
+            ApiError::NotImplemented(what) => write!(f, "{what}"),
             ApiError::Internal(_) => write!(f, "internal error"),
         }
     }
@@ -269,6 +273,7 @@ impl From<StoreError> for ApiError {
             | StoreError::Sled(_)
             | StoreError::Io { .. }
             | StoreError::Database { .. } => ApiError::Unavailable(e.to_string()),
+            StoreError::Unsupported(what) => ApiError::NotImplemented(what.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }

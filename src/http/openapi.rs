@@ -166,6 +166,7 @@ impl utoipa::Modify for Contract {
                     error(
                         "Any other failure, in the same shape: `bad_request` (400), \
                          `request_timeout` (408), `unknown_host` (421), `headers_too_large` (431), \
+                         `not_implemented` (501: `GET /backup` of a service on PostgreSQL), \
                          `internal` (500)",
                         None,
                     ),

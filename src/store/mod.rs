@@ -61,6 +61,9 @@ pub enum StoreError {
     Corrupt { dir: PathBuf, what: String },
     #[error("database error {what}: {cause}")]
     Database { what: String, cause: String },
+    /// Something the data directory's store does and a database store leaves to the database.
+    #[error("{0}")]
+    Unsupported(&'static str),
     #[error("the store is shut down")]
     Closed,
 }
@@ -95,6 +98,7 @@ impl StoreError {
             StoreError::Database { what, cause } => {
                 StoreError::Database { what: what.clone(), cause: cause.clone() }
             }
+            StoreError::Unsupported(what) => StoreError::Unsupported(what),
             StoreError::Closed => StoreError::Closed,
         }
     }
@@ -675,6 +679,7 @@ impl StoreHandle {
     /// # Errors
     /// [`StoreError::Closed`] if the store is shutting down or cannot read sled right now.
     pub async fn backup(&self) -> Result<Backup, StoreError> {
+        self.backs_up()?;
         let (cmd, rx) = Command::backup();
         self.tx.send(cmd).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)
@@ -685,9 +690,21 @@ impl StoreHandle {
     /// # Errors
     /// As [`StoreHandle::backup`].
     pub fn backup_blocking(&self) -> Result<Backup, StoreError> {
+        self.backs_up()?;
         let (cmd, rx) = Command::backup();
         self.tx.blocking_send(cmd).map_err(|_| StoreError::Closed)?;
         rx.blocking_recv().map_err(|_| StoreError::Closed)
+    }
+
+    /// Backups are the data directory's: a database is backed up with its own tools.
+    fn backs_up(&self) -> Result<(), StoreError> {
+        match self.backend {
+            Backend::Sled(_) => Ok(()),
+            Backend::Postgres(_) => Err(StoreError::Unsupported(
+                "this service keeps its graph in PostgreSQL: back the database up with its own tools (pg_dump, \
+                 Heroku's pg:backups), or copy it into a data directory with `tagflow migrate --from URL --to-data-dir DIR`",
+            )),
+        }
     }
 
     /// Starts a checkpoint after the next commit, however small the log is, unless one runs (for
