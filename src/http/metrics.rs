@@ -30,6 +30,9 @@ pub struct Metrics {
     interactions: IntGauge,
     bytes_on_disk: IntGauge,
     store_failing: IntGauge,
+    /// On a database store: the last shared-log record applied here, and how far behind the log.
+    replica_applied: IntGauge,
+    replica_lag: IntGauge,
     resident: IntGauge,
     connections: IntGauge,
     source_state: IntGaugeVec,
@@ -148,6 +151,16 @@ impl Metrics {
                 "tagflow_store_failing",
                 "1 while commits fail (disk full or another I/O error: /status says which), else 0",
             ),
+            replica_applied: gauge(
+                &registry,
+                "tagflow_replica_applied_seq",
+                "On a database store: the last record of the shared log this replica applied (0 on sled)",
+            ),
+            replica_lag: gauge(
+                &registry,
+                "tagflow_replica_lag_records",
+                "On a database store: records committed to the shared log not yet applied here (0 on sled)",
+            ),
             resident: gauge(&registry, "process_resident_memory_bytes", "Resident memory of the process"),
             connections: gauge(&registry, "tagflow_http_connections", "Open HTTP connections"),
             registry,
@@ -179,6 +192,10 @@ impl Metrics {
         let (resident, bytes_on_disk) = state.sampled.get(&state.store);
         self.bytes_on_disk.set(as_i64(bytes_on_disk));
         self.store_failing.set(i64::from(state.store.health().failing().is_some()));
+        if let Some((_, r)) = state.store.replication() {
+            self.replica_applied.set(as_i64(r.applied.load(Relaxed)));
+            self.replica_lag.set(as_i64(r.lag()));
+        }
         self.resident.set(as_i64(resident.unwrap_or(0)));
         self.connections.set(as_i64(state.connections.open() as u64));
         let stats = state.store.stats();

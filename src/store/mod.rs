@@ -519,7 +519,7 @@ fn open_database(
     let started = Instant::now();
     let mut client = db.connect()?;
     pg::migrate(&mut client)?;
-    let loaded = pg::load(&mut client, db.shown())?;
+    let loaded = pg::load(&mut client, db)?;
     let report = LoadReport {
         users: loaded.graph.user_count(),
         ties: loaded.graph.tie_count(),

@@ -10,7 +10,7 @@ pub mod mastodon;
 mod supervise;
 pub mod x;
 
-use super::status::SourceStatus;
+use super::status::{SourceState, SourceStatus};
 use crate::graph::{Mutation, Outcome, Record};
 use crate::store::{StoreError, StoreHandle};
 use std::sync::atomic::Ordering;
@@ -115,10 +115,16 @@ impl Tally {
     }
 }
 
-/// Commits a source's mutations (durably) and counts them in its status.
+/// How long a source waits before it tries a failed commit again, at most.
+const STORE_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Commits a source's mutations (durably) and counts them in its status. While the store cannot
+/// make them durable (a full disk, the database unreachable), the source waits and tries the same
+/// commit again, showing `backing_off` with the cause: it keeps its place in its stream (the cursor is
+/// committed with the posts) and goes on by itself once the store is back.
 ///
 /// # Errors
-/// The store failed or is shut down.
+/// The store is shut down.
 pub async fn commit(
     store: &StoreHandle,
     status: &SourceStatus,
@@ -134,7 +140,30 @@ pub async fn commit(
             _ => None,
         })
         .max();
-    let outcomes = store.submit(mutations).await?;
+    let mut wait = std::time::Duration::from_millis(250);
+    let mut paused: Option<SourceState> = None;
+    let outcomes = loop {
+        match store.submit(mutations.clone()).await {
+            Ok(outcomes) => break outcomes,
+            Err(StoreError::Closed) => return Err(StoreError::Closed),
+            Err(e) => {
+                let reason = format!("the store cannot take its posts: {e}");
+                if paused.is_none() {
+                    log::warn!("source {}: {reason}; retrying until it can", status.name);
+                    paused = Some(status.state());
+                }
+                let until = chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                status.set_error(reason.clone());
+                status.set_state(SourceState::BackingOff { until: until.to_rfc3339(), reason });
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(STORE_RETRY_MAX);
+            }
+        }
+    };
+    if let Some(state) = paused {
+        log::info!("source {}: the store takes its posts again", status.name);
+        status.set_state(state);
+    }
     let tally = Tally::of(&outcomes);
     tally.report_to(status);
     if let Some(t) = newest {

@@ -64,6 +64,10 @@ CREATE TABLE tagflow_snapshot_chunk (
     data bytea NOT NULL,
     PRIMARY KEY (snapshot, n)
 );
+-- Frames and records carry their own checksums and are read whole: not compressed by TOAST, which
+-- would cost a compression on every commit and a decompression on every start.
+ALTER TABLE tagflow_log ALTER COLUMN effects SET STORAGE EXTERNAL;
+ALTER TABLE tagflow_snapshot_chunk ALTER COLUMN data SET STORAGE EXTERNAL;
 "];
 
 /// The schema version this tagflow writes.
@@ -207,9 +211,11 @@ pub(super) struct Loaded {
 /// # Errors
 /// [`StoreError::Corrupt`] names damage (a frame, a record's checksum, a record missing from the
 /// sequence); [`StoreError::Database`] when the database fails.
-pub(super) fn load(client: &mut postgres::Client, shown: &str) -> Result<Loaded, StoreError> {
+pub(super) fn load(client: &mut postgres::Client, db: &Database) -> Result<Loaded, StoreError> {
+    let shown = db.shown();
     let err = |e: postgres::Error| db_error("loading the graph", &e);
     let corrupt = |what: String| StoreError::Corrupt { dir: shown.into(), what };
+    let started = std::time::Instant::now();
     let mut replay = Replay::new();
     let newest = client
         .query_opt(
@@ -224,12 +230,18 @@ pub(super) fn load(client: &mut postgres::Client, shown: &str) -> Result<Loaded,
         covered = row.get::<_, i64>(1) as u64;
         let entry: SnapshotEntry = serde_json::from_str(row.get(2))
             .map_err(|e| corrupt(format!("snapshot {id}'s record does not parse: {e}")))?;
-        let chunks = Chunks { client, snapshot: id, next: 0, buf: Vec::new(), at: 0 };
-        read_frames(std::io::BufReader::with_capacity(CHUNK_BYTES, chunks), &entry, &mut replay)
-            .map_err(|what| corrupt(format!("snapshot {id} (covering the log up to {covered}) {what}")))?;
+        // Chunks are fetched on a session of their own while this thread replays the ones before.
+        let (tx, rx) = std::sync::mpsc::sync_channel(PREFETCH);
+        let read = std::thread::scope(|scope| {
+            scope.spawn(|| fetch_chunks(db, id, tx));
+            let chunks = Chunks { rx, buf: Vec::new(), at: 0 };
+            read_frames(chunks, &entry, &mut replay)
+        });
+        read.map_err(|what| corrupt(format!("snapshot {id} (covering the log up to {covered}) {what}")))?;
         snapshot_bytes = entry.summary.bytes;
         next_uid = entry.counts.next_uid;
     }
+    let snapshot_secs = started.elapsed().as_secs_f64();
     let mut applied = covered;
     let mut log_bytes = 0u64;
     let params: [&(dyn postgres::types::ToSql + Sync); 1] = [&(covered as i64)];
@@ -255,6 +267,14 @@ pub(super) fn load(client: &mut postgres::Client, shown: &str) -> Result<Loaded,
         log_bytes += record.effects.len() as u64;
     }
     let (graph, seen, max_uid) = replay.finish();
+    log::info!(
+        "store: loaded the snapshot ({:.1} MiB, up to record {covered}) in {snapshot_secs:.2}s, then {} log records \
+         ({:.1} MiB) in {:.2}s",
+        snapshot_bytes as f64 / f64::from(1 << 20),
+        applied - covered,
+        log_bytes as f64 / f64::from(1 << 20),
+        started.elapsed().as_secs_f64() - snapshot_secs
+    );
     let next_uid = next_uid.max(max_uid.map_or(0, |m| m + 1));
     Ok(Loaded { graph, seen, applied, next_uid, covered, snapshot_bytes, log_bytes })
 }
@@ -290,29 +310,47 @@ impl<'r> Record<'r> {
     }
 }
 
-/// A snapshot's chunk rows, read in order as one stream (a few rows a query).
-struct Chunks<'c> {
-    client: &'c mut postgres::Client,
-    snapshot: i64,
-    next: i32,
+/// Chunks fetched ahead of the replay.
+const PREFETCH: usize = 8;
+
+/// Sends snapshot `id`'s chunks in order, then closes the channel; an error ends it.
+fn fetch_chunks(db: &Database, id: i64, tx: std::sync::mpsc::SyncSender<Result<Vec<u8>, String>>) {
+    let mut client = match db.connect() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = tx.send(Err(e.to_string()));
+            return;
+        }
+    };
+    for n in 0i32.. {
+        let row = client
+            .query_opt("SELECT data FROM tagflow_snapshot_chunk WHERE snapshot = $1 AND n = $2", &[&id, &n]);
+        let sent = match row {
+            Ok(Some(row)) => tx.send(Ok(row.get(0))),
+            Ok(None) => return,
+            Err(e) => tx.send(Err(db_error("reading the snapshot", &e).to_string())),
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}
+
+/// A snapshot's chunk rows, in order, as one stream.
+struct Chunks {
+    rx: std::sync::mpsc::Receiver<Result<Vec<u8>, String>>,
     buf: Vec<u8>,
     at: usize,
 }
 
-impl std::io::Read for Chunks<'_> {
+impl std::io::Read for Chunks {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         if self.at == self.buf.len() {
-            let row = self
-                .client
-                .query_opt(
-                    "SELECT data FROM tagflow_snapshot_chunk WHERE snapshot = $1 AND n = $2",
-                    &[&self.snapshot, &self.next],
-                )
-                .map_err(std::io::Error::other)?;
-            let Some(row) = row else { return Ok(0) };
-            self.buf = row.get(0);
-            self.at = 0;
-            self.next += 1;
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => (self.buf, self.at) = (chunk, 0),
+                Ok(Err(e)) => return Err(std::io::Error::other(e)),
+                Err(_) => return Ok(0),
+            }
         }
         let n = out.len().min(self.buf.len() - self.at);
         out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);

@@ -28,7 +28,7 @@ pub(in crate::store) fn export(db: &Database, out: impl Write) -> Result<Counts,
     if !has_schema {
         return Err(StoreError::Corrupt { dir: db.shown().into(), what: "it holds no tagflow store".into() });
     }
-    let loaded = load(&mut client, db.shown())?;
+    let loaded = load(&mut client, db)?;
     let (applied, next_uid) = (loaded.applied, loaded.next_uid);
     let graph = RwLock::new(loaded.graph);
     let seen = RwLock::new(loaded.seen);

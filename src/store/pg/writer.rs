@@ -64,9 +64,10 @@ pub(in crate::store) enum Checkpointed {
 
 impl PgWriter {
     pub fn run(mut self, mut rx: mpsc::Receiver<Command>) -> Result<(), StoreError> {
-        let mut stopping = false;
+        let (mut stopping, mut abort) = (false, false);
         while let Some(first) = rx.blocking_recv() {
             stopping |= first.shutdown;
+            abort |= first.abort;
             let mut commands = vec![first];
             let mut n = commands[0].mutations.len();
             while n < self.max_batch && !stopping {
@@ -74,6 +75,7 @@ impl PgWriter {
                     Ok(c) => {
                         n += c.mutations.len();
                         stopping |= c.shutdown;
+                        abort |= c.abort;
                         commands.push(c);
                     }
                     Err(_) => break,
@@ -89,6 +91,13 @@ impl PgWriter {
         self.stop.store(true, Ordering::Release);
         self.feed.close();
         self.tend_checkpoint(true);
+        // A clean stop leaves a checkpoint of the log this replica saw (unless another replica is
+        // writing one), so that the next start reads a snapshot and little log.
+        if !abort && self.log_bytes > 0 {
+            (self.forced, self.retry_at) = (true, None);
+            self.tend_checkpoint(false);
+            self.tend_checkpoint(true);
+        }
         log::debug!("store: database writer stopped");
         Ok(())
     }
