@@ -54,6 +54,32 @@ impl Command {
     }
 }
 
+/// A group commit: `first`, and whatever else is already queued, up to `max` mutations (nothing
+/// after a stop). Sets `stopping` and `abort` as the commands taken ask.
+pub(super) fn group(
+    first: Command,
+    rx: &mut mpsc::Receiver<Command>,
+    max: usize,
+    (stopping, abort): (&mut bool, &mut bool),
+) -> Vec<Command> {
+    *stopping |= first.shutdown;
+    *abort |= first.abort;
+    let mut n = first.mutations.len();
+    let mut commands = vec![first];
+    while n < max && !*stopping {
+        match rx.try_recv() {
+            Ok(c) => {
+                n += c.mutations.len();
+                *stopping |= c.shutdown;
+                *abort |= c.abort;
+                commands.push(c);
+            }
+            Err(_) => break,
+        }
+    }
+    commands
+}
+
 /// Answers each command of a group commit with its own outcomes, or all with the error that failed
 /// the commit; records whether the commit succeeded in the store's health.
 pub(super) fn answer(
@@ -170,22 +196,7 @@ impl WriterLoop {
         // Only to wait for the next command with a timeout (see `next_command`).
         let timer = tokio::runtime::Builder::new_current_thread().enable_time().build().ok();
         while let Some(first) = self.next_command(&mut rx, timer.as_ref()) {
-            stopping |= first.shutdown;
-            abort |= first.abort;
-            let mut commands = vec![first];
-            let mut n = commands[0].mutations.len();
-            // Group commit: take whatever else is already queued, up to the batch limit.
-            while n < self.max && !stopping {
-                match rx.try_recv() {
-                    Ok(c) => {
-                        n += c.mutations.len();
-                        stopping |= c.shutdown;
-                        abort |= c.abort;
-                        commands.push(c);
-                    }
-                    Err(_) => break,
-                }
-            }
+            let commands = group(first, &mut rx, self.max, (&mut stopping, &mut abort));
             self.commit(commands);
             self.tend_checkpoint(false);
             if self.running.is_none()

@@ -10,7 +10,7 @@ use super::super::load::Effects;
 use super::super::seen::SeenSet;
 use super::super::snapshot::{self, FrameWriter};
 use super::super::stage;
-use super::super::writer::{answer, Command};
+use super::super::writer::{answer, group, Command};
 use super::super::{Health, SharedGraph, StoreError, WriteStats};
 use super::{db_error, ChunkWriter, Database, Record, Replication, APPEND_LOCK, CHANNEL, CHECKPOINT_LOCK};
 use crate::graph::{Cut, Mutation, Outcome, Rejection};
@@ -66,21 +66,7 @@ impl PgWriter {
     pub fn run(mut self, mut rx: mpsc::Receiver<Command>) -> Result<(), StoreError> {
         let (mut stopping, mut abort) = (false, false);
         while let Some(first) = rx.blocking_recv() {
-            stopping |= first.shutdown;
-            abort |= first.abort;
-            let mut commands = vec![first];
-            let mut n = commands[0].mutations.len();
-            while n < self.max_batch && !stopping {
-                match rx.try_recv() {
-                    Ok(c) => {
-                        n += c.mutations.len();
-                        stopping |= c.shutdown;
-                        abort |= c.abort;
-                        commands.push(c);
-                    }
-                    Err(_) => break,
-                }
-            }
+            let commands = group(first, &mut rx, self.max_batch, (&mut stopping, &mut abort));
             self.commit(commands);
             self.tend_checkpoint(false);
             if stopping {
