@@ -1,9 +1,10 @@
 //! Wiring: a [`Config`] in, a running service out. Tests build the same [`Application`] that `main`
 //! runs, on port 0 with a temporary data directory.
 
-use crate::config::{Config, SourceKind};
+use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::ingest::status::Registry;
+use crate::ingest::SourceKind;
 use crate::store::{self, LoadReport, StoreHandle, Writer};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{middleware, App};
@@ -51,8 +52,8 @@ fn keep_demo_apart(config: &mut Config, users: usize) -> std::io::Result<()> {
     if config.store_config().database.is_some() {
         // A database is a store set up on purpose, shared by replicas: made-up posts go into it
         // only when asked for.
-        if config.demo_by_default {
-            config.sources.retain(|s| *s != SourceKind::Demo);
+        if config.sources.demo_by_default {
+            config.sources.kinds.retain(|s| *s != SourceKind::Demo);
             log::warn!(
                 "sources: none. On a database the demo runs only when asked for (--demo); pass --sources \
                  x|mastodon|bluesky to collect."
@@ -61,9 +62,9 @@ fn keep_demo_apart(config: &mut Config, users: usize) -> std::io::Result<()> {
         return Ok(());
     }
     let marker = config.data_dir.join(DEMO_MARKER);
-    let demo = config.sources.contains(&SourceKind::Demo);
-    if config.demo_by_default && users > 0 && !marker.exists() {
-        config.sources.retain(|s| *s != SourceKind::Demo);
+    let demo = config.sources.kinds.contains(&SourceKind::Demo);
+    if config.sources.demo_by_default && users > 0 && !marker.exists() {
+        config.sources.kinds.retain(|s| *s != SourceKind::Demo);
         log::warn!(
             "sources: none. {} holds {users} users that the demo did not make up, so the demo does not run \
              on it by default: serving it unchanged. Pass --demo to add simulated posts anyway, or \
@@ -118,7 +119,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let registry = Arc::new(Registry::default());
         let cancel = CancellationToken::new();
-        let sources = crate::ingest::start_sources(&config, &store, &registry, &cancel)?;
+        let sources = crate::ingest::start_sources(&config.sources, &store, &registry, &cancel)?;
         let ingest = registry.register("ingest");
         ingest.set_state(crate::ingest::status::SourceState::Streaming);
         let limits = http::server::Limits {
@@ -150,7 +151,7 @@ impl Application {
             path_walks: Arc::default(),
             answers: Arc::default(),
             body_timeout: config.body_timeout,
-            track: config.track.clone().into(),
+            track: config.sources.track.clone().into(),
             exports: Arc::new(tokio::sync::Semaphore::new(http::EXPORTS_AT_ONCE)),
             backups: Arc::new(tokio::sync::Semaphore::new(1)),
             streams: Arc::new(tokio::sync::Semaphore::new(http::STREAMS_AT_ONCE)),

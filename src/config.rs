@@ -153,21 +153,6 @@ impl StoreArgs {
     }
 }
 
-/// A source of posts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
-pub enum SourceKind {
-    /// The built-in simulator: realistic X-shaped posts, no credentials.
-    Demo,
-    /// X API v2 filtered stream (needs TAGFLOW_X_BEARER_TOKEN).
-    X,
-    /// A Mastodon instance's hashtag stream (TAGFLOW_MASTODON_URL, TAGFLOW_MASTODON_TOKEN).
-    Mastodon,
-    /// Bluesky Jetstream (no credentials).
-    Bluesky,
-    /// No source: API and `POST /ingest` only.
-    None,
-}
-
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
@@ -178,25 +163,8 @@ pub struct ServeArgs {
     /// Port to listen on (0 picks a free one).
     #[arg(long, env = "PORT", default_value_t = 8080)]
     pub port: u16,
-    /// Sources to run, comma separated. Default: x if TAGFLOW_X_BEARER_TOKEN is set, mastodon if
-    /// TAGFLOW_MASTODON_URL and TAGFLOW_MASTODON_TOKEN are, otherwise the demo.
-    #[arg(long, env = "TAGFLOW_SOURCES", value_delimiter = ',')]
-    pub sources: Vec<SourceKind>,
-    /// Run the demo simulator (same as --sources demo).
-    #[arg(long)]
-    pub demo: bool,
-    /// Terms to follow, comma separated: hashtags (#rustlang) or words.
-    #[arg(long, env = "TAGFLOW_TRACK", value_delimiter = ',', default_value = "#rustlang")]
-    pub track: Vec<String>,
-    /// Demo: posts per second.
-    #[arg(long, env = "TAGFLOW_DEMO_RATE", default_value_t = 20.0)]
-    pub demo_rate: f64,
-    /// Demo: number of simulated users.
-    #[arg(long, env = "TAGFLOW_DEMO_USERS", default_value_t = 2_000)]
-    pub demo_users: u32,
-    /// Demo: seed of the simulator (the same seed replays the same posts).
-    #[arg(long, env = "TAGFLOW_DEMO_SEED", default_value_t = 42)]
-    pub demo_seed: u64,
+    #[command(flatten)]
+    pub sources: crate::ingest::SourcesArgs,
     /// Largest request body accepted, in KiB (`POST /ingest` batches included).
     #[arg(long, env = "TAGFLOW_MAX_BODY_KB", default_value_t = 8_192)]
     pub max_body_kb: usize,
@@ -244,36 +212,6 @@ pub struct ServeArgs {
     /// https://dash.example.org; `*` for any. Writes from pages of other origins are refused (403).
     #[arg(long, env = "TAGFLOW_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
-    /// X API base URL (the token is TAGFLOW_X_BEARER_TOKEN, from the environment only).
-    #[arg(long, env = "TAGFLOW_X_API_URL", default_value = "https://api.x.com")]
-    pub x_api_url: String,
-    /// X stream: milliseconds without a byte (keep-alives count) before the connection counts as
-    /// stalled and is replaced. Hidden: X sends a keep-alive every 20 s, so only tests change it.
-    #[arg(
-        long,
-        env = "TAGFLOW_X_STALL_TIMEOUT_MS",
-        default_value_t = 21_000,
-        hide = true,
-        value_parser = clap::value_parser!(u64).range(1..=3_600_000)
-    )]
-    pub x_stall_timeout_ms: u64,
-    /// Mastodon instance base URL, e.g. https://mastodon.social (token: TAGFLOW_MASTODON_TOKEN).
-    #[arg(long, env = "TAGFLOW_MASTODON_URL")]
-    pub mastodon_url: Option<String>,
-    /// Mastodon streaming base URL; found through /api/v2/instance when not given.
-    #[arg(long, env = "TAGFLOW_MASTODON_STREAMING_URL")]
-    pub mastodon_streaming_url: Option<String>,
-    /// Bluesky Jetstream subscribe endpoint.
-    #[arg(
-        long,
-        env = "TAGFLOW_JETSTREAM_URL",
-        default_value = "wss://jetstream2.us-east.bsky.network/subscribe"
-    )]
-    pub jetstream_url: String,
-    /// Jetstream: reconnect after this many milliseconds without an event (Jetstream sends no
-    /// heartbeats, so silence means a stall). Hidden: the default suits production; tests shorten it.
-    #[arg(long, default_value_t = 60_000, hide = true, value_parser = clap::value_parser!(u64).range(100..))]
-    pub jetstream_idle_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -495,18 +433,8 @@ pub struct HealthcheckArgs {
 /// Invalid combinations that clap cannot express.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ConfigError {
-    #[error("--demo-rate must be between 0.01 and 100000 posts per second, not {0}")]
-    DemoRate(f64),
-    #[error("--demo-users must be at least 10")]
-    DemoUsers,
-    #[error("--sources none cannot be combined with other sources")]
-    NoneWithOthers,
-    #[error("source {0} needs {1} in the environment")]
-    MissingCredential(&'static str, &'static str),
-    #[error("source {0} needs {1}")]
-    MissingSetting(&'static str, &'static str),
-    #[error("--track is empty")]
-    NoTrack,
+    #[error(transparent)]
+    Sources(#[from] crate::ingest::SourcesError),
 }
 
 /// The validated service configuration.
@@ -516,14 +444,10 @@ pub struct Config {
     pub port: u16,
     pub data_dir: PathBuf,
     pub store: crate::store::StoreConfig,
-    pub sources: Vec<SourceKind>,
+    /// Which sources run, on which terms, with their settings (checked).
+    pub sources: crate::ingest::Sources,
     /// Tokens for writes and reads (environment only).
     pub access: crate::http::auth::Access,
-    /// The demo is in `sources` because nothing else was configured, not because it was asked for:
-    /// it then runs only on a directory it made (see [`crate::app`]).
-    pub demo_by_default: bool,
-    pub track: Vec<String>,
-    pub demo: DemoSettings,
     pub max_body_bytes: usize,
     pub shutdown_timeout: u64,
     pub workers: Option<usize>,
@@ -534,87 +458,11 @@ pub struct Config {
     pub body_timeout: Duration,
     pub keep_alive: Duration,
     pub analytics_threads: usize,
-    pub x: XSettings,
-    pub mastodon: MastodonSettings,
-    pub jetstream: JetstreamSettings,
 }
 
 /// One thread fewer than the cores, at least one.
 pub fn default_analytics_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
-}
-
-/// A credential. Its `Debug` and `Display` print `<redacted>`, so that no log line, error, `/status`
-/// or `Debug` of the settings holding it can show it by accident; [`Secret::expose`] is the one way
-/// to its value (for the header that carries it).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(value: &str) -> Secret {
-        Secret::new(value)
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl std::fmt::Display for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// X API v2 settings. The token is read from the environment, never from a flag.
-#[derive(Debug, Clone)]
-pub struct XSettings {
-    pub api_url: String,
-    pub bearer_token: Option<Secret>,
-    /// Silence on the stream (not even a keep-alive) longer than this is a stall: reconnect.
-    pub stall_timeout: std::time::Duration,
-}
-
-/// Mastodon settings. The token is read from the environment, never from a flag.
-#[derive(Debug, Clone)]
-pub struct MastodonSettings {
-    pub url: Option<String>,
-    pub streaming_url: Option<String>,
-    pub token: Option<Secret>,
-}
-
-#[derive(Debug, Clone)]
-pub struct JetstreamSettings {
-    pub url: String,
-    /// No event for this long means the stream stalled: reconnect (`--jetstream-idle-timeout-ms`).
-    pub idle_timeout: std::time::Duration,
-}
-
-/// Environment variables holding credentials (read here, never accepted as flags).
-pub const ENV_X_BEARER_TOKEN: &str = "TAGFLOW_X_BEARER_TOKEN";
-pub const ENV_MASTODON_TOKEN: &str = "TAGFLOW_MASTODON_TOKEN";
-
-fn secret_from_env(name: &str) -> Option<Secret> {
-    std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).map(Secret)
-}
-
-#[derive(Debug, Clone)]
-pub struct DemoSettings {
-    pub rate: f64,
-    pub users: u32,
-    pub seed: u64,
 }
 
 impl Config {
@@ -623,67 +471,7 @@ impl Config {
     /// # Errors
     /// [`ConfigError`] naming the offending setting.
     pub fn from_args(args: ServeArgs) -> Result<Config, ConfigError> {
-        if !(0.01..=100_000.0).contains(&args.demo_rate) || args.demo_rate.is_nan() {
-            return Err(ConfigError::DemoRate(args.demo_rate));
-        }
-        if args.demo_users < 10 {
-            return Err(ConfigError::DemoUsers);
-        }
-        let x = XSettings {
-            api_url: args.x_api_url.trim_end_matches('/').to_string(),
-            bearer_token: secret_from_env(ENV_X_BEARER_TOKEN),
-            stall_timeout: std::time::Duration::from_millis(args.x_stall_timeout_ms),
-        };
-        let mastodon = MastodonSettings {
-            url: args.mastodon_url.map(|u| u.trim_end_matches('/').to_string()),
-            streaming_url: args.mastodon_streaming_url.map(|u| u.trim_end_matches('/').to_string()),
-            token: secret_from_env(ENV_MASTODON_TOKEN),
-        };
-        let jetstream = JetstreamSettings {
-            url: args.jetstream_url,
-            idle_timeout: std::time::Duration::from_millis(args.jetstream_idle_timeout_ms),
-        };
-        let mut sources: Vec<SourceKind> = Vec::new();
-        let mut demo_by_default = false;
-        for s in args.sources.iter().copied().chain(args.demo.then_some(SourceKind::Demo)) {
-            if !sources.contains(&s) {
-                sources.push(s);
-            }
-        }
-        if sources.contains(&SourceKind::None) {
-            if sources.len() > 1 {
-                return Err(ConfigError::NoneWithOthers);
-            }
-            sources.clear();
-        } else if sources.is_empty() {
-            // Nothing named: run what the environment configures, else the demo.
-            if x.bearer_token.is_some() {
-                sources.push(SourceKind::X);
-            }
-            if mastodon.url.is_some() && mastodon.token.is_some() {
-                sources.push(SourceKind::Mastodon);
-            }
-            if sources.is_empty() {
-                sources.push(SourceKind::Demo);
-                demo_by_default = true;
-            }
-        }
-        if sources.contains(&SourceKind::X) && x.bearer_token.is_none() {
-            return Err(ConfigError::MissingCredential("x", ENV_X_BEARER_TOKEN));
-        }
-        if sources.contains(&SourceKind::Mastodon) {
-            if mastodon.url.is_none() {
-                return Err(ConfigError::MissingSetting("mastodon", "--mastodon-url / TAGFLOW_MASTODON_URL"));
-            }
-            if mastodon.token.is_none() {
-                return Err(ConfigError::MissingCredential("mastodon", ENV_MASTODON_TOKEN));
-            }
-        }
-        let track: Vec<String> =
-            args.track.iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty() && t != "#").collect();
-        if track.is_empty() {
-            return Err(ConfigError::NoTrack);
-        }
+        let sources = args.sources.resolve()?;
         Ok(Config {
             host: args.host,
             port: args.port,
@@ -693,9 +481,6 @@ impl Config {
             access: crate::http::auth::Access::from_env()
                 .with_hosts(&args.public_host)
                 .with_origins(&args.allowed_origins),
-            demo_by_default,
-            track,
-            demo: DemoSettings { rate: args.demo_rate, users: args.demo_users, seed: args.demo_seed },
             max_body_bytes: args.max_body_kb.saturating_mul(1024).max(1024),
             shutdown_timeout: args.shutdown_timeout,
             workers: args.workers,
@@ -709,9 +494,6 @@ impl Config {
             body_timeout: Duration::from_secs(args.body_timeout),
             keep_alive: Duration::from_secs(args.keep_alive),
             analytics_threads: args.analytics_threads.map_or_else(default_analytics_threads, usize::from),
-            x,
-            mastodon,
-            jetstream,
         })
     }
 
@@ -739,8 +521,8 @@ impl Config {
         serve.workers = Some(2);
         let mut config = Config::from_args(serve).expect("test configuration is valid");
         // Nor the secrets it holds: tests that need tokens set them.
-        config.x.bearer_token = None;
-        config.mastodon.token = None;
+        config.sources.x.bearer_token = None;
+        config.sources.mastodon.token = None;
         config.access = crate::http::auth::Access::default();
         // Unlimited: tests write as fast as they can; the test of the limits sets them.
         config.rates = crate::http::gate::RateSettings::default();
@@ -755,6 +537,11 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::ingest::source::mastodon::MastodonSettings;
+    use crate::ingest::source::x::XSettings;
+    use crate::ingest::{SourceKind, SourcesError};
+    use crate::secret::Secret;
 
     #[test]
     fn secrets_print_redacted_wherever_they_are() {
@@ -782,23 +569,30 @@ mod tests {
 
     #[test]
     fn demo_is_the_default_source_and_none_means_none() {
-        assert_eq!(Config::from_args(serve(&[])).unwrap().sources, vec![SourceKind::Demo]);
-        assert!(Config::from_args(serve(&["--sources", "none"])).unwrap().sources.is_empty());
+        assert_eq!(Config::from_args(serve(&[])).unwrap().sources.kinds, vec![SourceKind::Demo]);
+        assert!(Config::from_args(serve(&["--sources", "none"])).unwrap().sources.kinds.is_empty());
         assert_eq!(
             Config::from_args(serve(&["--sources", "none,demo"])).unwrap_err(),
-            ConfigError::NoneWithOthers
+            ConfigError::Sources(SourcesError::NoneWithOthers)
         );
         assert_eq!(
-            Config::from_args(serve(&["--sources", "bluesky", "--demo"])).unwrap().sources,
+            Config::from_args(serve(&["--sources", "bluesky", "--demo"])).unwrap().sources.kinds,
             vec![SourceKind::Bluesky, SourceKind::Demo]
         );
     }
 
     #[test]
     fn absurd_values_are_refused() {
-        assert!(matches!(Config::from_args(serve(&["--demo-rate", "0"])), Err(ConfigError::DemoRate(_))));
-        assert!(matches!(Config::from_args(serve(&["--demo-rate", "NaN"])), Err(ConfigError::DemoRate(_))));
-        assert_eq!(Config::from_args(serve(&["--track", " , #"])).unwrap_err(), ConfigError::NoTrack);
+        let refused = |args: &[&str]| match Config::from_args(serve(args)) {
+            Err(ConfigError::Sources(e)) => e,
+            other => panic!("{args:?} was not refused: {other:?}"),
+        };
+        assert!(matches!(refused(&["--demo-rate", "0"]), SourcesError::DemoRate(_)));
+        assert!(matches!(refused(&["--demo-rate", "NaN"]), SourcesError::DemoRate(_)));
+        assert_eq!(refused(&["--track", " , #"]), SourcesError::NoTrack);
+        // Every source's settings are checked before anything starts, the same way.
+        let bad = refused(&["--sources", "bluesky", "--jetstream-url", "http://example.org/subscribe"]);
+        assert!(matches!(bad, SourcesError::InvalidUrl { name: "bluesky", .. }), "{bad}");
         assert!(Cli::try_parse_from(["tagflow", "serve", "--port", "70000"]).is_err());
         assert!(Cli::try_parse_from(["tagflow", "serve", "--cache-mb", "0"]).is_err());
     }
@@ -815,6 +609,6 @@ mod tests {
     #[test]
     fn track_terms_are_split_and_trimmed() {
         let c = Config::from_args(serve(&["--track", "#rustlang, #rust ,word"])).unwrap();
-        assert_eq!(c.track, vec!["#rustlang", "#rust", "word"]);
+        assert_eq!(c.sources.track, vec!["#rustlang", "#rust", "word"]);
     }
 }

@@ -14,11 +14,15 @@
 //!   path's mutations (`graph.rs`); paths (`path.rs`); views, pages and the subgraph to draw
 //!   (`views.rs`); selections and the per-interaction timeline. Depends on petgraph and serde
 //!   (and utoipa, to describe its views in the API's contract) only: no actix, sled or reqwest.
-//! - [`store`]: sled persistence. The on-disk layout and the one write path (`StoreHandle::submit`)
-//!   that persists a batch of mutations, flushes, then applies it to the in-memory graph; load on
-//!   start, checkpoints.
+//! - [`store`]: persistence, in sled (the default) or in PostgreSQL shared by replicas (`store::pg`).
+//!   The on-disk layout and the one write path (`StoreHandle::submit`) that persists a batch of
+//!   mutations, makes it durable, then applies it to the in-memory graph; load on start,
+//!   checkpoints, backups, migration between the two.
 //! - [`ingest`]: pure decoders (bytes -> posts -> mutations) and the sources that feed the write
-//!   path (the demo simulator, X, Mastodon, Jetstream), with their `/status` counters.
+//!   path (the demo simulator, X, Mastodon, Jetstream), with their `/status` counters. Each source
+//!   owns its settings (its `clap` arguments, flattened into `serve`, and their checks); `config`
+//!   uses them, never the other way round.
+//! - [`secret`]: credentials, from the environment only, redacted wherever they are printed.
 //! - [`analytics`]: the selected network as CSR arrays, the algorithms, the engine that runs them
 //!   off the request threads (and paces expensive reads of the live graph), and the typed reports.
 //! - [`export`]: the selected network as GEXF, GraphML, CSV or graphology JSON: a plan taken from
@@ -27,8 +31,8 @@
 //!   CORS), answers kept per graph version, metrics, and `ApiError`, the only place that knows HTTP
 //!   status codes.
 //! - [`app`]: wires a [`config::Config`] into a running service that tests can start on port 0;
-//!   [`import`], [`analyze`], [`export::run`] and [`admin`] (verify, backup, restore) are the
-//!   commands that work on a data directory no service holds.
+//!   [`import`], [`analyze`], [`export::run`] and [`admin`] (verify, backup, restore, migrate) are
+//!   the commands that work on a store no service holds.
 
 pub mod admin;
 pub mod analytics;
@@ -41,4 +45,5 @@ pub mod http;
 pub mod import;
 pub mod ingest;
 pub mod rng;
+pub mod secret;
 pub mod store;

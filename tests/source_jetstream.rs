@@ -23,7 +23,8 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
-use tagflow::config::{Config, SourceKind};
+use tagflow::config::Config;
+use tagflow::ingest::SourceKind;
 
 const POST: &str = "app.bsky.feed.post";
 const REPOST: &str = "app.bsky.feed.repost";
@@ -327,11 +328,11 @@ async fn assert_graph_becomes(
 
 async fn spawn_source(dir: &Path, mock: &MockJetstream, track: &str, idle_ms: Option<u64>) -> TestApp {
     let mut config = Config::for_tests(dir);
-    config.sources = vec![SourceKind::Bluesky];
-    config.jetstream.url = mock.url();
-    config.track = track.split(',').map(String::from).collect();
+    config.sources.kinds = vec![SourceKind::Bluesky];
+    config.sources.jetstream.url = mock.url();
+    config.sources.track = track.split(',').map(String::from).collect();
     if let Some(ms) = idle_ms {
-        config.jetstream.idle_timeout = Duration::from_millis(ms);
+        config.sources.jetstream.idle_timeout = Duration::from_millis(ms);
     }
     spawn_app_with(config).await
 }

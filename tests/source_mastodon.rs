@@ -22,9 +22,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tagflow::config::{Config, MastodonSettings, SourceKind};
+use tagflow::config::Config;
+use tagflow::ingest::source::mastodon::MastodonSettings;
 use tagflow::ingest::source::mastodon::{self, Options};
 use tagflow::ingest::status::Registry;
+use tagflow::ingest::SourceKind;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -37,10 +39,10 @@ const HEARTBEAT: Duration = Duration::from_millis(50);
 
 fn config(dir: &Path, mock: &MockMastodon, track: &[&str]) -> Config {
     let mut config = Config::for_tests(dir);
-    config.sources = vec![SourceKind::Mastodon];
-    config.mastodon =
+    config.sources.kinds = vec![SourceKind::Mastodon];
+    config.sources.mastodon =
         MastodonSettings { url: Some(mock.url()), streaming_url: None, token: Some(TOKEN.into()) };
-    config.track = track.iter().map(|t| t.to_string()).collect();
+    config.sources.track = track.iter().map(|t| t.to_string()).collect();
     config
 }
 

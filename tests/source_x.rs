@@ -20,10 +20,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
-use tagflow::config::{Config, SourceKind, XSettings};
+use tagflow::config::Config;
 use tagflow::graph::{Kind, Mutation, UserOrder};
 use tagflow::ingest::source::x;
+use tagflow::ingest::source::x::XSettings;
 use tagflow::ingest::status::{SourceState, SourceStatus};
+use tagflow::ingest::SourceKind;
 use tagflow::store::{self, StoreConfig, StoreHandle};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -237,9 +239,9 @@ fn cursor(store: &StoreHandle) -> Option<String> {
 
 fn config(dir: &Path, mock: &MockX, track: &[&str]) -> Config {
     let mut c = Config::for_tests(dir);
-    c.sources = vec![SourceKind::X];
-    c.track = track.iter().map(|t| t.to_string()).collect();
-    c.x = XSettings {
+    c.sources.kinds = vec![SourceKind::X];
+    c.sources.track = track.iter().map(|t| t.to_string()).collect();
+    c.sources.x = XSettings {
         api_url: mock.url.clone(),
         bearer_token: Some(TOKEN.into()),
         stall_timeout: Duration::from_secs(5),
@@ -573,7 +575,7 @@ async fn keepalives_keep_a_quiet_stream_open_and_silence_is_a_stall() {
     })
     .await;
     let mut config = config(tmp.path(), &mock, &["#rustlang"]);
-    config.x.stall_timeout = Duration::from_millis(600);
+    config.sources.x.stall_timeout = Duration::from_millis(600);
     capture_logs();
     let app = spawn_app_with(config).await;
     let x = x_status(&app, "the post of the second connection", |x| x["posts"] == 2).await;

@@ -5,10 +5,10 @@ pub mod demo;
 pub mod source;
 pub mod status;
 
-use crate::config::{Config, SourceKind};
 use crate::graph::Mutation;
 use crate::store::StoreHandle;
 use decode::{DecodeError, Format};
+pub use source::SourcesError;
 use status::Registry;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
@@ -45,6 +45,111 @@ impl Running {
     }
 }
 
+/// A source of posts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum SourceKind {
+    /// The built-in simulator: realistic X-shaped posts, no credentials.
+    Demo,
+    /// X API v2 filtered stream (needs TAGFLOW_X_BEARER_TOKEN).
+    X,
+    /// A Mastodon instance's hashtag stream (TAGFLOW_MASTODON_URL, TAGFLOW_MASTODON_TOKEN).
+    Mastodon,
+    /// Bluesky Jetstream (no credentials).
+    Bluesky,
+    /// No source: API and `POST /ingest` only.
+    None,
+}
+
+/// Which sources to run and their settings, as `serve` takes them (flattened into its arguments).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SourcesArgs {
+    /// Sources to run, comma separated. Default: x if TAGFLOW_X_BEARER_TOKEN is set, mastodon if
+    /// TAGFLOW_MASTODON_URL and TAGFLOW_MASTODON_TOKEN are, otherwise the demo.
+    #[arg(long, env = "TAGFLOW_SOURCES", value_delimiter = ',')]
+    pub sources: Vec<SourceKind>,
+    /// Run the demo simulator (same as --sources demo).
+    #[arg(long)]
+    pub demo: bool,
+    /// Terms to follow, comma separated: hashtags (#rustlang) or words.
+    #[arg(long, env = "TAGFLOW_TRACK", value_delimiter = ',', default_value = "#rustlang")]
+    pub track: Vec<String>,
+    #[command(flatten)]
+    pub demo_settings: source::demo::DemoArgs,
+    #[command(flatten)]
+    pub x: source::x::XArgs,
+    #[command(flatten)]
+    pub mastodon: source::mastodon::MastodonArgs,
+    #[command(flatten)]
+    pub jetstream: source::jetstream::JetstreamArgs,
+}
+
+/// Which sources run, on which terms, with their settings: checked once, when the configuration is
+/// made, the same way for every source; [`start_sources`] then starts them.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    pub kinds: Vec<SourceKind>,
+    /// The demo is in `kinds` because nothing else was configured, not because it was asked for: it
+    /// then runs only on a directory it made (see [`crate::app`]).
+    pub demo_by_default: bool,
+    pub track: Vec<String>,
+    pub demo: source::demo::DemoSettings,
+    pub x: source::x::XSettings,
+    pub mastodon: source::mastodon::MastodonSettings,
+    pub jetstream: source::jetstream::JetstreamSettings,
+}
+
+impl SourcesArgs {
+    /// The sources to run (those the environment configures when none is named, else the demo),
+    /// each one's settings checked.
+    ///
+    /// # Errors
+    /// [`SourcesError`] naming the first setting that cannot work.
+    pub fn resolve(&self) -> Result<Sources, SourcesError> {
+        let demo = self.demo_settings.settings()?;
+        let (x, mastodon, jetstream) =
+            (self.x.settings(), self.mastodon.settings(), self.jetstream.settings());
+        let mut kinds: Vec<SourceKind> = Vec::new();
+        let mut demo_by_default = false;
+        for s in self.sources.iter().copied().chain(self.demo.then_some(SourceKind::Demo)) {
+            if !kinds.contains(&s) {
+                kinds.push(s);
+            }
+        }
+        if kinds.contains(&SourceKind::None) {
+            if kinds.len() > 1 {
+                return Err(SourcesError::NoneWithOthers);
+            }
+            kinds.clear();
+        } else if kinds.is_empty() {
+            // Nothing named: run what the environment configures, else the demo.
+            if x.bearer_token.is_some() {
+                kinds.push(SourceKind::X);
+            }
+            if mastodon.url.is_some() && mastodon.token.is_some() {
+                kinds.push(SourceKind::Mastodon);
+            }
+            if kinds.is_empty() {
+                kinds.push(SourceKind::Demo);
+                demo_by_default = true;
+            }
+        }
+        let track: Vec<String> =
+            self.track.iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty() && t != "#").collect();
+        if track.is_empty() {
+            return Err(SourcesError::NoTrack);
+        }
+        for kind in &kinds {
+            match kind {
+                SourceKind::X => x.check()?,
+                SourceKind::Mastodon => mastodon.check(&track)?,
+                SourceKind::Bluesky => jetstream.check()?,
+                SourceKind::Demo | SourceKind::None => {}
+            }
+        }
+        Ok(Sources { kinds, demo_by_default, track, demo, x, mastodon, jetstream })
+    }
+}
+
 /// Why the sources cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -58,13 +163,13 @@ pub enum StartError {
 /// # Errors
 /// A source whose configuration is incomplete.
 pub fn start_sources(
-    config: &Config,
+    config: &Sources,
     store: &StoreHandle,
     registry: &Arc<Registry>,
     cancel: &CancellationToken,
 ) -> Result<Vec<Running>, StartError> {
     let mut tasks = Vec::new();
-    for kind in &config.sources {
+    for kind in &config.kinds {
         match kind {
             SourceKind::Demo => {
                 let status = registry.register("demo");

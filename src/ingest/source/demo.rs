@@ -1,8 +1,8 @@
 //! The demo source: the built-in simulator's posts, stamped with the real time, fed through the real
 //! X v2 decoder and the real write path at a steady rate. No credentials, no network.
 
+use super::SourcesError;
 use super::{commit, to_mutation};
-use crate::config::DemoSettings;
 use crate::ingest::decode::{x_v2, DecodeError};
 use crate::ingest::demo::{DemoConfig, DemoGenerator};
 use crate::ingest::status::{SourceState, SourceStatus};
@@ -11,6 +11,43 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+/// The demo's settings as `serve` takes them (flattened into its arguments).
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Demo: posts per second.
+    #[arg(long, env = "TAGFLOW_DEMO_RATE", default_value_t = 20.0)]
+    pub demo_rate: f64,
+    /// Demo: number of simulated users.
+    #[arg(long, env = "TAGFLOW_DEMO_USERS", default_value_t = 2_000)]
+    pub demo_users: u32,
+    /// Demo: seed of the simulator (the same seed replays the same posts).
+    #[arg(long, env = "TAGFLOW_DEMO_SEED", default_value_t = 42)]
+    pub demo_seed: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct DemoSettings {
+    pub rate: f64,
+    pub users: u32,
+    pub seed: u64,
+}
+
+impl DemoArgs {
+    /// The settings, checked (the demo's arguments are checked whether or not it runs).
+    ///
+    /// # Errors
+    /// A rate outside 0.01 to 100,000 posts a second, or fewer than 10 users.
+    pub fn settings(&self) -> Result<DemoSettings, SourcesError> {
+        if !(0.01..=100_000.0).contains(&self.demo_rate) || self.demo_rate.is_nan() {
+            return Err(SourcesError::DemoRate(self.demo_rate));
+        }
+        if self.demo_users < 10 {
+            return Err(SourcesError::DemoUsers);
+        }
+        Ok(DemoSettings { rate: self.demo_rate, users: self.demo_users, seed: self.demo_seed })
+    }
+}
 
 /// Commits per second: posts are grouped per tick so a fast demo is not one fsync per post.
 const TICKS_PER_SECOND: f64 = 5.0;

@@ -28,8 +28,8 @@
 
 use super::backoff::{Backoff, Failure};
 use super::supervise::{give_up, settle, Next, Verdict};
+use super::SourcesError;
 use super::{commit, to_mutation};
-use crate::config::JetstreamSettings;
 use crate::graph::{Mutation, Platform, Post, Record};
 use crate::ingest::decode::jetstream::{self, collection_of};
 use crate::ingest::status::{SourceState, SourceStatus};
@@ -45,6 +45,49 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
+
+/// The Jetstream source's settings as `serve` takes them (flattened into its arguments).
+#[derive(Debug, Clone, clap::Args)]
+pub struct JetstreamArgs {
+    /// Bluesky Jetstream subscribe endpoint.
+    #[arg(
+        long,
+        env = "TAGFLOW_JETSTREAM_URL",
+        default_value = "wss://jetstream2.us-east.bsky.network/subscribe"
+    )]
+    pub jetstream_url: String,
+    /// Jetstream: reconnect after this many milliseconds without an event (Jetstream sends no
+    /// heartbeats, so silence means a stall). Hidden: the default suits production; tests shorten it.
+    #[arg(long, default_value_t = 60_000, hide = true, value_parser = clap::value_parser!(u64).range(100..))]
+    pub jetstream_idle_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct JetstreamSettings {
+    pub url: String,
+    /// No event for this long means the stream stalled: reconnect (`--jetstream-idle-timeout-ms`).
+    pub idle_timeout: Duration,
+}
+
+impl JetstreamArgs {
+    /// The settings these arguments make.
+    pub fn settings(&self) -> JetstreamSettings {
+        JetstreamSettings {
+            url: self.jetstream_url.clone(),
+            idle_timeout: Duration::from_millis(self.jetstream_idle_timeout_ms),
+        }
+    }
+}
+
+impl JetstreamSettings {
+    /// What running the source needs, checked before anything starts: a ws(s) URL.
+    ///
+    /// # Errors
+    /// The URL does not parse or is not ws(s).
+    pub fn check(&self) -> Result<(), SourcesError> {
+        super::check_url(NAME, "--jetstream-url", &self.url, &["ws", "wss"])
+    }
+}
 
 /// The name of the source in `/status` and in the logs.
 pub const NAME: &str = "bluesky";

@@ -15,6 +15,40 @@ use crate::graph::{Mutation, Outcome, Record};
 use crate::store::{StoreError, StoreHandle};
 use std::sync::atomic::Ordering;
 
+/// A source's settings that cannot run: what `serve` refuses to start with, naming the setting.
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum SourcesError {
+    #[error("--demo-rate must be between 0.01 and 100000 posts per second, not {0}")]
+    DemoRate(f64),
+    #[error("--demo-users must be at least 10")]
+    DemoUsers,
+    #[error("--sources none cannot be combined with other sources")]
+    NoneWithOthers,
+    #[error("source {0} needs {1} in the environment")]
+    MissingCredential(&'static str, &'static str),
+    #[error("--track is empty")]
+    NoTrack,
+    #[error("source {name}: {flag} {url:?} is not a usable URL: {why}")]
+    InvalidUrl { name: &'static str, flag: &'static str, url: String, why: String },
+    #[error(transparent)]
+    Mastodon(#[from] mastodon::MastodonError),
+}
+
+/// Checks that `url` parses, names a host, and has one of `schemes`.
+fn check_url(
+    name: &'static str,
+    flag: &'static str,
+    url: &str,
+    schemes: &[&str],
+) -> Result<(), SourcesError> {
+    let invalid = |why: String| SourcesError::InvalidUrl { name, flag, url: url.to_string(), why };
+    match reqwest::Url::parse(url) {
+        Ok(u) if schemes.contains(&u.scheme()) && u.host_str().is_some() => Ok(()),
+        Ok(_) => Err(invalid(format!("not a {} URL with a host", schemes.join(" or ")))),
+        Err(e) => Err(invalid(e.to_string())),
+    }
+}
+
 /// Warnings at most once per period: the first, then one per `every` saying how many went unsaid.
 #[derive(Debug)]
 pub(crate) struct Throttle {

@@ -36,11 +36,12 @@ use super::backoff::{sleep_or_cancel, Backoff, Failure};
 use super::commit;
 use super::http;
 use super::supervise::{settle, Next, Shown, Verdict};
-use crate::config::{MastodonSettings, Secret, ENV_MASTODON_TOKEN};
+use super::SourcesError;
 use crate::graph::{Kind, Mutation, Platform, Post, Record, UserRef};
 use crate::ingest::decode::mastodon::{decode_accounts, decode_event, decode_status};
 use crate::ingest::decode::sse::{SseEvent, SseParser};
 use crate::ingest::status::{SourceState, SourceStatus};
+use crate::secret::Secret;
 use crate::store::StoreHandle;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
@@ -99,6 +100,55 @@ const BOOST_QUEUE: usize = 1_024;
 const WARN_EVERY: Duration = Duration::from_secs(10);
 /// Marks an alias whose post was retracted.
 const DELETED_PREFIX: &str = "deleted ";
+
+/// The Mastodon source's settings as `serve` takes them (flattened into its arguments).
+#[derive(Debug, Clone, clap::Args)]
+pub struct MastodonArgs {
+    /// Mastodon instance base URL, e.g. https://mastodon.social (token: TAGFLOW_MASTODON_TOKEN).
+    #[arg(long, env = "TAGFLOW_MASTODON_URL")]
+    pub mastodon_url: Option<String>,
+    /// Mastodon streaming base URL; found through /api/v2/instance when not given.
+    #[arg(long, env = "TAGFLOW_MASTODON_STREAMING_URL")]
+    pub mastodon_streaming_url: Option<String>,
+}
+
+/// The environment variable holding the Mastodon token (never accepted as a flag).
+pub const ENV_MASTODON_TOKEN: &str = "TAGFLOW_MASTODON_TOKEN";
+
+/// Mastodon settings. The token is read from the environment, never from a flag.
+#[derive(Debug, Clone)]
+pub struct MastodonSettings {
+    pub url: Option<String>,
+    pub streaming_url: Option<String>,
+    pub token: Option<Secret>,
+}
+
+impl MastodonArgs {
+    /// The settings these arguments and the environment make.
+    pub fn settings(&self) -> MastodonSettings {
+        let trimmed = |u: &Option<String>| u.as_ref().map(|u| u.trim_end_matches('/').to_string());
+        MastodonSettings {
+            url: trimmed(&self.mastodon_url),
+            streaming_url: trimmed(&self.mastodon_streaming_url),
+            token: crate::secret::from_env(ENV_MASTODON_TOKEN),
+        }
+    }
+}
+
+impl MastodonSettings {
+    /// What running the source on `track` needs, checked before anything starts: the URL, the
+    /// token, a usable hashtag, URLs that parse.
+    ///
+    /// # Errors
+    /// The first thing missing or unusable.
+    pub fn check(&self, track: &[String]) -> Result<(), SourcesError> {
+        Options::from_config(self, track)?;
+        for url in self.url.iter().chain(&self.streaming_url) {
+            parse_base(&http_scheme(url))?;
+        }
+        Ok(())
+    }
+}
 
 /// Why the source cannot start.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -37,11 +37,12 @@ use super::backoff::{Backoff, Failure};
 use super::http;
 use super::lines::LineSplitter;
 use super::supervise::{settle, Next, Verdict};
+use super::SourcesError;
 use super::{commit, to_mutation};
-use crate::config::{Secret, XSettings, ENV_X_BEARER_TOKEN};
 use crate::graph::{Mutation, Record};
 use crate::ingest::decode::x_v2;
 use crate::ingest::status::{SourceState, SourceStatus};
+use crate::secret::Secret;
 use crate::store::{StoreError, StoreHandle};
 use futures_util::{FutureExt, StreamExt};
 use reqwest::{Response, StatusCode};
@@ -53,6 +54,60 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+/// The X source's settings as `serve` takes them (flattened into its arguments).
+#[derive(Debug, Clone, clap::Args)]
+pub struct XArgs {
+    /// X API base URL (the token is TAGFLOW_X_BEARER_TOKEN, from the environment only).
+    #[arg(long, env = "TAGFLOW_X_API_URL", default_value = "https://api.x.com")]
+    pub x_api_url: String,
+    /// X stream: milliseconds without a byte (keep-alives count) before the connection counts as
+    /// stalled and is replaced. Hidden: X sends a keep-alive every 20 s, so only tests change it.
+    #[arg(
+        long,
+        env = "TAGFLOW_X_STALL_TIMEOUT_MS",
+        default_value_t = 21_000,
+        hide = true,
+        value_parser = clap::value_parser!(u64).range(1..=3_600_000)
+    )]
+    pub x_stall_timeout_ms: u64,
+}
+
+/// The environment variable holding the X bearer token (never accepted as a flag).
+pub const ENV_X_BEARER_TOKEN: &str = "TAGFLOW_X_BEARER_TOKEN";
+
+/// X API v2 settings. The token is read from the environment, never from a flag.
+#[derive(Debug, Clone)]
+pub struct XSettings {
+    pub api_url: String,
+    pub bearer_token: Option<Secret>,
+    /// Silence on the stream (not even a keep-alive) longer than this is a stall: reconnect.
+    pub stall_timeout: Duration,
+}
+
+impl XArgs {
+    /// The settings these arguments and the environment make.
+    pub fn settings(&self) -> XSettings {
+        XSettings {
+            api_url: self.x_api_url.trim_end_matches('/').to_string(),
+            bearer_token: crate::secret::from_env(ENV_X_BEARER_TOKEN),
+            stall_timeout: Duration::from_millis(self.x_stall_timeout_ms),
+        }
+    }
+}
+
+impl XSettings {
+    /// What running the source needs, checked before anything starts.
+    ///
+    /// # Errors
+    /// No token, or an API URL that is not http(s).
+    pub fn check(&self) -> Result<(), SourcesError> {
+        if self.bearer_token.is_none() {
+            return Err(SourcesError::MissingCredential("x", ENV_X_BEARER_TOKEN));
+        }
+        super::check_url("x", "--x-api-url", &self.api_url, &["http", "https"])
+    }
+}
 
 mod backfill;
 mod rules;
