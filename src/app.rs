@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::ingest::status::Registry;
 use crate::ingest::SourceKind;
-use crate::store::{self, LoadReport, StoreHandle, Writer};
+use crate::store::{self, StoreHandle, Writer};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{middleware, App};
 use anyhow::Context;
@@ -22,7 +22,6 @@ pub struct Application {
     writer: Writer,
     sources: Vec<crate::ingest::Running>,
     cancel: CancellationToken,
-    load: LoadReport,
 }
 
 /// Stops a running [`Application`] from elsewhere (tests, signal handlers).
@@ -184,7 +183,7 @@ impl Application {
                 .configure(|cfg| http::configure(cfg, state.clone()))
         })?;
         log::info!("http: listening on {}:{port}", config.host);
-        Ok(Application { port, server, store, writer, sources, cancel, load })
+        Ok(Application { port, server, store, writer, sources, cancel })
     }
 
     pub fn port(&self) -> u16 {
@@ -193,10 +192,6 @@ impl Application {
 
     pub fn store(&self) -> &StoreHandle {
         &self.store
-    }
-
-    pub fn load_report(&self) -> LoadReport {
-        self.load
     }
 
     pub fn stop_handle(&self) -> StopHandle {

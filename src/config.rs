@@ -130,7 +130,7 @@ fn parse_database(s: &str) -> Result<crate::store::Database, String> {
 
 impl ImportArgs {
     /// `--max-line` in bytes.
-    pub fn max_line_bytes(&self) -> usize {
+    pub(crate) fn max_line_bytes(&self) -> usize {
         (self.max_line * f64::from(1u32 << 20)) as usize
     }
 }
@@ -144,7 +144,7 @@ fn parse_max_line(s: &str) -> Result<f64, String> {
 
 impl StoreArgs {
     /// The store's settings these arguments make.
-    pub fn store_config(&self) -> crate::store::StoreConfig {
+    pub(crate) fn store_config(&self) -> crate::store::StoreConfig {
         let mut c = crate::store::StoreConfig::new(&self.data_dir);
         c.cache_bytes = self.cache_mb << 20;
         c.checkpoint_min_bytes = self.checkpoint_mb << 20;
@@ -252,7 +252,7 @@ pub enum ImportFormat {
 
 impl ImportFormat {
     /// The decoder format, or `None` to detect it per record.
-    pub fn into_format(self) -> Option<crate::ingest::decode::Format> {
+    pub(crate) fn into_format(self) -> Option<crate::ingest::decode::Format> {
         use crate::ingest::decode::Format;
         match self {
             ImportFormat::Auto => None,
@@ -461,7 +461,7 @@ pub struct Config {
 }
 
 /// One thread fewer than the cores, at least one.
-pub fn default_analytics_threads() -> usize {
+pub(crate) fn default_analytics_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
 }
 
@@ -529,7 +529,7 @@ impl Config {
         config
     }
 
-    pub fn store_config(&self) -> crate::store::StoreConfig {
+    pub(crate) fn store_config(&self) -> crate::store::StoreConfig {
         crate::store::StoreConfig { dir: self.data_dir.clone(), ..self.store.clone() }
     }
 }

@@ -34,7 +34,7 @@ const HTTP_BODY_BYTES: usize = 2 << 20;
 
 /// The figures an import prints at the end.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ImportReport {
+pub(crate) struct ImportReport {
     pub records: u64,
     pub tally: Tally,
     pub skipped: u64,
@@ -97,7 +97,7 @@ fn print_report(report: &ImportReport, secs: f64) {
 ///
 /// # Errors
 /// Unreadable files or a failed commit; broken records are counted, not errors.
-pub fn import_files(
+pub(crate) fn import_files(
     store: &StoreHandle,
     files: &[PathBuf],
     format: ImportFormat,

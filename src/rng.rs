@@ -35,7 +35,7 @@ impl SplitMix64 {
 }
 
 /// The SplitMix64 finaliser (a variant of MurmurHash3's fmix64): also the hash of names and posts.
-pub fn mix64(mut z: u64) -> u64 {
+pub(crate) fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)

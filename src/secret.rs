@@ -36,7 +36,7 @@ impl std::fmt::Display for Secret {
 }
 
 /// The credential in environment variable `name`, trimmed; `None` when unset or blank.
-pub fn from_env(name: &str) -> Option<Secret> {
+pub(crate) fn from_env(name: &str) -> Option<Secret> {
     std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).map(Secret)
 }
 

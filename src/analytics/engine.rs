@@ -26,22 +26,22 @@ use std::time::Instant;
 use tokio::sync::watch;
 
 /// A result older than the graph is served as stale, rather than waited for, when it took this long.
-pub const STALE_AFTER_MS: u64 = 500;
+pub(crate) const STALE_AFTER_MS: u64 = 500;
 
 /// Snapshots with at least this many edges are reused for a while after the graph changes.
-pub const REUSE_MIN_EDGES: usize = 500_000;
+pub(crate) const REUSE_MIN_EDGES: usize = 500_000;
 /// ... for this many times as long as they took.
-pub const REUSE_FACTOR: u32 = 10;
+pub(crate) const REUSE_FACTOR: u32 = 10;
 /// Distinct snapshots kept alive by the cache and the results together (each is 16 bytes an edge,
 /// plus 24 an edge for its undirected view once built).
-pub const HELD_NETWORKS: usize = 3;
+pub(crate) const HELD_NETWORKS: usize = 3;
 /// Results kept (beyond these, the least recently computed go).
 const KEPT_RESULTS: usize = 64;
 /// Derived values kept (sorted orders, members by rank), each only while its snapshot lives.
 const KEPT_DERIVED: usize = 32;
 
 /// What a derived value is derived from: a task's result on a selection, and what of it.
-pub type DerivedKey = (Task, Selection, &'static str);
+pub(crate) type DerivedKey = (Task, Selection, &'static str);
 type DerivedValue = Arc<dyn std::any::Any + Send + Sync>;
 
 /// What to compute. Floating parameters are kept as their bits so tasks can be compared and hashed.
@@ -78,7 +78,7 @@ impl Task {
 
 /// The PageRank tolerance: NetworkX's criterion (L1 change below users × tol), tight enough that
 /// scores agree with `networkx.pagerank(tol=1e-10)` to 1e-7.
-pub const PAGERANK_TOL: f64 = 1e-10;
+pub(crate) const PAGERANK_TOL: f64 = 1e-10;
 
 pub enum Output {
     Network,
@@ -90,7 +90,7 @@ pub enum Output {
 }
 
 /// Computes a task on a snapshot (on the calling thread; parallel parts use the current rayon pool).
-pub fn compute(task: Task, net: &Network) -> Output {
+pub(crate) fn compute(task: Task, net: &Network) -> Output {
     match task {
         Task::Network => Output::Network,
         Task::PageRank { damping_bits } => {
@@ -149,7 +149,7 @@ struct Slot {
 }
 
 /// Expensive reads waiting or running at most; past it they are refused (503) rather than queued.
-pub const MAX_QUEUED_READS: usize = 256;
+pub(crate) const MAX_QUEUED_READS: usize = 256;
 
 /// After an expensive read that took `t`, its thread rests `READ_REST · t` (at most a second)
 /// before the next: clients hammering heavy reads get at most a quarter of each read thread, and
@@ -225,7 +225,7 @@ impl Engine {
     ///
     /// # Errors
     /// The computation panicked (a bug).
-    pub async fn derived<T, F>(
+    pub(crate) async fn derived<T, F>(
         &self,
         key: DerivedKey,
         net: &Arc<Network>,
@@ -298,7 +298,7 @@ impl Engine {
     ///
     /// # Errors
     /// The work panicked (a bug): its message, for the log.
-    pub async fn offload<T, F>(&self, work: F) -> Result<T, String>
+    pub(crate) async fn offload<T, F>(&self, work: F) -> Result<T, String>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
@@ -399,7 +399,7 @@ impl Engine {
     }
 
     /// How many distinct snapshots the results and the cache hold (tests check the bound).
-    pub fn held_networks(&self) -> usize {
+    pub(crate) fn held_networks(&self) -> usize {
         held(&self.slots.lock(), &self.networks.lock()).len()
     }
 

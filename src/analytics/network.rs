@@ -182,7 +182,7 @@ impl Network {
     }
 
     /// In-neighbours of `v` and the weights of those edges.
-    pub fn inc(&self, v: usize) -> (&[u32], &[u32]) {
+    pub(crate) fn inc(&self, v: usize) -> (&[u32], &[u32]) {
         let r = self.in_off[v] as usize..self.in_off[v + 1] as usize;
         (&self.in_src[r.clone()], &self.in_w[r])
     }
@@ -254,7 +254,7 @@ impl Undirected {
         self.off.len() - 1
     }
 
-    pub fn neighbors(&self, u: usize) -> &[u32] {
+    pub(crate) fn neighbors(&self, u: usize) -> &[u32] {
         &self.adj[self.off[u] as usize..self.off[u + 1] as usize]
     }
 
@@ -267,7 +267,7 @@ impl Undirected {
     }
 
     /// Sum of the weights of `u`'s edges.
-    pub fn strength(&self, u: usize) -> u64 {
+    pub(crate) fn strength(&self, u: usize) -> u64 {
         self.weights(u).iter().sum()
     }
 

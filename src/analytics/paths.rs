@@ -55,7 +55,7 @@ pub fn betweenness(g: &Undirected, samples: usize, seed: u64) -> Vec<f64> {
 }
 
 /// The half-width of the 1 - delta confidence interval of [`betweenness`] for every user at once.
-pub fn error_bound(n: usize, samples: usize, delta: f64) -> f64 {
+pub(crate) fn error_bound(n: usize, samples: usize, delta: f64) -> f64 {
     if samples >= n || n < 3 {
         return 0.0;
     }
@@ -64,7 +64,7 @@ pub fn error_bound(n: usize, samples: usize, delta: f64) -> f64 {
 }
 
 /// The default sample count: exact up to a work budget of about 4·10⁹ edge visits, fewer above.
-pub fn default_samples(g: &Undirected) -> usize {
+pub(crate) fn default_samples(g: &Undirected) -> usize {
     let per_source = g.adjacency_len().max(1) + g.users();
     // At least 32 sources (all of them in a smaller network), at most every user.
     (4_000_000_000 / per_source).max(32).min(g.users().max(1))
@@ -133,7 +133,7 @@ impl Scratch {
 }
 
 /// A cheapest path and its cost.
-pub struct StrongPath {
+pub(crate) struct StrongPath {
     pub nodes: Vec<usize>,
     pub cost: f64,
 }
@@ -154,7 +154,7 @@ impl Ord for Entry {
 
 /// The strongest path from `a` to `b`: Dijkstra with cost 1/weight per edge, following edges either
 /// way (weight w(u->v) + w(v->u)) unless `directed`.
-pub fn strongest_path(net: &Network, a: usize, b: usize, directed: bool) -> Option<StrongPath> {
+pub(crate) fn strongest_path(net: &Network, a: usize, b: usize, directed: bool) -> Option<StrongPath> {
     let n = net.users();
     let undirected = (!directed).then(|| net.undirected());
     let mut dist = vec![f64::INFINITY; n];

@@ -46,9 +46,9 @@ impl CommunityParams {
 }
 
 /// What the user table's rows may carry besides degrees and strengths.
-pub const METRICS: [&str; 5] = ["pagerank", "core", "community", "component", "betweenness"];
+pub(crate) const METRICS: [&str; 5] = ["pagerank", "core", "community", "component", "betweenness"];
 /// What the user table may be sorted by.
-pub const SORTS: [&str; 8] =
+pub(crate) const SORTS: [&str; 8] =
     ["pagerank", "betweenness", "core", "degree", "in_degree", "out_degree", "in_strength", "out_strength"];
 
 /// The user table's parameters (`GET /analytics/users`).
@@ -261,7 +261,7 @@ pub struct CommunityRow {
 
 /// `GET /analytics/communities/{id}`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct CommunityMembers {
+pub(crate) struct CommunityMembers {
     #[serde(flatten)]
     pub about: About,
     pub id: u32,
@@ -615,7 +615,7 @@ pub async fn communities(
 }
 
 /// One community's members by PageRank, paginated.
-pub async fn community_members(
+pub(crate) async fn community_members(
     engine: &Arc<Engine>,
     sel: Selection,
     cp: &CommunityParams,

@@ -61,7 +61,7 @@ pub struct Partition {
 
 impl Partition {
     /// Renumbers arbitrary labels into the canonical order.
-    pub fn from_labels(labels: &[u32]) -> Partition {
+    pub(crate) fn from_labels(labels: &[u32]) -> Partition {
         let n = labels.len();
         let bound = labels.iter().copied().max().map_or(0, |m| m as usize + 1);
         let mut size = vec![0u32; bound];

@@ -41,7 +41,7 @@ pub enum Table {
 }
 
 impl Format {
-    pub const NAMES: [&'static str; 4] = ["gexf", "graphml", "csv", "graphology"];
+    pub(crate) const NAMES: [&'static str; 4] = ["gexf", "graphml", "csv", "graphology"];
 
     /// A format from its name, and for CSV the table (`edges` unless `nodes`).
     ///
@@ -83,7 +83,7 @@ impl Format {
     }
 
     /// The media type.
-    pub fn content_type(self) -> &'static str {
+    pub(crate) fn content_type(self) -> &'static str {
         match self {
             Format::Gexf => "application/gexf+xml; charset=utf-8",
             Format::Graphml => "application/graphml+xml; charset=utf-8",
@@ -104,7 +104,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub const NAMES: [&'static str; 4] = ["pagerank", "community", "core", "component"];
+    pub(crate) const NAMES: [&'static str; 4] = ["pagerank", "community", "core", "component"];
 
     /// Metrics from a comma list.
     ///
@@ -132,7 +132,7 @@ impl Metrics {
 }
 
 /// Hops an ego cut reaches at most (as `/vertices/{user}/ego`).
-pub const MAX_HOPS: u32 = 3;
+pub(crate) const MAX_HOPS: u32 = 3;
 
 /// The ego cut: a user (key or handle) and how far from it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -175,10 +175,11 @@ impl Graph {
         }
     }
 
+    #[cfg(test)]
     /// Checks that the timeline holds, for every edge and kind, as many stamps as the edge counts,
     /// and no stamp of an absent edge. For tests of the write path.
     #[doc(hidden)]
-    pub fn check_timeline(&self) -> Result<(), String> {
+    pub(crate) fn check_timeline(&self) -> Result<(), String> {
         use petgraph::visit::IntoEdgeReferences;
         let mut counts: FxHashMap<(u32, u32), [u64; 5]> = FxHashMap::default();
         for s in self.timeline.iter() {
@@ -259,12 +260,12 @@ impl Graph {
     }
 
     /// The store's persistent id of a user.
-    pub fn uid(&self, key: &str) -> Option<u32> {
+    pub(crate) fn uid(&self, key: &str) -> Option<u32> {
         self.idx(key).map(|i| self.node(i).uid)
     }
 
     /// The key of the user with a store id.
-    pub fn key_of_uid(&self, uid: u32) -> Option<&str> {
+    pub(crate) fn key_of_uid(&self, uid: u32) -> Option<&str> {
         let i = *self.by_uid.get(uid as usize)?;
         (i != NO_NODE).then(|| &*self.node(NodeIndex::new(i as usize)).key)
     }
@@ -349,7 +350,7 @@ impl Graph {
     }
 
     /// The interactions from `from` to `to` and where they sit; `None` if either user is unknown.
-    pub fn tie_slot(&self, from: &str, to: &str) -> Option<(Option<Tie>, TieSlot)> {
+    pub(crate) fn tie_slot(&self, from: &str, to: &str) -> Option<(Option<Tie>, TieSlot)> {
         let (a, b) = (self.idx(from)?, self.idx(to)?);
         let edge = self.find_edge(a, b);
         Some((edge.map(|e| self.tie_at(e)), TieSlot { a, b, edge }))
@@ -402,12 +403,12 @@ impl Graph {
         }
     }
 
-    pub fn tie_view(&self, from: &str, to: &str) -> Option<TieView> {
+    pub(crate) fn tie_view(&self, from: &str, to: &str) -> Option<TieView> {
         self.tie(from, to).map(|t| self.tie_view_of(from, to, &t))
     }
 
     /// Every edge touching a user, as (from, to) keys. Cost: O(degree).
-    pub fn ties_of(&self, key: &str) -> Vec<(String, String)> {
+    pub(crate) fn ties_of(&self, key: &str) -> Vec<(String, String)> {
         let Some(i) = self.idx(key) else { return Vec::new() };
         let out = self.g.edges_directed(i, Direction::Outgoing);
         let inc = self.g.edges_directed(i, Direction::Incoming);
@@ -661,15 +662,17 @@ impl Graph {
         self.set_tie(&from, &to, tie)
     }
 
+    #[cfg(test)]
     /// Visits every user with its uid, key, handle and name (for snapshots). Cost: O(users).
-    pub fn for_each_user(&self, mut f: impl FnMut(u32, &str, Option<&str>, Option<&str>)) {
+    pub(crate) fn for_each_user(&self, mut f: impl FnMut(u32, &str, Option<&str>, Option<&str>)) {
         for n in self.g.node_weights() {
             f(n.uid, &n.key, n.handle.as_deref(), n.name.as_deref());
         }
     }
 
+    #[cfg(test)]
     /// Visits every edge as (from uid, to uid, tie) (for snapshots). Cost: O(edges).
-    pub fn for_each_tie(&self, mut f: impl FnMut(u32, u32, &Tie)) {
+    pub(crate) fn for_each_tie(&self, mut f: impl FnMut(u32, u32, &Tie)) {
         use petgraph::visit::IntoEdgeReferences;
         for e in (&self.g).edge_references() {
             f(self.node(e.source()).uid, self.node(e.target()).uid, &self.tie_of(e.id(), e.weight()));
@@ -684,7 +687,7 @@ impl Graph {
     }
 
     /// Resolves a pair of user specs to keys (see [`Graph::resolve`]).
-    pub fn resolve_pair<'a>(&'a self, a: &str, b: &str) -> Result<(&'a str, &'a str), GraphError> {
+    pub(crate) fn resolve_pair<'a>(&'a self, a: &str, b: &str) -> Result<(&'a str, &'a str), GraphError> {
         Ok((self.resolve(a)?, self.resolve(b)?))
     }
 

@@ -37,12 +37,8 @@ impl Platform {
         }
     }
 
-    pub fn from_tag(tag: u8) -> Option<Platform> {
-        Platform::ALL.into_iter().find(|p| p.tag() == tag)
-    }
-
     /// The vertex key of a user of this platform: `<platform>:<platform user id>`.
-    pub fn user_key(self, platform_user_id: &str) -> String {
+    pub(crate) fn user_key(self, platform_user_id: &str) -> String {
         format!("{}:{}", self.as_str(), platform_user_id)
     }
 }
@@ -68,7 +64,7 @@ pub enum Kind {
 
 impl Kind {
     pub const ALL: [Kind; 5] = [Kind::Repost, Kind::Reply, Kind::Quote, Kind::Mention, Kind::Manual];
-    pub const COUNT: usize = 5;
+    pub(crate) const COUNT: usize = 5;
 
     /// Dense index (0..5) used for per-kind arrays and the on-disk layout. Never renumber.
     pub fn index(self) -> usize {
@@ -81,7 +77,7 @@ impl Kind {
         }
     }
 
-    pub fn from_index(i: usize) -> Option<Kind> {
+    pub(crate) fn from_index(i: usize) -> Option<Kind> {
         Kind::ALL.get(i).copied()
     }
 
@@ -136,12 +132,12 @@ impl UserRef {
         UserRef { key: key.into(), handle: None, name: None }
     }
 
-    pub fn with_handle(mut self, handle: Option<String>) -> UserRef {
+    pub(crate) fn with_handle(mut self, handle: Option<String>) -> UserRef {
         self.handle = handle.filter(|h| !h.is_empty());
         self
     }
 
-    pub fn with_name(mut self, name: Option<String>) -> UserRef {
+    pub(crate) fn with_name(mut self, name: Option<String>) -> UserRef {
         self.name = name.filter(|n| !n.is_empty());
         self
     }
@@ -181,14 +177,14 @@ pub struct Post {
 
 /// A hashtag as tagflow compares them, from a payload or a `--track` term: trimmed, without its
 /// leading `#` (or the full-width `＃` some clients type), lowercased; `None` when nothing is left.
-pub fn normalize_tag(raw: &str) -> Option<String> {
+pub(crate) fn normalize_tag(raw: &str) -> Option<String> {
     let tag = raw.trim().trim_start_matches(['#', '＃']);
     (!tag.is_empty()).then(|| tag.to_lowercase())
 }
 
 impl Post {
     /// Adds a hashtag of the post's text ([`normalize_tag`]), once.
-    pub fn add_tag(&mut self, raw: &str) {
+    pub(crate) fn add_tag(&mut self, raw: &str) {
         if let Some(tag) = normalize_tag(raw) {
             if !self.tags.contains(&tag) {
                 self.tags.push(tag);
@@ -198,7 +194,7 @@ impl Post {
 
     /// Adds the id of a post this one refers to (replies to, quotes, reposts), once; an empty one is
     /// no reference.
-    pub fn add_ref(&mut self, id: &str) {
+    pub(crate) fn add_ref(&mut self, id: &str) {
         if !id.is_empty() && !self.refs.iter().any(|r| r == id) {
             self.refs.push(id.to_owned());
         }
@@ -206,7 +202,7 @@ impl Post {
 
     /// An interaction with `user` (see [`Post::interact`]), whose profile is recorded when the
     /// payload gave one (see [`Post::see_user`]).
-    pub fn interact_with(&mut self, kind: Kind, user: UserRef) {
+    pub(crate) fn interact_with(&mut self, kind: Kind, user: UserRef) {
         if user.key == self.author.key {
             return;
         }
@@ -243,7 +239,7 @@ impl Post {
     }
 
     /// Records a user seen in the payload, keeping the richest profile when it appears more than once.
-    pub fn see_user(&mut self, user: UserRef) {
+    pub(crate) fn see_user(&mut self, user: UserRef) {
         if user.key == self.author.key {
             return;
         }

@@ -101,7 +101,7 @@ const ROOT: u32 = u32::MAX;
 /// Adjacency entries a search of [`Graph::find_path`] may walk before it gives up with
 /// [`GraphError::TooExpensive`]: a fifth of a ten-million-interaction graph's adjacency. Searches that find their path meet long before (p99 under a millisecond); what it cuts
 /// off is the miss between two users whose smaller side is a component of millions.
-pub const PATH_BUDGET: u64 = 4_000_000;
+pub(crate) const PATH_BUDGET: u64 = 4_000_000;
 
 /// A budget for a first try where a search may not hold the lock long (a request thread): about half
 /// a millisecond. Most paths are found within it; the rest are searched again with
@@ -139,7 +139,7 @@ impl Graph {
     ///
     /// # Errors
     /// As [`Graph::find_path`]; `TooExpensive` past `budget`.
-    pub fn find_path_within(
+    pub(crate) fn find_path_within(
         &self,
         from: &str,
         to: &str,
@@ -182,15 +182,6 @@ impl Graph {
             }),
             walked,
         )
-    }
-
-    /// Number of hops of a shortest path, or `None`. Same search as [`Graph::find_path`], unbounded.
-    pub fn distance(&self, from: &str, to: &str, directed: bool) -> Option<usize> {
-        let (s, t) = (self.index_of(from)?, self.index_of(to)?);
-        match self.shortest_path_indices(s, t, directed, u64::MAX) {
-            Search::Found(p, _) => Some(p.len() - 1),
-            Search::NoPath(_) | Search::OverBudget(_) => None,
-        }
     }
 
     fn shortest_path_indices(&self, s: NodeIndex, t: NodeIndex, directed: bool, budget: u64) -> Search {

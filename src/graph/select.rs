@@ -117,7 +117,7 @@ impl Selection {
         Ok(Selection { kinds, since, until, min_weight })
     }
 
-    pub fn is_windowed(&self) -> bool {
+    pub(crate) fn is_windowed(&self) -> bool {
         self.since.is_some() || self.until.is_some()
     }
 
@@ -170,7 +170,7 @@ impl Graph {
     ///
     /// `edges` is where to copy (emptied first): a caller that sizes it beforehand, outside the lock,
     /// keeps the page faults of a big allocation out of the time the lock is held.
-    pub fn extract(&self, sel: &Selection, mut edges: Vec<[u32; 3]>) -> Extract {
+    pub(crate) fn extract(&self, sel: &Selection, mut edges: Vec<[u32; 3]>) -> Extract {
         edges.clear();
         if sel.is_windowed() {
             let bounds = sel.bounds();
@@ -223,7 +223,7 @@ impl Graph {
 
     /// Per-kind detail of some edges of a selection, by uid pairs (for drawing a few of them: an ego
     /// network, a path). Without a window it reads the edges; with one, one pass over the timeline.
-    pub fn pair_details(&self, sel: &Selection, pairs: &[(u32, u32)]) -> Vec<PairDetail> {
+    pub(crate) fn pair_details(&self, sel: &Selection, pairs: &[(u32, u32)]) -> Vec<PairDetail> {
         let mut out = vec![PairDetail::default(); pairs.len()];
         if sel.is_windowed() {
             let at: FxHashMap<(u32, u32), usize> = pairs.iter().enumerate().map(|(i, &p)| (p, i)).collect();
@@ -254,7 +254,7 @@ impl Graph {
     }
 
     /// Key, handle and name of users by uid (`None` for a user removed since).
-    pub fn user_refs(&self, uids: &[u32]) -> Vec<Option<UserRefOwned>> {
+    pub(crate) fn user_refs(&self, uids: &[u32]) -> Vec<Option<UserRefOwned>> {
         uids.iter()
             .map(|&uid| {
                 let key = self.key_of_uid(uid)?;
@@ -277,7 +277,7 @@ impl Graph {
     }
 
     /// Interactions per time bucket of `width` seconds from `start` (for the page's timeline chart).
-    pub fn histogram(&self, sel: &Selection, start: i64, width: i64, buckets: usize) -> Vec<u64> {
+    pub(crate) fn histogram(&self, sel: &Selection, start: i64, width: i64, buckets: usize) -> Vec<u64> {
         let mut out = vec![0u64; buckets];
         let bounds = sel.bounds();
         self.timeline.for_each_in(bounds.0, bounds.1, |s| {

@@ -73,7 +73,7 @@ impl Tie {
     }
 
     /// Fixed little-endian layout: 5 counts, first, last.
-    pub fn to_bytes(&self) -> [u8; TIE_BYTES] {
+    pub(crate) fn to_bytes(self) -> [u8; TIE_BYTES] {
         let mut out = [0u8; TIE_BYTES];
         let words = self.counts.iter().chain([&self.first, &self.last]);
         for (chunk, w) in out.chunks_exact_mut(4).zip(words) {
@@ -83,7 +83,7 @@ impl Tie {
     }
 
     /// The inverse of [`Tie::to_bytes`]; `None` for a value of the wrong length.
-    pub fn from_bytes(bytes: &[u8]) -> Option<Tie> {
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Tie> {
         if bytes.len() != TIE_BYTES {
             return None;
         }
@@ -196,7 +196,7 @@ impl KindCounts {
         *slot += n;
     }
 
-    pub fn add_tie(&mut self, tie: &Tie) {
+    pub(crate) fn add_tie(&mut self, tie: &Tie) {
         for kind in Kind::ALL {
             self.add(kind, u64::from(tie.count(kind)));
         }

@@ -204,7 +204,7 @@ impl Graph {
     /// of two interactions or more are kept in order of weight, and the rest are taken newest first
     /// from its lists; views are built for the chosen only. For any other user, one pass over its
     /// few edges.
-    pub fn heaviest_ties_of(
+    pub(crate) fn heaviest_ties_of(
         &self,
         key: &str,
         out: bool,
@@ -272,7 +272,7 @@ impl Graph {
     /// The users with lists and their degree in `order` (`None` for [`UserOrder::Key`]): a
     /// [`DegreeOrder`] to be sorted, copied in O(listed users) under the read lock, and sorted by the
     /// caller after it ([`DegreeOrder::sorted`]).
-    pub fn listed_degrees(&self, order: UserOrder) -> Option<DegreeOrder> {
+    pub(crate) fn listed_degrees(&self, order: UserOrder) -> Option<DegreeOrder> {
         let degree = |n: &Node| match order {
             UserOrder::Key => None,
             UserOrder::Degree => Some(n.in_deg + n.out_deg),
@@ -394,13 +394,13 @@ impl Graph {
     /// user the cheaper of walking its out-edges or looking each other chosen user up (two busy
     /// users' edge is in a hash), so at most top² steps, not the sum of the hubs' degrees; views are
     /// built for the `max_edges` kept only.
-    pub fn top_subgraph(&self, top: usize, min_weight: u64, max_edges: usize) -> Subgraph {
+    pub(crate) fn top_subgraph(&self, top: usize, min_weight: u64, max_edges: usize) -> Subgraph {
         self.subgraph_among(self.users_by_degree(UserOrder::Degree, None, top).items, min_weight, max_edges)
     }
 
     /// [`Graph::top_subgraph`] of users already chosen (the first page of a [`DegreeOrder`]), in one
     /// go: [`Graph::edges_among`] then [`Graph::heaviest_drawn`].
-    pub fn subgraph_among(&self, users: Vec<UserView>, min_weight: u64, max_edges: usize) -> Subgraph {
+    pub(crate) fn subgraph_among(&self, users: Vec<UserView>, min_weight: u64, max_edges: usize) -> Subgraph {
         let keys: Vec<&str> = users.iter().map(|u| u.id.as_str()).collect();
         let found = self.edges_among(&keys, &keys, min_weight);
         let (ties, among) = self.heaviest_drawn(found, max_edges);
@@ -466,7 +466,7 @@ impl Graph {
 
     /// Of edges found by [`Graph::edges_among`], the `max_edges` heaviest as views, heaviest first,
     /// then by (from, to); and how many there were. Edges gone since they were found are left out.
-    pub fn heaviest_drawn(
+    pub(crate) fn heaviest_drawn(
         &self,
         mut found: Vec<(u64, Arc<str>, Arc<str>)>,
         max_edges: usize,

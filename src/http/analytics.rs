@@ -350,7 +350,7 @@ pub(crate) struct PageQuery {
         (status = 400, description = "`invalid_query`, `invalid_path`, `invalid_cursor`", body = ErrorBody),
         (status = 404, description = "`community_not_found`", body = ErrorBody),
     ))]
-pub async fn community_members(
+pub(crate) async fn community_members(
     state: web::Data<AppState>,
     path: web::Path<String>,
     req: HttpRequest,

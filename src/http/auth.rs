@@ -16,8 +16,8 @@ use std::net::IpAddr;
 use subtle::ConstantTimeEq;
 
 /// Environment variables holding the tokens.
-pub const ENV_API_TOKEN: &str = "TAGFLOW_API_TOKEN";
-pub const ENV_READ_TOKEN: &str = "TAGFLOW_READ_TOKEN";
+pub(crate) const ENV_API_TOKEN: &str = "TAGFLOW_API_TOKEN";
+pub(crate) const ENV_READ_TOKEN: &str = "TAGFLOW_READ_TOKEN";
 
 /// The tokens a request may present. Never printed: `Debug` shows how many there are.
 #[derive(Clone, Default)]
@@ -53,7 +53,7 @@ pub(crate) fn tokens(list: Option<String>) -> Vec<String> {
 
 impl Access {
     /// The tokens of `TAGFLOW_API_TOKEN` and `TAGFLOW_READ_TOKEN`.
-    pub fn from_env() -> Access {
+    pub(crate) fn from_env() -> Access {
         Access::new(std::env::var(ENV_API_TOKEN).ok(), std::env::var(ENV_READ_TOKEN).ok())
     }
 
@@ -73,7 +73,7 @@ impl Access {
     }
 
     /// Whether `origin` is one of `--allowed-origins`: its pages may read answers (CORS headers).
-    pub fn origin_listed(&self, origin: &[u8]) -> bool {
+    pub(crate) fn origin_listed(&self, origin: &[u8]) -> bool {
         let origin = String::from_utf8_lossy(origin).to_ascii_lowercase();
         self.origins.iter().any(|o| o == "*" || *o == origin)
     }
@@ -82,7 +82,7 @@ impl Access {
     /// names the host the request was sent to). A browser names the origin of every cross-site
     /// write, so a page elsewhere cannot write through a visitor's browser, even with a bodiless
     /// POST of the seed's routes (which needs no preflight).
-    pub fn origin_may_write(&self, origin: &[u8], host: Option<&[u8]>) -> bool {
+    pub(crate) fn origin_may_write(&self, origin: &[u8], host: Option<&[u8]>) -> bool {
         if self.origin_listed(origin) {
             return true;
         }
@@ -101,7 +101,7 @@ impl Access {
     ///
     /// # Errors
     /// [`ApiError::UnknownHost`] when `--public-host` is set and the header names another host.
-    pub fn check_host(&self, host: Option<&[u8]>) -> Result<(), ApiError> {
+    pub(crate) fn check_host(&self, host: Option<&[u8]>) -> Result<(), ApiError> {
         if self.hosts.is_empty() {
             return Ok(());
         }
@@ -126,12 +126,12 @@ impl Access {
     }
 
     /// Whether remote writes are possible (a write token is set).
-    pub fn remote_writes(&self) -> bool {
+    pub(crate) fn remote_writes(&self) -> bool {
         !self.write.is_empty()
     }
 
     /// Whether reads need a token.
-    pub fn private_reads(&self) -> bool {
+    pub(crate) fn private_reads(&self) -> bool {
         !self.read.is_empty()
     }
 
@@ -194,7 +194,7 @@ pub(crate) fn is_read(method: &Method, path: &str) -> bool {
 ///
 /// # Errors
 /// [`ApiError::UnsupportedMediaType`] naming what is accepted.
-pub fn check_body(path: &str, has_body: bool, content_type: Option<&[u8]>) -> Result<(), ApiError> {
+pub(crate) fn check_body(path: &str, has_body: bool, content_type: Option<&[u8]>) -> Result<(), ApiError> {
     if !has_body {
         return Ok(());
     }

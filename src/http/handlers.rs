@@ -41,7 +41,7 @@ where
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct ListParams {
+pub(crate) struct ListParams {
     /// Users per page.
     #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<usize>,
@@ -56,7 +56,7 @@ pub struct ListParams {
 /// How `GET /vertices` orders users.
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum Sort {
+pub(crate) enum Sort {
     Key,
     Id,
     Degree,
@@ -121,7 +121,10 @@ pub(crate) struct EdgeCount {
         (status = 200, description = "A page of users", body = UsersPage),
         (status = 400, description = "`invalid_query`, `invalid_cursor`", body = ErrorBody),
     ))]
-pub async fn list_users(state: web::Data<AppState>, q: web::Query<ListParams>) -> Result<HttpResponse> {
+pub(crate) async fn list_users(
+    state: web::Data<AppState>,
+    q: web::Query<ListParams>,
+) -> Result<HttpResponse> {
     let limit = limit(q.limit)?;
     let order = match q.sort {
         None | Some(Sort::Key) | Some(Sort::Id) => UserOrder::Key,
@@ -163,7 +166,7 @@ pub async fn list_users(state: web::Data<AppState>, q: web::Query<ListParams>) -
 /// How many users the graph holds (`cuenta_vertices`: the seed's name for it).
 #[utoipa::path(get, path = "/vertices/count", tag = "users",
     responses((status = 200, description = "The number of users", body = Count)))]
-pub async fn count_users(state: web::Data<AppState>) -> web::Json<Count> {
+pub(crate) async fn count_users(state: web::Data<AppState>) -> web::Json<Count> {
     web::Json(Count { count: state.store.graph().read().user_count() })
 }
 
@@ -185,7 +188,7 @@ pub(crate) struct UserAnswer {
         (status = 404, description = "`user_not_found`", body = ErrorBody),
         (status = 409, description = "`ambiguous_handle`: several users have this handle", body = ErrorBody),
     ))]
-pub async fn get_user(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse> {
+pub(crate) async fn get_user(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse> {
     let (detail, uid) = {
         let g = state.store.graph().read();
         let key = g.resolve(&path)?;
@@ -198,7 +201,7 @@ pub async fn get_user(state: web::Data<AppState>, path: web::Path<String>) -> Re
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct EdgesOfParams {
+pub(crate) struct EdgesOfParams {
     /// Edges the user made (`out`), received (`in`), or both.
     #[param(inline)]
     direction: Option<Direction>,
@@ -208,7 +211,7 @@ pub struct EdgesOfParams {
 
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum Direction {
+pub(crate) enum Direction {
     In,
     Out,
     Both,
@@ -224,7 +227,7 @@ pub enum Direction {
         (status = 404, description = "`user_not_found`", body = ErrorBody),
         (status = 409, description = "`ambiguous_handle`", body = ErrorBody),
     ))]
-pub async fn user_edges(
+pub(crate) async fn user_edges(
     state: web::Data<AppState>,
     path: web::Path<String>,
     q: web::Query<EdgesOfParams>,
@@ -246,7 +249,7 @@ pub async fn user_edges(
 /// A user to create.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct NewUser {
+pub(crate) struct NewUser {
     /// Its key: 1 to 256 characters, no control characters, not starting with `@`.
     #[schema(
         pattern = r"^(?!@)(?=[\s\S]*[^\s])[^\x00-\x1f\x7f-\x9f]{1,256}$",
@@ -278,7 +281,10 @@ pub struct NewUser {
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body must be JSON", body = ErrorBody),
     ))]
-pub async fn add_user(state: web::Data<AppState>, body: super::body::Json<NewUser>) -> Result<HttpResponse> {
+pub(crate) async fn add_user(
+    state: web::Data<AppState>,
+    body: super::body::Json<NewUser>,
+) -> Result<HttpResponse> {
     let NewUser { id, handle, name } = body.0;
     create_user(&state, id, handle.map(|h| h.trim_start_matches('@').to_string()), name).await
 }
@@ -292,7 +298,7 @@ pub async fn add_user(state: web::Data<AppState>, body: super::body::Json<NewUse
         (status = 400, description = "`invalid_user`", body = ErrorBody),
         (status = 409, description = "`user_exists`", body = ErrorBody),
     ))]
-pub async fn add_user_at(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse> {
+pub(crate) async fn add_user_at(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse> {
     create_user(&state, path.into_inner(), None, None).await
 }
 
@@ -330,7 +336,7 @@ async fn create_user(
         (status = 404, description = "`user_not_found`", body = ErrorBody),
         (status = 409, description = "`ambiguous_handle`", body = ErrorBody),
     ))]
-pub async fn remove_user(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse> {
+pub(crate) async fn remove_user(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse> {
     let key = state.store.graph().read().resolve(&path)?.to_string();
     state.store.submit_one(Mutation::RemoveUser { key }).await??;
     Ok(HttpResponse::NoContent().finish())
@@ -341,7 +347,7 @@ pub async fn remove_user(state: web::Data<AppState>, path: web::Path<String>) ->
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct EdgeParams {
+pub(crate) struct EdgeParams {
     /// Edges per page.
     #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<usize>,
@@ -356,7 +362,10 @@ pub struct EdgeParams {
         (status = 200, description = "A page of edges", body = EdgesPage),
         (status = 400, description = "`invalid_query`, `invalid_cursor`", body = ErrorBody),
     ))]
-pub async fn list_edges(state: web::Data<AppState>, q: web::Query<EdgeParams>) -> Result<HttpResponse> {
+pub(crate) async fn list_edges(
+    state: web::Data<AppState>,
+    q: web::Query<EdgeParams>,
+) -> Result<HttpResponse> {
     let limit = limit(q.limit)?;
     let after = match &q.cursor {
         Some(c) => Some(decode_pair(c).ok_or(ApiError::InvalidCursor)?),
@@ -372,7 +381,7 @@ pub async fn list_edges(state: web::Data<AppState>, q: web::Query<EdgeParams>) -
 /// How many edges the graph holds, and the interactions they carry.
 #[utoipa::path(get, path = "/aristas/count", tag = "edges",
     responses((status = 200, description = "The counts", body = EdgeCount)))]
-pub async fn count_edges(state: web::Data<AppState>) -> web::Json<EdgeCount> {
+pub(crate) async fn count_edges(state: web::Data<AppState>) -> web::Json<EdgeCount> {
     let g = state.store.graph().read();
     web::Json(EdgeCount { count: g.tie_count(), interactions: g.interaction_count() })
 }
@@ -386,7 +395,10 @@ pub async fn count_edges(state: web::Data<AppState>) -> web::Json<EdgeCount> {
         (status = 404, description = "`user_not_found`, `edge_not_found`", body = ErrorBody),
         (status = 409, description = "`ambiguous_handle`", body = ErrorBody),
     ))]
-pub async fn get_edge(state: web::Data<AppState>, path: web::Path<(String, String)>) -> Result<HttpResponse> {
+pub(crate) async fn get_edge(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse> {
     let g = state.store.graph().read();
     let (from, to) = g.resolve_pair(&path.0, &path.1)?;
     let view = g
@@ -398,7 +410,7 @@ pub async fn get_edge(state: web::Data<AppState>, path: web::Path<(String, Strin
 /// An interaction to record. Users named by a key that does not exist yet are created.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct NewEdge {
+pub(crate) struct NewEdge {
     /// The user who acted: a key (created if new) or `@handle`.
     #[schema(pattern = r"^(?=[\s\S]*[^\s])[^\x00-\x1f\x7f-\x9f]{1,256}$")]
     from: String,
@@ -428,7 +440,10 @@ pub struct NewEdge {
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
     ))]
-pub async fn add_edge(state: web::Data<AppState>, body: super::body::Json<NewEdge>) -> Result<HttpResponse> {
+pub(crate) async fn add_edge(
+    state: web::Data<AppState>,
+    body: super::body::Json<NewEdge>,
+) -> Result<HttpResponse> {
     let NewEdge { from, to, kind } = body.0;
     record_interaction(&state, &from, &to, kind.as_deref()).await
 }
@@ -444,7 +459,7 @@ pub async fn add_edge(state: web::Data<AppState>, body: super::body::Json<NewEdg
         (status = 404, description = "`user_not_found`", body = ErrorBody),
         (status = 409, description = "`ambiguous_handle`", body = ErrorBody),
     ))]
-pub async fn add_edge_at(
+pub(crate) async fn add_edge_at(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse> {
@@ -463,7 +478,7 @@ pub async fn add_edge_at(
         (status = 404, description = "`user_not_found`", body = ErrorBody),
         (status = 409, description = "`ambiguous_handle`", body = ErrorBody),
     ))]
-pub async fn add_edge_at_kind(
+pub(crate) async fn add_edge_at_kind(
     state: web::Data<AppState>,
     path: web::Path<(String, String, String)>,
 ) -> Result<HttpResponse> {
@@ -523,7 +538,7 @@ async fn record_interaction(
         (status = 404, description = "`user_not_found`, `edge_not_found`", body = ErrorBody),
         (status = 409, description = "`ambiguous_handle`", body = ErrorBody),
     ))]
-pub async fn remove_edge(
+pub(crate) async fn remove_edge(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse> {
@@ -766,14 +781,14 @@ pub(super) fn page(html: &'static str) -> HttpResponse {
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct IngestParams {
+pub(crate) struct IngestParams {
     /// The records' format; `auto` (the default) detects it per line.
     #[param(inline)]
     format: Option<IngestFormat>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
-pub enum IngestFormat {
+pub(crate) enum IngestFormat {
     #[serde(rename = "auto")]
     Auto,
     #[serde(rename = "x-v2")]

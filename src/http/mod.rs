@@ -74,7 +74,7 @@ pub(crate) const SECURITY_HEADERS: [(&str, &str); 3] =
     [("x-content-type-options", "nosniff"), ("referrer-policy", "no-referrer"), ("x-frame-options", "DENY")];
 
 /// The middleware that puts [`SECURITY_HEADERS`] on every response.
-pub fn security_headers() -> actix_web::middleware::DefaultHeaders {
+pub(crate) fn security_headers() -> actix_web::middleware::DefaultHeaders {
     SECURITY_HEADERS.iter().fold(actix_web::middleware::DefaultHeaders::new(), |h, &pair| h.add(pair))
 }
 
@@ -193,7 +193,7 @@ fn routes() -> Vec<(&'static str, Vec<&'static str>)> {
 }
 
 /// Registers the route table and what its handlers share.
-pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
+pub(crate) fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
     cfg.app_data(web::Data::new(state))
         .app_data(
             web::QueryConfig::default()

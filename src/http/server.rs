@@ -40,7 +40,7 @@ pub struct Limits {
 impl Limits {
     /// The default cap: the file limit (raised to its hard maximum first) less room for the store's
     /// files, the sources' sockets and the reserve.
-    pub fn default_max_connections() -> usize {
+    pub(crate) fn default_max_connections() -> usize {
         let nofile = match rlimit::increase_nofile_limit(u64::MAX) {
             Ok(n) => n,
             Err(e) => {
@@ -93,13 +93,13 @@ impl Connections {
 
 /// What the handlers know of their connection.
 #[derive(Debug, Clone, Copy)]
-pub struct ConnInfo {
+pub(crate) struct ConnInfo {
     /// Opened within the reserve: only the health check is answered on it.
     pub reserve: bool,
 }
 
 /// A counted connection that rewrites actix's bodiless protocol errors (see the module docs).
-pub struct Conn {
+pub(crate) struct Conn {
     io: TcpStream,
     connections: Arc<Connections>,
     info: ConnInfo,

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// A running source: its tasks, and the status they report to.
-pub struct Running {
+pub(crate) struct Running {
     pub status: Arc<status::SourceStatus>,
     pub tasks: Vec<JoinHandle<()>>,
 }
@@ -23,7 +23,7 @@ pub struct Running {
 impl Running {
     /// Waits until every task has stopped, or until `deadline`; a task that panicked or is still
     /// running then shows its source as failed in `/status`.
-    pub async fn stop_by(self, deadline: tokio::time::Instant) {
+    pub(crate) async fn stop_by(self, deadline: tokio::time::Instant) {
         let Running { status, tasks } = self;
         for task in tasks {
             let abort = task.abort_handle();
@@ -152,7 +152,7 @@ impl SourcesArgs {
 
 /// Why the sources cannot start.
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {
+pub(crate) enum StartError {
     #[error(transparent)]
     Mastodon(#[from] source::mastodon::MastodonError),
 }
@@ -162,7 +162,7 @@ pub enum StartError {
 ///
 /// # Errors
 /// A source whose configuration is incomplete.
-pub fn start_sources(
+pub(crate) fn start_sources(
     config: &Sources,
     store: &StoreHandle,
     registry: &Arc<Registry>,
@@ -313,7 +313,7 @@ async fn leading(store: &StoreHandle, status: &status::SourceStatus, cancel: &Ca
 ///
 /// # Errors
 /// Not JSON, or JSON in no shape tagflow knows.
-pub fn decode_record(bytes: &[u8], format: Option<Format>) -> decode::Decoded {
+pub(crate) fn decode_record(bytes: &[u8], format: Option<Format>) -> decode::Decoded {
     match format.or_else(|| decode::sniff(bytes)) {
         Some(f) => decode::decode(f, bytes),
         None => Err(match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
@@ -326,7 +326,7 @@ pub fn decode_record(bytes: &[u8], format: Option<Format>) -> decode::Decoded {
 /// The mutations of a body of NDJSON records, with the records that could not be decoded counted
 /// and the first few reasons kept.
 #[derive(Debug, Default)]
-pub struct Collected {
+pub(crate) struct Collected {
     pub records: u64,
     pub mutations: Vec<Mutation>,
     pub skipped: u64,
@@ -336,7 +336,7 @@ pub struct Collected {
 /// The answer of `POST /ingest`: what the service made of a body of records. One type for the
 /// server that writes it and `tagflow import --url` that reads it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct IngestAnswer {
+pub(crate) struct IngestAnswer {
     /// Non-blank lines read.
     pub records: u64,
     /// Posts new to the graph.
@@ -351,7 +351,7 @@ pub struct IngestAnswer {
 }
 
 /// How many skip reasons a report quotes.
-pub const SAMPLE_REASONS: usize = 5;
+pub(crate) const SAMPLE_REASONS: usize = 5;
 
 impl Collected {
     /// Decodes one record into this collection.

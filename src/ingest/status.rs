@@ -100,7 +100,7 @@ impl SourceStatus {
         })
     }
 
-    pub fn set_state(&self, state: SourceState) {
+    pub(crate) fn set_state(&self, state: SourceState) {
         *self.state.lock() = state;
     }
 
@@ -109,7 +109,7 @@ impl SourceStatus {
     }
 
     /// Remembers the latest problem (already free of secrets) for `/status`.
-    pub fn set_error(&self, error: impl Into<String>) {
+    pub(crate) fn set_error(&self, error: impl Into<String>) {
         *self.last_error.lock() = Some(error.into());
     }
 
@@ -118,7 +118,7 @@ impl SourceStatus {
     }
 
     /// Notes a post's time if it is the newest seen.
-    pub fn saw_post_at(&self, at: i64) {
+    pub(crate) fn saw_post_at(&self, at: i64) {
         self.last_post_at.fetch_max(at, Ordering::Relaxed);
     }
 

@@ -63,7 +63,7 @@ impl RecordCut {
     }
 
     /// Before the write path adds these fingerprints to the seen-set: they are after the cut.
-    pub fn seen_since(&self, hashes: &[u64]) {
+    pub(crate) fn seen_since(&self, hashes: &[u64]) {
         self.seen_after.lock().extend(hashes.iter().copied());
     }
 

@@ -31,42 +31,42 @@
 
 use crate::graph::{Kind, Platform, Tie, TIE_BYTES};
 
-pub const LAYOUT_VERSION: u32 = 4;
+pub(crate) const LAYOUT_VERSION: u32 = 4;
 
 /// Snapshots in sled, log pieces without checksums: read, then rewritten as the current layout.
-pub const LAYOUT_SNAPSHOT_IN_SLED: u32 = 3;
+pub(crate) const LAYOUT_SNAPSHOT_IN_SLED: u32 = 3;
 
 /// Directories written before the interaction timeline (layout 2) still open: the timeline is then
 /// rebuilt from the edges' first and last times and the directory rewritten as the current layout.
-pub const LAYOUT_WITHOUT_TIMELINE: u32 = 2;
+pub(crate) const LAYOUT_WITHOUT_TIMELINE: u32 = 2;
 
-pub const META_VERSION: &[u8] = b"mversion";
-pub const META_STORE_ID: &[u8] = b"mstore_id";
-pub const META_NEXT_UID: &[u8] = b"mnext_uid";
+pub(crate) const META_VERSION: &[u8] = b"mversion";
+pub(crate) const META_STORE_ID: &[u8] = b"mstore_id";
+pub(crate) const META_NEXT_UID: &[u8] = b"mnext_uid";
 /// Layouts 2 and 3 only.
-pub const META_CHECKPOINT: &[u8] = b"mcheckpoint";
-pub const LOG: u8 = b'l';
-pub const SNAPSHOT: u8 = b's';
+pub(crate) const META_CHECKPOINT: &[u8] = b"mcheckpoint";
+pub(crate) const LOG: u8 = b'l';
+pub(crate) const SNAPSHOT: u8 = b's';
 pub const POST: u8 = b'p';
 pub const CURSOR: u8 = b'c';
 
 /// Marks a post that was deleted: seen, but contributing nothing.
-pub const POST_DELETED: &[u8] = &[0xFF];
+pub(crate) const POST_DELETED: &[u8] = &[0xFF];
 
 /// Target size of one log piece or snapshot chunk; see the module notes. The largest effect (a user
 /// with a long key, handle and name) is about 2.3 KiB, so no value exceeds 6.5 KiB and a full sled
 /// leaf (17 values) stays under the 128 KiB blob threshold.
-pub const PIECE_BYTES: usize = 4 << 10;
+pub(crate) const PIECE_BYTES: usize = 4 << 10;
 
 /// The first key of log record `seq` (its pieces follow it), and a bound for ranges over the log.
-pub fn log_key(seq: u64) -> [u8; 9] {
+pub(crate) fn log_key(seq: u64) -> [u8; 9] {
     let mut k = [LOG; 9];
     k[1..].copy_from_slice(&seq.to_be_bytes());
     k
 }
 
 /// The key of piece `piece` of log record `seq`.
-pub fn log_piece_key(seq: u64, piece: u32) -> [u8; 13] {
+pub(crate) fn log_piece_key(seq: u64, piece: u32) -> [u8; 13] {
     let mut k = [LOG; 13];
     k[1..9].copy_from_slice(&seq.to_be_bytes());
     k[9..].copy_from_slice(&piece.to_be_bytes());
@@ -74,22 +74,22 @@ pub fn log_piece_key(seq: u64, piece: u32) -> [u8; 13] {
 }
 
 /// Just past every log key.
-pub const LOG_END: &[u8] = &[LOG + 1];
+pub(crate) const LOG_END: &[u8] = &[LOG + 1];
 
 /// What starts every log piece of layout 4: a checksum of the rest of the value, and where the piece
 /// belongs (its record, its place, how many pieces the record has), so that a piece that is damaged,
 /// misplaced or missing is found on open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PieceHeader {
+pub(crate) struct PieceHeader {
     pub seq: u64,
     pub piece: u32,
     pub pieces: u32,
 }
 
-pub const PIECE_HEADER: usize = 20;
+pub(crate) const PIECE_HEADER: usize = 20;
 
 /// A log piece as stored: header, then the effects.
-pub fn encode_piece(h: PieceHeader, effects: &[u8]) -> Vec<u8> {
+pub(crate) fn encode_piece(h: PieceHeader, effects: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(PIECE_HEADER + effects.len());
     v.extend_from_slice(&[0; 4]);
     v.extend_from_slice(&h.seq.to_le_bytes());
@@ -102,7 +102,7 @@ pub fn encode_piece(h: PieceHeader, effects: &[u8]) -> Vec<u8> {
 }
 
 /// A stored log piece's header and effects, or what is wrong with it.
-pub fn decode_piece(v: &[u8]) -> Result<(PieceHeader, &[u8]), &'static str> {
+pub(crate) fn decode_piece(v: &[u8]) -> Result<(PieceHeader, &[u8]), &'static str> {
     if v.len() < PIECE_HEADER {
         return Err("shorter than its header");
     }
@@ -136,11 +136,11 @@ pub fn pieces(bytes: &[u8], target: usize) -> Vec<&[u8]> {
     out
 }
 
-pub fn seq_of_log_key(k: &[u8]) -> Option<u64> {
+pub(crate) fn seq_of_log_key(k: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(k.get(1..9)?.try_into().ok()?))
 }
 
-pub fn snapshot_key(snapshot: u32, chunk: u32) -> [u8; 9] {
+pub(crate) fn snapshot_key(snapshot: u32, chunk: u32) -> [u8; 9] {
     let mut k = [SNAPSHOT; 9];
     k[1..5].copy_from_slice(&snapshot.to_be_bytes());
     k[5..].copy_from_slice(&chunk.to_be_bytes());
@@ -150,7 +150,7 @@ pub fn snapshot_key(snapshot: u32, chunk: u32) -> [u8; 9] {
 /// The checkpoint record: which snapshot is current, the last log seq it covers, and how many users
 /// and edges it holds (so that loading sizes the graph once instead of doubling its vectors).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Checkpoint {
+pub(crate) struct Checkpoint {
     pub snapshot: u32,
     pub seq: u64,
     pub users: u64,
@@ -158,7 +158,7 @@ pub struct Checkpoint {
 }
 
 #[cfg(test)]
-pub fn encode_checkpoint(c: &Checkpoint) -> [u8; 28] {
+pub(crate) fn encode_checkpoint(c: &Checkpoint) -> [u8; 28] {
     let mut v = [0u8; 28];
     v[..4].copy_from_slice(&c.snapshot.to_le_bytes());
     v[4..12].copy_from_slice(&c.seq.to_le_bytes());
@@ -167,7 +167,7 @@ pub fn encode_checkpoint(c: &Checkpoint) -> [u8; 28] {
     v
 }
 
-pub fn decode_checkpoint(v: &[u8]) -> Option<Checkpoint> {
+pub(crate) fn decode_checkpoint(v: &[u8]) -> Option<Checkpoint> {
     let u64_at = |i: usize| Some(u64::from_le_bytes(v.get(i..i + 8)?.try_into().ok()?));
     Some(Checkpoint {
         snapshot: u32::from_le_bytes(v.get(..4)?.try_into().ok()?),
@@ -178,7 +178,7 @@ pub fn decode_checkpoint(v: &[u8]) -> Option<Checkpoint> {
     })
 }
 
-pub fn post_key(platform: Platform, id: &str) -> Vec<u8> {
+pub(crate) fn post_key(platform: Platform, id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(2 + id.len());
     k.push(POST);
     k.push(platform.tag());
@@ -186,7 +186,7 @@ pub fn post_key(platform: Platform, id: &str) -> Vec<u8> {
     k
 }
 
-pub fn cursor_key(name: &str) -> Vec<u8> {
+pub(crate) fn cursor_key(name: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + name.len());
     k.push(CURSOR);
     k.extend_from_slice(name.as_bytes());
@@ -196,14 +196,14 @@ pub fn cursor_key(name: &str) -> Vec<u8> {
 /// Whether the store keeps a post's interactions so that an edit or a deletion can undo them.
 /// X's stream never edits or deletes a post in place, and X is the bulk of any import: its posts are
 /// only remembered as seen.
-pub fn keeps_post_record(platform: Platform) -> bool {
+pub(crate) fn keeps_post_record(platform: Platform) -> bool {
     platform != Platform::X
 }
 
 /// The 64-bit fingerprint of a post identity that the seen-set keeps. Stable across builds (it is
 /// persisted): FNV-1a over the platform tag and the id, finished with a SplitMix64 mix. A chance
 /// collision between two real posts is about n²/2⁶⁵: one in a few hundred thousand at ten million.
-pub fn post_hash(platform: Platform, id: &str) -> u64 {
+pub(crate) fn post_hash(platform: Platform, id: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in std::iter::once(platform.tag()).chain(id.bytes()) {
         h ^= u64::from(b);
@@ -214,7 +214,7 @@ pub fn post_hash(platform: Platform, id: &str) -> u64 {
 
 /// One recorded change. Log records and snapshot chunks are sequences of these.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Effect<'a> {
+pub(crate) enum Effect<'a> {
     UserPut {
         uid: u32,
         key: &'a str,
@@ -268,12 +268,12 @@ const MAX_FIELD: usize = 1024;
 
 /// Appends effects to a buffer.
 #[derive(Debug, Default)]
-pub struct Encoder {
+pub(crate) struct Encoder {
     pub buf: Vec<u8>,
 }
 
 impl Encoder {
-    pub fn user_put(&mut self, uid: u32, key: &str, handle: Option<&str>, name: Option<&str>) {
+    pub(crate) fn user_put(&mut self, uid: u32, key: &str, handle: Option<&str>, name: Option<&str>) {
         self.buf.push(USER_PUT);
         self.buf.extend_from_slice(&uid.to_le_bytes());
         push_field(&mut self.buf, Some(key));
@@ -281,12 +281,12 @@ impl Encoder {
         push_field(&mut self.buf, name);
     }
 
-    pub fn user_drop(&mut self, uid: u32) {
+    pub(crate) fn user_drop(&mut self, uid: u32) {
         self.buf.push(USER_DROP);
         self.buf.extend_from_slice(&uid.to_le_bytes());
     }
 
-    pub fn tie_set(&mut self, from: u32, to: u32, tie: &Tie) {
+    pub(crate) fn tie_set(&mut self, from: u32, to: u32, tie: &Tie) {
         self.buf.push(TIE_SET);
         self.buf.extend_from_slice(&from.to_le_bytes());
         self.buf.extend_from_slice(&to.to_le_bytes());
@@ -298,11 +298,11 @@ impl Encoder {
         self.buf.extend_from_slice(&hash.to_le_bytes());
     }
 
-    pub fn stamp(&mut self, from: u32, to: u32, kind: Kind, at: u32) {
+    pub(crate) fn stamp(&mut self, from: u32, to: u32, kind: Kind, at: u32) {
         self.stamp_like(STAMP, from, to, kind, at);
     }
 
-    pub fn unstamp(&mut self, from: u32, to: u32, kind: Kind, at: u32) {
+    pub(crate) fn unstamp(&mut self, from: u32, to: u32, kind: Kind, at: u32) {
         self.stamp_like(UNSTAMP, from, to, kind, at);
     }
 
@@ -314,7 +314,7 @@ impl Encoder {
         self.buf.extend_from_slice(&at.to_le_bytes());
     }
 
-    pub fn purge_pair(&mut self, from: u32, to: u32) {
+    pub(crate) fn purge_pair(&mut self, from: u32, to: u32) {
         self.buf.push(PURGE_PAIR);
         self.buf.extend_from_slice(&from.to_le_bytes());
         self.buf.extend_from_slice(&to.to_le_bytes());
@@ -344,7 +344,7 @@ fn truncate(s: &str, max: usize) -> &str {
 }
 
 /// Reads effects back; yields `Err(offset)` at the first malformed one (a corrupt record).
-pub struct Decoder<'a> {
+pub(crate) struct Decoder<'a> {
     bytes: &'a [u8],
     pos: usize,
 }
@@ -422,7 +422,7 @@ impl<'a> Iterator for Decoder<'a> {
 /// One persisted interaction of a post, by store uids, with the time it was stamped at (0 in
 /// records written before the timeline: "any time").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PostEdge {
+pub(crate) struct PostEdge {
     pub kind: Kind,
     pub from: u32,
     pub to: u32,
@@ -433,7 +433,7 @@ pub struct PostEdge {
 const POST_V1: u8 = 1;
 const POST_V2: u8 = 2;
 
-pub fn encode_post(edges: &[PostEdge]) -> Vec<u8> {
+pub(crate) fn encode_post(edges: &[PostEdge]) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + 13 * edges.len());
     // A leading version byte keeps an empty interaction list distinct from the deleted marker.
     out.push(POST_V2);
@@ -447,7 +447,7 @@ pub fn encode_post(edges: &[PostEdge]) -> Vec<u8> {
 }
 
 /// The interactions of a stored post; empty for a deleted one; `None` if unreadable.
-pub fn decode_post(bytes: &[u8]) -> Option<Vec<PostEdge>> {
+pub(crate) fn decode_post(bytes: &[u8]) -> Option<Vec<PostEdge>> {
     if bytes == POST_DELETED {
         return Some(Vec::new());
     }

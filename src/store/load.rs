@@ -40,7 +40,7 @@ pub(super) struct Disk {
 }
 
 impl Disk {
-    pub fn snapshot_bytes(&self) -> u64 {
+    pub(crate) fn snapshot_bytes(&self) -> u64 {
         self.snapshot.as_ref().map_or(0, |s| s.summary.bytes)
     }
 }
@@ -86,7 +86,7 @@ impl Effects {
 
     /// [`Effects::apply`], also recording what changed for the change feed when `changes` is given
     /// (a replica applying another's commit tells its own consumers).
-    pub fn apply_recording(
+    pub(crate) fn apply_recording(
         &mut self,
         graph: &mut Graph,
         seen: &mut SeenSet,
@@ -150,7 +150,7 @@ impl Effects {
     }
 
     /// Carries out the pending timeline removals.
-    pub fn settle(&mut self, graph: &mut Graph) {
+    pub(crate) fn settle(&mut self, graph: &mut Graph) {
         if !self.purge.is_empty() {
             graph.purge_timeline(&std::mem::take(&mut self.purge));
         }

@@ -8,12 +8,12 @@ use super::snapshot::{Counts, Summary};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-pub const FILE: &str = "MANIFEST";
+pub(crate) const FILE: &str = "MANIFEST";
 const FORMAT: u32 = 1;
 
 /// The snapshot a manifest names.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SnapshotEntry {
+pub(crate) struct SnapshotEntry {
     pub id: u32,
     pub file: String,
     #[serde(flatten)]
@@ -22,7 +22,7 @@ pub struct SnapshotEntry {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Manifest {
+pub(crate) struct Manifest {
     pub format: u32,
     /// Also kept in sled: a sled database replaced or emptied no longer matches.
     pub store_id: String,
@@ -47,7 +47,7 @@ pub fn path(dir: &Path) -> PathBuf {
 }
 
 /// The snapshot file of checkpoint `id`.
-pub fn snapshot_file(id: u32) -> String {
+pub(crate) fn snapshot_file(id: u32) -> String {
     format!("checkpoint-{id:08}.tfs")
 }
 
@@ -89,7 +89,7 @@ pub fn write(dir: &Path, m: &Manifest) -> io::Result<()> {
 }
 
 /// Makes a directory's entries (a rename, a new file) durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 

@@ -42,7 +42,7 @@ use tokio::sync::{mpsc, oneshot};
 use writer::{Command, WriterLoop};
 
 /// The graph shared between the writer (which mutates it) and readers (HTTP queries).
-pub type SharedGraph = Arc<RwLock<Graph>>;
+pub(crate) type SharedGraph = Arc<RwLock<Graph>>;
 
 /// Store failures. These are about the disk, not about the request: the HTTP layer answers 500/503.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +70,7 @@ pub enum StoreError {
 
 impl StoreError {
     /// The disk (or the quota) is full: the write can succeed once space is freed.
-    pub fn is_storage_full(&self) -> bool {
+    pub(crate) fn is_storage_full(&self) -> bool {
         let io = match self {
             StoreError::Sled(sled::Error::Io(e)) | StoreError::Open { cause: sled::Error::Io(e), .. } => e,
             StoreError::Io { cause, .. } => cause,
@@ -287,7 +287,7 @@ impl Default for WriteStats {
 }
 
 /// The outcomes of one submission, in order, or why the whole batch failed.
-pub type Outcomes = Result<Vec<Result<Outcome, Rejection>>, StoreError>;
+pub(crate) type Outcomes = Result<Vec<Result<Outcome, Rejection>>, StoreError>;
 
 /// A cloneable handle to the store: submit mutations, read cursors, reach the graph.
 #[derive(Clone)]
@@ -409,7 +409,7 @@ pub fn offline<T, E: From<StoreError>>(
 ///
 /// # Errors
 /// As [`open`] on the directory, or the database holds a graph already or fails.
-pub fn migrate_to_database(dir: &Path, db: &Database) -> Result<Counts, StoreError> {
+pub(crate) fn migrate_to_database(dir: &Path, db: &Database) -> Result<Counts, StoreError> {
     let tmp = TempArchive::new();
     let io = |e: std::io::Error| StoreError::Io { what: format!("writing {}", tmp.0.display()), cause: e };
     let file = std::fs::File::create(&tmp.0).map_err(io)?;
@@ -422,7 +422,7 @@ pub fn migrate_to_database(dir: &Path, db: &Database) -> Result<Counts, StoreErr
 ///
 /// # Errors
 /// The database fails or holds no store; the directory is not empty or cannot be written.
-pub fn migrate_to_dir(db: &Database, dir: &Path) -> Result<Counts, StoreError> {
+pub(crate) fn migrate_to_dir(db: &Database, dir: &Path) -> Result<Counts, StoreError> {
     let tmp = TempArchive::new();
     let io = |e: std::io::Error| StoreError::Io { what: format!("writing {}", tmp.0.display()), cause: e };
     let file = std::fs::File::create(&tmp.0).map_err(io)?;
@@ -435,7 +435,10 @@ pub fn migrate_to_dir(db: &Database, dir: &Path) -> Result<Counts, StoreError> {
 ///
 /// # Errors
 /// The database holds a graph already, the archive is damaged (named), or the database fails.
-pub fn restore_into_database(archive: impl std::io::Read, db: &Database) -> Result<Counts, StoreError> {
+pub(crate) fn restore_into_database(
+    archive: impl std::io::Read,
+    db: &Database,
+) -> Result<Counts, StoreError> {
     pg::transfer::import(db, archive)
 }
 
@@ -604,7 +607,10 @@ impl StoreHandle {
     ///
     /// # Errors
     /// The store error, or the mutation's rejection as `Ok(Err(..))`.
-    pub async fn submit_one(&self, mutation: Mutation) -> Result<Result<Outcome, Rejection>, StoreError> {
+    pub(crate) async fn submit_one(
+        &self,
+        mutation: Mutation,
+    ) -> Result<Result<Outcome, Rejection>, StoreError> {
         let mut out = self.submit(vec![mutation]).await?;
         out.pop().ok_or(StoreError::Closed)
     }
@@ -755,7 +761,7 @@ impl StoreHandle {
     ///
     /// # Errors
     /// The database cannot be reached.
-    pub fn lead(&self, name: &str) -> Result<bool, StoreError> {
+    pub(crate) fn lead(&self, name: &str) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Sled(_) => Ok(true),
             Backend::Postgres(pg) => pg.reader.lead(name),

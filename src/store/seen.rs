@@ -12,7 +12,7 @@ type Shard = HashSet<u64, BuildHasherDefault<IdentityHasher>>;
 /// Post fingerprints (see [`super::layout::post_hash`]). They are already uniformly distributed
 /// hashes: each shard hashes them with the identity, and the shard is chosen by middle bits that
 /// neither the table's bucket (low bits) nor its tag (top bits) uses.
-pub struct SeenSet {
+pub(crate) struct SeenSet {
     shards: Vec<Shard>,
 }
 
@@ -40,7 +40,7 @@ impl SeenSet {
     }
 
     /// The fingerprints of one shard (`i < SHARDS`).
-    pub fn shard(&self, i: usize) -> impl Iterator<Item = &u64> {
+    pub(crate) fn shard(&self, i: usize) -> impl Iterator<Item = &u64> {
         self.shards[i].iter()
     }
 }
@@ -54,7 +54,7 @@ impl Extend<u64> for SeenSet {
 }
 
 #[derive(Default)]
-pub struct IdentityHasher(u64);
+pub(crate) struct IdentityHasher(u64);
 
 impl std::hash::Hasher for IdentityHasher {
     fn finish(&self) -> u64 {

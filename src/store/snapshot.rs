@@ -32,7 +32,7 @@ const MAX_FRAME: usize = 16 << 20;
 const SLICE: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FrameKind {
+pub(crate) enum FrameKind {
     Effects = 1,
     Records = 2,
     End = 3,
@@ -78,7 +78,7 @@ impl Counts {
 }
 
 /// Writes frames, keeping the whole stream's checksum and size.
-pub struct FrameWriter<W: Write> {
+pub(crate) struct FrameWriter<W: Write> {
     out: W,
     seq: u32,
     bytes: u64,
@@ -113,7 +113,7 @@ impl<W: Write> FrameWriter<W> {
 
     /// Writes `buf` as effect frames once it holds a frame's worth (or, with `all`, whatever it
     /// holds), cut at effect boundaries.
-    pub fn effects(&mut self, buf: &mut Vec<u8>, all: bool) -> io::Result<()> {
+    pub(crate) fn effects(&mut self, buf: &mut Vec<u8>, all: bool) -> io::Result<()> {
         if buf.is_empty() || (buf.len() < FRAME_BYTES && !all) {
             return Ok(());
         }
@@ -134,7 +134,7 @@ impl<W: Write> FrameWriter<W> {
 
 /// Size, checksum and frame count of a written snapshot (what the manifest records).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub bytes: u64,
     pub crc32: u32,
     pub frames: u32,
@@ -143,7 +143,7 @@ pub struct Summary {
 /// Writes the graph as of `cut`, and the seen-set but the fingerprints `after_cut` names, as effect
 /// frames; returns the counts (without `seq`, `next_uid` and `records`, which the caller knows).
 /// Holds each lock for one slice at a time.
-pub fn write_graph<W: Write>(
+pub(crate) fn write_graph<W: Write>(
     out: &mut FrameWriter<W>,
     graph: &RwLock<Graph>,
     seen: &RwLock<SeenSet>,
@@ -210,13 +210,13 @@ pub enum Damage {
 }
 
 /// One frame read and checked.
-pub struct Frame {
+pub(crate) struct Frame {
     pub kind: FrameKind,
     pub payload: Vec<u8>,
 }
 
 /// Reads and checks frames; after the end frame, [`FrameReader::counts`] and the summary.
-pub struct FrameReader<R: Read> {
+pub(crate) struct FrameReader<R: Read> {
     inp: R,
     seq: u32,
     at: u64,
@@ -237,7 +237,7 @@ impl<R: Read> FrameReader<R> {
     }
 
     /// The next frame before the end frame; `None` after it (once the stream is checked to end).
-    pub fn next_frame(&mut self) -> Result<Option<Frame>, Damage> {
+    pub(crate) fn next_frame(&mut self) -> Result<Option<Frame>, Damage> {
         if self.end.is_some() {
             return Ok(None);
         }

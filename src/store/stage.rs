@@ -20,7 +20,7 @@ struct StagedUser {
 }
 
 /// The effect of a batch, ready to persist (`log` as one record plus `batch`) and then to apply.
-pub struct Staged {
+pub(crate) struct Staged {
     /// Keys written beside the log record in the same atomic write: post records and cursors (the
     /// backend adds the next uid when the commit persists anything).
     pub writes: Vec<(Vec<u8>, Vec<u8>)>,
@@ -96,13 +96,13 @@ impl Staged {
 
 /// What staging needs besides the graph: whether a post was seen in an earlier batch, and the
 /// stored interactions of posts that can be edited or deleted.
-pub trait PostLookup {
+pub(crate) trait PostLookup {
     fn seen(&self, hash: u64) -> bool;
     fn post(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
 /// The live lookup: the writer's seen-set and sled's post records.
-pub struct Lookup<'a> {
+pub(crate) struct Lookup<'a> {
     pub seen: &'a SeenSet,
     pub db: &'a sled::Db,
 }

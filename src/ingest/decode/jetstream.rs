@@ -266,13 +266,13 @@ fn created_at(record_time: Option<&Text>, time_us: i64) -> Option<i64> {
 
 /// The DID of an at-URI (`at://did:plc:abc/app.bsky.feed.post/3k...` -> `did:plc:abc`); `None` when it
 /// is not an at-URI or its authority is a handle rather than a DID (a handle is no stable key).
-pub fn did_of(at_uri: &str) -> Option<&str> {
+pub(crate) fn did_of(at_uri: &str) -> Option<&str> {
     let authority = at_uri.strip_prefix("at://")?.split(['/', '?', '#']).next()?;
     (authority.len() > "did:".len() && authority.starts_with("did:")).then_some(authority)
 }
 
 /// The collection (NSID) of an at-URI (`app.bsky.feed.post`), `None` when it names none.
-pub fn collection_of(at_uri: &str) -> Option<&str> {
+pub(crate) fn collection_of(at_uri: &str) -> Option<&str> {
     let mut parts = at_uri.strip_prefix("at://")?.split(['/', '?', '#']);
     parts.next()?;
     parts.next().filter(|c| !c.is_empty())

@@ -126,24 +126,26 @@ pub fn decode_status(status: &[u8], instance: Option<&str>) -> Decoded {
 ///
 /// As [`decode_status`], for the first element that fails: a page comes from one server, so a bad
 /// element means the whole page is suspect.
-pub fn decode_statuses(page: &[u8], instance: Option<&str>) -> Decoded {
+pub(crate) fn decode_statuses(page: &[u8], instance: Option<&str>) -> Decoded {
     let statuses: Vec<Status> = serde_json::from_slice(page)?;
     statuses.iter().map(|s| to_post(s, instance).map(Record::Post)).collect()
 }
 
+#[cfg(test)]
 /// Decodes one Mastodon `Account` entity into a user (`mastodon:<acct>@<domain>`, handle, display name).
 ///
 /// # Errors
 ///
 /// [`DecodeError::Json`] when the bytes are not a JSON object of the right types;
 /// [`DecodeError::Shape`] when it has no `acct` or the acct cannot be qualified.
-pub fn decode_account(account: &[u8], instance: Option<&str>) -> Result<UserRef, DecodeError> {
+pub(crate) fn decode_account(account: &[u8], instance: Option<&str>) -> Result<UserRef, DecodeError> {
     let account: Account = serde_json::from_slice(account)?;
     account.user_ref(instance).ok_or_else(|| DecodeError::Shape("account without a qualifiable acct".into()))
 }
 
+#[cfg(test)]
 /// The user of an already-parsed `Account` JSON value, or `None` when it has no usable `acct`.
-pub fn account_ref(account: &serde_json::Value, instance: Option<&str>) -> Option<UserRef> {
+pub(crate) fn account_ref(account: &serde_json::Value, instance: Option<&str>) -> Option<UserRef> {
     Account::deserialize(account).ok()?.user_ref(instance)
 }
 

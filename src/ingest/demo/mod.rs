@@ -211,7 +211,7 @@ impl DemoGenerator {
     /// Appends the next line to `out` like [`DemoGenerator::write_next`], stamped `unix_ms` instead
     /// of the simulated clock (the live demo passes the current time). Ids still increase if the
     /// clock goes backwards. Times outside year 0..=9999 are clamped.
-    pub fn write_next_at(&mut self, out: &mut Vec<u8>, unix_ms: i64) {
+    pub(crate) fn write_next_at(&mut self, out: &mut Vec<u8>, unix_ms: i64) {
         self.generate(out, unix_ms.clamp(0, MAX_MS));
     }
 
@@ -222,15 +222,17 @@ impl DemoGenerator {
         into_string(out)
     }
 
+    #[cfg(test)]
     /// The next line as a `String`, stamped `unix_ms` (see [`DemoGenerator::write_next_at`]).
-    pub fn next_line_at(&mut self, unix_ms: i64) -> String {
+    pub(crate) fn next_line_at(&mut self, unix_ms: i64) -> String {
         let mut out = Vec::with_capacity(1536);
         self.write_next_at(&mut out, unix_ms);
         into_string(out)
     }
 
+    #[cfg(test)]
     /// How many lines this generator has produced.
-    pub fn posts_generated(&self) -> u64 {
+    pub(crate) fn posts_generated(&self) -> u64 {
         self.posts
     }
 

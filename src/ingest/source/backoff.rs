@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Why the last connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// The server closed a healthy stream (or asked us to reconnect).
     Dropped,
     /// TCP/TLS failure, a read error or a stall.
@@ -27,7 +27,7 @@ pub enum Failure {
 
 /// The reconnect schedule of one source.
 #[derive(Debug, Default, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     network: u32,
     http: u32,
     rate: u32,
@@ -80,7 +80,7 @@ fn exponential(first: Duration, attempt: u32, max: Duration) -> Duration {
 }
 
 /// Sleeps for `delay` unless cancelled first; returns false if cancelled.
-pub async fn sleep_or_cancel(delay: Duration, cancel: &CancellationToken) -> bool {
+pub(crate) async fn sleep_or_cancel(delay: Duration, cancel: &CancellationToken) -> bool {
     tokio::select! {
         _ = cancel.cancelled() => false,
         _ = tokio::time::sleep(delay) => true,

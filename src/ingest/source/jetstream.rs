@@ -94,12 +94,12 @@ pub const NAME: &str = "bluesky";
 /// The persisted resume position: the newest `time_us` processed, in decimal.
 pub const CURSOR: &str = "bluesky:cursor";
 /// Prefix of the persisted marker of a matching post (`bluesky:tagged:<at-uri>`).
-pub const TAGGED_PREFIX: &str = "bluesky:tagged:";
+pub(crate) const TAGGED_PREFIX: &str = "bluesky:tagged:";
 /// How far before the persisted cursor a connection resumes, in microseconds.
-pub const REWIND_US: i64 = 5_000_000;
+pub(crate) const REWIND_US: i64 = 5_000_000;
 /// The largest WebSocket message (and frame) accepted. A Jetstream event is a few KiB; this bounds
 /// what one bad frame can cost.
-pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
+pub(crate) const MAX_MESSAGE_BYTES: usize = 1 << 20;
 
 const POST: &str = "app.bsky.feed.post";
 const WANTED: &str = "wantedCollections=app.bsky.feed.post&wantedCollections=app.bsky.feed.repost";
@@ -193,7 +193,7 @@ pub async fn run(
 }
 
 /// The subscribe URL for the tracked collections, resuming at `cursor` (microseconds) if given.
-pub fn subscribe_url(base: &str, cursor: Option<i64>) -> String {
+pub(crate) fn subscribe_url(base: &str, cursor: Option<i64>) -> String {
     let sep = if base.contains('?') { '&' } else { '?' };
     match cursor {
         Some(c) => format!("{base}{sep}{WANTED}&cursor={c}"),
@@ -580,7 +580,7 @@ impl End {
 }
 
 /// The persisted marker name of a matching post.
-pub fn tagged_key(uri: &str) -> String {
+pub(crate) fn tagged_key(uri: &str) -> String {
     format!("{TAGGED_PREFIX}{uri}")
 }
 

@@ -4,12 +4,12 @@
 /// A line longer than the cap: the stream is broken, end the connection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("a line grew past {0} bytes without a newline")]
-pub struct LineTooLong(pub usize);
+pub(crate) struct LineTooLong(pub usize);
 
 /// Buffers chunks and yields complete, non-empty lines (without `\r\n`); keep-alive blank lines are
 /// counted, not yielded.
 #[derive(Debug)]
-pub struct LineSplitter {
+pub(crate) struct LineSplitter {
     buf: Vec<u8>,
     max: usize,
     pub keepalives: u64,
@@ -49,7 +49,7 @@ impl LineSplitter {
     }
 
     /// The unfinished tail, if any (a stream that ended mid-line).
-    pub fn take_partial(&mut self) -> Option<Vec<u8>> {
+    pub(crate) fn take_partial(&mut self) -> Option<Vec<u8>> {
         let rest = std::mem::take(&mut self.buf);
         (!rest.trim_ascii().is_empty()).then_some(rest)
     }

@@ -141,7 +141,7 @@ impl Tally {
     }
 
     /// Adds this tally to a source's counters.
-    pub fn report_to(&self, status: &SourceStatus) {
+    pub(crate) fn report_to(&self, status: &SourceStatus) {
         status.posts.fetch_add(self.posts, Ordering::Relaxed);
         status.interactions.fetch_add(self.interactions, Ordering::Relaxed);
         status.duplicates.fetch_add(self.duplicates, Ordering::Relaxed);

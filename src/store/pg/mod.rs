@@ -288,7 +288,7 @@ pub(super) struct Record<'r> {
 }
 
 impl<'r> Record<'r> {
-    pub fn from_row(row: &'r postgres::Row) -> Record<'r> {
+    pub(crate) fn from_row(row: &'r postgres::Row) -> Record<'r> {
         Record {
             seq: row.get::<_, i64>(0) as u64,
             next_uid: row.get::<_, i64>(1) as u32,
@@ -531,7 +531,7 @@ fn create_database(name: &str) -> Result<String, String> {
 
 /// A session on the [`test_server`]'s `postgres` database; `Err` says why there is none. For tests.
 #[doc(hidden)]
-pub fn test_server_session() -> Result<postgres::Client, String> {
+pub(crate) fn test_server_session() -> Result<postgres::Client, String> {
     let admin = Database::parse(&format!("{}/postgres", test_server()))?;
     admin.connect().map_err(|e| e.to_string())
 }

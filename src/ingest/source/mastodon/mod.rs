@@ -113,7 +113,7 @@ pub struct MastodonArgs {
 }
 
 /// The environment variable holding the Mastodon token (never accepted as a flag).
-pub const ENV_MASTODON_TOKEN: &str = "TAGFLOW_MASTODON_TOKEN";
+pub(crate) const ENV_MASTODON_TOKEN: &str = "TAGFLOW_MASTODON_TOKEN";
 
 /// Mastodon settings. The token is read from the environment, never from a flag.
 #[derive(Debug, Clone)]

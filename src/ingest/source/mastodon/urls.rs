@@ -4,7 +4,7 @@ use super::*;
 
 /// Compares two instance-local status ids: decimal strings numerically (by length, then digits),
 /// anything else (a fork's fixed-width ids) bytewise.
-pub fn cmp_ids(a: &str, b: &str) -> Ordering {
+pub(crate) fn cmp_ids(a: &str, b: &str) -> Ordering {
     let decimal = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
     if decimal(a) && decimal(b) {
         let (a, b) = (a.trim_start_matches('0'), b.trim_start_matches('0'));

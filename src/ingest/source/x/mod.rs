@@ -74,7 +74,7 @@ pub struct XArgs {
 }
 
 /// The environment variable holding the X bearer token (never accepted as a flag).
-pub const ENV_X_BEARER_TOKEN: &str = "TAGFLOW_X_BEARER_TOKEN";
+pub(crate) const ENV_X_BEARER_TOKEN: &str = "TAGFLOW_X_BEARER_TOKEN";
 
 /// X API v2 settings. The token is read from the environment, never from a flag.
 #[derive(Debug, Clone)]
@@ -115,24 +115,24 @@ mod rules;
 /// The persisted resume position: the newest tweet id seen, as decimal text.
 pub const CURSOR: &str = "x:since_id";
 /// Tag prefix of the rules this source owns. Rules without it belong to other tools and are kept.
-pub const RULE_TAG_PREFIX: &str = "tagflow:";
+pub(crate) const RULE_TAG_PREFIX: &str = "tagflow:";
 /// A line longer than this without a newline means the stream is broken: end the connection.
-pub const MAX_LINE: usize = 1 << 20;
+pub(crate) const MAX_LINE: usize = 1 << 20;
 /// Commit at least this often while chunks keep arriving back to back.
-pub const COMMIT_EVERY: Duration = Duration::from_millis(200);
+pub(crate) const COMMIT_EVERY: Duration = Duration::from_millis(200);
 /// Commit at least every this many posts while chunks keep arriving back to back.
-pub const COMMIT_POSTS: usize = 500;
+pub(crate) const COMMIT_POSTS: usize = 500;
 /// Consecutive 401/403 answers before the source gives up and reports `failed`.
 pub const AUTH_ATTEMPTS: u32 = 3;
 
 /// `expansions` of the stream and of recent search (`PROTOCOLS.md`).
-pub const EXPANSIONS: &str =
+pub(crate) const EXPANSIONS: &str =
     "author_id,referenced_tweets.id,referenced_tweets.id.author_id,entities.mentions.username,in_reply_to_user_id";
 /// `tweet.fields` of the stream and of recent search.
-pub const TWEET_FIELDS: &str =
+pub(crate) const TWEET_FIELDS: &str =
     "author_id,created_at,conversation_id,entities,in_reply_to_user_id,referenced_tweets,lang";
 /// `user.fields` of the stream and of recent search.
-pub const USER_FIELDS: &str = "id,name,username,created_at,public_metrics,verified";
+pub(crate) const USER_FIELDS: &str = "id,name,username,created_at,public_metrics,verified";
 
 /// Rules and search answers are small and bounded: these requests, unlike the stream, get a total timeout.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -608,7 +608,7 @@ fn id_text(v: &Value) -> Option<String> {
 
 /// A tweet id as a number, for "newest" comparisons: decimal digits only, compared as integers (as
 /// text, "999" would sort after "1000"; as f64, 19-digit ids lose their last digits).
-pub fn tweet_id(s: &str) -> Option<u128> {
+pub(crate) fn tweet_id(s: &str) -> Option<u128> {
     let s = s.trim();
     if s.is_empty() || s.len() > 38 || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -618,7 +618,7 @@ pub fn tweet_id(s: &str) -> Option<u128> {
 
 /// The recent-search query for the tracked terms: OR-joined, a multi-word term grouped (in a rule,
 /// words side by side mean AND).
-pub fn search_query(track: &[String]) -> String {
+pub(crate) fn search_query(track: &[String]) -> String {
     track
         .iter()
         .map(|t| if t.split_whitespace().nth(1).is_some() { format!("({t})") } else { t.clone() })
