@@ -118,7 +118,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let registry = Arc::new(Registry::default());
         let cancel = CancellationToken::new();
-        let sources = crate::ingest::start_sources(&config.sources, &store, &registry, &cancel)?;
+        let sources = crate::ingest::start_sources(&config.sources, &store, &registry, &cancel);
         let ingest = registry.register("ingest");
         ingest.set_state(crate::ingest::status::SourceState::Streaming);
         let limits = http::server::Limits {

@@ -256,10 +256,6 @@ fn edges(list: &[(&str, &str, &str, u64)]) -> Edges {
 
 // ---- reading the graph and the source's status ----
 
-async fn graph(app: &TestApp) -> (BTreeMap<String, Option<String>>, Edges) {
-    graph_at(&app.client, &app.addr).await
-}
-
 async fn graph_at(client: &reqwest::Client, base: &str) -> (BTreeMap<String, Option<String>>, Edges) {
     let get = |path: String| async move {
         let resp = client.get(format!("{base}{path}")).send().await.expect("request sent");
@@ -312,15 +308,26 @@ async fn assert_graph_becomes(
     expected: &(BTreeMap<String, Option<String>>, Edges),
     within: Duration,
 ) {
+    assert_graph_at(&app.client, &app.addr, expected, within).await;
+}
+
+/// Waits until the service at `base` serves `expected` (users with handles, and edges), or fails
+/// showing the difference after `within`.
+async fn assert_graph_at(
+    client: &reqwest::Client,
+    base: &str,
+    expected: &(BTreeMap<String, Option<String>>, Edges),
+    within: Duration,
+) {
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        let got = graph(app).await;
+        let got = graph_at(client, base).await;
         if &got == expected {
             return;
         }
         if tokio::time::Instant::now() > deadline {
-            assert_eq!(got.1, expected.1, "edges");
-            assert_eq!(got.0, expected.0, "users and handles");
+            assert_eq!(got.1, expected.1, "edges at {base}");
+            assert_eq!(got.0, expected.0, "users and handles at {base}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -530,19 +537,7 @@ async fn kill_9_mid_stream_then_restart_loses_no_post_and_counts_none_twice() {
 
     let server = common::process::start(tmp.path(), &args, &[]);
     let base = server.url("");
-    let expected = scenario_graph();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let got = graph_at(&client, &base).await;
-        if got == expected {
-            break;
-        }
-        if tokio::time::Instant::now() > deadline {
-            assert_eq!(got.1, expected.1, "edges after the restart");
-            assert_eq!(got.0, expected.0, "users after the restart");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert_graph_at(&client, &base, &scenario_graph(), Duration::from_secs(20)).await;
     let subs = mock.subscriptions();
     assert_eq!(subs.len(), 2, "{subs:?}");
     let resumed = subs[1].cursor.expect("the restart resumed from the persisted cursor");
@@ -585,19 +580,7 @@ async fn a_source_fails_over_to_another_replica_and_the_graph_stays_exact() {
     .await;
     a.kill9();
     assert!(mock.sent() < 20, "the kill came before the end of the stream ({} sent)", mock.sent());
-    let expected = scenario_graph();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let got = graph_at(&client, &base_b).await;
-        if got == expected {
-            break;
-        }
-        if tokio::time::Instant::now() > deadline {
-            assert_eq!(got.1, expected.1, "edges on B after the failover");
-            assert_eq!(got.0, expected.0, "users on B after the failover");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert_graph_at(&client, &base_b, &scenario_graph(), Duration::from_secs(30)).await;
     let subs = mock.subscriptions();
     assert_eq!(subs.len(), 2, "A's connection, then B's: {subs:?}");
     let resumed = subs[1].cursor.expect("B resumed from the cursor A committed");
@@ -612,5 +595,84 @@ async fn a_source_fails_over_to_another_replica_and_the_graph_stays_exact() {
     })
     .await;
     assert_eq!(source_status(&client, &base_a).await["state"], "standby", "B keeps the source");
+    drop((a, b));
+}
+
+/// A replica whose database session is cut loses the source's lock: finding it held elsewhere, it
+/// stops its run (committing what it holds) and stands by; once the lock is free, one replica takes
+/// the source over from the committed cursor, and the graph is exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_that_loses_its_lock_stops_the_source_and_stands_by() {
+    let Some(db) = common::pg::database("jetstream_lock_lost") else { return };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mock = MockJetstream::start(scenario(), First::Full, Duration::from_millis(400)).await;
+    let url = mock.url();
+    let args = ["--sources", "bluesky", "--jetstream-url", url.as_str(), "--track", SCENARIO_TRACK];
+    let env = [("DATABASE_URL", db.as_str())];
+    let client = reqwest::Client::new();
+    let a = common::process::start(dir_a.path(), &args, &env);
+    let (base_a, state) = (a.url(""), |s: &Value| s["state"].as_str().unwrap_or_default().to_string());
+    eventually(Duration::from_secs(10), "A runs the source", || {
+        let (client, base) = (client.clone(), base_a.clone());
+        async move { source_status(&client, &base).await["state"] == "streaming" }
+    })
+    .await;
+    let b = common::process::start(dir_b.path(), &args, &env);
+    let base_b = b.url("");
+    // The session holding the source's lock (A's) ends, as when a network drops it, and another
+    // session (this test's) takes the lock before either replica can.
+    let key: i64 = 0x7461_6766_1000_0000 + i64::from(crc32fast::hash(b"source:bluesky"));
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let (held_tx, held) = tokio::sync::oneshot::channel::<usize>();
+    let holder = {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            let mut c = postgres::Client::connect(&db, postgres::NoTls).expect("connect");
+            let cut = c
+                .query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks \
+                     WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()",
+                    &[],
+                )
+                .expect("terminate")
+                .len();
+            while !c.query_one("SELECT pg_try_advisory_lock($1)", &[&key]).expect("lock").get::<_, bool>(0) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let _ = held_tx.send(cut);
+            let _ = released.recv();
+        })
+    };
+    assert!(held.await.unwrap() >= 1, "A's session held the lock");
+    eventually(Duration::from_secs(20), "A stops the source: neither replica runs it", || {
+        let (client, a, b) = (client.clone(), base_a.clone(), base_b.clone());
+        async move {
+            let (sa, sb) = (source_status(&client, &a).await, source_status(&client, &b).await);
+            state(&sa) == "standby" && state(&sb) == "standby"
+        }
+    })
+    .await;
+    // The lock is free again: one replica, either, takes the source over.
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    eventually(Duration::from_secs(20), "one replica runs the source", || {
+        let (client, a, b) = (client.clone(), base_a.clone(), base_b.clone());
+        async move {
+            let (sa, sb) = (source_status(&client, &a).await, source_status(&client, &b).await);
+            let states = [state(&sa), state(&sb)];
+            states.contains(&"streaming".to_string()) && states.contains(&"standby".to_string())
+        }
+    })
+    .await;
+    for base in [&base_b, &base_a] {
+        assert_graph_at(&client, base, &scenario_graph(), Duration::from_secs(30)).await;
+    }
+    let states =
+        [state(&source_status(&client, &base_a).await), state(&source_status(&client, &base_b).await)];
+    assert_eq!(
+        states.iter().filter(|s| *s == "streaming").count(),
+        1,
+        "one replica runs the source: {states:?}"
+    );
     drop((a, b));
 }

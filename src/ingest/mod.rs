@@ -150,89 +150,58 @@ impl SourcesArgs {
     }
 }
 
-/// Why the sources cannot start.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum StartError {
-    #[error(transparent)]
-    Mastodon(#[from] source::mastodon::MastodonError),
-}
-
-/// Starts every configured source as tasks; each stops when `cancel` fires, after committing what
-/// it holds.
-///
-/// # Errors
-/// A source whose configuration is incomplete.
+/// Starts every configured source as a task; each stops when `cancel` fires, after committing what
+/// it holds. On a shared database, each runs only while this replica holds its lock (see [`led`]).
 pub(crate) fn start_sources(
     config: &Sources,
     store: &StoreHandle,
     registry: &Arc<Registry>,
     cancel: &CancellationToken,
-) -> Result<Vec<Running>, StartError> {
-    let mut tasks = Vec::new();
+) -> Vec<Running> {
+    let mut running = Vec::new();
     for kind in &config.kinds {
-        match kind {
+        let track = config.track.clone();
+        let (status, task) = match kind {
             SourceKind::Demo => {
-                let status = registry.register("demo");
-                let task = tokio::spawn(led(
-                    store,
-                    &status,
-                    cancel,
-                    source::demo::run(
-                        config.demo.clone(),
-                        config.track.clone(),
-                        store.clone(),
-                        status.clone(),
-                        cancel.clone(),
-                    ),
-                ));
-                tasks.push(Running { status, tasks: vec![task] });
+                let (status, settings) = (registry.register("demo"), config.demo.clone());
+                let st = status.clone();
+                let h = store.clone();
+                let run = move |token| {
+                    source::demo::run(settings.clone(), track.clone(), h.clone(), st.clone(), token)
+                };
+                (status.clone(), led(store, &status, cancel, run))
             }
             SourceKind::Bluesky => {
-                let status = registry.register(source::jetstream::NAME);
-                let task = tokio::spawn(led(
-                    store,
-                    &status,
-                    cancel,
-                    source::jetstream::run(
-                        config.jetstream.clone(),
-                        config.track.clone(),
-                        store.clone(),
-                        status.clone(),
-                        cancel.clone(),
-                    ),
-                ));
-                tasks.push(Running { status, tasks: vec![task] });
+                let (status, settings) =
+                    (registry.register(source::jetstream::NAME), config.jetstream.clone());
+                let st = status.clone();
+                let h = store.clone();
+                let run = move |token| {
+                    source::jetstream::run(settings.clone(), track.clone(), h.clone(), st.clone(), token)
+                };
+                (status.clone(), led(store, &status, cancel, run))
             }
             SourceKind::X => {
-                let status = registry.register("x");
-                let task = tokio::spawn(led(
-                    store,
-                    &status,
-                    cancel,
-                    source::x::run(
-                        config.x.clone(),
-                        config.track.clone(),
-                        store.clone(),
-                        status.clone(),
-                        cancel.clone(),
-                    ),
-                ));
-                tasks.push(Running { status, tasks: vec![task] });
+                let (status, settings) = (registry.register("x"), config.x.clone());
+                let st = status.clone();
+                let h = store.clone();
+                let run = move |token| {
+                    source::x::run(settings.clone(), track.clone(), h.clone(), st.clone(), token)
+                };
+                (status.clone(), led(store, &status, cancel, run))
             }
             SourceKind::Mastodon => {
-                let options = source::mastodon::Options::from_config(&config.mastodon, &config.track)?;
-                let status = registry.register(source::mastodon::NAME);
-                let started = if store.replication().is_none() {
-                    source::mastodon::start(options, store, status.clone(), cancel)?
-                } else {
-                    // Its tasks start once this replica leads the source.
-                    stand_by(store, &status);
-                    let (store, st, cancel) = (store.clone(), status.clone(), cancel.clone());
-                    vec![tokio::spawn(async move {
-                        if !leading(&store, &st, &cancel).await {
-                            return;
-                        }
-                        match source::mastodon::start(options, &store, st.clone(), &cancel) {
+                let (status, settings) = (registry.register(source::mastodon::NAME), config.mastodon.clone());
+                let (st, h) = (status.clone(), store.clone());
+                let run = move |token: CancellationToken| {
+                    let (settings, track, store, st) =
+                        (settings.clone(), track.clone(), h.clone(), st.clone());
+                    async move {
+                        // Checked when the configuration was made: these fail only on settings a
+                        // test set by hand.
+                        let started = source::mastodon::Options::from_config(&settings, &track)
+                            .and_then(|options| source::mastodon::start(options, &store, st.clone(), &token));
+                        match started {
                             Ok(tasks) => {
                                 for t in tasks {
                                     let _ = t.await;
@@ -243,32 +212,70 @@ pub(crate) fn start_sources(
                                 st.set_state(status::SourceState::Failed { reason: e.to_string() });
                             }
                         }
-                    })]
+                    }
                 };
-                tasks.push(Running { status, tasks: started });
+                (status.clone(), led(store, &status, cancel, run))
             }
-            SourceKind::None => {}
-        }
+            SourceKind::None => continue,
+        };
+        running.push(Running { status, tasks: vec![task] });
     }
-    Ok(tasks)
+    running
 }
 
-/// How often a replica on standby asks whether it can take a source over: a source whose replica
-/// died runs again within this (its lock went with the dead replica's session).
+/// How often a replica on standby asks whether it can take a source over (a source whose replica
+/// died runs again within this: its lock went with the dead replica's session), and how often a
+/// replica running one checks that it still holds the lock.
 const ELECTION_POLL: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Runs `source` once this process leads it (see [`leading`]).
-fn led(
+/// Spawns the task of a source: `run(token)` once this process leads it (see [`leading`]), until
+/// `cancel` fires. On a shared database, a replica that finds its lock gone (its session was lost
+/// and another replica took the source over) cancels its run, which commits what it holds, and
+/// stands by again: one replica at a time runs each source.
+fn led<F, Fut>(
     store: &StoreHandle,
     status: &Arc<status::SourceStatus>,
     cancel: &CancellationToken,
-    source: impl std::future::Future<Output = ()>,
-) -> impl std::future::Future<Output = ()> {
+    run: F,
+) -> JoinHandle<()>
+where
+    F: Fn(CancellationToken) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     stand_by(store, status);
     let (store, status, cancel) = (store.clone(), status.clone(), cancel.clone());
-    async move {
-        if leading(&store, &status, &cancel).await {
-            source.await;
+    tokio::spawn(async move {
+        loop {
+            if !leading(&store, &status, &cancel).await {
+                return;
+            }
+            let token = cancel.child_token();
+            let running = run(token.clone());
+            tokio::pin!(running);
+            if store.replication().is_none() {
+                return running.await;
+            }
+            tokio::select! {
+                () = &mut running => return,
+                () = lost(&store, &status) => {
+                    log::warn!("source {}: another replica holds it now; stopping it here", status.name);
+                    token.cancel();
+                    running.await;
+                    stand_by(&store, &status);
+                }
+            }
+        }
+    })
+}
+
+/// Resolves once the database says this replica no longer holds the source's lock.
+async fn lost(store: &StoreHandle, status: &status::SourceStatus) {
+    let name = format!("source:{}", status.name);
+    loop {
+        tokio::time::sleep(ELECTION_POLL).await;
+        let (s, n) = (store.clone(), name.clone());
+        if let Ok(Ok(false)) = tokio::task::spawn_blocking(move || s.lead(&n)).await {
+            return;
         }
     }
 }
