@@ -160,67 +160,45 @@ pub(crate) fn start_sources(
 ) -> Vec<Running> {
     let mut running = Vec::new();
     for kind in &config.kinds {
-        let track = config.track.clone();
-        let (status, task) = match kind {
-            SourceKind::Demo => {
-                let (status, settings) = (registry.register("demo"), config.demo.clone());
-                let st = status.clone();
-                let h = store.clone();
-                let run = move |token| {
-                    source::demo::run(settings.clone(), track.clone(), h.clone(), st.clone(), token)
-                };
-                (status.clone(), led(store, &status, cancel, run))
+        let (track, ctx) = (&config.track, (registry, store, cancel));
+        running.push(match kind {
+            SourceKind::Demo => spawn("demo", config.demo.clone(), track, ctx, source::demo::run),
+            SourceKind::X => spawn("x", config.x.clone(), track, ctx, source::x::run),
+            SourceKind::Mastodon => {
+                spawn(source::mastodon::NAME, config.mastodon.clone(), track, ctx, source::mastodon::run)
             }
             SourceKind::Bluesky => {
-                let (status, settings) =
-                    (registry.register(source::jetstream::NAME), config.jetstream.clone());
-                let st = status.clone();
-                let h = store.clone();
-                let run = move |token| {
-                    source::jetstream::run(settings.clone(), track.clone(), h.clone(), st.clone(), token)
-                };
-                (status.clone(), led(store, &status, cancel, run))
-            }
-            SourceKind::X => {
-                let (status, settings) = (registry.register("x"), config.x.clone());
-                let st = status.clone();
-                let h = store.clone();
-                let run = move |token| {
-                    source::x::run(settings.clone(), track.clone(), h.clone(), st.clone(), token)
-                };
-                (status.clone(), led(store, &status, cancel, run))
-            }
-            SourceKind::Mastodon => {
-                let (status, settings) = (registry.register(source::mastodon::NAME), config.mastodon.clone());
-                let (st, h) = (status.clone(), store.clone());
-                let run = move |token: CancellationToken| {
-                    let (settings, track, store, st) =
-                        (settings.clone(), track.clone(), h.clone(), st.clone());
-                    async move {
-                        // Checked when the configuration was made: these fail only on settings a
-                        // test set by hand.
-                        let started = source::mastodon::Options::from_config(&settings, &track)
-                            .and_then(|options| source::mastodon::start(options, &store, st.clone(), &token));
-                        match started {
-                            Ok(tasks) => {
-                                for t in tasks {
-                                    let _ = t.await;
-                                }
-                            }
-                            Err(e) => {
-                                log::error!("source {}: {e}", st.name);
-                                st.set_state(status::SourceState::Failed { reason: e.to_string() });
-                            }
-                        }
-                    }
-                };
-                (status.clone(), led(store, &status, cancel, run))
+                spawn(source::jetstream::NAME, config.jetstream.clone(), track, ctx, source::jetstream::run)
             }
             SourceKind::None => continue,
-        };
-        running.push(Running { status, tasks: vec![task] });
+        });
     }
     running
+}
+
+/// What starting a source needs besides its settings: where it reports, the store, the stop.
+type Ctx<'a> = (&'a Arc<Registry>, &'a StoreHandle, &'a CancellationToken);
+
+/// Registers source `name` and spawns its task: `run(settings, track, store, status, token)`, the
+/// one signature every source has, supervised by [`led`].
+fn spawn<S, R, Fut>(
+    name: &str,
+    settings: S,
+    track: &[String],
+    (registry, store, cancel): Ctx<'_>,
+    run: R,
+) -> Running
+where
+    S: Clone + Send + 'static,
+    R: Fn(S, Vec<String>, StoreHandle, Arc<status::SourceStatus>, CancellationToken) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let status = registry.register(name);
+    let (st, h, track) = (status.clone(), store.clone(), track.to_vec());
+    let task = led(store, &status, cancel, move |token| {
+        run(settings.clone(), track.clone(), h.clone(), st.clone(), token)
+    });
+    Running { status, tasks: vec![task] }
 }
 
 /// How often a replica on standby asks whether it can take a source over (a source whose replica

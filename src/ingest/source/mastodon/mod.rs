@@ -230,6 +230,31 @@ pub fn hashtags(track: &[String]) -> Vec<String> {
     tags
 }
 
+/// Runs the source until `cancel` fires: its streams, committer and boost fetcher, from `settings`
+/// (checked when the configuration was made: failing here means settings a test set by hand, shown
+/// as `failed`).
+pub async fn run(
+    settings: MastodonSettings,
+    track: Vec<String>,
+    store: StoreHandle,
+    status: Arc<SourceStatus>,
+    cancel: CancellationToken,
+) {
+    let started = Options::from_config(&settings, &track)
+        .and_then(|options| start(options, &store, status.clone(), &cancel));
+    match started {
+        Ok(tasks) => {
+            for t in tasks {
+                let _ = t.await;
+            }
+        }
+        Err(e) => {
+            log::error!("source {NAME}: {e}");
+            status.set_state(SourceState::Failed { reason: e.to_string() });
+        }
+    }
+}
+
 /// Starts the source: one reader per hashtag, the committer and the boost fetcher. Each task stops
 /// when `cancel` fires; the committer last, after committing everything the readers handed over.
 ///
