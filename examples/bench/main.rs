@@ -318,20 +318,24 @@ fn import(a: &Args, handle: &store::StoreHandle) -> anyhow::Result<()> {
         feeder.decode_time.as_secs_f64()
     );
     println!("graph: {users} users, {edges} edges, {} bytes on disk", handle.size_on_disk());
-    {
-        use std::sync::atomic::Ordering::Relaxed;
-        let st = handle.stats();
-        let ms = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed) as f64 / 1e3;
-        println!(
-            "writer time: stage={:.0}ms write={:.0}ms flush={:.0}ms apply={:.0}ms over {} commits",
-            ms(&st.stage_micros),
-            ms(&st.write_micros),
-            ms(&st.flush_micros),
-            ms(&st.apply_micros),
-            st.commits.load(Relaxed)
-        );
-    }
+    print_writer_time("writer time", "write", "flush", handle);
     Ok(())
+}
+
+/// Where the writer's time went, per phase of a commit (`write` and `flush` name the middle two,
+/// which each store spends differently).
+fn print_writer_time(label: &str, write: &str, flush: &str, handle: &store::StoreHandle) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let st = handle.stats();
+    let ms = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed) as f64 / 1e3;
+    println!(
+        "{label}: stage={:.0}ms {write}={:.0}ms {flush}={:.0}ms apply={:.0}ms over {} commits",
+        ms(&st.stage_micros),
+        ms(&st.write_micros),
+        ms(&st.flush_micros),
+        ms(&st.apply_micros),
+        st.commits.load(Relaxed)
+    );
 }
 
 /// Prints latency quantiles; `found` says how many pairs were connected, for paths.

@@ -56,19 +56,7 @@ pub fn measure(
         feeder.tally.interactions,
         posts as f64 / secs
     );
-    {
-        use std::sync::atomic::Ordering::Relaxed;
-        let st = handle.stats();
-        let ms = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed) as f64 / 1e3;
-        println!(
-            "postgres writer time: stage={:.0}ms insert={:.0}ms commit={:.0}ms apply={:.0}ms over {} commits",
-            ms(&st.stage_micros),
-            ms(&st.write_micros),
-            ms(&st.flush_micros),
-            ms(&st.apply_micros),
-            st.commits.load(Relaxed)
-        );
-    }
+    super::print_writer_time("postgres writer time", "insert", "commit", &handle);
     // A clean stop writes a checkpoint into the database, so that a start reads a snapshot.
     let t = Instant::now();
     handle.close_blocking();

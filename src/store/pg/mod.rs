@@ -431,7 +431,7 @@ enum Ask {
 /// client must not run on the async runtime's threads). The source locks it holds last as long as
 /// its session: if the process dies, they are released and another replica takes the sources over.
 pub(crate) struct Reader {
-    tx: parking_lot::Mutex<std_mpsc::Sender<Ask>>,
+    tx: std_mpsc::Sender<Ask>,
 }
 
 impl Reader {
@@ -480,13 +480,13 @@ impl Reader {
         if let Err(e) = spawned {
             log::error!("store: cannot start the database reader thread: {e}");
         }
-        Reader { tx: parking_lot::Mutex::new(tx) }
+        Reader { tx }
     }
 
     /// A value of `tagflow_kv` (a cursor).
     pub(crate) fn get(&self, key: Vec<u8>) -> Result<Option<Vec<u8>>, StoreError> {
         let (reply, rx) = std_mpsc::channel();
-        self.tx.lock().send(Ask::Get(key, reply)).map_err(|_| StoreError::Closed)?;
+        self.tx.send(Ask::Get(key, reply)).map_err(|_| StoreError::Closed)?;
         rx.recv().map_err(|_| StoreError::Closed)?
     }
 
@@ -495,7 +495,7 @@ impl Reader {
     pub(crate) fn lead(&self, name: &str) -> Result<bool, StoreError> {
         let key = SOURCE_LOCK_BASE + (crc32fast::hash(name.as_bytes()) as i64);
         let (reply, rx) = std_mpsc::channel();
-        self.tx.lock().send(Ask::Lead(key, reply)).map_err(|_| StoreError::Closed)?;
+        self.tx.send(Ask::Lead(key, reply)).map_err(|_| StoreError::Closed)?;
         rx.recv().map_err(|_| StoreError::Closed)?
     }
 }
