@@ -265,6 +265,18 @@ impl Out<'_> {
         self.buf.push(b'"');
     }
 
+    /// A CSV header line: fixed columns, one per attribute, fixed columns (the attribute names are
+    /// ours: nothing to quote).
+    fn csv_header<'n>(&mut self, first: &str, names: impl Iterator<Item = &'n str>, last: &str) {
+        self.s(first);
+        for name in names {
+            self.s(",");
+            self.s(name);
+        }
+        self.s(last);
+        self.s("\r\n");
+    }
+
     /// One user or edge written: hands the buffer over when full, reports progress now and then.
     fn item(&mut self) -> io::Result<()> {
         self.pending += 1;
@@ -431,12 +443,7 @@ fn graphml(plan: &Plan, out: &mut Out) -> io::Result<()> {
 /// Gephi's spreadsheet importer reads `Id` and `Label` for nodes.
 fn csv_nodes(plan: &Plan, out: &mut Out) -> io::Result<()> {
     let cols = columns(plan);
-    out.s("Id,Label");
-    for c in &cols {
-        out.s(",");
-        out.s(c.name());
-    }
-    out.s("\r\n");
+    out.csv_header("Id,Label", cols.iter().map(|c| c.name()), "");
     for n in plan.users() {
         out.csv(&n.key);
         out.s(",");
@@ -456,12 +463,7 @@ fn csv_nodes(plan: &Plan, out: &mut Out) -> io::Result<()> {
 /// Gephi's spreadsheet importer reads `Source`, `Target`, `Type` and `Weight` for edges.
 fn csv_edges(plan: &Plan, out: &mut Out) -> io::Result<()> {
     let kinds = kinds(plan);
-    out.s("Source,Target,Type,Weight");
-    for k in &kinds {
-        out.s(",");
-        out.s(k.as_str());
-    }
-    out.s(",first_seen,last_seen\r\n");
+    out.csv_header("Source,Target,Type,Weight", kinds.iter().map(|k| k.as_str()), ",first_seen,last_seen");
     for e in plan.edges() {
         edge_row(out, &e, &kinds);
         out.item()?;

@@ -532,18 +532,10 @@ impl Graph {
             }
             // A user that is no longer busy takes its edges out of the index.
             if self.g[a].out_deg == HUB {
-                let targets: Vec<u32> =
-                    self.g.neighbors_directed(a, Direction::Outgoing).map(|x| x.index() as u32).collect();
-                for x in targets {
-                    self.busy.remove(&(a.index() as u32, x));
-                }
+                self.reindex_busy(a, Direction::Outgoing, false);
             }
             if self.g[b].in_deg == HUB {
-                let sources: Vec<u32> =
-                    self.g.neighbors_directed(b, Direction::Incoming).map(|y| y.index() as u32).collect();
-                for y in sources {
-                    self.busy.remove(&(y, b.index() as u32));
-                }
+                self.reindex_busy(b, Direction::Incoming, false);
             }
         }
     }
@@ -576,31 +568,33 @@ impl Graph {
             self.lists[l].heavy_in.reweigh(a.index() as u32, 0, tie.total());
         }
         let (out, inc) = (self.g[a].out_deg, self.g[b].in_deg);
-        let key = |x: NodeIndex, y: NodeIndex| (x.index() as u32, y.index() as u32);
         if out > HUB && inc > HUB {
-            self.busy.insert(key(a, b), e);
+            self.busy.insert((a.index() as u32, b.index() as u32), e);
         }
         // A user that just became busy brings its edges to other busy users into the index.
         if out == HUB + 1 {
-            let found: Vec<(NodeIndex, EdgeIndex)> = self
-                .g
-                .edges_directed(a, Direction::Outgoing)
-                .filter(|x| self.g[x.target()].in_deg > HUB)
-                .map(|x| (x.target(), x.id()))
-                .collect();
-            for (x, id) in found {
-                self.busy.insert(key(a, x), id);
-            }
+            self.reindex_busy(a, Direction::Outgoing, true);
         }
         if inc == HUB + 1 {
-            let found: Vec<(NodeIndex, EdgeIndex)> = self
-                .g
-                .edges_directed(b, Direction::Incoming)
-                .filter(|y| self.g[y.source()].out_deg > HUB)
-                .map(|y| (y.source(), y.id()))
-                .collect();
-            for (y, id) in found {
-                self.busy.insert(key(y, b), id);
+            self.reindex_busy(b, Direction::Incoming, true);
+        }
+    }
+
+    /// Keeps [`Graph::busy`] exact when `u`'s degree in `dir` crosses [`HUB`]: a user that became
+    /// busy brings its edges whose other end is busy into the index; one that is no longer busy takes
+    /// all its edges in `dir` out of it.
+    fn reindex_busy(&mut self, u: NodeIndex, dir: Direction, became_busy: bool) {
+        let g = &self.g;
+        let edges: Vec<((u32, u32), EdgeIndex)> = g
+            .edges_directed(u, dir)
+            .filter(|x| !became_busy || (g[x.source()].out_deg > HUB && g[x.target()].in_deg > HUB))
+            .map(|x| ((x.source().index() as u32, x.target().index() as u32), x.id()))
+            .collect();
+        for (key, id) in edges {
+            if became_busy {
+                self.busy.insert(key, id);
+            } else {
+                self.busy.remove(&key);
             }
         }
     }

@@ -64,20 +64,19 @@ impl Scratch {
     }
 }
 
-/// Writes the line: `{"data":{...},"includes":{"users":[...],"tweets":[...]},"matching_rules":[...]}`.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn emit(
-    out: &mut Vec<u8>,
-    id: u64,
-    author: u32,
-    now_ms: i64,
-    shape: Shape,
-    reference: Option<&Referenced>,
-    s: &mut Scratch,
-    tags: &[Tag],
-    lang: &str,
-) {
-    let id = Decimal::new(id);
+/// A post's own facts: its id, its time, its shape and the post it references.
+pub(super) struct Head<'a> {
+    pub(super) id: u64,
+    pub(super) now_ms: i64,
+    pub(super) shape: Shape,
+    pub(super) reference: Option<&'a Referenced>,
+}
+
+/// Writes the line: `{"data":{...},"includes":{"users":[...],"tweets":[...]},"matching_rules":[...]}`
+/// for the post `head` names and `s` holds (its author, texts and mentions).
+pub(super) fn emit(out: &mut Vec<u8>, head: Head, s: &mut Scratch, tags: &[Tag], lang: &str) {
+    let Head { id, now_ms, shape, reference } = head;
+    let (id, author) = (Decimal::new(id), s.author);
     let reference = reference.map(|r| (r, Decimal::new(r.id)));
     out.extend_from_slice(b"{\"data\":{\"id\":\"");
     id.push(out);

@@ -65,9 +65,9 @@ mod text;
 
 use crate::graph::Kind;
 use crate::rng::{mix64, SplitMix64};
-use json::{emit, Referenced, Scratch};
+use json::{emit, Head, Referenced, Scratch};
 use names::{write_display_name, UserText};
-use text::{compose, Shape, Vocab};
+use text::{compose, Body, Shape, Vocab};
 
 /// Twitter's snowflake epoch (2010-11-04T01:42:54.657Z) in unix milliseconds.
 const TWEPOCH_MS: i64 = 1_288_834_974_657;
@@ -277,7 +277,8 @@ impl DemoGenerator {
         if shape == Shape::Original {
             s.excluded.push(author);
             let mentions = draw_count(rng, &MENTIONS_CDF);
-            compose(&mut s.own, rng, pop, vocab, community, mentions, &mut s.excluded, &mut s.names, false);
+            let body = Body { community, mentions, mentions_first: false };
+            compose(&mut s.own, rng, pop, vocab, body, &mut s.excluded, &mut s.names);
         } else {
             let target = pop.target(rng, community, author);
             let r = Referenced::new(seed, target, now_ms, id);
@@ -286,17 +287,8 @@ impl DemoGenerator {
             s.excluded.extend([target, author]);
             let mentions = draw_count(&mut orig_rng, &MENTIONS_CDF);
             let target_community = pop.community(target);
-            compose(
-                &mut s.orig,
-                &mut orig_rng,
-                pop,
-                vocab,
-                target_community,
-                mentions,
-                &mut s.excluded,
-                &mut s.names,
-                false,
-            );
+            let body = Body { community: target_community, mentions, mentions_first: false };
+            compose(&mut s.orig, &mut orig_rng, pop, vocab, body, &mut s.excluded, &mut s.names);
             s.excluded.clear();
             s.excluded.extend([target, author]);
             match shape {
@@ -312,33 +304,15 @@ impl DemoGenerator {
                     s.own.mention(&s.names.get(target));
                     s.own.ascii(b" ");
                     s.intended.push((Kind::Reply, target));
-                    let extra = draw_count(rng, &REPLY_MENTIONS_CDF);
-                    compose(
-                        &mut s.own,
-                        rng,
-                        pop,
-                        vocab,
-                        community,
-                        extra,
-                        &mut s.excluded,
-                        &mut s.names,
-                        true,
-                    );
+                    let mentions = draw_count(rng, &REPLY_MENTIONS_CDF);
+                    let body = Body { community, mentions, mentions_first: true };
+                    compose(&mut s.own, rng, pop, vocab, body, &mut s.excluded, &mut s.names);
                 }
                 _ => {
                     s.intended.push((Kind::Quote, target));
                     let mentions = draw_count(rng, &MENTIONS_CDF);
-                    compose(
-                        &mut s.own,
-                        rng,
-                        pop,
-                        vocab,
-                        community,
-                        mentions,
-                        &mut s.excluded,
-                        &mut s.names,
-                        false,
-                    );
+                    let body = Body { community, mentions, mentions_first: false };
+                    compose(&mut s.own, rng, pop, vocab, body, &mut s.excluded, &mut s.names);
                 }
             }
             reference = Some(r);
@@ -348,7 +322,8 @@ impl DemoGenerator {
             s.intended.push((Kind::Mention, span.what));
         }
         let lang = vocab.language(lang_community).code;
-        emit(out, id, author, now_ms, shape, reference.as_ref(), s, &vocab.tags, lang);
+        let head = Head { id, now_ms, shape, reference: reference.as_ref() };
+        emit(out, head, s, &vocab.tags, lang);
     }
 }
 

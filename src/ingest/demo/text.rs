@@ -194,21 +194,28 @@ impl Text {
     }
 }
 
-/// Writes a post body in the language of `community`: a phrase, `mentions` users not in `excluded`
-/// (each one added to it), the home hashtag of `community` and maybe a second one, maybe an emoji.
-/// With `mentions_first` (replies) the mentions come before the phrase.
-#[allow(clippy::too_many_arguments)]
+/// What a post body holds: the community whose language and home hashtag it takes, how many users
+/// it mentions, and whether the mentions come before the phrase (replies) or after it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Body {
+    pub(super) community: u32,
+    pub(super) mentions: u32,
+    pub(super) mentions_first: bool,
+}
+
+/// Writes a post body: a phrase in `body.community`'s language, `body.mentions` users not in
+/// `excluded` (each one added to it), the community's home hashtag and maybe a second one, maybe
+/// an emoji.
 pub(super) fn compose(
     text: &mut Text,
     rng: &mut SplitMix64,
     pop: Population,
     vocab: &Vocab,
-    community: u32,
-    mentions: u32,
+    body: Body,
     excluded: &mut Vec<u32>,
     names: &mut UserTexts,
-    mentions_first: bool,
 ) {
+    let Body { community, mentions, mentions_first } = body;
     let phrases = &vocab.language(community).phrases;
     let phrase = &phrases[rng.below(phrases.len() as u64) as usize];
     if !mentions_first {
