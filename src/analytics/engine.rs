@@ -462,10 +462,7 @@ pub fn snapshot(graph: &SharedGraph, sel: &Selection) -> (Network, std::time::Du
     let t = Instant::now();
     // Room for the copy, touched before the lock is taken (its page faults are not the writer's
     // wait). A window's size is not known beforehand, and is smaller.
-    let mut room = Vec::new();
-    if !sel.is_windowed() {
-        room.resize(graph.read().tie_count(), [0u32; 3]);
-    }
+    let room = if sel.is_windowed() { Vec::new() } else { super::network::zeroed(graph.read().tie_count()) };
     let held = Instant::now();
     let extract = graph.read().extract(sel, room);
     let held = held.elapsed();

@@ -3,30 +3,183 @@
 //!
 //! Built from an [`Extract`] after the graph's read lock is released. 16 bytes per edge (target and
 //! weight, both ways) plus 16 per user.
+//!
+//! At millions of edges the build is bound by memory, not arithmetic: a write to a random place
+//! of a large array costs a cache and a TLB miss, and every 4 KiB of fresh memory a page fault
+//! (0.75 ms a MiB on the benchmark's machine, as much as the rest of the work). So the build
+//! allocates little beyond its output, touches fresh memory on every core ([`zeroed`]), reuses the
+//! extract's buffer, sorts by blocks of keys that fit in cache ([`deal`]), and runs every pass
+//! over sources or blocks on the current rayon pool.
 
 use crate::graph::Extract;
 use rayon::prelude::*;
 
-/// Sorts a source's packed `target << 32 | weight` records, merges repeated targets (summing their
-/// weights), drops those lighter than `min_weight`, and leaves the kept ones at the front; returns
+/// Merges a source's list, sorted by target, in place: repeated targets become one (their weights
+/// summed), those lighter than `min_weight` are dropped, the kept ones stay at the front; returns
 /// how many.
-fn merge(list: &mut [u64], min_weight: u32) -> u32 {
-    list.sort_unstable();
+fn merge(dst: &mut [u32], w: &mut [u32], min_weight: u32) -> u32 {
+    if dst.windows(2).all(|p| p[0] != p[1]) && w.iter().all(|&x| x >= min_weight) {
+        return dst.len() as u32;
+    }
     let mut kept = 0;
     let mut i = 0;
-    while i < list.len() {
-        let target = list[i] >> 32;
-        let mut w = 0u32;
-        while i < list.len() && list[i] >> 32 == target {
-            w = w.saturating_add(list[i] as u32);
+    while i < dst.len() {
+        let target = dst[i];
+        let mut sum = 0u32;
+        while i < dst.len() && dst[i] == target {
+            sum = sum.saturating_add(w[i]);
             i += 1;
         }
-        if w >= min_weight {
-            list[kept] = (target << 32) | u64::from(w);
+        if sum >= min_weight {
+            (dst[kept], w[kept]) = (target, sum);
             kept += 1;
         }
     }
     kept as u32
+}
+
+/// A zeroed vector whose pages are touched on every core of the current rayon pool: fresh memory
+/// costs a page fault per 4 KiB, which threads take in parallel.
+pub(crate) fn zeroed<T: Copy + Default + Send + Sync>(len: usize) -> Vec<T> {
+    let mut v = vec![T::default(); len];
+    v.par_chunks_mut(1 << 16).for_each(|c| c.fill(T::default()));
+    v
+}
+
+/// `len` `T`s to be overwritten, in `v`'s memory (already touched) where it is long enough.
+fn reuse<T: Copy + Default + Send + Sync>(mut v: Vec<T>, len: usize) -> Vec<T> {
+    if v.len() < len {
+        return zeroed(len);
+    }
+    v.truncate(len);
+    v
+}
+
+/// Splits `a` and `b` (of equal lengths) into consecutive pieces of the given lengths.
+fn pieces<'a>(
+    mut a: &'a mut [u32],
+    mut b: &'a mut [u32],
+    lens: impl Iterator<Item = usize>,
+) -> Vec<(&'a mut [u32], &'a mut [u32])> {
+    let mut out = Vec::new();
+    for len in lens {
+        let (x, a_rest) = a.split_at_mut(len);
+        let (y, b_rest) = b.split_at_mut(len);
+        (a, b) = (a_rest, b_rest);
+        out.push((x, y));
+    }
+    out
+}
+
+/// Blocks of consecutive keys [`deal`] sorts through: few enough that the first pass's write heads
+/// stay in cache, many enough that a block's part of the output does too.
+const BLOCKS: usize = 512;
+
+/// Records `[key, a, b]` sorted by key into two arrays `a` and `b`, each key's together: `off`
+/// holds where each key's records start (the prefix sums of their counts, one more than there are
+/// keys).
+///
+/// Writing each record straight to its place costs a cache and a TLB miss per record at millions
+/// of them. Instead the records are dealt twice: into at most [`BLOCKS`] blocks of consecutive
+/// keys (as many streams of writes as blocks), then each block into its own stretch of the output,
+/// small enough to stay in cache, the blocks in parallel on the current rayon pool.
+struct Deal<'a> {
+    off: &'a [u32],
+    shift: u32,
+    blocks: usize,
+}
+
+impl<'a> Deal<'a> {
+    fn new(off: &'a [u32], max_blocks: usize) -> Deal<'a> {
+        let keys = off.len() - 1;
+        let mut shift = 0;
+        while keys >> shift >= max_blocks {
+            shift += 1;
+        }
+        Deal { off, shift, blocks: keys.div_ceil(1 << shift) }
+    }
+
+    fn block(&self, key: u32) -> usize {
+        key as usize >> self.shift
+    }
+
+    /// Where block `b`'s records start.
+    fn start(&self, b: usize) -> usize {
+        self.off[(b << self.shift).min(self.off.len() - 1)] as usize
+    }
+
+    /// Stable: the records in the order given, dealt into `buf` (reused), then placed.
+    fn stable(
+        &self,
+        records: impl Iterator<Item = [u32; 3]>,
+        buf: Vec<[u32; 3]>,
+        out_a: &mut [u32],
+        out_b: &mut [u32],
+    ) -> Vec<[u32; 3]> {
+        let mut dealt = reuse(buf, self.start(self.blocks));
+        let mut at: Vec<usize> = (0..self.blocks).map(|b| self.start(b)).collect();
+        for r in records {
+            let slot = &mut at[self.block(r[0])];
+            dealt[*slot] = r;
+            *slot += 1;
+        }
+        self.place(&dealt, out_a, out_b);
+        dealt
+    }
+
+    /// Not stable, no buffer: the records permuted into their blocks in place (each one moved
+    /// once, along cycles), then placed.
+    fn in_place(&self, records: &mut [[u32; 3]], out_a: &mut [u32], out_b: &mut [u32]) {
+        let mut head: Vec<usize> = (0..self.blocks).map(|b| self.start(b)).collect();
+        for b in 0..self.blocks {
+            let end = self.start(b + 1);
+            while head[b] < end {
+                let hole = head[b];
+                let mut r = records[hole];
+                let mut c = self.block(r[0]);
+                while c != b {
+                    std::mem::swap(&mut r, &mut records[head[c]]);
+                    head[c] += 1;
+                    c = self.block(r[0]);
+                }
+                records[hole] = r;
+                head[b] += 1;
+            }
+        }
+        self.place(records, out_a, out_b);
+    }
+
+    /// Places records already in their blocks, keeping their order within each key.
+    fn place(&self, dealt: &[[u32; 3]], out_a: &mut [u32], out_b: &mut [u32]) {
+        let lens = (0..self.blocks).map(|b| self.start(b + 1) - self.start(b));
+        let outs = pieces(out_a, out_b, lens);
+        let mut ins = Vec::with_capacity(self.blocks);
+        let mut rest = dealt;
+        for (b, (a, _)) in outs.iter().enumerate() {
+            let (d, d_rest) = rest.split_at(a.len());
+            rest = d_rest;
+            ins.push((b, d));
+        }
+        outs.into_par_iter().zip(ins).for_each(|((out_a, out_b), (b, dealt))| {
+            let lo = (b << self.shift) as u32;
+            let hi = ((b + 1) << self.shift).min(self.off.len() - 1);
+            let base = self.start(b) as u32;
+            let mut at: Vec<u32> = self.off[lo as usize..hi].iter().map(|&o| o - base).collect();
+            for r in dealt {
+                let slot = &mut at[(r[0] - lo) as usize];
+                (out_a[*slot as usize], out_b[*slot as usize]) = (r[1], r[2]);
+                *slot += 1;
+            }
+        });
+    }
+}
+
+/// Prefix sums of counts, in place: `counts[i + 1]` held key i's count; afterwards `counts[i]` is
+/// where key i starts.
+fn prefix(counts: &mut [u32]) {
+    for i in 1..counts.len() {
+        counts[i] += counts[i - 1];
+    }
 }
 
 /// A selected network, ready for the algorithms.
@@ -55,54 +208,64 @@ impl Network {
     /// Builds the network: aggregates a window's interactions into weighted edges, drops edges
     /// lighter than `min_weight`, numbers the remaining users densely, and lays out both adjacencies.
     ///
-    /// One scatter by source (each record packed as `target << 32 | weight`), a sort of each
-    /// source's list on the current rayon pool (merging a window's repeated pairs), then one scatter
-    /// by target walking sources in order, so that every list comes out sorted.
+    /// Three [`Deal`]s, the order a radix sort takes: the records by target, then by source walking
+    /// targets in order (so each source's list comes out sorted by target, a window's repeated
+    /// pairs side by side to be merged); the lists closed up and renumbered; then by target again
+    /// walking sources in order, so each in-list comes out sorted by source.
     pub fn build(extract: Extract, min_weight: u32) -> Network {
         let Extract { mut edges, uid_of, version } = extract;
-        if let Some(uid_of) = uid_of {
-            for e in &mut edges {
-                e[0] = uid_of[e[0] as usize];
-                e[1] = uid_of[e[1] as usize];
+        // As `[to, from, weight]` in uids, for the first deal.
+        edges.par_iter_mut().with_min_len(1 << 16).for_each(|e| {
+            *e = match &uid_of {
+                Some(uid_of) => [uid_of[e[1] as usize], uid_of[e[0] as usize], e[2]],
+                None => [e[1], e[0], e[2]],
             }
-        }
+        });
+        drop(uid_of);
         let min_weight = min_weight.max(1);
-        let max_uid = edges.iter().map(|e| e[0].max(e[1])).max().map_or(0, |m| m as usize + 1);
-        // 1. Bucket by source uid.
-        let mut off = vec![0u32; max_uid + 1];
-        for e in &edges {
-            off[e[0] as usize + 1] += 1;
-        }
-        for i in 0..max_uid {
-            off[i + 1] += off[i];
-        }
-        let mut packed = vec![0u64; edges.len()];
-        {
-            let mut at = off.clone();
-            for e in &edges {
-                let p = &mut at[e[0] as usize];
-                packed[*p as usize] = (u64::from(e[1]) << 32) | u64::from(e[2]);
-                *p += 1;
-            }
-        }
-        drop(edges);
-        // 2. Each source's list: sorted by target, repeats merged, light edges dropped; `kept[s]`
-        // records stay at the front of its slice.
-        let mut lists: Vec<&mut [u64]> = Vec::with_capacity(max_uid);
-        let mut rest = &mut packed[..];
-        for s in 0..max_uid {
-            let (list, tail) = rest.split_at_mut((off[s + 1] - off[s]) as usize);
-            lists.push(list);
-            rest = tail;
-        }
-        let kept: Vec<u32> = lists.into_par_iter().map(|list| merge(list, min_weight)).collect();
-        // 3. Dense ids, in uid order, for users with a kept edge either way.
+        let max_uid = edges.par_iter().map(|e| e[0].max(e[1])).max().map_or(0, |m| m as usize + 1);
+        let (mut off, mut in_off) = (vec![0u32; max_uid + 1], vec![0u32; max_uid + 1]);
+        rayon::join(
+            || edges.iter().for_each(|e| off[e[1] as usize + 1] += 1),
+            || edges.iter().for_each(|e| in_off[e[0] as usize + 1] += 1),
+        );
+        prefix(&mut off);
+        prefix(&mut in_off);
+        // 1. By target, into the in-adjacency's arrays (in uids, unmerged: a first pass only).
+        let m0 = edges.len();
+        let (mut in_src, mut in_w) = (zeroed::<u32>(m0), zeroed::<u32>(m0));
+        Deal::new(&in_off, BLOCKS).in_place(&mut edges, &mut in_src, &mut in_w);
+        // 2. By source walking targets in order, into the out-adjacency's arrays: each source's
+        // list sorted by target; then merged, `kept[s]` records at the front of its stretch.
+        let (mut out_dst, mut out_w) = (zeroed::<u32>(m0), zeroed::<u32>(m0));
+        let records = (0..max_uid).flat_map(|v| {
+            let r = in_off[v] as usize..in_off[v + 1] as usize;
+            in_src[r.clone()].iter().zip(&in_w[r]).map(move |(&u, &w)| [u, v as u32, w])
+        });
+        let buf = Deal::new(&off, BLOCKS).stable(records, edges, &mut out_dst, &mut out_w);
+        let lens = (0..max_uid).map(|s| (off[s + 1] - off[s]) as usize);
+        let kept: Vec<u32> = pieces(&mut out_dst, &mut out_w, lens)
+            .into_par_iter()
+            .with_min_len(1 << 10)
+            .map(|(d, w)| merge(d, w, min_weight))
+            .collect();
+        // 3. Dense ids, in uid order, for users with a kept edge either way. When nothing was
+        // merged or dropped (the whole network: its pairs are unique), the counts say who.
+        let all_kept = kept.par_iter().map(|&k| k as usize).sum::<usize>() == m0;
         let mut id = vec![u32::MAX; max_uid];
-        for s in 0..max_uid {
-            if kept[s] > 0 {
-                id[s] = 0;
-                for &r in &packed[off[s] as usize..(off[s] + kept[s]) as usize] {
-                    id[(r >> 32) as usize] = 0;
+        if all_kept {
+            for (u, slot) in id.iter_mut().enumerate() {
+                if off[u + 1] > off[u] || in_off[u + 1] > in_off[u] {
+                    *slot = 0;
+                }
+            }
+        } else {
+            for s in 0..max_uid {
+                if kept[s] > 0 {
+                    id[s] = 0;
+                    for &t in &out_dst[off[s] as usize..(off[s] + kept[s]) as usize] {
+                        id[t as usize] = 0;
+                    }
                 }
             }
         }
@@ -113,44 +276,50 @@ impl Network {
                 uids.push(u as u32);
             }
         }
-        // 4. Out-adjacency in dense ids (targets keep their order: ids are monotone in uids).
+        // 4. The kept records closed up (nothing moves for the whole network: its pairs are
+        // unique), then targets renumbered (they keep their order: ids are monotone in uids).
         let n = uids.len();
-        let m: usize = kept.iter().map(|&k| k as usize).sum();
         let mut out_off = Vec::with_capacity(n + 1);
         out_off.push(0u32);
-        let (mut out_dst, mut out_w) = (Vec::with_capacity(m), Vec::with_capacity(m));
         for &u in &uids {
-            let start = off[u as usize] as usize;
-            for &r in &packed[start..start + kept[u as usize] as usize] {
-                out_dst.push(id[(r >> 32) as usize]);
-                out_w.push(r as u32);
+            let (from, len) = (off[u as usize] as usize, kept[u as usize] as usize);
+            let to = out_off[out_off.len() - 1] as usize;
+            if from != to {
+                out_dst.copy_within(from..from + len, to);
+                out_w.copy_within(from..from + len, to);
             }
-            out_off.push(out_dst.len() as u32);
+            out_off.push((to + len) as u32);
         }
-        drop((packed, off, kept, id));
-        let interactions = out_w.iter().map(|&x| u64::from(x)).sum();
-        // 5. In-adjacency by walking sources in order: each in-list comes out sorted by source.
-        let mut in_off = vec![0u32; n + 1];
-        for &v in &out_dst {
-            in_off[v as usize + 1] += 1;
-        }
-        for i in 0..n {
-            in_off[i + 1] += in_off[i];
-        }
-        // One 8-byte write per edge at a random place (source and weight packed), then split.
-        let mut packed = vec![0u64; m];
-        let mut at = in_off.clone();
-        for u in 0..n {
-            for p in out_off[u] as usize..out_off[u + 1] as usize {
-                let slot = &mut at[out_dst[p] as usize];
-                packed[*slot as usize] = ((u as u64) << 32) | u64::from(out_w[p]);
-                *slot += 1;
+        let m = out_off[n] as usize;
+        out_dst.truncate(m);
+        out_w.truncate(m);
+        drop((off, kept));
+        out_dst.par_iter_mut().with_min_len(1 << 16).for_each(|t| *t = id[*t as usize]);
+        drop(id);
+        let interactions = out_w.par_iter().map(|&x| u64::from(x)).sum();
+        // 5. In-adjacency, dealt by target walking sources in order: each in-list comes out sorted
+        // by source.
+        let in_off = if all_kept {
+            // The same in-degrees, renumbered.
+            let mut dense = Vec::with_capacity(n + 1);
+            dense.push(0);
+            dense.extend(uids.iter().map(|&u| in_off[u as usize + 1]));
+            dense
+        } else {
+            let mut counts = vec![0u32; n + 1];
+            for &v in &out_dst {
+                counts[v as usize + 1] += 1;
             }
-        }
-        drop(at);
-        let in_src: Vec<u32> = packed.iter().map(|&r| (r >> 32) as u32).collect();
-        let in_w: Vec<u32> = packed.iter().map(|&r| r as u32).collect();
-        drop(packed);
+            prefix(&mut counts);
+            counts
+        };
+        in_src.truncate(m);
+        in_w.truncate(m);
+        let records = (0..n).flat_map(|u| {
+            let r = out_off[u] as usize..out_off[u + 1] as usize;
+            out_dst[r.clone()].iter().zip(&out_w[r]).map(move |(&v, &w)| [v, u as u32, w])
+        });
+        drop(Deal::new(&in_off, BLOCKS).stable(records, buf, &mut in_src, &mut in_w));
         Network {
             uids,
             out_off,
@@ -307,5 +476,106 @@ pub(crate) mod tests {
         assert_eq!(u.strength(3), 5);
         let empty = net(&[], 1);
         assert_eq!((empty.users(), empty.edges()), (0, 0));
+    }
+
+    /// The network worked out the obvious way: pairs summed in a map, light ones dropped, users
+    /// numbered by uid, both adjacencies sorted.
+    fn model(edges: &[[u32; 3]], min_weight: u32) -> (Vec<u32>, Vec<(u32, u32, u32)>) {
+        let mut pairs = std::collections::BTreeMap::new();
+        for &[a, b, w] in edges {
+            *pairs.entry((a, b)).or_insert(0u32) += w;
+        }
+        pairs.retain(|_, w| *w >= min_weight.max(1));
+        let uids: Vec<u32> = pairs
+            .keys()
+            .flat_map(|&(a, b)| [a, b])
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        (uids, pairs.into_iter().map(|((a, b), w)| (a, b, w)).collect())
+    }
+
+    /// Checks a built network against [`model`]: users, out-lists and in-lists, both sorted.
+    fn check(n: &Network, edges: &[[u32; 3]], min_weight: u32) {
+        let (uids, pairs) = model(edges, min_weight);
+        assert_eq!(n.uids, uids);
+        let mut out = Vec::new();
+        for u in 0..n.users() {
+            let (d, w) = n.out(u);
+            assert!(d.windows(2).all(|p| p[0] < p[1]), "out-list of {u} sorted");
+            out.extend(d.iter().zip(w).map(|(&v, &w)| (n.uids[u], n.uids[v as usize], w)));
+        }
+        assert_eq!(out, pairs);
+        let mut inc = Vec::new();
+        for v in 0..n.users() {
+            let (s, w) = n.inc(v);
+            assert!(s.windows(2).all(|p| p[0] < p[1]), "in-list of {v} sorted");
+            inc.extend(s.iter().zip(w).map(|(&u, &w)| (n.uids[u as usize], n.uids[v], w)));
+        }
+        inc.sort_unstable();
+        assert_eq!(inc, pairs);
+        assert_eq!(n.interactions, pairs.iter().map(|p| u64::from(p.2)).sum::<u64>());
+    }
+
+    #[test]
+    fn build_matches_the_obvious_computation_across_many_blocks() {
+        // 20,000 uids: the deals go through hundreds of blocks of 64 keys.
+        let mut rng = crate::rng::SplitMix64::new(7);
+        let skewed = |rng: &mut crate::rng::SplitMix64| {
+            let r = rng.below(20_000);
+            (r * r / 20_000) as u32 // many records on low uids: hubs
+        };
+        // A window: interactions one by one, repeated pairs, several minimum weights.
+        let window: Vec<[u32; 3]> = (0..60_000).map(|_| [skewed(&mut rng), skewed(&mut rng), 1]).collect();
+        for min_weight in [1, 2, 3] {
+            let n = Network::build(Extract { edges: window.clone(), uid_of: None, version: 0 }, min_weight);
+            check(&n, &window, min_weight);
+        }
+        // The whole network: unique pairs as node indices, mapped to uids that are not in node
+        // order (a user removed and its index reused).
+        let mut pairs: Vec<[u32; 3]> = window.iter().map(|e| [e[0], e[1], 1 + (e[0] ^ e[1]) % 5]).collect();
+        pairs.sort_unstable_by_key(|e| (e[0], e[1]));
+        pairs.dedup_by_key(|e| (e[0], e[1]));
+        let uid_of: Vec<u32> = (0..20_000u32).map(|i| (i * 7_919) % 20_011).collect();
+        let mut shuffled = pairs.clone();
+        for i in (1..shuffled.len()).rev() {
+            shuffled.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        let n = Network::build(Extract { edges: shuffled, uid_of: Some(uid_of.clone()), version: 0 }, 1);
+        let in_uids: Vec<[u32; 3]> =
+            pairs.iter().map(|e| [uid_of[e[0] as usize], uid_of[e[1] as usize], e[2]]).collect();
+        check(&n, &in_uids, 1);
+    }
+
+    #[test]
+    fn deals_group_by_key_and_the_stable_one_keeps_order() {
+        // Keys 0..10 in blocks of 2 keys (5 blocks): the second field numbers the records.
+        let records: Vec<[u32; 3]> = (0..40u32).map(|i| [(i * 7) % 10, i, 100 + i]).collect();
+        let mut off = vec![0u32; 11];
+        for r in &records {
+            off[r[0] as usize + 1] += 1;
+        }
+        prefix(&mut off);
+        let deal = Deal::new(&off, 6);
+        assert_eq!((deal.shift, deal.blocks), (1, 5));
+        let (mut a, mut b) = (vec![0u32; 40], vec![0u32; 40]);
+        let buf = deal.stable(records.iter().copied(), Vec::new(), &mut a, &mut b);
+        assert_eq!(buf.len(), 40);
+        for k in 0..10 {
+            let r = off[k] as usize..off[k + 1] as usize;
+            let want: Vec<u32> = records.iter().filter(|x| x[0] == k as u32).map(|x| x[1]).collect();
+            assert_eq!(a[r.clone()], want[..], "key {k}: its records, in order");
+            assert!(b[r].iter().zip(&want).all(|(&b, &i)| b == 100 + i));
+        }
+        let mut in_place = records.clone();
+        let (mut a2, mut b2) = (vec![0u32; 40], vec![0u32; 40]);
+        deal.in_place(&mut in_place, &mut a2, &mut b2);
+        for k in 0..10 {
+            let r = off[k] as usize..off[k + 1] as usize;
+            let mut got = a2[r].to_vec();
+            got.sort_unstable();
+            let want: Vec<u32> = records.iter().filter(|x| x[0] == k as u32).map(|x| x[1]).collect();
+            assert_eq!(got, want, "key {k}: its records");
+        }
     }
 }
