@@ -56,11 +56,11 @@ fn reuse<T: Copy + Default + Send + Sync>(mut v: Vec<T>, len: usize) -> Vec<T> {
 }
 
 /// Splits `a` and `b` (of equal lengths) into consecutive pieces of the given lengths.
-fn pieces<'a>(
-    mut a: &'a mut [u32],
-    mut b: &'a mut [u32],
+fn pieces<'a, A, B>(
+    mut a: &'a mut [A],
+    mut b: &'a mut [B],
     lens: impl Iterator<Item = usize>,
-) -> Vec<(&'a mut [u32], &'a mut [u32])> {
+) -> Vec<(&'a mut [A], &'a mut [B])> {
     let mut out = Vec::new();
     for len in lens {
         let (x, a_rest) = a.split_at_mut(len);
@@ -378,36 +378,60 @@ impl Network {
         self.undirected.get_or_init(|| self.build_undirected())
     }
 
+    /// Each user's out- and in-list merged (both sorted): first how long each merge is, then the
+    /// merges written in place, users in parallel.
     fn build_undirected(&self) -> Undirected {
         let n = self.users();
-        let mut off = vec![0u32; n + 1];
-        let mut adj = Vec::with_capacity(2 * self.edges());
-        let mut w = Vec::with_capacity(2 * self.edges());
-        for u in 0..n {
-            let (od, ow) = self.out(u);
-            let (id, iw) = self.inc(u);
-            let (mut i, mut j) = (0, 0);
-            while i < od.len() || j < id.len() {
-                let a = od.get(i).copied().unwrap_or(u32::MAX);
-                let b = id.get(j).copied().unwrap_or(u32::MAX);
-                if a == b {
-                    adj.push(a);
-                    w.push(u64::from(ow[i]) + u64::from(iw[j]));
-                    i += 1;
-                    j += 1;
-                } else if a < b {
-                    adj.push(a);
-                    w.push(u64::from(ow[i]));
-                    i += 1;
-                } else {
-                    adj.push(b);
-                    w.push(u64::from(iw[j]));
-                    j += 1;
-                }
-            }
-            off[u + 1] = adj.len() as u32;
+        let lens: Vec<u32> = (0..n)
+            .into_par_iter()
+            .with_min_len(1 << 12)
+            .map(|u| {
+                let mut len = 0;
+                merge_sorted(self.out(u).0, self.inc(u).0, |_, _| len += 1);
+                len
+            })
+            .collect();
+        let mut off = Vec::with_capacity(n + 1);
+        off.push(0u32);
+        for &len in &lens {
+            off.push(off[off.len() - 1] + len);
         }
+        let total = off[n] as usize;
+        let (mut adj, mut w) = (zeroed::<u32>(total), zeroed::<u64>(total));
+        pieces(&mut adj, &mut w, lens.iter().map(|&l| l as usize))
+            .into_par_iter()
+            .with_min_len(1 << 12)
+            .enumerate()
+            .for_each(|(u, (adj, w))| {
+                let ((od, ow), (id, iw)) = (self.out(u), self.inc(u));
+                let mut at = 0;
+                merge_sorted(od, id, |v, (i, j)| {
+                    adj[at] = v;
+                    w[at] = i.map_or(0, |i| u64::from(ow[i])) + j.map_or(0, |j| u64::from(iw[j]));
+                    at += 1;
+                });
+            });
         Undirected { off, adj, w }
+    }
+}
+
+/// Walks the union of two sorted lists of distinct ids in order: `f(id, (index in a, index in b))`.
+fn merge_sorted(a: &[u32], b: &[u32], mut f: impl FnMut(u32, (Option<usize>, Option<usize>))) {
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        let x = a.get(i).copied().unwrap_or(u32::MAX);
+        let y = b.get(j).copied().unwrap_or(u32::MAX);
+        if x == y {
+            f(x, (Some(i), Some(j)));
+            i += 1;
+            j += 1;
+        } else if x < y {
+            f(x, (Some(i), None));
+            i += 1;
+        } else {
+            f(y, (None, Some(j)));
+            j += 1;
+        }
     }
 }
 
@@ -514,6 +538,21 @@ pub(crate) mod tests {
         }
         inc.sort_unstable();
         assert_eq!(inc, pairs);
+        // The undirected view: each pair once per end, its weight both ways summed.
+        let mut both = std::collections::BTreeMap::new();
+        for &(a, b, w) in &pairs {
+            *both.entry((a, b)).or_insert(0u64) += u64::from(w);
+            *both.entry((b, a)).or_insert(0u64) += u64::from(w);
+        }
+        let und = n.undirected();
+        let mut got = std::collections::BTreeMap::new();
+        for u in 0..und.users() {
+            assert!(und.neighbors(u).windows(2).all(|p| p[0] < p[1]), "neighbours of {u} sorted");
+            for (&v, &w) in und.neighbors(u).iter().zip(und.weights(u)) {
+                got.insert((n.uids[u], n.uids[v as usize]), w);
+            }
+        }
+        assert_eq!(got, both);
         assert_eq!(n.interactions, pairs.iter().map(|p| u64::from(p.2)).sum::<u64>());
     }
 
