@@ -88,7 +88,9 @@ pub fn measure(handle: &StoreHandle, export: &Path, samples: usize, threads: usi
     f.insert("snapshot_bytes_per_edge".into(), json!(net.bytes() as f64 / net.edges().max(1) as f64));
     f.insert("users".into(), json!(net.users()));
     f.insert("edges".into(), json!(net.edges()));
-    if let Some((_, last)) = handle.graph().read().time_span() {
+    // The guard must not live through the snapshot: a second read lock waits behind a queued writer.
+    let span = handle.graph().read().time_span();
+    if let Some((_, last)) = span {
         let day = Selection { since: Some(last + 1 - 86_400), until: Some(last + 1), ..Selection::default() };
         let (dnet, dfirst, dtook, dlock) = snapshot(handle, &day);
         println!(
