@@ -206,6 +206,10 @@ async fn find_path_follows_or_ignores_direction() {
     assert_error(&app.get("/find_path/a/zz").await, 404, "user_not_found");
     assert_error(&app.get("/vertices/find_path/zz/a").await, 404, "user_not_found");
     assert_error(&app.get("/find_path/a/d?directed=maybe").await, 400, "invalid_query");
+    // The contract's booleans are `true` and `false`: nothing else is taken for either.
+    for other in ["directed=", "directed=1", "weighted=0", "directed=TRUE"] {
+        assert_error(&app.get(&format!("/find_path/a/d?{other}")).await, 400, "invalid_query");
+    }
     app.stop().await;
 }
 

@@ -53,9 +53,10 @@ impl Params {
     }
 
     pub(super) fn flag(&mut self, key: &str) -> Result<bool> {
+        // Exactly the contract's boolean: a bare `?directed` or `=1` would be a second spelling.
         match self.take(key).as_deref() {
-            None | Some("false") | Some("0") => Ok(false),
-            Some("true") | Some("1") | Some("") => Ok(true),
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
             Some(other) => Err(ApiError::InvalidQuery(format!("{key} must be true or false, not {other:?}"))),
         }
     }
