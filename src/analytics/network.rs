@@ -7,9 +7,9 @@
 //! At millions of edges the build is bound by memory, not arithmetic: a write to a random place
 //! of a large array costs a cache and a TLB miss, and every 4 KiB of fresh memory a page fault
 //! (0.75 ms a MiB on the benchmark's machine, as much as the rest of the work). So the build
-//! allocates little beyond its output, touches fresh memory on every core ([`zeroed`]), reuses the
-//! extract's buffer, sorts by blocks of keys that fit in cache ([`deal`]), and runs every pass
-//! over sources or blocks on the current rayon pool.
+//! allocates little beyond its output, touches fresh memory on every core ([`zeroed`]), reuses
+//! buffers, sorts by blocks of keys that fit in cache ([`Deal`]), and runs every pass over parts,
+//! sources or blocks on the current rayon pool.
 
 use crate::graph::Extract;
 use rayon::prelude::*;
@@ -71,13 +71,22 @@ fn pieces<'a, A, B>(
     out
 }
 
-/// Blocks of consecutive keys [`deal`] sorts through: few enough that the first pass's write heads
-/// stay in cache, many enough that a block's part of the output does too.
+/// Blocks of consecutive keys a [`Deal`] sorts through: few enough that the first pass's write
+/// heads stay in cache, many enough that a block's part of the output does too.
 const BLOCKS: usize = 512;
 
-/// Records `[key, a, b]` sorted by key into two arrays `a` and `b`, each key's together: `off`
-/// holds where each key's records start (the prefix sums of their counts, one more than there are
-/// keys).
+/// How a [`Deal`] lays out each key's records.
+#[derive(Clone, Copy)]
+enum Layout<'a> {
+    /// In the order given.
+    Given,
+    /// Sorted by `a` (ties in the order given), then `a` renamed through the map if one is given
+    /// (an increasing one, so the order holds).
+    Sorted(Option<&'a [u32]>),
+}
+
+/// Records `[key, a, b]` grouped by key into two arrays `a` and `b`: `off` holds where each key's
+/// records start (the prefix sums of their counts, one more than there are keys).
 ///
 /// Writing each record straight to its place costs a cache and a TLB miss per record at millions
 /// of them. Instead the records are dealt twice: into at most [`BLOCKS`] blocks of consecutive
@@ -108,49 +117,51 @@ impl<'a> Deal<'a> {
         self.off[(b << self.shift).min(self.off.len() - 1)] as usize
     }
 
-    /// Stable: the records in the order given, dealt into `buf` (reused), then placed.
-    fn stable(
+    /// Deals the records of `parts` consecutive parts (`records(p)` gives part `p`'s, in order)
+    /// into `buf` (reused), then places them as `layout` says; returns the buffer. Parts are dealt
+    /// in parallel, each into its own stretch of every block (counted first), so the order given
+    /// is kept.
+    fn deal<I: Iterator<Item = [u32; 3]>>(
         &self,
-        records: impl Iterator<Item = [u32; 3]>,
+        parts: usize,
+        records: impl Fn(usize) -> I + Sync,
         buf: Vec<[u32; 3]>,
-        out_a: &mut [u32],
-        out_b: &mut [u32],
+        (out_a, out_b): (&mut [u32], &mut [u32]),
+        layout: Layout,
     ) -> Vec<[u32; 3]> {
+        let counts: Vec<Vec<usize>> = (0..parts)
+            .into_par_iter()
+            .map(|p| {
+                let mut c = vec![0usize; self.blocks];
+                records(p).for_each(|r| c[self.block(r[0])] += 1);
+                c
+            })
+            .collect();
         let mut dealt = reuse(buf, self.start(self.blocks));
-        let mut at: Vec<usize> = (0..self.blocks).map(|b| self.start(b)).collect();
-        for r in records {
-            let slot = &mut at[self.block(r[0])];
-            dealt[*slot] = r;
-            *slot += 1;
+        let mut heads: Vec<Vec<&mut [[u32; 3]]>> =
+            (0..parts).map(|_| Vec::with_capacity(self.blocks)).collect();
+        let mut rest = &mut dealt[..];
+        for b in 0..self.blocks {
+            for (p, c) in counts.iter().enumerate() {
+                let (x, r) = rest.split_at_mut(c[b]);
+                heads[p].push(x);
+                rest = r;
+            }
         }
-        self.place(&dealt, out_a, out_b);
+        heads.into_par_iter().enumerate().for_each(|(p, mut heads)| {
+            for r in records(p) {
+                let head = &mut heads[self.block(r[0])];
+                let (slot, rest) = std::mem::take(head).split_first_mut().expect("counted");
+                *slot = r;
+                *head = rest;
+            }
+        });
+        self.place(&dealt, out_a, out_b, layout);
         dealt
     }
 
-    /// Not stable, no buffer: the records permuted into their blocks in place (each one moved
-    /// once, along cycles), then placed.
-    fn in_place(&self, records: &mut [[u32; 3]], out_a: &mut [u32], out_b: &mut [u32]) {
-        let mut head: Vec<usize> = (0..self.blocks).map(|b| self.start(b)).collect();
-        for b in 0..self.blocks {
-            let end = self.start(b + 1);
-            while head[b] < end {
-                let hole = head[b];
-                let mut r = records[hole];
-                let mut c = self.block(r[0]);
-                while c != b {
-                    std::mem::swap(&mut r, &mut records[head[c]]);
-                    head[c] += 1;
-                    c = self.block(r[0]);
-                }
-                records[hole] = r;
-                head[b] += 1;
-            }
-        }
-        self.place(records, out_a, out_b);
-    }
-
-    /// Places records already in their blocks, keeping their order within each key.
-    fn place(&self, dealt: &[[u32; 3]], out_a: &mut [u32], out_b: &mut [u32]) {
+    /// Places records already in their blocks, each block in parallel.
+    fn place(&self, dealt: &[[u32; 3]], out_a: &mut [u32], out_b: &mut [u32], layout: Layout) {
         let lens = (0..self.blocks).map(|b| self.start(b + 1) - self.start(b));
         let outs = pieces(out_a, out_b, lens);
         let mut ins = Vec::with_capacity(self.blocks);
@@ -160,18 +171,78 @@ impl<'a> Deal<'a> {
             rest = d_rest;
             ins.push((b, d));
         }
+        // Every `a` is below the number of keys.
+        let bits = u32::BITS - ((self.off.len() - 1) as u32).leading_zeros();
         outs.into_par_iter().zip(ins).for_each(|((out_a, out_b), (b, dealt))| {
             let lo = (b << self.shift) as u32;
             let hi = ((b + 1) << self.shift).min(self.off.len() - 1);
             let base = self.start(b) as u32;
             let mut at: Vec<u32> = self.off[lo as usize..hi].iter().map(|&o| o - base).collect();
+            let (sorted, rename);
+            let dealt = match layout {
+                Layout::Given => {
+                    rename = None;
+                    dealt
+                }
+                Layout::Sorted(map) => {
+                    (sorted, rename) = (sorted_by_a(dealt, bits), map);
+                    &sorted[..]
+                }
+            };
             for r in dealt {
                 let slot = &mut at[(r[0] - lo) as usize];
-                (out_a[*slot as usize], out_b[*slot as usize]) = (r[1], r[2]);
+                let a = rename.map_or(r[1], |m: &[u32]| m[r[1] as usize]);
+                (out_a[*slot as usize], out_b[*slot as usize]) = (a, r[2]);
                 *slot += 1;
             }
         });
     }
+}
+
+/// Records sorted by `a` (their second field, below `1 << bits`), stably: a radix sort, 11 bits a
+/// pass, on a block small enough to stay in cache.
+fn sorted_by_a(records: &[[u32; 3]], bits: u32) -> Vec<[u32; 3]> {
+    const DIGIT: u32 = 11;
+    const BUCKETS: usize = 1 << DIGIT;
+    let passes = bits.div_ceil(DIGIT).max(1) as usize;
+    let digit = |r: &[u32; 3], p: usize| (r[1] >> (p as u32 * DIGIT)) as usize & (BUCKETS - 1);
+    let mut counts = vec![0usize; passes * BUCKETS];
+    for r in records {
+        for p in 0..passes {
+            counts[p * BUCKETS + digit(r, p)] += 1;
+        }
+    }
+    // `cur` empty: the records are still as given.
+    let (mut cur, mut spare) = (Vec::new(), vec![[0u32; 3]; records.len()]);
+    for (p, counts) in counts.chunks_mut(BUCKETS).enumerate() {
+        if counts.contains(&records.len()) {
+            continue; // one digit for all: nothing moves
+        }
+        let mut at = 0;
+        for c in counts.iter_mut() {
+            (*c, at) = (at, at + *c);
+        }
+        for r in if cur.is_empty() { records } else { &cur } {
+            let slot = &mut counts[digit(r, p)];
+            spare[*slot] = *r;
+            *slot += 1;
+        }
+        std::mem::swap(&mut cur, &mut spare);
+        if spare.is_empty() {
+            spare = vec![[0u32; 3]; records.len()];
+        }
+    }
+    if cur.is_empty() {
+        records.to_vec()
+    } else {
+        cur
+    }
+}
+
+/// Whether the uids given (`u32::MAX` for none) increase.
+fn increasing(uids: &[u32]) -> bool {
+    let mut last = None;
+    uids.iter().filter(|&&u| u != u32::MAX).all(|&u| last.replace(u).is_none_or(|l| l < u))
 }
 
 /// Prefix sums of counts, in place: `counts[i + 1]` held key i's count; afterwards `counts[i]` is
@@ -180,6 +251,44 @@ fn prefix(counts: &mut [u32]) {
     for i in 1..counts.len() {
         counts[i] += counts[i - 1];
     }
+}
+
+/// Where each key's records start as sources and as targets (see [`prefix`]); each record's ends
+/// first renamed through `rename` when one is given.
+fn count(edges: &mut [[u32; 3]], keys: usize, rename: Option<&[u32]>) -> (Vec<u32>, Vec<u32>) {
+    if let Some(m) = rename {
+        edges.par_iter_mut().with_min_len(1 << 16).for_each(|e| {
+            (e[0], e[1]) = (m[e[0] as usize], m[e[1] as usize]);
+        });
+    }
+    // Two passes side by side rather than one pass in two halves: each thread's random writes
+    // then stay within one array.
+    let (mut from, mut to) = (vec![0u32; keys + 1], vec![0u32; keys + 1]);
+    rayon::join(
+        || {
+            edges.iter().for_each(|e| from[e[0] as usize + 1] += 1);
+            prefix(&mut from);
+        },
+        || {
+            edges.iter().for_each(|e| to[e[1] as usize + 1] += 1);
+            prefix(&mut to);
+        },
+    );
+    (from, to)
+}
+
+/// Dense ids for the keys `present` says are in, numbered in key order: key -> id (`u32::MAX` for
+/// none), and the keys in.
+fn dense_ids(keys: usize, present: impl Fn(usize) -> bool) -> (Vec<u32>, Vec<u32>) {
+    let mut id = vec![u32::MAX; keys];
+    let mut ins = Vec::new();
+    for (k, slot) in id.iter_mut().enumerate() {
+        if present(k) {
+            *slot = ins.len() as u32;
+            ins.push(k as u32);
+        }
+    }
+    (id, ins)
 }
 
 /// A selected network, ready for the algorithms.
@@ -208,81 +317,77 @@ impl Network {
     /// Builds the network: aggregates a window's interactions into weighted edges, drops edges
     /// lighter than `min_weight`, numbers the remaining users densely, and lays out both adjacencies.
     ///
-    /// Three [`Deal`]s, the order a radix sort takes: the records by target, then by source walking
-    /// targets in order (so each source's list comes out sorted by target, a window's repeated
-    /// pairs side by side to be merged); the lists closed up and renumbered; then by target again
-    /// walking sources in order, so each in-list comes out sorted by source.
+    /// Two [`Deal`]s: the records by source, each source's list sorted by target (a window's
+    /// repeated pairs side by side, to be merged); then by target walking sources in order, so
+    /// each in-list comes out sorted by source.
     pub fn build(extract: Extract, min_weight: u32) -> Network {
         let Extract { mut edges, uid_of, version } = extract;
-        // As `[to, from, weight]` in uids, for the first deal.
-        edges.par_iter_mut().with_min_len(1 << 16).for_each(|e| {
-            *e = match &uid_of {
-                Some(uid_of) => [uid_of[e[1] as usize], uid_of[e[0] as usize], e[2]],
-                None => [e[1], e[0], e[2]],
-            }
-        });
-        drop(uid_of);
         let min_weight = min_weight.max(1);
-        let max_uid = edges.par_iter().map(|e| e[0].max(e[1])).max().map_or(0, |m| m as usize + 1);
-        let (mut off, mut in_off) = (vec![0u32; max_uid + 1], vec![0u32; max_uid + 1]);
-        rayon::join(
-            || edges.iter().for_each(|e| off[e[1] as usize + 1] += 1),
-            || edges.iter().for_each(|e| in_off[e[0] as usize + 1] += 1),
-        );
-        prefix(&mut off);
-        prefix(&mut in_off);
-        // 1. By target, into the in-adjacency's arrays (in uids, unmerged: a first pass only).
-        let m0 = edges.len();
-        let (mut in_src, mut in_w) = (zeroed::<u32>(m0), zeroed::<u32>(m0));
-        Deal::new(&in_off, BLOCKS).in_place(&mut edges, &mut in_src, &mut in_w);
-        // 2. By source walking targets in order, into the out-adjacency's arrays: each source's
-        // list sorted by target; then merged, `kept[s]` records at the front of its stretch.
-        let (mut out_dst, mut out_w) = (zeroed::<u32>(m0), zeroed::<u32>(m0));
-        let records = (0..max_uid).flat_map(|v| {
-            let r = in_off[v] as usize..in_off[v + 1] as usize;
-            in_src[r.clone()].iter().zip(&in_w[r]).map(move |(&u, &w)| [u, v as u32, w])
-        });
-        let buf = Deal::new(&off, BLOCKS).stable(records, edges, &mut out_dst, &mut out_w);
-        let lens = (0..max_uid).map(|s| (off[s + 1] - off[s]) as usize);
-        let kept: Vec<u32> = pieces(&mut out_dst, &mut out_w, lens)
-            .into_par_iter()
-            .with_min_len(1 << 10)
-            .map(|(d, w)| merge(d, w, min_weight))
-            .collect();
-        // 3. Dense ids, in uid order, for users with a kept edge either way. When nothing was
-        // merged or dropped (the whole network: its pairs are unique), the counts say who.
-        let all_kept = kept.par_iter().map(|&k| k as usize).sum::<usize>() == m0;
-        let mut id = vec![u32::MAX; max_uid];
-        if all_kept {
-            for (u, slot) in id.iter_mut().enumerate() {
-                if off[u + 1] > off[u] || in_off[u + 1] > in_off[u] {
-                    *slot = 0;
-                }
+        // The whole network's pairs are unique (the extract left lighter ones out): nothing to
+        // merge, and the counts say who is in.
+        let unique = uid_of.is_some();
+        // Records keyed in the uids' order: node indices when that is their order (no user
+        // removed and its index reused), else uids.
+        let (keys, rename, uid_of) = match uid_of {
+            Some(uid_of) if increasing(&uid_of) => (uid_of.len(), None, Some(uid_of)),
+            Some(uid_of) => {
+                let keys = uid_of.iter().filter(|&&u| u != u32::MAX).max().map_or(0, |&u| u as usize + 1);
+                (keys, Some(uid_of), None)
             }
-        } else {
-            for s in 0..max_uid {
-                if kept[s] > 0 {
-                    id[s] = 0;
-                    for &t in &out_dst[off[s] as usize..(off[s] + kept[s]) as usize] {
-                        id[t as usize] = 0;
+            None => {
+                (edges.par_iter().map(|e| e[0].max(e[1])).max().map_or(0, |m| m as usize + 1), None, None)
+            }
+        };
+        let (off, in_off) = count(&mut edges, keys, rename.as_deref());
+        drop(rename);
+        let early = unique.then(|| dense_ids(keys, |k| off[k + 1] > off[k] || in_off[k + 1] > in_off[k]));
+        // 1. By source, into the out-adjacency's arrays, each list sorted by target (already in
+        // dense ids when known).
+        let m0 = edges.len();
+        let (mut out_dst, mut out_w) = (zeroed::<u32>(m0), zeroed::<u32>(m0));
+        let parts = rayon::current_num_threads();
+        let chunk = m0.div_ceil(parts).max(1);
+        let buf = Deal::new(&off, BLOCKS).deal(
+            parts,
+            |p| edges[(p * chunk).min(m0)..((p + 1) * chunk).min(m0)].iter().copied(),
+            Vec::new(),
+            (&mut out_dst, &mut out_w),
+            Layout::Sorted(early.as_ref().map(|(id, _)| &id[..])),
+        );
+        drop(edges);
+        // 2. Merged (repeated pairs summed, light ones dropped, `kept[s]` at the front of its
+        // stretch) and dense ids, in uid order, for users with a kept edge either way.
+        let (id, present, kept) = match early {
+            Some((id, present)) => (id, present, None),
+            None => {
+                let lens = (0..keys).map(|s| (off[s + 1] - off[s]) as usize);
+                let kept: Vec<u32> = pieces(&mut out_dst, &mut out_w, lens)
+                    .into_par_iter()
+                    .with_min_len(1 << 10)
+                    .map(|(d, w)| merge(d, w, min_weight))
+                    .collect();
+                let mut mark = vec![false; keys];
+                for s in 0..keys {
+                    if kept[s] > 0 {
+                        mark[s] = true;
+                        for &t in &out_dst[off[s] as usize..(off[s] + kept[s]) as usize] {
+                            mark[t as usize] = true;
+                        }
                     }
                 }
+                let (id, present) = dense_ids(keys, |k| mark[k]);
+                (id, present, Some(kept))
             }
-        }
-        let mut uids = Vec::new();
-        for (u, slot) in id.iter_mut().enumerate() {
-            if *slot == 0 {
-                *slot = uids.len() as u32;
-                uids.push(u as u32);
-            }
-        }
-        // 4. The kept records closed up (nothing moves for the whole network: its pairs are
-        // unique), then targets renumbered (they keep their order: ids are monotone in uids).
-        let n = uids.len();
+        };
+        // 3. The kept records closed up (nothing moves when all are kept), then targets renumbered
+        // where they are not yet (they keep their order: ids are monotone in keys).
+        let n = present.len();
         let mut out_off = Vec::with_capacity(n + 1);
         out_off.push(0u32);
-        for &u in &uids {
-            let (from, len) = (off[u as usize] as usize, kept[u as usize] as usize);
+        for &k in &present {
+            let k = k as usize;
+            let (from, len) =
+                (off[k] as usize, kept.as_ref().map_or(off[k + 1] - off[k], |kept| kept[k]) as usize);
             let to = out_off[out_off.len() - 1] as usize;
             if from != to {
                 out_dst.copy_within(from..from + len, to);
@@ -293,17 +398,19 @@ impl Network {
         let m = out_off[n] as usize;
         out_dst.truncate(m);
         out_w.truncate(m);
-        drop((off, kept));
-        out_dst.par_iter_mut().with_min_len(1 << 16).for_each(|t| *t = id[*t as usize]);
-        drop(id);
+        drop(off);
+        if kept.is_some() {
+            out_dst.par_iter_mut().with_min_len(1 << 16).for_each(|t| *t = id[*t as usize]);
+        }
+        drop((id, kept));
         let interactions = out_w.par_iter().map(|&x| u64::from(x)).sum();
-        // 5. In-adjacency, dealt by target walking sources in order: each in-list comes out sorted
+        // 4. In-adjacency, dealt by target walking sources in order: each in-list comes out sorted
         // by source.
-        let in_off = if all_kept {
+        let in_off = if unique {
             // The same in-degrees, renumbered.
             let mut dense = Vec::with_capacity(n + 1);
             dense.push(0);
-            dense.extend(uids.iter().map(|&u| in_off[u as usize + 1]));
+            dense.extend(present.iter().map(|&k| in_off[k as usize + 1]));
             dense
         } else {
             let mut counts = vec![0u32; n + 1];
@@ -313,13 +420,29 @@ impl Network {
             prefix(&mut counts);
             counts
         };
-        in_src.truncate(m);
-        in_w.truncate(m);
-        let records = (0..n).flat_map(|u| {
-            let r = out_off[u] as usize..out_off[u + 1] as usize;
-            out_dst[r.clone()].iter().zip(&out_w[r]).map(move |(&v, &w)| [v, u as u32, w])
-        });
-        drop(Deal::new(&in_off, BLOCKS).stable(records, buf, &mut in_src, &mut in_w));
+        let uids = match uid_of {
+            Some(uid_of) => present.iter().map(|&k| uid_of[k as usize]).collect(),
+            None => present,
+        };
+        let (mut in_src, mut in_w) = (zeroed::<u32>(m), zeroed::<u32>(m));
+        // In parts of about as many edges, one a thread.
+        let bounds: Vec<usize> = (0..=parts)
+            .map(|p| {
+                if p == parts {
+                    n
+                } else {
+                    out_off.partition_point(|&o| (o as usize) < m * p / parts).min(n)
+                }
+            })
+            .collect();
+        let records = |p: usize| {
+            let (out_off, out_dst, out_w) = (&out_off, &out_dst, &out_w);
+            (bounds[p]..bounds[p + 1]).flat_map(move |u| {
+                let r = out_off[u] as usize..out_off[u + 1] as usize;
+                out_dst[r.clone()].iter().zip(&out_w[r]).map(move |(&v, &w)| [v, u as u32, w])
+            })
+        };
+        drop(Deal::new(&in_off, BLOCKS).deal(parts, records, buf, (&mut in_src, &mut in_w), Layout::Given));
         Network {
             uids,
             out_off,
@@ -575,21 +698,31 @@ pub(crate) mod tests {
         let mut pairs: Vec<[u32; 3]> = window.iter().map(|e| [e[0], e[1], 1 + (e[0] ^ e[1]) % 5]).collect();
         pairs.sort_unstable_by_key(|e| (e[0], e[1]));
         pairs.dedup_by_key(|e| (e[0], e[1]));
-        let uid_of: Vec<u32> = (0..20_000u32).map(|i| (i * 7_919) % 20_011).collect();
         let mut shuffled = pairs.clone();
         for i in (1..shuffled.len()).rev() {
             shuffled.swap(i, rng.below(i as u64 + 1) as usize);
         }
-        let n = Network::build(Extract { edges: shuffled, uid_of: Some(uid_of.clone()), version: 0 }, 1);
-        let in_uids: Vec<[u32; 3]> =
-            pairs.iter().map(|e| [uid_of[e[0] as usize], uid_of[e[1] as usize], e[2]]).collect();
-        check(&n, &in_uids, 1);
+        let scrambled: Vec<u32> = (0..20_000u32).map(|i| (i * 7_919) % 20_011).collect();
+        // In the uids' order, with holes (no node at those indices) and gaps (users removed).
+        let in_order: Vec<u32> =
+            (0..20_000u32).map(|i| if i % 97 == 5 { u32::MAX } else { 3 * i + 1 }).collect();
+        let used = |i: &u32| *i % 97 != 5;
+        for uid_of in [scrambled, in_order] {
+            let edges: Vec<[u32; 3]> =
+                shuffled.iter().filter(|e| used(&e[0]) && used(&e[1])).copied().collect();
+            let n =
+                Network::build(Extract { edges: edges.clone(), uid_of: Some(uid_of.clone()), version: 0 }, 1);
+            let in_uids: Vec<[u32; 3]> =
+                edges.iter().map(|e| [uid_of[e[0] as usize], uid_of[e[1] as usize], e[2]]).collect();
+            check(&n, &in_uids, 1);
+        }
     }
 
     #[test]
-    fn deals_group_by_key_and_the_stable_one_keeps_order() {
-        // Keys 0..10 in blocks of 2 keys (5 blocks): the second field numbers the records.
-        let records: Vec<[u32; 3]> = (0..40u32).map(|i| [(i * 7) % 10, i, 100 + i]).collect();
+    fn deals_group_by_key_in_the_order_given_or_sorted() {
+        // Keys 0..10 in blocks of 2 keys (5 blocks); `a` out of order with ties, `b` numbers the
+        // records; dealt in three parts.
+        let records: Vec<[u32; 3]> = (0..40u32).map(|i| [(i * 7) % 10, (i * 13) % 40 / 2, i]).collect();
         let mut off = vec![0u32; 11];
         for r in &records {
             off[r[0] as usize + 1] += 1;
@@ -597,24 +730,45 @@ pub(crate) mod tests {
         prefix(&mut off);
         let deal = Deal::new(&off, 6);
         assert_eq!((deal.shift, deal.blocks), (1, 5));
+        let cut = [0, 13, 26, 40];
+        let parts = |p: usize| records[cut[p]..cut[p + 1]].iter().copied();
+        let of_key =
+            |k: usize| records.iter().filter(|x| x[0] == k as u32).map(|x| (x[1], x[2])).collect::<Vec<_>>();
         let (mut a, mut b) = (vec![0u32; 40], vec![0u32; 40]);
-        let buf = deal.stable(records.iter().copied(), Vec::new(), &mut a, &mut b);
+        let buf = deal.deal(3, parts, Vec::new(), (&mut a, &mut b), Layout::Given);
         assert_eq!(buf.len(), 40);
         for k in 0..10 {
             let r = off[k] as usize..off[k + 1] as usize;
-            let want: Vec<u32> = records.iter().filter(|x| x[0] == k as u32).map(|x| x[1]).collect();
-            assert_eq!(a[r.clone()], want[..], "key {k}: its records, in order");
-            assert!(b[r].iter().zip(&want).all(|(&b, &i)| b == 100 + i));
+            let got: Vec<(u32, u32)> = a[r.clone()].iter().copied().zip(b[r].iter().copied()).collect();
+            assert_eq!(got, of_key(k), "key {k}: its records, in order");
         }
-        let mut in_place = records.clone();
-        let (mut a2, mut b2) = (vec![0u32; 40], vec![0u32; 40]);
-        deal.in_place(&mut in_place, &mut a2, &mut b2);
-        for k in 0..10 {
-            let r = off[k] as usize..off[k + 1] as usize;
-            let mut got = a2[r].to_vec();
-            got.sort_unstable();
-            let want: Vec<u32> = records.iter().filter(|x| x[0] == k as u32).map(|x| x[1]).collect();
-            assert_eq!(got, want, "key {k}: its records");
+        // Sorted by `a`, ties in the order given (a stable sort), then renamed.
+        let rename: Vec<u32> = (0..20).map(|x| 2 * x + 1).collect();
+        for map in [None, Some(&rename[..])] {
+            let (mut a, mut b) = (vec![0u32; 40], vec![0u32; 40]);
+            deal.deal(3, parts, buf.clone(), (&mut a, &mut b), Layout::Sorted(map));
+            for k in 0..10 {
+                let r = off[k] as usize..off[k + 1] as usize;
+                let got: Vec<(u32, u32)> = a[r.clone()].iter().copied().zip(b[r].iter().copied()).collect();
+                let mut want = of_key(k);
+                want.sort_by_key(|&(a, _)| a);
+                let want: Vec<(u32, u32)> =
+                    want.iter().map(|&(a, b)| (map.map_or(a, |m| m[a as usize]), b)).collect();
+                assert_eq!(got, want, "key {k}: its records by a, renamed: {}", map.is_some());
+            }
         }
+    }
+
+    #[test]
+    fn the_radix_sort_is_stable_over_every_pass() {
+        // 30 bits: three passes, one of them with a single digit for all (skipped).
+        let mut rng = crate::rng::SplitMix64::new(3);
+        let records: Vec<[u32; 3]> = (0..5_000u32)
+            .map(|i| [0, (rng.below(1 << 8) as u32) << 22 | (rng.below(50) as u32), i])
+            .collect();
+        let mut want = records.clone();
+        want.sort_by_key(|r| r[1]);
+        assert_eq!(sorted_by_a(&records, 30), want);
+        assert_eq!(sorted_by_a(&[], 30), Vec::<[u32; 3]>::new());
     }
 }
