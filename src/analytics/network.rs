@@ -253,14 +253,8 @@ fn prefix(counts: &mut [u32]) {
     }
 }
 
-/// Where each key's records start as sources and as targets (see [`prefix`]); each record's ends
-/// first renamed through `rename` when one is given.
-fn count(edges: &mut [[u32; 3]], keys: usize, rename: Option<&[u32]>) -> (Vec<u32>, Vec<u32>) {
-    if let Some(m) = rename {
-        edges.par_iter_mut().with_min_len(1 << 16).for_each(|e| {
-            (e[0], e[1]) = (m[e[0] as usize], m[e[1] as usize]);
-        });
-    }
+/// Where each key's records start as sources and as targets (see [`prefix`]), counted.
+fn count(edges: &[[u32; 3]], keys: usize) -> (Vec<u32>, Vec<u32>) {
     // Two passes side by side rather than one pass in two halves: each thread's random writes
     // then stay within one array.
     let (mut from, mut to) = (vec![0u32; keys + 1], vec![0u32; keys + 1]);
@@ -274,6 +268,25 @@ fn count(edges: &mut [[u32; 3]], keys: usize, rename: Option<&[u32]>) -> (Vec<u3
             prefix(&mut to);
         },
     );
+    (from, to)
+}
+
+/// [`count`]'s answer from the graph's degrees by node index, each node its key through `rename`
+/// when one is given: no pass over the edges.
+fn from_degrees(
+    (out_deg, in_deg): (Vec<u32>, Vec<u32>),
+    keys: usize,
+    rename: Option<&[u32]>,
+) -> (Vec<u32>, Vec<u32>) {
+    let (mut from, mut to) = (vec![0u32; keys + 1], vec![0u32; keys + 1]);
+    for (i, (&o, &d)) in out_deg.iter().zip(&in_deg).enumerate() {
+        if o > 0 || d > 0 {
+            let k = rename.map_or(i, |m| m[i] as usize);
+            (from[k + 1], to[k + 1]) = (o, d);
+        }
+    }
+    prefix(&mut from);
+    prefix(&mut to);
     (from, to)
 }
 
@@ -321,7 +334,7 @@ impl Network {
     /// repeated pairs side by side, to be merged); then by target walking sources in order, so
     /// each in-list comes out sorted by source.
     pub fn build(extract: Extract, min_weight: u32) -> Network {
-        let Extract { mut edges, uid_of, version } = extract;
+        let Extract { mut edges, uid_of, degrees, version } = extract;
         let min_weight = min_weight.max(1);
         // The whole network's pairs are unique (the extract left lighter ones out): nothing to
         // merge, and the counts say who is in.
@@ -338,7 +351,15 @@ impl Network {
                 (edges.par_iter().map(|e| e[0].max(e[1])).max().map_or(0, |m| m as usize + 1), None, None)
             }
         };
-        let (off, in_off) = count(&mut edges, keys, rename.as_deref());
+        if let Some(m) = &rename {
+            edges.par_iter_mut().with_min_len(1 << 16).for_each(|e| {
+                (e[0], e[1]) = (m[e[0] as usize], m[e[1] as usize]);
+            });
+        }
+        let (off, in_off) = match degrees {
+            Some(degrees) => from_degrees(degrees, keys, rename.as_deref()),
+            None => count(&edges, keys),
+        };
         drop(rename);
         let early = unique.then(|| dense_ids(keys, |k| off[k + 1] > off[k] || in_off[k + 1] > in_off[k]));
         // 1. By source, into the out-adjacency's arrays, each list sorted by target (already in
@@ -600,7 +621,7 @@ pub(crate) mod tests {
     /// A network from (from uid, to uid, weight) triples, as an extract would give.
     pub(crate) fn net(edges: &[(u32, u32, u32)], min_weight: u32) -> Network {
         let edges = edges.iter().map(|&(a, b, w)| [a, b, w]).collect();
-        Network::build(Extract { edges, uid_of: None, version: 0 }, min_weight)
+        Network::build(Extract { edges, uid_of: None, degrees: None, version: 0 }, min_weight)
     }
 
     #[test]
@@ -690,7 +711,10 @@ pub(crate) mod tests {
         // A window: interactions one by one, repeated pairs, several minimum weights.
         let window: Vec<[u32; 3]> = (0..60_000).map(|_| [skewed(&mut rng), skewed(&mut rng), 1]).collect();
         for min_weight in [1, 2, 3] {
-            let n = Network::build(Extract { edges: window.clone(), uid_of: None, version: 0 }, min_weight);
+            let n = Network::build(
+                Extract { edges: window.clone(), uid_of: None, degrees: None, version: 0 },
+                min_weight,
+            );
             check(&n, &window, min_weight);
         }
         // The whole network: unique pairs as node indices, mapped to uids that are not in node
@@ -707,14 +731,21 @@ pub(crate) mod tests {
         let in_order: Vec<u32> =
             (0..20_000u32).map(|i| if i % 97 == 5 { u32::MAX } else { 3 * i + 1 }).collect();
         let used = |i: &u32| *i % 97 != 5;
+        let edges: Vec<[u32; 3]> = shuffled.iter().filter(|e| used(&e[0]) && used(&e[1])).copied().collect();
+        // The degrees a graph keeps, by node index: what the counts come from when given.
+        let (mut out_deg, mut in_deg) = (vec![0u32; 20_000], vec![0u32; 20_000]);
+        for e in &edges {
+            out_deg[e[0] as usize] += 1;
+            in_deg[e[1] as usize] += 1;
+        }
         for uid_of in [scrambled, in_order] {
-            let edges: Vec<[u32; 3]> =
-                shuffled.iter().filter(|e| used(&e[0]) && used(&e[1])).copied().collect();
-            let n =
-                Network::build(Extract { edges: edges.clone(), uid_of: Some(uid_of.clone()), version: 0 }, 1);
-            let in_uids: Vec<[u32; 3]> =
-                edges.iter().map(|e| [uid_of[e[0] as usize], uid_of[e[1] as usize], e[2]]).collect();
-            check(&n, &in_uids, 1);
+            for degrees in [None, Some((out_deg.clone(), in_deg.clone()))] {
+                let extract =
+                    Extract { edges: edges.clone(), uid_of: Some(uid_of.clone()), degrees, version: 0 };
+                let in_uids: Vec<[u32; 3]> =
+                    edges.iter().map(|e| [uid_of[e[0] as usize], uid_of[e[1] as usize], e[2]]).collect();
+                check(&Network::build(extract, 1), &in_uids, 1);
+            }
         }
     }
 

@@ -140,6 +140,9 @@ pub struct Extract {
     pub edges: Vec<[u32; 3]>,
     /// When set, the edges' ends are petgraph node indices, and this maps them to uids.
     pub uid_of: Option<Vec<u32>>,
+    /// With `uid_of`, when every edge was kept: each node index's out- and in-degree, which are
+    /// then its counts of edges as source and as target.
+    pub degrees: Option<(Vec<u32>, Vec<u32>)>,
     /// The graph's version when the copy was taken.
     pub version: u64,
 }
@@ -179,14 +182,16 @@ impl Graph {
                     edges.push([s.from(), s.to(), 1]);
                 }
             });
-            return Extract { edges, uid_of: None, version: self.version() };
+            return Extract { edges, uid_of: None, degrees: None, version: self.version() };
         }
         // Node index -> uid (a sequential read of petgraph's nodes), then the edges as node indices
         // (a sequential read of its edges): turning indices into uids is random access, left to
         // the caller, after the lock.
         let mut uid_of = vec![u32::MAX; self.node_bound()];
+        let (mut out_deg, mut in_deg) = (vec![0u32; self.node_bound()], vec![0u32; self.node_bound()]);
         for i in self.g.node_indices() {
-            uid_of[i.index()] = self.g[i].uid;
+            let n = &self.g[i];
+            (uid_of[i.index()], out_deg[i.index()], in_deg[i.index()]) = (n.uid, n.out_deg, n.in_deg);
         }
         edges.reserve(self.g.edge_count());
         let all = sel.kinds == KindSet::ALL;
@@ -202,7 +207,8 @@ impl Graph {
                 edges.push([e.source().index() as u32, e.target().index() as u32, w]);
             }
         }
-        Extract { edges, uid_of: Some(uid_of), version: self.version() }
+        let degrees = (edges.len() == self.g.edge_count()).then_some((out_deg, in_deg));
+        Extract { edges, uid_of: Some(uid_of), degrees, version: self.version() }
     }
 
     /// Copies a selection's interactions (kinds and window; `min_weight` is an edge's, applied by
@@ -303,5 +309,45 @@ mod tests {
         assert_eq!(KindSet::parse("repost,like"), Err("like".into()));
         assert_eq!(KindSet::parse(""), Err(String::new()));
         assert_eq!(KindSet::ALL.kinds().len(), 5);
+    }
+
+    #[test]
+    fn the_whole_networks_extract_gives_degrees_that_count_its_edges() {
+        // Users added, tied, untied, removed and added again (their node indices reused).
+        let mut g = Graph::new();
+        for u in 0..60u32 {
+            g.upsert_user(u, &format!("u{u}"), None, None);
+        }
+        let mut rng = crate::rng::SplitMix64::new(5);
+        for step in 0..5_000u32 {
+            let (a, b) = (format!("u{}", rng.below(60)), format!("u{}", rng.below(60)));
+            let mut tie = crate::graph::Tie::default();
+            tie.add([Kind::Mention, Kind::Repost][rng.below(2) as usize], 1_700_000_000);
+            match rng.below(10) {
+                0 => {
+                    g.set_tie(&a, &b, crate::graph::Tie::default());
+                }
+                1 if step % 40 == 0 => {
+                    g.remove_user(&a);
+                    g.upsert_user(a[1..].parse().unwrap(), &a, None, None);
+                }
+                _ => {
+                    g.set_tie(&a, &b, tie);
+                }
+            }
+        }
+        let x = g.extract(&Selection::default(), Vec::new());
+        let (out_deg, in_deg) = x.degrees.expect("every edge kept");
+        let (mut from, mut to) = (vec![0u32; out_deg.len()], vec![0u32; in_deg.len()]);
+        for e in &x.edges {
+            from[e[0] as usize] += 1;
+            to[e[1] as usize] += 1;
+        }
+        assert_eq!((from, to), (out_deg, in_deg));
+        assert!(x.edges.len() > 500, "the test made edges ({})", x.edges.len());
+        // Reposts only: some edges are left out, and the degrees with them.
+        let reposts = Selection { kinds: KindSet::of(&[Kind::Repost]), ..Selection::default() };
+        let x = g.extract(&reposts, Vec::new());
+        assert!(x.edges.len() < g.tie_count() && x.degrees.is_none());
     }
 }
