@@ -253,26 +253,17 @@ fn prefix(counts: &mut [u32]) {
     }
 }
 
-/// Where each key's records start as sources and as targets (see [`prefix`]), counted.
-fn count(edges: &[[u32; 3]], keys: usize) -> (Vec<u32>, Vec<u32>) {
-    // Two passes side by side rather than one pass in two halves: each thread's random writes
-    // then stay within one array.
-    let (mut from, mut to) = (vec![0u32; keys + 1], vec![0u32; keys + 1]);
-    rayon::join(
-        || {
-            edges.iter().for_each(|e| from[e[0] as usize + 1] += 1);
-            prefix(&mut from);
-        },
-        || {
-            edges.iter().for_each(|e| to[e[1] as usize + 1] += 1);
-            prefix(&mut to);
-        },
-    );
-    (from, to)
+/// Where each key's records start at one end (0: as sources, 1: as targets; see [`prefix`]),
+/// counted.
+fn count(edges: &[[u32; 3]], keys: usize, end: usize) -> Vec<u32> {
+    let mut off = vec![0u32; keys + 1];
+    edges.iter().for_each(|e| off[e[end] as usize + 1] += 1);
+    prefix(&mut off);
+    off
 }
 
-/// [`count`]'s answer from the graph's degrees by node index, each node its key through `rename`
-/// when one is given: no pass over the edges.
+/// [`count`]'s answers for both ends from the graph's degrees by node index, each node its key
+/// through `rename` when one is given: no pass over the edges.
 fn from_degrees(
     (out_deg, in_deg): (Vec<u32>, Vec<u32>),
     keys: usize,
@@ -356,12 +347,24 @@ impl Network {
                 (e[0], e[1]) = (m[e[0] as usize], m[e[1] as usize]);
             });
         }
+        // Counts by target only where they stay true: a window's are recounted once merged.
         let (off, in_off) = match degrees {
-            Some(degrees) => from_degrees(degrees, keys, rename.as_deref()),
-            None => count(&edges, keys),
+            Some(degrees) => {
+                let (off, in_off) = from_degrees(degrees, keys, rename.as_deref());
+                (off, Some(in_off))
+            }
+            // Two passes side by side rather than one pass in two halves: each thread's random
+            // writes then stay within one array.
+            None if unique => {
+                let (off, in_off) = rayon::join(|| count(&edges, keys, 0), || count(&edges, keys, 1));
+                (off, Some(in_off))
+            }
+            None => (count(&edges, keys, 0), None),
         };
         drop(rename);
-        let early = unique.then(|| dense_ids(keys, |k| off[k + 1] > off[k] || in_off[k + 1] > in_off[k]));
+        let early = in_off
+            .as_ref()
+            .map(|in_off| dense_ids(keys, |k| off[k + 1] > off[k] || in_off[k + 1] > in_off[k]));
         // 1. By source, into the out-adjacency's arrays, each list sorted by target (already in
         // dense ids when known).
         let m0 = edges.len();
@@ -427,7 +430,7 @@ impl Network {
         let interactions = out_w.par_iter().map(|&x| u64::from(x)).sum();
         // 4. In-adjacency, dealt by target walking sources in order: each in-list comes out sorted
         // by source.
-        let in_off = if unique {
+        let in_off = if let Some(in_off) = in_off {
             // The same in-degrees, renumbered.
             let mut dense = Vec::with_capacity(n + 1);
             dense.push(0);
