@@ -10,7 +10,7 @@
 //! not a user's detail (it shows analyses' metrics).
 
 use super::AppState;
-use actix_web::body::{BoxBody, MessageBody};
+use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::middleware::Next;
@@ -75,14 +75,13 @@ pub async fn answers(
     {
         return Ok(res.map_into_boxed_body());
     }
+    // Larger than kept, or of a size not known before reading it: answered as it comes, not kept.
+    if !matches!(res.response().body().size(), BodySize::Sized(n) if n <= LARGEST as u64) {
+        return Ok(res.map_into_boxed_body());
+    }
     let (req, res) = res.into_parts();
     let (head, body) = res.into_parts();
-    let body = actix_web::body::to_bytes_limited(body, LARGEST).await;
-    let body = match body {
-        Ok(Ok(bytes)) => bytes,
-        // Larger than kept, or unreadable: answered as it comes, not kept.
-        _ => return Ok(ServiceResponse::new(req, head.set_body(BoxBody::new(()))).map_into_boxed_body()),
-    };
+    let body = actix_web::body::to_bytes(body).await.map_err(Into::into)?;
     // Made at the version read before: kept only for it (a write meanwhile moved the version on).
     state.answers.put(key, version, body.clone());
     Ok(ServiceResponse::new(req, head.set_body(BoxBody::new(body))))
