@@ -634,7 +634,7 @@ impl Graph {
         true
     }
 
-    fn node_of_uid(&self, uid: u32) -> Option<NodeIndex> {
+    pub(super) fn node_of_uid(&self, uid: u32) -> Option<NodeIndex> {
         self.by_uid.get(uid as usize).copied().filter(|&i| i != NO_NODE).map(|i| NodeIndex::new(i as usize))
     }
 

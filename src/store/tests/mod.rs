@@ -366,6 +366,14 @@ fn random_mutation_sequences_reload_to_the_same_graph(on: On) {
         let (h, w) = place.open();
         assert_eq!(dump(&h), before, "seed {seed}");
         assert_eq!(stamps(&h), timeline, "seed {seed}: the timeline reloads exactly");
+        if seed % 2 == 0 && matches!(on, On::Sled) {
+            // Loaded from the checkpoint of a clean stop, the users are in uid order (which the
+            // analyses' snapshot reads without renaming), though removals and re-adds had mixed them.
+            // (A database store's clean stop may leave log to replay after its last checkpoint.)
+            let mut uids = Vec::new();
+            h.graph().read().for_each_user(|uid, _, _, _| uids.push(uid));
+            assert!(uids.is_sorted(), "seed {seed}: users in uid order after a clean restart");
+        }
         // Applying again after the restart changes nothing: the seen-set was restored too.
         let again = h
             .submit_blocking(vec![Mutation::ApplyPost(post("known", "u1", &[(Kind::Repost, "u2")]))])
