@@ -48,7 +48,7 @@ fn snapshot(handle: &StoreHandle, sel: &Selection) -> (Network, f64, f64, f64) {
     let mut net = None;
     for _ in 0..BEST_OF {
         let t = Instant::now();
-        let (n, held) = engine::snapshot(handle.graph(), sel);
+        let (n, held) = engine::snapshot(handle.graph(), sel, None);
         let took = ms(t.elapsed());
         first.get_or_insert(took);
         (best, lock) = (best.min(took), lock.max(ms(held)));

@@ -1,4 +1,5 @@
-//! Runs analyses off the request threads: a dedicated rayon pool, one run at a time per (task,
+//! Runs analyses off the request threads (on the engine's job threads, their parallel work on a
+//! dedicated rayon pool: see [`Jobs`] for why apart), one run at a time per (task,
 //! selection) shared by every request that asks for it meanwhile, results cached until the graph
 //! changes. A request for a result whose graph has changed since gets the cached one marked
 //! `stale` while the fresh one computes, when computing it takes long (over [`STALE_AFTER_MS`]);
@@ -47,8 +48,10 @@ type DerivedValue = Arc<dyn std::any::Any + Send + Sync>;
 /// What to compute. Floating parameters are kept as their bits so tasks can be compared and hashed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Task {
-    /// Only the snapshot (for ego networks, strongest paths, drawings).
+    /// Only the snapshot (for strongest paths along direction, drawings).
     Network,
+    /// The snapshot with its undirected view built (for ego networks, strongest paths).
+    Undirected,
     PageRank {
         damping_bits: u64,
     },
@@ -68,6 +71,12 @@ pub enum Task {
 }
 
 impl Task {
+    /// Whether the task reads the network's undirected view (built by the job, before the task's
+    /// work goes to the pool: see [`Jobs`]).
+    fn needs_undirected(self) -> bool {
+        matches!(self, Task::Undirected | Task::Cores | Task::Communities { .. } | Task::Betweenness { .. })
+    }
+
     pub fn pagerank(damping: f64) -> Task {
         Task::PageRank { damping_bits: damping.to_bits() }
     }
@@ -92,7 +101,7 @@ pub enum Output {
 /// Computes a task on a snapshot (on the calling thread; parallel parts use the current rayon pool).
 pub(crate) fn compute(task: Task, net: &Network) -> Output {
     match task {
-        Task::Network => Output::Network,
+        Task::Network | Task::Undirected => Output::Network,
         Task::PageRank { damping_bits } => {
             Output::PageRank(pagerank::pagerank(net, f64::from_bits(damping_bits), PAGERANK_TOL, 1000))
         }
@@ -160,7 +169,9 @@ const READ_REST: u32 = 3;
 /// The analytics engine shared by the HTTP handlers.
 pub struct Engine {
     graph: SharedGraph,
-    pool: rayon::ThreadPool,
+    /// The analyses' parallel work, and nothing that waits: see [`Jobs`].
+    pool: Arc<rayon::ThreadPool>,
+    jobs: Jobs,
     /// Expensive reads of the live graph (a hub's edges, users by degree, the subgraph to draw,
     /// paths): as many threads as the analyses, at normal priority, with a bounded queue.
     reads: rayon::ThreadPool,
@@ -177,8 +188,8 @@ impl Engine {
     /// An engine with a pool of `threads` threads.
     ///
     /// # Errors
-    /// If the pool's threads cannot be started.
-    pub fn new(graph: SharedGraph, threads: usize) -> Result<Arc<Engine>, rayon::ThreadPoolBuildError> {
+    /// If the threads cannot be started.
+    pub fn new(graph: SharedGraph, threads: usize) -> std::io::Result<Arc<Engine>> {
         // Analyses at the lowest priority (nice 19): when cores are short, the store's writer, the
         // sources and the requests go first, so ingest keeps its rate while analyses run; idle cores
         // still go to them. Not the reads: they hold the graph's read lock while they run, and a
@@ -200,10 +211,12 @@ impl Engine {
                     }
                 })
                 .build()
+                .map_err(std::io::Error::other)
         };
         Ok(Arc::new(Engine {
             graph,
-            pool: pool("analytics", true)?,
+            pool: Arc::new(pool("analytics", true)?),
+            jobs: Jobs::start(threads.max(1))?,
             reads: pool("reads", false)?,
             queued_reads: Default::default(),
             slots: Mutex::new(HashMap::new()),
@@ -304,9 +317,10 @@ impl Engine {
         F: FnOnce() -> T + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.pool.spawn(move || {
-            let out =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).map_err(|p| panic_message(&p));
+        let pool = self.pool.clone();
+        self.jobs.run(move || {
+            let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.install(work)))
+                .map_err(|p| panic_message(&p));
             let _ = tx.send(out);
         });
         rx.await.map_err(|_| "the analytics pool stopped".to_string())?
@@ -320,12 +334,13 @@ impl Engine {
     /// The snapshot of a selection at the graph's current version, taken if not cached. Holds the
     /// graph's read lock only while copying.
     fn network(&self, sel: &Selection) -> Arc<Network> {
+        debug_assert!(rayon::current_thread_index().is_none(), "waits for a lock: never on a pool's thread");
         let _one = self.snapshotting.lock();
         let version = self.graph.read().version();
         if let Some((_, n)) = self.networks.lock().iter().find(|(s, n)| s == sel && usable(n, version)) {
             return n.clone();
         }
-        let (net, _) = snapshot(&self.graph, sel);
+        let (net, _) = snapshot(&self.graph, sel, Some(&self.pool));
         let net = Arc::new(net);
         let mut nets = self.networks.lock();
         nets.retain(|(s, _)| s != sel);
@@ -406,11 +421,14 @@ impl Engine {
     fn start(self: &Arc<Self>, task: Task, sel: Selection) -> Running {
         let (tx, rx) = watch::channel(None);
         let me = self.clone();
-        self.pool.spawn(move || {
+        self.jobs.run(move || {
             let t = Instant::now();
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let network = me.network(&sel);
-                let output = Arc::new(compute(task, &network));
+                if task.needs_undirected() {
+                    network.undirected_on(&me.pool);
+                }
+                let output = Arc::new(me.pool.install(|| compute(task, &network)));
                 (network, output)
             }));
             let order = me.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -449,6 +467,44 @@ impl Engine {
     }
 }
 
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The threads that run the engine's jobs (an analysis: its snapshot, then its computation; an
+/// export's preparation), one job a thread, in the order asked. Jobs wait (for the one snapshot
+/// being taken, for the graph's read lock, for another job's undirected view), so they do not
+/// run on the rayon pool: a pool thread waiting for its parallel work to finish takes up other
+/// queued work meanwhile, and a job started that way, waiting for what the suspended job below it
+/// on the same thread holds, would wait forever. Jobs hand their parallel work to the pool with
+/// `install`, which, called from a thread outside the pool, just blocks. At normal priority: they
+/// hold the graph's read lock while copying; the work they hand over runs at the pool's.
+struct Jobs {
+    queue: std::sync::mpsc::Sender<Job>,
+}
+
+impl Jobs {
+    fn start(threads: usize) -> std::io::Result<Jobs> {
+        let (queue, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads {
+            let rx = rx.clone();
+            std::thread::Builder::new().name(format!("tagflow-job-{i}")).spawn(move || loop {
+                // The lock is let go before the job runs: the other threads take the next ones.
+                let job = rx.lock().recv();
+                match job {
+                    Ok(job) => job(),
+                    Err(_) => return, // the engine is gone
+                }
+            })?;
+        }
+        Ok(Jobs { queue })
+    }
+
+    fn run(&self, job: impl FnOnce() + Send + 'static) {
+        // Fails only once the engine is gone, when nobody waits for the job.
+        let _ = self.queue.send(Box::new(job));
+    }
+}
+
 /// What a caught panic said.
 fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<&str>()
@@ -458,7 +514,13 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// Takes a snapshot of a selection; returns it and how long the graph's read lock was held.
-pub fn snapshot(graph: &SharedGraph, sel: &Selection) -> (Network, std::time::Duration) {
+/// The copy is taken on the calling thread (at its priority: the writer waits for it), the network
+/// built on `pool` (the current rayon pool when `None`).
+pub fn snapshot(
+    graph: &SharedGraph,
+    sel: &Selection,
+    pool: Option<&rayon::ThreadPool>,
+) -> (Network, std::time::Duration) {
     let t = Instant::now();
     // Room for the copy, touched before the lock is taken (its page faults are not the writer's
     // wait). A window's size is not known beforehand, and is smaller.
@@ -466,7 +528,11 @@ pub fn snapshot(graph: &SharedGraph, sel: &Selection) -> (Network, std::time::Du
     let held = Instant::now();
     let extract = graph.read().extract(sel, room);
     let held = held.elapsed();
-    let mut net = Network::build(extract, sel.min_weight);
+    let build = || Network::build(extract, sel.min_weight);
+    let mut net = match pool {
+        Some(pool) => pool.install(build),
+        None => build(),
+    };
     net.cost = t.elapsed();
     (net, held)
 }
@@ -496,5 +562,45 @@ fn answer(d: &Done, stale: bool) -> Answer {
         computed_at: d.computed_at,
         took_ms: d.took_ms,
         stale,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::testkit::skewed;
+
+    /// Many analyses asked at once, on snapshots big enough that every parallel part splits across
+    /// the pool's threads: each one answers. (A job that waits inside the pool, for a lock or a
+    /// value another job on the same thread is making, would hang: work stealing runs the waiting
+    /// job on the very thread whose job it waits for.)
+    #[test]
+    fn analyses_asked_all_at_once_all_answer() {
+        let graph: SharedGraph = Arc::new(parking_lot::RwLock::new(skewed(30_000, 280_000, 5, 3, 97)));
+        let engine = Engine::new(graph, 2).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async {
+            let mut runs = Vec::new();
+            for min_weight in 1..=3 {
+                let sel = Selection { min_weight, ..Selection::default() };
+                for task in [
+                    Task::Cores,
+                    Task::pagerank(0.85),
+                    Task::Components { strong: true },
+                    Task::communities(Method::Louvain, 1.0, 1),
+                    Task::Betweenness { samples: Some(2), seed: 1 },
+                ] {
+                    let engine = engine.clone();
+                    runs.push(tokio::spawn(async move { engine.run(task, sel).await }));
+                }
+            }
+            for run in runs {
+                let answer = tokio::time::timeout(std::time::Duration::from_secs(300), run)
+                    .await
+                    .expect("every analysis answers: none is stuck behind another")
+                    .unwrap();
+                assert!(answer.is_ok());
+            }
+        });
     }
 }

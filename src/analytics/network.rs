@@ -521,8 +521,17 @@ impl Network {
 
     /// The undirected simple view: u and v are neighbours if either acted on the other, with weight
     /// w(u->v) + w(v->u). Each edge appears in both lists. Built on first use, then shared.
+    ///
+    /// A first use waits for a build under way elsewhere: not on a rayon pool's thread, where the
+    /// build's own parallel work may be waiting for this very thread. The engine builds the view
+    /// with [`Network::undirected_on`] before its tasks start.
     pub fn undirected(&self) -> &Undirected {
         self.undirected.get_or_init(|| self.build_undirected())
+    }
+
+    /// [`Network::undirected`], built on `pool` if not yet: called from a thread outside it.
+    pub(crate) fn undirected_on(&self, pool: &rayon::ThreadPool) -> &Undirected {
+        self.undirected.get_or_init(|| pool.install(|| self.build_undirected()))
     }
 
     /// Each user's out- and in-list merged (both sorted): first how long each merge is, then the

@@ -280,7 +280,7 @@ pub async fn prepare(engine: &Arc<Engine>, req: &Request) -> Result<Plan, Export
     let pagerank = run(m.pagerank, Task::pagerank(req.damping)).await?;
     let communities = run(m.community, req.communities.task()).await?;
     let components = run(m.component, Task::Components { strong: false }).await?;
-    let network = run(centre.is_some(), Task::Network).await?;
+    let network = run(centre.is_some(), Task::Undirected).await?;
 
     let request = req.clone();
     let prepared = engine

@@ -12,7 +12,7 @@ mod mutation;
 mod path;
 mod select;
 #[cfg(test)]
-mod testkit;
+pub(crate) mod testkit;
 mod tie;
 mod timeline;
 mod views;

@@ -585,7 +585,7 @@ pub async fn ego(
     let limit = p.number("limit", 1..=2_000usize, 100)?;
     p.finish()?;
     state.store.graph().read().resolve(&path)?;
-    let a = run(&state, Task::Network, sel).await?;
+    let a = run(&state, Task::Undirected, sel).await?;
     let net = a.network.clone();
     let (nodes, edges) = match member(&state, &net, &path)? {
         Some(center) => {
@@ -668,7 +668,7 @@ pub(super) async fn strongest_path(
         let g = state.store.graph().read();
         g.resolve_pair(from, to)?;
     }
-    let a = run(state, Task::Network, sel).await?;
+    let a = run(state, if directed { Task::Network } else { Task::Undirected }, sel).await?;
     let net = a.network.clone();
     let keys = {
         let g = state.store.graph().read();
