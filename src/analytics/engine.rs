@@ -524,7 +524,7 @@ pub fn snapshot(
     let t = Instant::now();
     // Room for the copy, touched before the lock is taken (its page faults are not the writer's
     // wait). A window's size is not known beforehand, and is smaller.
-    let room = if sel.is_windowed() { Vec::new() } else { super::network::zeroed(graph.read().tie_count()) };
+    let room = if sel.is_windowed() { Vec::new() } else { super::network::zeroed(graph.read().edge_bound()) };
     let held = Instant::now();
     let extract = graph.read().extract(sel, room);
     let held = held.elapsed();

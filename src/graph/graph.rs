@@ -702,6 +702,11 @@ impl Graph {
         (n.out_deg, n.in_deg)
     }
 
+    /// Upper bound of edge indices (edge slots, some perhaps vacant).
+    pub(crate) fn edge_bound(&self) -> usize {
+        petgraph::visit::EdgeIndexable::edge_bound(&self.g)
+    }
+
     /// Upper bound of node indices, for scratch arrays indexed by node.
     pub(crate) fn node_bound(&self) -> usize {
         self.g.node_indices().next_back().map_or(0, |i| i.index() + 1)

@@ -7,9 +7,10 @@
 
 use super::graph::Graph;
 use super::model::Kind;
+use super::tie::Packed;
 use super::tie::{clamp_time, KindCounts};
 use super::timeline::Stamp;
-use petgraph::visit::{EdgeRef, IntoEdgeReferences};
+use petgraph::stable_graph::EdgeIndex;
 use rustc_hash::FxHashMap;
 
 /// A set of interaction kinds.
@@ -169,46 +170,82 @@ pub struct PairDetail {
 impl Graph {
     /// Copies the selected network. Without a time window it reads the edges' per-kind counts; with
     /// one it reads the timeline (skipping chunks outside the window). Cost under the lock: one pass
-    /// over the edges (or the window's part of the timeline), writing 12 bytes per kept edge.
+    /// over the edges (or the window's part of the timeline), writing 12 bytes per kept edge; the
+    /// edges are read in parallel, in as many parts as the current rayon pool has threads.
     ///
-    /// `edges` is where to copy (emptied first): a caller that sizes it beforehand, outside the lock,
-    /// keeps the page faults of a big allocation out of the time the lock is held.
-    pub(crate) fn extract(&self, sel: &Selection, mut edges: Vec<[u32; 3]>) -> Extract {
-        edges.clear();
+    /// `room` is where to copy: a caller that sizes it beforehand (to [`Graph::edge_bound`] without
+    /// a window), outside the lock, keeps the page faults of a big allocation out of the time the
+    /// lock is held.
+    pub(crate) fn extract(&self, sel: &Selection, mut room: Vec<[u32; 3]>) -> Extract {
         if sel.is_windowed() {
+            room.clear();
             let bounds = sel.bounds();
             self.timeline.for_each_in(bounds.0, bounds.1, |s| {
                 if sel.keeps(s.kind_index(), s.at(), bounds) {
-                    edges.push([s.from(), s.to(), 1]);
+                    room.push([s.from(), s.to(), 1]);
                 }
             });
-            return Extract { edges, uid_of: None, degrees: None, version: self.version() };
+            return Extract { edges: room, uid_of: None, degrees: None, version: self.version() };
         }
         // Node index -> uid (a sequential read of petgraph's nodes), then the edges as node indices
-        // (a sequential read of its edges): turning indices into uids is random access, left to
-        // the caller, after the lock.
+        // (a sequential read of its edges, by parts): turning indices into uids is random access,
+        // left to the caller, after the lock.
         let mut uid_of = vec![u32::MAX; self.node_bound()];
         let (mut out_deg, mut in_deg) = (vec![0u32; self.node_bound()], vec![0u32; self.node_bound()]);
         for i in self.g.node_indices() {
             let n = &self.g[i];
             (uid_of[i.index()], out_deg[i.index()], in_deg[i.index()]) = (n.uid, n.out_deg, n.in_deg);
         }
-        edges.reserve(self.g.edge_count());
+        let bound = self.edge_bound();
+        room.resize(bound, [0; 3]);
         let all = sel.kinds == KindSet::ALL;
-        for e in (&self.g).edge_references() {
-            let w = if all && !e.weight().spilled() {
-                e.weight().unpack(None).total().min(u64::from(u32::MAX)) as u32
+        let min_weight = sel.min_weight.max(1);
+        let weight = |e: EdgeIndex, packed: &Packed| {
+            let w = if all && !packed.spilled() {
+                packed.unpack(None).total()
             } else {
-                let tie = self.tie_at(e.id());
-                let w: u64 = sel.kinds.kinds().iter().map(|&k| u64::from(tie.count(k))).sum();
-                w.min(u64::from(u32::MAX)) as u32
+                let tie = self.tie_of(e, packed);
+                sel.kinds.kinds().iter().map(|&k| u64::from(tie.count(k))).sum()
             };
-            if w >= sel.min_weight.max(1) {
-                edges.push([e.source().index() as u32, e.target().index() as u32, w]);
+            w.min(u64::from(u32::MAX)) as u32
+        };
+        // Each part copies its slots' kept edges to the front of its stretch of `room`, on a thread
+        // of its own: not rayon's, whose threads, waiting for a part, may take up unrelated work
+        // and hold the lock for as long as that takes.
+        let chunk = bound.div_ceil(rayon::current_num_threads()).max(1);
+        let copy = |p: usize, out: &mut [[u32; 3]]| {
+            let mut kept = 0;
+            for i in p * chunk..p * chunk + out.len() {
+                let e = EdgeIndex::new(i);
+                let (Some(packed), Some((a, b))) = (self.g.edge_weight(e), self.g.edge_endpoints(e)) else {
+                    continue;
+                };
+                let w = weight(e, packed);
+                if w >= min_weight {
+                    out[kept] = [a.index() as u32, b.index() as u32, w];
+                    kept += 1;
+                }
             }
+            kept
+        };
+        let kept: Vec<usize> = std::thread::scope(|scope| {
+            let mut parts = room.chunks_mut(chunk).enumerate();
+            let first = parts.next();
+            let others: Vec<_> = parts.map(|(p, out)| scope.spawn(move || copy(p, out))).collect();
+            let first = first.map(|(p, out)| copy(p, out));
+            first.into_iter().chain(others.into_iter().map(|h| h.join().expect("a copy panicked"))).collect()
+        });
+        // Then the parts close up (nothing moves when every slot holds a kept edge).
+        let mut len = 0;
+        for (p, &k) in kept.iter().enumerate() {
+            if p * chunk != len {
+                room.copy_within(p * chunk..p * chunk + k, len);
+            }
+            len += k;
         }
-        let degrees = (edges.len() == self.g.edge_count()).then_some((out_deg, in_deg));
-        Extract { edges, uid_of: Some(uid_of), degrees, version: self.version() }
+        room.truncate(len);
+        let degrees = (len == self.g.edge_count()).then_some((out_deg, in_deg));
+        Extract { edges: room, uid_of: Some(uid_of), degrees, version: self.version() }
     }
 
     /// Copies a selection's interactions (kinds and window; `min_weight` is an edge's, applied by
@@ -335,6 +372,28 @@ mod tests {
                     g.set_tie(&a, &b, tie);
                 }
             }
+        }
+        // Copied in three parts (the pool's threads), the vacant slots between them closed up: the
+        // same edges as the graph's, with the weights each selection gives them.
+        let parts = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        for sel in [
+            Selection::default(),
+            Selection { kinds: KindSet::of(&[Kind::Repost]), min_weight: 2, ..Selection::default() },
+        ] {
+            let x = parts.install(|| g.extract(&sel, Vec::new()));
+            let uid_of = x.uid_of.unwrap();
+            let mut got: Vec<_> =
+                x.edges.iter().map(|e| (uid_of[e[0] as usize], uid_of[e[1] as usize], e[2])).collect();
+            let mut want = Vec::new();
+            g.for_each_tie(|a, b, t| {
+                let w = sel.kinds.kinds().iter().map(|&k| t.count(k)).sum::<u32>();
+                if w >= sel.min_weight {
+                    want.push((a, b, w));
+                }
+            });
+            got.sort_unstable();
+            want.sort_unstable();
+            assert_eq!(got, want);
         }
         let x = g.extract(&Selection::default(), Vec::new());
         let (out_deg, in_deg) = x.degrees.expect("every edge kept");
