@@ -679,7 +679,13 @@ pub(super) async fn strongest_path(
     let (Some(x), Some(y)) = (member(state, &net, from)?, member(state, &net, to)?) else {
         return Err(no_path());
     };
-    let found = crate::analytics::paths::strongest_path(&net, x, y, directed).ok_or_else(no_path)?;
+    // A search over the whole network: on the paced pool of expensive reads, not the request thread.
+    let searched = net.clone();
+    let found = super::handlers::heavy(state, move |_| {
+        Ok(crate::analytics::paths::strongest_path(&searched, x, y, directed))
+    })
+    .await?
+    .ok_or_else(no_path)?;
     let refs = profiles(state, &net, &found.nodes);
     let path: Vec<Option<String>> = refs.iter().map(|r| r.as_ref().map(|r| r.0.clone())).collect();
     let users: Vec<Option<UserView>> = refs
