@@ -12,6 +12,7 @@
 use super::network::Undirected;
 use super::structure::Partition;
 use crate::rng::SplitMix64;
+use rayon::prelude::*;
 use std::collections::VecDeque;
 
 /// How communities are found.
@@ -81,50 +82,85 @@ impl Level {
     /// The graph of the parts of `labels` (numbered `0..parts`): edges between parts summed, edges
     /// inside a part dropped (gains never need them; modularity is computed on the input graph).
     fn aggregate(&self, labels: &[u32], parts: usize) -> Level {
-        let mut members_off = vec![0usize; parts + 1];
-        for &l in labels {
-            members_off[l as usize + 1] += 1;
-        }
-        for i in 0..parts {
-            members_off[i + 1] += members_off[i];
-        }
-        let mut at = members_off.clone();
-        let mut members = vec![0u32; labels.len()];
-        for (u, &l) in labels.iter().enumerate() {
-            members[at[l as usize]] = u as u32;
-            at[l as usize] += 1;
-        }
-        let mut acc = vec![0.0f64; parts];
-        let mut touched: Vec<u32> = Vec::new();
+        let (members_off, members) = grouped(labels, parts, 0..labels.len() as u32);
+        // The parts in runs, each run summed on its own (in the same order as one pass would: the
+        // sums are the same), then laid end to end.
+        let bounds = runs(&members_off);
+        let done: Vec<Level> = (0..bounds.len() - 1)
+            .into_par_iter()
+            .map_init(
+                || (vec![0.0f64; parts], Vec::<u32>::new()),
+                |(acc, touched), run| {
+                    let mut part = Level { off: vec![0], adj: Vec::new(), w: Vec::new(), k: Vec::new() };
+                    for c in bounds[run]..bounds[run + 1].max(bounds[run]) {
+                        let mut kc = 0.0;
+                        for &u in &members[members_off[c]..members_off[c + 1]] {
+                            kc += self.k[u as usize];
+                            for (v, x) in self.edges(u as usize) {
+                                let d = labels[v] as usize;
+                                if d == c {
+                                    continue;
+                                }
+                                if acc[d] == 0.0 {
+                                    touched.push(d as u32);
+                                }
+                                acc[d] += x;
+                            }
+                        }
+                        touched.sort_unstable();
+                        for &d in touched.iter() {
+                            part.adj.push(d);
+                            part.w.push(acc[d as usize]);
+                            acc[d as usize] = 0.0;
+                        }
+                        touched.clear();
+                        part.off.push(part.adj.len());
+                        part.k.push(kc);
+                    }
+                    part
+                },
+            )
+            .collect();
         let mut off = Vec::with_capacity(parts + 1);
         off.push(0);
-        let (mut adj, mut w) = (Vec::new(), Vec::new());
-        let mut k = vec![0.0; parts];
-        for c in 0..parts {
-            for &u in &members[members_off[c]..members_off[c + 1]] {
-                k[c] += self.k[u as usize];
-                for (v, x) in self.edges(u as usize) {
-                    let d = labels[v] as usize;
-                    if d == c {
-                        continue;
-                    }
-                    if acc[d] == 0.0 {
-                        touched.push(d as u32);
-                    }
-                    acc[d] += x;
-                }
-            }
-            touched.sort_unstable();
-            for &d in &touched {
-                adj.push(d);
-                w.push(acc[d as usize]);
-                acc[d as usize] = 0.0;
-            }
-            touched.clear();
-            off.push(adj.len());
+        let (mut adj, mut w, mut k) = (Vec::new(), Vec::new(), Vec::with_capacity(parts));
+        for part in done {
+            let base = adj.len();
+            off.extend(part.off[1..].iter().map(|o| base + o));
+            adj.extend(part.adj);
+            w.extend(part.w);
+            k.extend(part.k);
         }
         Level { off, adj, w, k }
     }
+}
+
+/// The nodes grouped by label (`0..parts`), each group in the order `order` gives them: where each
+/// group starts (one more than there are groups), and the groups end to end.
+fn grouped(labels: &[u32], parts: usize, order: impl Iterator<Item = u32>) -> (Vec<usize>, Vec<u32>) {
+    let mut start = vec![0usize; parts + 1];
+    for &l in labels {
+        start[l as usize + 1] += 1;
+    }
+    for i in 0..parts {
+        start[i + 1] += start[i];
+    }
+    let mut at = start.clone();
+    let mut members = vec![0u32; labels.len()];
+    for u in order {
+        let l = labels[u as usize] as usize;
+        members[at[l]] = u;
+        at[l] += 1;
+    }
+    (start, members)
+}
+
+/// Groups (given where each starts, as [`grouped`] gives them) in runs of about equal numbers of
+/// members, a few runs a thread of the current pool: where each run starts, in groups.
+fn runs(start: &[usize]) -> Vec<usize> {
+    let (groups, total) = (start.len() - 1, start[start.len() - 1]);
+    let runs = 8 * rayon::current_num_threads();
+    (0..=runs).map(|i| start.partition_point(|&o| o < total * i / runs).min(groups)).collect()
 }
 
 fn shuffled(n: usize, rng: &mut SplitMix64) -> Vec<u32> {
@@ -275,71 +311,105 @@ fn queue_moves(m: &mut Mover, rng: &mut SplitMix64) {
 
 /// Leiden's refinement: inside each community, singletons that are well connected to it join the
 /// well-connected sub-community with the best non-negative gain. Returns the refined labels.
+///
+/// Communities do not touch each other here, so each is refined apart, runs of them in parallel,
+/// its members in the order one shuffled pass over every user would take them: the labels are those
+/// of that one pass.
 fn refine(g: &Level, comm: &[u32], gamma: f64, two_m: f64, rng: &mut SplitMix64) -> Vec<u32> {
     let n = g.n();
     let g2m = gamma / two_m;
-    let mut comm_tot = vec![0.0; n];
+    let parts = comm.iter().copied().max().map_or(0, |m| m as usize + 1);
+    let mut comm_tot = vec![0.0; parts];
     for u in 0..n {
         comm_tot[comm[u] as usize] += g.k[u];
     }
     // Weight from each node to the rest of its community.
     let inside: Vec<f64> = (0..n)
+        .into_par_iter()
+        .with_min_len(1 << 12)
         .map(|u| g.edges(u).filter(|&(v, _)| v != u && comm[v] == comm[u]).map(|(_, x)| x).sum())
         .collect();
-    let mut refined: Vec<u32> = (0..n as u32).collect();
-    let mut rtot = g.k.clone();
-    let mut rext = inside.clone();
-    let mut rsize = vec![1u32; n];
-    let mut acc = vec![0.0f64; n];
-    let mut touched: Vec<u32> = Vec::new();
-    for &u in &shuffled(n, rng) {
-        let u = u as usize;
-        let own = refined[u] as usize;
-        if rsize[own] != 1 {
-            continue;
+    // Members by community, each in shuffled order; `local[u]`: u's place among its community's.
+    let (start, members) = grouped(comm, parts, shuffled(n, rng).into_iter());
+    let mut local = vec![0u32; n];
+    for c in 0..parts {
+        for (i, &u) in members[start[c]..start[c + 1]].iter().enumerate() {
+            local[u as usize] = i as u32;
         }
-        let s = comm[u] as usize;
-        let ku = g.k[u];
-        if inside[u] < g2m * ku * (comm_tot[s] - ku) {
-            continue;
-        }
-        for (v, x) in g.edges(u) {
-            if v == u || comm[v] as usize != s {
-                continue;
-            }
-            let r = refined[v] as usize;
-            if acc[r] == 0.0 {
-                touched.push(r as u32);
-            }
-            acc[r] += x;
-        }
-        let mut best = own;
-        let mut best_gain = 0.0;
-        for &r in &touched {
-            let r = r as usize;
-            if r == own || rext[r] < g2m * rtot[r] * (comm_tot[s] - rtot[r]) {
-                continue;
-            }
-            let gain = acc[r] - g2m * ku * rtot[r];
-            if gain > best_gain {
-                best = r;
-                best_gain = gain;
-            }
-        }
-        if best != own {
-            rtot[best] += ku;
-            rtot[own] = 0.0;
-            rext[best] += inside[u] - 2.0 * acc[best];
-            rsize[best] += 1;
-            rsize[own] = 0;
-            refined[u] = best as u32;
-        }
-        for &r in &touched {
-            acc[r as usize] = 0.0;
-        }
-        touched.clear();
     }
-    refined
+    let bounds = runs(&start);
+    // Per run, each member's refined label: the member (a user) whose group it joined.
+    let refined: Vec<Vec<u32>> = (0..bounds.len() - 1)
+        .into_par_iter()
+        .map_init(Vec::<u32>::new, |touched, run| {
+            let lo = start[bounds[run]];
+            let run_members = &members[lo..start[bounds[run + 1].max(bounds[run])]];
+            // Groups are numbered by their first member's place in the run.
+            let place = |v: usize| start[comm[v] as usize] - lo + local[v] as usize;
+            let len = run_members.len();
+            let mut refined: Vec<u32> = (0..len as u32).collect();
+            let mut rtot: Vec<f64> = run_members.iter().map(|&u| g.k[u as usize]).collect();
+            let mut rext: Vec<f64> = run_members.iter().map(|&u| inside[u as usize]).collect();
+            let mut rsize = vec![1u32; len];
+            let mut acc = vec![0.0f64; len];
+            for (i, &u) in run_members.iter().enumerate() {
+                let u = u as usize;
+                let own = refined[i] as usize;
+                if rsize[own] != 1 {
+                    continue;
+                }
+                let s = comm[u] as usize;
+                let ku = g.k[u];
+                if inside[u] < g2m * ku * (comm_tot[s] - ku) {
+                    continue;
+                }
+                for (v, x) in g.edges(u) {
+                    if v == u || comm[v] as usize != s {
+                        continue;
+                    }
+                    let r = refined[place(v)] as usize;
+                    if acc[r] == 0.0 {
+                        touched.push(r as u32);
+                    }
+                    acc[r] += x;
+                }
+                let mut best = own;
+                let mut best_gain = 0.0;
+                for &r in touched.iter() {
+                    let r = r as usize;
+                    if r == own || rext[r] < g2m * rtot[r] * (comm_tot[s] - rtot[r]) {
+                        continue;
+                    }
+                    let gain = acc[r] - g2m * ku * rtot[r];
+                    if gain > best_gain {
+                        best = r;
+                        best_gain = gain;
+                    }
+                }
+                if best != own {
+                    rtot[best] += ku;
+                    rtot[own] = 0.0;
+                    rext[best] += inside[u] - 2.0 * acc[best];
+                    rsize[best] += 1;
+                    rsize[own] = 0;
+                    refined[i] = best as u32;
+                }
+                for &r in touched.iter() {
+                    acc[r as usize] = 0.0;
+                }
+                touched.clear();
+            }
+            refined.iter().map(|&r| run_members[r as usize]).collect()
+        })
+        .collect();
+    let mut labels = vec![0u32; n];
+    for (run, refined) in refined.iter().enumerate() {
+        let lo = start[bounds[run]];
+        for (i, &l) in refined.iter().enumerate() {
+            labels[members[lo + i] as usize] = l;
+        }
+    }
+    labels
 }
 
 /// Splits every community that is not connected into its connected parts.
@@ -498,6 +568,42 @@ mod tests {
             assert!(c.modularity > 0.4, "{method:?}: {}", c.modularity);
             let again = communities(g, method, 1.0, 7);
             assert_eq!(again.partition, c.partition, "deterministic for a seed");
+        }
+    }
+
+    /// Refinement and aggregation split their work in runs by the pool's threads: the partition
+    /// found is the same, to the bit, whatever their number.
+    #[test]
+    fn the_partition_does_not_depend_on_the_number_of_threads() {
+        let mut rng = SplitMix64::new(11);
+        // 60 planted groups of 80 users, mostly tied inside, some ties across.
+        let edges: Vec<(u32, u32, u32)> = (0..40_000)
+            .map(|i| {
+                let a = rng.below(4_800) as u32;
+                let b = if i % 5 == 0 { rng.below(4_800) as u32 } else { a / 80 * 80 + rng.below(80) as u32 };
+                (a, b, 1 + rng.below(3) as u32)
+            })
+            .filter(|&(a, b, _)| a != b)
+            .collect();
+        let n = net(&edges, 1);
+        let g = n.undirected();
+        for method in [Method::Leiden, Method::Louvain] {
+            let found: Vec<Communities> = [1, 2, 5]
+                .iter()
+                .map(|&threads| {
+                    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                    pool.install(|| communities(g, method, 1.0, 3))
+                })
+                .collect();
+            assert!(
+                found[0].partition.sizes.len() >= 40,
+                "{method:?}: {} communities",
+                found[0].partition.sizes.len()
+            );
+            for f in &found[1..] {
+                assert_eq!(f.partition, found[0].partition, "{method:?}");
+                assert_eq!(f.modularity.to_bits(), found[0].modularity.to_bits(), "{method:?}");
+            }
         }
     }
 
