@@ -9,7 +9,7 @@
 //! any community that is not connected is split into its components, which never lowers
 //! modularity, so every community reported is connected.
 
-use super::network::Undirected;
+use super::network::{pieces, zeroed, Undirected};
 use super::structure::Partition;
 use crate::rng::SplitMix64;
 use rayon::prelude::*;
@@ -63,19 +63,26 @@ impl Level {
         self.adj[r.clone()].iter().map(|&v| v as usize).zip(self.w[r].iter().copied())
     }
 
+    /// The input graph as the first level: its lists copied on the pool, weights as floats.
     fn of(g: &Undirected) -> Level {
         let n = g.users();
         let mut off = Vec::with_capacity(n + 1);
         off.push(0);
-        let mut adj = Vec::with_capacity(g.adjacency_len());
-        let mut w = Vec::with_capacity(g.adjacency_len());
-        let mut k = Vec::with_capacity(n);
         for u in 0..n {
-            adj.extend_from_slice(g.neighbors(u));
-            w.extend(g.weights(u).iter().map(|&x| x as f64));
-            k.push(g.strength(u) as f64);
-            off.push(adj.len());
+            off.push(off[u] + g.degree(u));
         }
+        let (mut adj, mut w) = (zeroed::<u32>(off[n]), zeroed::<f64>(off[n]));
+        pieces(&mut adj, &mut w, (0..n).map(|u| g.degree(u)))
+            .into_par_iter()
+            .with_min_len(1 << 12)
+            .enumerate()
+            .for_each(|(u, (adj, w))| {
+                adj.copy_from_slice(g.neighbors(u));
+                for (x, &y) in w.iter_mut().zip(g.weights(u)) {
+                    *x = y as f64;
+                }
+            });
+        let k = (0..n).into_par_iter().with_min_len(1 << 12).map(|u| g.strength(u) as f64).collect();
         Level { off, adj, w, k }
     }
 

@@ -56,7 +56,7 @@ fn reuse<T: Copy + Default + Send + Sync>(mut v: Vec<T>, len: usize) -> Vec<T> {
 }
 
 /// Splits `a` and `b` (of equal lengths) into consecutive pieces of the given lengths.
-fn pieces<'a, A, B>(
+pub(crate) fn pieces<'a, A, B>(
     mut a: &'a mut [A],
     mut b: &'a mut [B],
     lens: impl Iterator<Item = usize>,
