@@ -628,15 +628,23 @@ async fn a_replica_that_loses_its_lock_stops_the_source_and_stands_by() {
         let db = db.clone();
         std::thread::spawn(move || {
             let mut c = postgres::Client::connect(&db, postgres::NoTls).expect("connect");
-            let cut = c
-                .query(
-                    "SELECT pg_terminate_backend(pid) FROM pg_locks \
-                     WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()",
-                    &[],
-                )
-                .expect("terminate")
-                .len();
-            while !c.query_one("SELECT pg_try_advisory_lock($1)", &[&key]).expect("lock").get::<_, bool>(0) {
+            // A replica may take the lock again between the cut and this session's try: cut again
+            // until this session holds it.
+            let (mut cut, deadline) = (0, std::time::Instant::now() + Duration::from_secs(20));
+            loop {
+                cut += c
+                    .query(
+                        "SELECT pg_terminate_backend(pid) FROM pg_locks \
+                         WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid() \
+                         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                        &[],
+                    )
+                    .expect("terminate")
+                    .len();
+                if c.query_one("SELECT pg_try_advisory_lock($1)", &[&key]).expect("lock").get::<_, bool>(0) {
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "this session never got the source's lock");
                 std::thread::sleep(Duration::from_millis(1));
             }
             let _ = held_tx.send(cut);
