@@ -3,7 +3,12 @@
 //! network weighted by w(u->v) + w(v->u), with a resolution parameter. Deterministic for a seed: the
 //! only randomness is the order nodes are visited in.
 //!
-//! Leiden here: a queue-driven local moving phase, then a refinement that merges singletons inside
+//! Local moving goes in passes over the nodes, chunk by chunk: a chunk's nodes choose their moves in
+//! parallel, then the moves are made in order, each checked against those made before it, so that
+//! every move gains what it would one node at a time and the result does not depend on the number
+//! of threads.
+//!
+//! Leiden here: local moving that revisits only the nodes whose neighbours moved, then a refinement that merges singletons inside
 //! each community into well-connected sub-communities (greedily, by the best modularity gain), then
 //! aggregation by the refined partition with the unrefined one as the starting point. As a last step
 //! any community that is not connected is split into its components, which never lowers
@@ -13,7 +18,7 @@ use super::network::{pieces, zeroed, Undirected};
 use super::structure::Partition;
 use crate::rng::SplitMix64;
 use rayon::prelude::*;
-use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 /// How communities are found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, utoipa::ToSchema)]
@@ -162,6 +167,17 @@ fn grouped(labels: &[u32], parts: usize, order: impl Iterator<Item = u32>) -> (V
     (start, members)
 }
 
+/// Each node's place in its group (groups as [`grouped`] gives them).
+fn places(start: &[usize], members: &[u32]) -> Vec<u32> {
+    let mut place = vec![0u32; members.len()];
+    for group in start.windows(2) {
+        for (i, &u) in members[group[0]..group[1]].iter().enumerate() {
+            place[u as usize] = i as u32;
+        }
+    }
+    place
+}
+
 /// Groups (given where each starts, as [`grouped`] gives them) in runs of about equal numbers of
 /// members, a few runs a thread of the current pool: where each run starts, in groups.
 fn runs(start: &[usize]) -> Vec<usize> {
@@ -194,6 +210,28 @@ fn compact(labels: &mut [u32]) -> usize {
     next as usize
 }
 
+/// How many nodes choose their moves together, against the state as their chunk found it: a small
+/// share of the level's nodes (so that few have a neighbour in their own chunk, and must choose
+/// again), at most 2,048. It depends on the level's size alone, so the partition does not depend on
+/// the number of threads.
+fn chunk(n: usize) -> usize {
+    (n / 256).clamp(1, 2048)
+}
+
+/// A node's chosen move, against the state at its chunk's start: the community it joins ([`ALONE`]:
+/// a new one of its own), its weights to the rest of its own community and to that one, and
+/// whether any of its neighbours is in the same chunk.
+#[derive(Clone, Copy)]
+struct Choice {
+    u: u32,
+    to: u32,
+    to_own: f64,
+    to_target: f64,
+    peers: bool,
+}
+
+const ALONE: u32 = u32::MAX;
+
 /// Moving nodes between communities: the state the gains are computed from.
 struct Mover<'a> {
     g: &'a Level,
@@ -201,8 +239,8 @@ struct Mover<'a> {
     tot: Vec<f64>,
     size: Vec<u32>,
     empty: Vec<u32>,
-    acc: Vec<f64>,
-    touched: Vec<u32>,
+    /// The nodes of the chunk being moved, as bits.
+    in_chunk: Vec<u64>,
     gamma_over_2m: f64,
 }
 
@@ -216,104 +254,158 @@ impl<'a> Mover<'a> {
             size[comm[u] as usize] += 1;
         }
         let empty = (0..n as u32).rev().filter(|&c| size[c as usize] == 0).collect();
-        Mover {
-            g,
-            comm,
-            tot,
-            size,
-            empty,
-            acc: vec![0.0; n],
-            touched: Vec::new(),
-            gamma_over_2m: gamma / two_m,
-        }
+        Mover { g, comm, tot, size, empty, in_chunk: vec![0; n.div_ceil(64)], gamma_over_2m: gamma / two_m }
     }
 
-    /// Moves `u` to the community with the best modularity gain (possibly a new one); returns
-    /// whether it moved.
-    fn best_move(&mut self, u: usize) -> bool {
+    /// The community with the best modularity gain for `u` (possibly a new one), or `None` to stay.
+    /// `links` is scratch space.
+    fn choose(&self, u: usize, links: &mut Vec<(u32, f64)>) -> Option<Choice> {
+        let cu = self.comm[u];
+        let ku = self.g.k[u];
+        let mut peers = false;
+        let gain = |c: u32, w: f64| {
+            let tot = self.tot[c as usize] - if c == cu { ku } else { 0.0 };
+            w - self.gamma_over_2m * ku * tot
+        };
+        let (mut to_own, mut best) = (0.0, (cu, 0.0, f64::NEG_INFINITY));
+        links.clear();
+        for (v, x) in self.g.edges(u) {
+            if v != u {
+                peers |= self.in_chunk[v >> 6] >> (v & 63) & 1 != 0;
+                links.push((self.comm[v], x));
+            }
+        }
+        links.sort_unstable_by_key(|l| l.0);
+        for run in links.chunk_by(|a, b| a.0 == b.0) {
+            let (c, w) = (run[0].0, run.iter().map(|l| l.1).sum::<f64>());
+            if c == cu {
+                to_own = w;
+            } else if gain(c, w) > best.2 {
+                best = (c, w, gain(c, w));
+            }
+        }
+        let stay = gain(cu, to_own);
+        let (to, to_target) = if best.2 > stay + 1e-12 * ku.max(1.0) && best.2 >= -1e-12 {
+            (best.0, best.1)
+        } else if stay.max(best.2) < -1e-12 && self.size[cu as usize] > 1 {
+            // Alone is worth 0: better when staying and every neighbour cost more than they bring.
+            (ALONE, 0.0)
+        } else {
+            return None;
+        };
+        Some(Choice { u: u as u32, to, to_own, to_target, peers })
+    }
+
+    /// Makes a move chosen against the state at its chunk's start, given the moves made since. Its
+    /// weights to its own and its chosen community stay exact while no neighbour has moved, that
+    /// is when none is in the chunk: then the move is checked against the totals as they are now.
+    /// Otherwise, or when the move no longer gains, the node chooses again. Every move made thus
+    /// gains exactly what it would one node at a time, so local moving ends. Returns whether `u`
+    /// moved.
+    fn apply(&mut self, c: Choice, links: &mut Vec<(u32, f64)>) -> bool {
+        let u = c.u as usize;
         let cu = self.comm[u] as usize;
         let ku = self.g.k[u];
-        for (v, x) in self.g.edges(u) {
-            if v == u {
-                continue;
+        let stay = c.to_own - self.gamma_over_2m * ku * (self.tot[cu] - ku);
+        let still = !c.peers
+            && match c.to {
+                ALONE => stay < -1e-12 && self.size[cu] > 1,
+                to => {
+                    let gain = c.to_target - self.gamma_over_2m * ku * self.tot[to as usize];
+                    gain > stay + 1e-12 * ku.max(1.0) && gain >= -1e-12
+                }
+            };
+        let to = if still {
+            c.to
+        } else {
+            match self.choose(u, links) {
+                Some(again) => again.to,
+                None => return false,
             }
-            let c = self.comm[v] as usize;
-            if self.acc[c] == 0.0 {
-                self.touched.push(c as u32);
-            }
-            self.acc[c] += x;
-        }
+        };
+        let to = match to {
+            ALONE => match self.empty.pop() {
+                Some(e) => e as usize,
+                None => return false,
+            },
+            to => to as usize,
+        };
         self.tot[cu] -= ku;
         self.size[cu] -= 1;
-        let gain = |c: usize, acc: f64, tot: &[f64]| acc - self.gamma_over_2m * ku * tot[c];
-        let mut best = cu;
-        let mut best_gain = gain(cu, self.acc[cu], &self.tot);
-        for &c in &self.touched {
-            let c = c as usize;
-            let g = gain(c, self.acc[c], &self.tot);
-            if g > best_gain + 1e-12 * ku.max(1.0) {
-                best = c;
-                best_gain = g;
-            }
-        }
-        // Alone is worth 0: better when staying costs more than it brings.
-        if best_gain < -1e-12 {
-            if self.size[cu] == 0 {
-                best = cu;
-            } else if let Some(e) = self.empty.pop() {
-                best = e as usize;
-            }
-        }
-        for &c in &self.touched {
-            self.acc[c as usize] = 0.0;
-        }
-        self.touched.clear();
-        self.tot[best] += ku;
-        self.size[best] += 1;
-        if self.size[cu] == 0 && best != cu {
+        self.tot[to] += ku;
+        self.size[to] += 1;
+        if self.size[cu] == 0 {
             self.empty.push(cu as u32);
         }
-        self.comm[u] = best as u32;
-        best != cu
+        self.comm[u] = to as u32;
+        true
     }
 }
 
-/// Louvain's local moving: sweeps in a random order until a sweep moves nobody.
-fn sweep_moves(m: &mut Mover, rng: &mut SplitMix64) -> bool {
-    let order = shuffled(m.g.n(), rng);
+/// Local moving, in passes over the nodes in a shuffled order. Louvain's passes visit every node,
+/// until a pass moves nobody; Leiden's visit only the nodes whose neighbours moved away from them
+/// since their last visit (its "fast local moving"), until there are none. Returns whether anybody
+/// moved.
+///
+/// A pass goes chunk by chunk ([`chunk`]): each node of a chunk chooses its move in parallel,
+/// against the state at the chunk's start, then the moves are made one by one in the chunk's order
+/// (see [`Mover::apply`]).
+fn local_moves(m: &mut Mover, method: Method, rng: &mut SplitMix64) -> bool {
+    let n = m.g.n();
+    let order = shuffled(n, rng);
+    let due: Vec<AtomicBool> = (0..n).map(|_| AtomicBool::new(true)).collect();
     let mut any = false;
-    for _ in 0..64 {
-        let mut moved = 0usize;
-        for &u in &order {
-            moved += usize::from(m.best_move(u as usize));
+    let (mut links, mut due_now) = (Vec::new(), Vec::new());
+    // Every move gains, so passes dwindle; the bound caps a long tail of tiny gains.
+    for _ in 0..100 {
+        let pass: &[u32] = match method {
+            Method::Louvain => &order,
+            Method::Leiden => {
+                due_now.clear();
+                due_now.extend(order.iter().copied().filter(|&u| due[u as usize].load(Relaxed)));
+                &due_now
+            }
+        };
+        let mut moved_in_pass = 0usize;
+        for chunk in pass.chunks(chunk(n)) {
+            for &u in chunk {
+                m.in_chunk[u as usize >> 6] |= 1 << (u & 63);
+            }
+            let choose = |links: &mut Vec<(u32, f64)>, &u: &u32| {
+                due[u as usize].store(false, Relaxed);
+                m.choose(u as usize, links)
+            };
+            let chosen: Vec<Choice> = if chunk.len() < 256 {
+                let mut links = Vec::new();
+                chunk.iter().filter_map(|u| choose(&mut links, u)).collect()
+            } else {
+                chunk.par_iter().with_min_len(64).map_init(Vec::new, choose).flatten_iter().collect()
+            };
+            let moved: Vec<u32> =
+                chosen.into_iter().filter(|&c| m.apply(c, &mut links)).map(|c| c.u).collect();
+            for &u in chunk {
+                m.in_chunk[u as usize >> 6] = 0;
+            }
+            moved_in_pass += moved.len();
+            if method == Method::Leiden {
+                // A node that moved makes its neighbours outside its new community due again.
+                let m = &*m;
+                moved.par_iter().with_min_len(16).for_each(|&u| {
+                    let cu = m.comm[u as usize];
+                    for (v, _) in m.g.edges(u as usize) {
+                        if m.comm[v] != cu {
+                            due[v].store(true, Relaxed);
+                        }
+                    }
+                });
+            }
         }
-        any |= moved > 0;
-        if moved == 0 {
+        any |= moved_in_pass > 0;
+        if moved_in_pass == 0 {
             break;
         }
     }
     any
-}
-
-/// Leiden's fast local moving: a queue of nodes to visit, refilled with the neighbours of a node
-/// that moves (those not already in its new community).
-fn queue_moves(m: &mut Mover, rng: &mut SplitMix64) {
-    let n = m.g.n();
-    let mut queue: VecDeque<u32> = shuffled(n, rng).into();
-    let mut queued = vec![true; n];
-    while let Some(u) = queue.pop_front() {
-        let u = u as usize;
-        queued[u] = false;
-        if m.best_move(u) {
-            let cu = m.comm[u];
-            for (v, _) in m.g.edges(u) {
-                if !queued[v] && m.comm[v] != cu {
-                    queued[v] = true;
-                    queue.push_back(v as u32);
-                }
-            }
-        }
-    }
 }
 
 /// Leiden's refinement: inside each community, singletons that are well connected to it join the
@@ -338,12 +430,7 @@ fn refine(g: &Level, comm: &[u32], gamma: f64, two_m: f64, rng: &mut SplitMix64)
         .collect();
     // Members by community, each in shuffled order; `local[u]`: u's place among its community's.
     let (start, members) = grouped(comm, parts, shuffled(n, rng).into_iter());
-    let mut local = vec![0u32; n];
-    for c in 0..parts {
-        for (i, &u) in members[start[c]..start[c + 1]].iter().enumerate() {
-            local[u as usize] = i as u32;
-        }
-    }
+    let local = places(&start, &members);
     let bounds = runs(&start);
     // Per run, each member's refined label: the member (a user) whose group it joined.
     let refined: Vec<Vec<u32>> = (0..bounds.len() - 1)
@@ -419,57 +506,93 @@ fn refine(g: &Level, comm: &[u32], gamma: f64, two_m: f64, rng: &mut SplitMix64)
     labels
 }
 
-/// Splits every community that is not connected into its connected parts.
+/// Splits every community that is not connected into its connected parts: the part holding a
+/// community's first user keeps its label, the others get new ones. Communities are walked apart,
+/// runs of them in parallel.
 fn split_disconnected(g: &Undirected, labels: &mut [u32]) {
     let n = g.users();
-    let mut seen = vec![false; n];
-    let mut next = labels.iter().copied().max().map_or(0, |m| m + 1);
-    let mut first_part_of = vec![false; next as usize];
-    let mut stack = Vec::new();
-    for start in 0..n {
-        if seen[start] {
-            continue;
-        }
-        let c = labels[start];
-        let label = if first_part_of[c as usize] {
-            next += 1;
-            next - 1
-        } else {
-            first_part_of[c as usize] = true;
-            c
-        };
-        seen[start] = true;
-        stack.push(start as u32);
-        while let Some(u) = stack.pop() {
-            labels[u as usize] = label;
-            for &v in g.neighbors(u as usize) {
-                if !seen[v as usize] && labels[v as usize] == c {
-                    seen[v as usize] = true;
-                    stack.push(v);
+    let parts = labels.iter().copied().max().map_or(0, |m| m as usize + 1);
+    let (start, members) = grouped(labels, parts, 0..n as u32);
+    let local = places(&start, &members);
+    let bounds = runs(&start);
+    // Per run, each member's part within its community (0: the part of the community's first).
+    let found: Vec<Vec<u32>> = (0..bounds.len() - 1)
+        .into_par_iter()
+        .map(|run| {
+            let (first, last) = (bounds[run], bounds[run + 1].max(bounds[run]));
+            let lo = start[first];
+            let mut part = vec![u32::MAX; start[last] - lo];
+            let mut stack = Vec::new();
+            for c in first..last {
+                let mut next = 0;
+                for i in start[c]..start[c + 1] {
+                    if part[i - lo] != u32::MAX {
+                        continue;
+                    }
+                    part[i - lo] = next;
+                    stack.push(members[i]);
+                    while let Some(u) = stack.pop() {
+                        for &v in g.neighbors(u as usize) {
+                            if labels[v as usize] as usize != c {
+                                continue;
+                            }
+                            let j = start[c] + local[v as usize] as usize - lo;
+                            if part[j] == u32::MAX {
+                                part[j] = next;
+                                stack.push(v);
+                            }
+                        }
+                    }
+                    next += 1;
                 }
             }
+            part
+        })
+        .collect();
+    let mut next = parts as u32;
+    for (run, part) in found.iter().enumerate() {
+        let lo = start[bounds[run]];
+        for c in bounds[run]..bounds[run + 1].max(bounds[run]) {
+            let here = &part[start[c] - lo..start[c + 1] - lo];
+            for (&u, &p) in members[start[c]..start[c + 1]].iter().zip(here) {
+                if p > 0 {
+                    labels[u as usize] = next + p - 1;
+                }
+            }
+            next += here.iter().copied().max().unwrap_or(0);
         }
     }
 }
 
 /// Modularity of a partition of the undirected graph, as `networkx.community.modularity` computes
-/// it: the sum over communities of L_c/m - γ (d_c / 2m)².
+/// it: the sum over communities of L_c/m - γ (d_c / 2m)². Each user's weights are summed in
+/// parallel, then added up by community in the users' order.
 pub fn modularity(g: &Undirected, labels: &[u32], gamma: f64) -> f64 {
     let n = g.users();
     let parts = labels.iter().copied().max().map_or(0, |m| m as usize + 1);
+    // Per user: its strength, and its weight to its own community.
+    let sums: Vec<(f64, f64)> = (0..n)
+        .into_par_iter()
+        .with_min_len(1 << 12)
+        .map(|u| {
+            let (mut all, mut inner) = (0.0, 0.0);
+            for (&v, &w) in g.neighbors(u).iter().zip(g.weights(u)) {
+                all += w as f64;
+                if labels[v as usize] == labels[u] {
+                    inner += w as f64;
+                }
+            }
+            (all, inner)
+        })
+        .collect();
     let mut inner = vec![0.0f64; parts];
     let mut deg = vec![0.0f64; parts];
     let mut two_m = 0.0;
-    for u in 0..n {
+    for (u, &(all, within)) in sums.iter().enumerate() {
         let c = labels[u] as usize;
-        for (&v, &w) in g.neighbors(u).iter().zip(g.weights(u)) {
-            let w = w as f64;
-            two_m += w;
-            deg[c] += w;
-            if labels[v as usize] as usize == c {
-                inner[c] += w;
-            }
-        }
+        two_m += all;
+        deg[c] += all;
+        inner[c] += within;
     }
     if two_m == 0.0 {
         return 0.0;
@@ -491,14 +614,9 @@ pub fn communities(g: &Undirected, method: Method, gamma: f64, seed: u64) -> Com
         let mut comm: Vec<u32> = (0..n as u32).collect();
         for _ in 0..100 {
             let mut mover = Mover::new(&level, comm, gamma, two_m);
-            match method {
-                Method::Louvain => {
-                    if !sweep_moves(&mut mover, &mut rng) {
-                        comm = mover.comm;
-                        break;
-                    }
-                }
-                Method::Leiden => queue_moves(&mut mover, &mut rng),
+            if !local_moves(&mut mover, method, &mut rng) && method == Method::Louvain {
+                comm = mover.comm;
+                break;
             }
             let mut moved = mover.comm;
             let parts = compact(&mut moved);
@@ -578,16 +696,23 @@ mod tests {
         }
     }
 
-    /// Refinement and aggregation split their work in runs by the pool's threads: the partition
-    /// found is the same, to the bit, whatever their number.
+    /// Local moving, refinement and aggregation split their work by the pool's threads: the
+    /// partition found is the same, to the bit, whatever their number. The network is large enough
+    /// for local moving's chunks to be chosen in parallel (see [`chunk`]).
     #[test]
     fn the_partition_does_not_depend_on_the_number_of_threads() {
         let mut rng = SplitMix64::new(11);
-        // 60 planted groups of 80 users, mostly tied inside, some ties across.
-        let edges: Vec<(u32, u32, u32)> = (0..40_000)
+        // 1,000 planted groups of 80 users, mostly tied inside, some ties across.
+        let users = 80_000;
+        assert!(chunk(users) >= 256, "chunks chosen in parallel");
+        let edges: Vec<(u32, u32, u32)> = (0..400_000)
             .map(|i| {
-                let a = rng.below(4_800) as u32;
-                let b = if i % 5 == 0 { rng.below(4_800) as u32 } else { a / 80 * 80 + rng.below(80) as u32 };
+                let a = rng.below(users as u64) as u32;
+                let b = if i % 5 == 0 {
+                    rng.below(users as u64) as u32
+                } else {
+                    a / 80 * 80 + rng.below(80) as u32
+                };
                 (a, b, 1 + rng.below(3) as u32)
             })
             .filter(|&(a, b, _)| a != b)
@@ -603,7 +728,7 @@ mod tests {
                 })
                 .collect();
             assert!(
-                found[0].partition.sizes.len() >= 40,
+                found[0].partition.sizes.len() >= 100,
                 "{method:?}: {} communities",
                 found[0].partition.sizes.len()
             );
@@ -612,6 +737,32 @@ mod tests {
                 assert_eq!(f.modularity.to_bits(), found[0].modularity.to_bits(), "{method:?}");
             }
         }
+    }
+
+    #[test]
+    fn communities_that_are_not_connected_are_split_into_their_parts() {
+        // Label 0 holds two separate pairs and a lone user, label 1 a connected pair.
+        let n = net(&[(0, 1, 1), (2, 3, 1), (4, 5, 1), (1, 6, 1), (3, 7, 1)], 1);
+        let g = n.undirected();
+        let at = |user: u32| n.id_of(user).unwrap();
+        let mut labels = vec![0u32; g.users()];
+        for user in [4, 5] {
+            labels[at(user)] = 1;
+        }
+        labels[at(6)] = 2;
+        labels[at(7)] = 2;
+        split_disconnected(g, &mut labels);
+        let of = |user: u32| labels[at(user)];
+        assert_eq!(of(0), of(1), "a connected part stays together");
+        assert_eq!(of(2), of(3));
+        assert_ne!(of(0), of(2), "parts that do not touch are apart");
+        assert_eq!(of(4), of(5));
+        assert_eq!(of(4), 1, "a connected community keeps its label");
+        assert_ne!(of(6), of(7), "6 and 7 are joined only through other communities");
+        let mut distinct = labels.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 5);
     }
 
     #[test]
