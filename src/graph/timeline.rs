@@ -52,6 +52,10 @@ impl Stamp {
 /// Stamps per chunk: 768 KiB chunks, small next to a large timeline, large next to malloc's overhead.
 const CHUNK: usize = 1 << 16;
 
+/// The last chunk grows by this many stamps at a time, not all at once nor by doubling: whatever
+/// the timeline's length, at most 48 KiB of it is unused.
+const GROWTH: usize = CHUNK / 16;
+
 struct Chunk {
     stamps: Vec<Stamp>,
     min_at: u32,
@@ -59,7 +63,7 @@ struct Chunk {
 }
 
 /// A copy of a chunk shared with a [`FrozenTimeline`], made before the live timeline changes it:
-/// with the full capacity, so that pushing on never reallocates.
+/// with the original's capacity, so that pushing on grows it as it would have grown the original.
 impl Clone for Chunk {
     fn clone(&self) -> Chunk {
         let mut stamps = Vec::with_capacity(self.stamps.capacity().max(self.stamps.len()));
@@ -70,7 +74,7 @@ impl Clone for Chunk {
 
 impl Chunk {
     fn new() -> Chunk {
-        Chunk { stamps: Vec::with_capacity(CHUNK), min_at: u32::MAX, max_at: 0 }
+        Chunk { stamps: Vec::new(), min_at: u32::MAX, max_at: 0 }
     }
     fn note(&mut self, at: u32) {
         self.min_at = self.min_at.min(at);
@@ -131,6 +135,9 @@ impl Timeline {
             self.chunks.push(Arc::new(Chunk::new()));
         }
         let last = Arc::make_mut(self.chunks.last_mut().expect("a chunk was just ensured"));
+        if last.stamps.len() == last.stamps.capacity() {
+            last.stamps.reserve_exact(GROWTH);
+        }
         last.stamps.push(s);
         last.note(s.at);
         self.len += 1;
@@ -231,6 +238,18 @@ mod tests {
         assert_eq!((s.from(), s.to(), s.kind(), s.at()), (MAX_UID, 7, Kind::Manual, u32::MAX));
         let s = Stamp::new(0, MAX_UID, Kind::Repost, 1);
         assert_eq!((s.from(), s.to(), s.kind(), s.at()), (0, MAX_UID, Kind::Repost, 1));
+    }
+
+    #[test]
+    fn a_timeline_holds_little_more_than_twelve_bytes_a_stamp() {
+        let mut t = Timeline::default();
+        for len in [1, GROWTH + 1, CHUNK, 2 * CHUNK + 10] {
+            while t.len() < len {
+                t.push(Stamp::new(1, 2, Kind::Repost, t.len() as u32));
+            }
+            let slack = t.bytes() - 12 * len;
+            assert!(slack <= 12 * GROWTH + 1024, "{len} stamps: {slack} bytes unused");
+        }
     }
 
     #[test]
