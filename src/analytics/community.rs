@@ -63,6 +63,9 @@ impl Level {
     fn n(&self) -> usize {
         self.k.len()
     }
+    fn neighbors(&self, u: usize) -> &[u32] {
+        &self.adj[self.off[u]..self.off[u + 1]]
+    }
     fn edges(&self, u: usize) -> impl Iterator<Item = (usize, f64)> + '_ {
         let r = self.off[u]..self.off[u + 1];
         self.adj[r.clone()].iter().map(|&v| v as usize).zip(self.w[r].iter().copied())
@@ -506,11 +509,10 @@ fn refine(g: &Level, comm: &[u32], gamma: f64, two_m: f64, rng: &mut SplitMix64)
     labels
 }
 
-/// Splits every community that is not connected into its connected parts: the part holding a
-/// community's first user keeps its label, the others get new ones. Communities are walked apart,
-/// runs of them in parallel.
-fn split_disconnected(g: &Undirected, labels: &mut [u32]) {
-    let n = g.users();
+/// Splits every community that is not connected into its connected parts, on the graph of `n`
+/// nodes given by `neighbors`: the part holding a community's first node keeps its label, the others
+/// get new ones. Communities are walked apart, runs of them in parallel.
+fn split_disconnected<'g>(n: usize, neighbors: impl Fn(usize) -> &'g [u32] + Sync, labels: &mut [u32]) {
     let parts = labels.iter().copied().max().map_or(0, |m| m as usize + 1);
     let (start, members) = grouped(labels, parts, 0..n as u32);
     let local = places(&start, &members);
@@ -532,7 +534,7 @@ fn split_disconnected(g: &Undirected, labels: &mut [u32]) {
                     part[i - lo] = next;
                     stack.push(members[i]);
                     while let Some(u) = stack.pop() {
-                        for &v in g.neighbors(u as usize) {
+                        for &v in neighbors(u as usize) {
                             if labels[v as usize] as usize != c {
                                 continue;
                             }
@@ -649,10 +651,18 @@ pub fn communities(g: &Undirected, method: Method, gamma: f64, seed: u64) -> Com
                 Method::Leiden => next_comm,
             };
         }
+        // Every node of a Leiden level is a connected set of users (refinement merges only along
+        // edges, and so did the levels below), so a community is connected if its nodes are,
+        // on the last level: checked there, on far fewer nodes. Louvain's on the users.
+        if method == Method::Leiden {
+            split_disconnected(level.n(), |u| level.neighbors(u), &mut comm);
+        }
         for (l, &a) in labels.iter_mut().zip(&assign) {
             *l = comm[a as usize];
         }
-        split_disconnected(g, &mut labels);
+        if method == Method::Louvain {
+            split_disconnected(n, |u| g.neighbors(u), &mut labels);
+        }
     }
     let partition = Partition::from_labels(&labels);
     let modularity = modularity(g, &partition.of, gamma);
@@ -736,6 +746,11 @@ mod tests {
                 assert_eq!(f.partition, found[0].partition, "{method:?}");
                 assert_eq!(f.modularity.to_bits(), found[0].modularity.to_bits(), "{method:?}");
             }
+            // Leiden checks connectivity on its last level only: every community is connected
+            // on the users' graph too.
+            let mut again = found[0].partition.of.clone();
+            split_disconnected(g.users(), |u| g.neighbors(u), &mut again);
+            assert_eq!(Partition::from_labels(&again), found[0].partition, "{method:?}: connected");
         }
     }
 
@@ -751,7 +766,7 @@ mod tests {
         }
         labels[at(6)] = 2;
         labels[at(7)] = 2;
-        split_disconnected(g, &mut labels);
+        split_disconnected(g.users(), |u| g.neighbors(u), &mut labels);
         let of = |user: u32| labels[at(user)];
         assert_eq!(of(0), of(1), "a connected part stays together");
         assert_eq!(of(2), of(3));
