@@ -12,6 +12,7 @@
 #   bench/run.sh                      # 1,000,000 users, 10,000,000 interactions (needs ~16 GB for NetworkX)
 #   USERS=100000 INTERACTIONS=1000000 bench/run.sh
 #   NX_ANALYTICS=0 bench/run.sh       # without NetworkX's analytics (minutes at full size)
+#   ROUNDS=1 bench/run.sh             # tagflow's algorithms and networkit's once each (default 3)
 #   PG_URL=postgres://postgres@127.0.0.1:5432/tagflow_bench bench/run.sh
 #                                     # also the PostgreSQL store (the database is dropped and created)
 set -euo pipefail
@@ -29,11 +30,11 @@ if ! python3 -c 'import networkx, networkit, igraph, numpy' 2>/dev/null; then
 fi
 python3 bench/networkx_compare.py "$DIR.export" "$NX_PAIRS"
 python3 bench/export_peers.py "$DIR.export"
-if [ "${NX_ANALYTICS:-1}" = 1 ]; then
-    python3 bench/analytics_peers.py "$DIR.export" --networkx
-else
-    python3 bench/analytics_peers.py "$DIR.export"
-fi
+# tagflow's algorithms and networkit's in turns, ROUNDS each (the best of each side's rounds).
+nx_flag=()
+if [ "${NX_ANALYTICS:-1}" = 1 ]; then nx_flag=(--networkx); fi
+python3 bench/analytics_peers.py "$DIR.export" "${nx_flag[@]}" --rounds "${ROUNDS:-3}" \
+    --tagflow "./target/release/examples/bench --algorithms $DIR.export"
 # The PostgreSQL store on the same workload: import, checkpoint, a replica's start, follower lag.
 if [ -n "${PG_URL:-}" ]; then
     db=${PG_URL##*/}

@@ -11,8 +11,11 @@ use std::time::{Duration, Instant};
 use tagflow::analytics::community::{self, Method};
 use tagflow::analytics::engine::{self, Engine, Task};
 use tagflow::analytics::{pagerank, paths, structure, Network};
-use tagflow::graph::Selection;
+use tagflow::graph::{Extract, Selection};
 use tagflow::store::StoreHandle;
+
+/// Windows of ingest alone, and as many with analyses running, taken in turns.
+const INGEST_ROUNDS: u64 = 2;
 
 /// How many times each algorithm runs (betweenness once: it takes long enough not to need it).
 const BEST_OF: u32 = 3;
@@ -104,35 +107,7 @@ pub fn measure(handle: &StoreHandle, export: &Path, samples: usize, threads: usi
         f.insert("day_snapshot_lock_ms".into(), json!(dlock));
     }
 
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
-    pool.install(|| {
-        let n = net.users().max(1);
-        // The peers' criterion: L1 change below 1e-8 (NetworkX's is users x tol).
-        let (pr, t) =
-            timed(&mut f, "pagerank_ms", BEST_OF, || pagerank::pagerank(&net, 0.85, 1e-8 / n as f64, 10_000));
-        println!("pagerank (L1 change < 1e-8): {t:.0} ms, {} iterations", pr.iterations);
-        let (weak, t) = timed(&mut f, "weak_ms", BEST_OF, || structure::weak_components(&net));
-        println!("weak components: {t:.0} ms, {} components", weak.count());
-        f.insert("weak_count".into(), json!(weak.count()));
-        let (strong, t) = timed(&mut f, "strong_ms", BEST_OF, || structure::strong_components(&net));
-        println!("strong components: {t:.0} ms, {} components", strong.count());
-        f.insert("strong_count".into(), json!(strong.count()));
-        let (und, t) = timed(&mut f, "undirected_ms", 1, || net.undirected());
-        println!("undirected view: {t:.0} ms, {} adjacency entries", und.adjacency_len());
-        let (cores, t) = timed(&mut f, "cores_ms", BEST_OF, || structure::core_numbers(und));
-        println!("core numbers: {t:.0} ms, max core {}", cores.iter().max().unwrap_or(&0));
-        f.insert("max_core".into(), json!(cores.iter().max().unwrap_or(&0)));
-        for (method, key) in [(Method::Leiden, "leiden"), (Method::Louvain, "louvain")] {
-            let (c, t) =
-                timed(&mut f, &format!("{key}_ms"), BEST_OF, || community::communities(und, method, 1.0, 42));
-            println!("{key}: {t:.0} ms, {} communities, modularity {:.4}", c.partition.count(), c.modularity);
-            f.insert(format!("{key}_modularity"), json!(c.modularity));
-        }
-        let (_, t) = timed(&mut f, "betweenness_ms", 1, || paths::betweenness(und, samples, 42));
-        println!("betweenness, {samples} sampled sources: {t:.0} ms");
-    });
-    f.insert("betweenness_samples".into(), json!(samples));
-    f.insert("threads".into(), json!(threads));
+    algorithms(&net, samples, threads, &mut f)?;
 
     std::fs::create_dir_all(export)?;
     let mut out = BufWriter::new(std::fs::File::create(export.join("analytics.u32"))?);
@@ -150,47 +125,123 @@ pub fn measure(handle: &StoreHandle, export: &Path, samples: usize, threads: usi
     Ok(())
 }
 
-/// Durable ingest for `secs` alone, then for `secs` while the engine (with the service's default
-/// threads) recomputes PageRank, cores, communities and components on the live graph in a loop.
+/// Times each algorithm on `net` on a pool of `threads` (as the peers run), records the figures.
+fn algorithms(
+    net: &Network,
+    samples: usize,
+    threads: usize,
+    f: &mut serde_json::Map<String, Value>,
+) -> anyhow::Result<()> {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+    pool.install(|| {
+        let n = net.users().max(1);
+        // The peers' criterion: L1 change below 1e-8 (NetworkX's is users x tol).
+        let (pr, t) =
+            timed(f, "pagerank_ms", BEST_OF, || pagerank::pagerank(net, 0.85, 1e-8 / n as f64, 10_000));
+        println!("pagerank (L1 change < 1e-8): {t:.0} ms, {} iterations", pr.iterations);
+        let (weak, t) = timed(f, "weak_ms", BEST_OF, || structure::weak_components(net));
+        println!("weak components: {t:.0} ms, {} components", weak.count());
+        f.insert("weak_count".into(), json!(weak.count()));
+        let (strong, t) = timed(f, "strong_ms", BEST_OF, || structure::strong_components(net));
+        println!("strong components: {t:.0} ms, {} components", strong.count());
+        f.insert("strong_count".into(), json!(strong.count()));
+        let (und, t) = timed(f, "undirected_ms", 1, || net.undirected());
+        println!("undirected view: {t:.0} ms, {} adjacency entries", und.adjacency_len());
+        let (cores, t) = timed(f, "cores_ms", BEST_OF, || structure::core_numbers(und));
+        println!("core numbers: {t:.0} ms, max core {}", cores.iter().max().unwrap_or(&0));
+        f.insert("max_core".into(), json!(cores.iter().max().unwrap_or(&0)));
+        for (method, key) in [(Method::Leiden, "leiden"), (Method::Louvain, "louvain")] {
+            let (c, t) =
+                timed(f, &format!("{key}_ms"), BEST_OF, || community::communities(und, method, 1.0, 42));
+            println!("{key}: {t:.0} ms, {} communities, modularity {:.4}", c.partition.count(), c.modularity);
+            f.insert(format!("{key}_modularity"), json!(c.modularity));
+        }
+        let (_, t) = timed(f, "betweenness_ms", 1, || paths::betweenness(und, samples, 42));
+        println!("betweenness, {samples} sampled sources: {t:.0} ms");
+    });
+    f.insert("betweenness_samples".into(), json!(samples));
+    f.insert("threads".into(), json!(threads));
+    Ok(())
+}
+
+/// The algorithms again, on the edge list [`measure`] wrote into `export` (`analytics.u32`), in a
+/// process of their own: `bench/analytics_peers.py --rounds` runs this between the peers' rounds,
+/// so that both sides are timed within minutes of each other on a machine whose speed drifts.
+/// Writes the figures to `tagflow-algorithms.json` there.
+pub fn on_edge_list(export: &Path, samples: usize, threads: usize) -> anyhow::Result<()> {
+    let raw = std::fs::read(export.join("analytics.u32"))?;
+    let words: Vec<u32> = raw.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let edges: Vec<[u32; 3]> = words.chunks_exact(3).map(|t| [t[0], t[1], t[2]]).collect();
+    let t = Instant::now();
+    let net = Network::build(Extract { edges, uid_of: None, degrees: None, version: 0 }, 1);
+    println!(
+        "network of {}: {} users, {} edges, built in {:.0} ms",
+        export.display(),
+        net.users(),
+        net.edges(),
+        ms(t.elapsed())
+    );
+    let mut f = serde_json::Map::new();
+    algorithms(&net, samples, threads, &mut f)?;
+    std::fs::write(export.join("tagflow-algorithms.json"), serde_json::to_string_pretty(&Value::Object(f))?)?;
+    Ok(())
+}
+
+/// Durable ingest alone and while the engine (with the service's default threads) recomputes
+/// PageRank, cores, communities and components on the live graph in a loop: windows of `secs`,
+/// alone and with analyses in turns, [`INGEST_ROUNDS`] of each, so that the machine's drift
+/// weighs on both sides alike; the figure is the ratio of the two sides' posts.
 pub fn ingest_under_analytics(
     handle: &StoreHandle,
     feed: &mut dyn FnMut(&StoreHandle, Duration) -> anyhow::Result<u64>,
     secs: u64,
 ) -> anyhow::Result<()> {
     let span = Duration::from_secs(secs);
-    let alone = feed(handle, span)? as f64 / secs as f64;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).saturating_sub(1).max(1);
     let engine = Engine::new(handle.graph().clone(), threads)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let looping = {
-        let (engine, stop) = (engine.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            let sel = Selection::default();
-            let tasks = [
-                Task::pagerank(0.85),
-                Task::Cores,
-                Task::communities(Method::Leiden, 1.0, 42),
-                Task::Components { strong: false },
-            ];
-            // A dashboard that asks again as soon as it has its answers: the pool is never idle.
-            let before = engine.runs();
-            while !stop.load(Ordering::Relaxed) {
-                for t in tasks {
-                    rt.block_on(engine.run(t, sel)).expect("analysis");
+    let (mut alone, mut with, mut runs) = (0u64, 0u64, 0u64);
+    for round in 1..=INGEST_ROUNDS {
+        let a = feed(handle, span)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let looping = {
+            let (engine, stop) = (engine.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                let sel = Selection::default();
+                let tasks = [
+                    Task::pagerank(0.85),
+                    Task::Cores,
+                    Task::communities(Method::Leiden, 1.0, 42),
+                    Task::Components { strong: false },
+                ];
+                // A dashboard that asks again as soon as it has its answers: the pool is never idle.
+                let before = engine.runs();
+                while !stop.load(Ordering::Relaxed) {
+                    for t in tasks {
+                        rt.block_on(engine.run(t, sel)).expect("analysis");
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
                 }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            engine.runs() - before
-        })
-    };
-    let with = feed(handle, span)? as f64 / secs as f64;
-    stop.store(true, Ordering::Relaxed);
-    let runs = looping.join().expect("analytics loop");
+                engine.runs() - before
+            })
+        };
+        let w = feed(handle, span)?;
+        stop.store(true, Ordering::Relaxed);
+        let r = looping.join().expect("analytics loop");
+        println!(
+            "durable ingest, round {round}: {:.0} posts/s alone, then {:.0} posts/s while analyses run ({r} computed)",
+            a as f64 / secs as f64,
+            w as f64 / secs as f64
+        );
+        (alone, with, runs) = (alone + a, with + w, runs + r);
+    }
+    let per_sec = |posts: u64| posts as f64 / (secs * INGEST_ROUNDS) as f64;
     println!(
-        "durable ingest: {alone:.0} posts/s alone, {with:.0} posts/s while analyses run on {threads} thread(s) \
+        "durable ingest: {:.0} posts/s alone, {:.0} posts/s while analyses run on {threads} thread(s) \
          ({runs} analyses computed) = {:.0}% kept",
-        100.0 * with / alone.max(1.0)
+        per_sec(alone),
+        per_sec(with),
+        100.0 * with as f64 / alone.max(1) as f64
     );
     Ok(())
 }

@@ -52,23 +52,27 @@ struct Args {
     storage_secs: u64,
     postgres: Option<String>,
     follow_secs: u64,
+    algorithms: Option<PathBuf>,
 }
 
 const USAGE: &str = "usage: bench [--users N] [--interactions N] [--dir DIR] [--binary PATH] [--pairs N] \
 [--batch N] [--no-peer-files] [--no-exports] [--reuse] [--no-analytics] [--no-micro] [--samples K] [--ingest-secs S]
 [--storage-secs S] [--postgres URL [--follow-secs S]]
+       bench --algorithms EXPORT_DIR [--samples K]
 
 Builds a graph with the demo generator through the durable write path and prints import rate,
 find_path latency (in-process and, with --binary, over HTTP), restart time and memory per edge,
-then the analytics figures (betweenness from K sampled sources, default 64; ingest measured for S
-seconds alone and S with analyses running, default 20).
+then the analytics figures (betweenness from K sampled sources, default 64; ingest measured in
+windows of S seconds, alone and with analyses running in turns, two of each, default 20).
 --reuse skips the import when DIR already holds a graph (to measure queries again).
 --no-exports leaves out the exports in every format; --no-peer-files the files the peers read.
 --no-micro leaves out the first figures: demo lines/s, the demo's workload, decoding the recorded pages.
 --storage-secs S: checkpoints beside a steady ingest for S seconds, and a backup (default 60; 0 skips).
 --postgres URL: instead, the PostgreSQL store on that (empty) database: durable import of the same
 posts, a checkpoint, a replica's start, and a follower's lag behind a writer at 2,000 posts/s for
-S seconds (default 30).";
+S seconds (default 30).
+--algorithms EXPORT_DIR: only the algorithms, again, on the network an earlier run exported there
+(bench/analytics_peers.py --rounds runs this between the peers' rounds).";
 
 fn args() -> Args {
     let mut a = Args {
@@ -88,6 +92,7 @@ fn args() -> Args {
         storage_secs: 60,
         postgres: None,
         follow_secs: 30,
+        algorithms: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -114,6 +119,7 @@ fn args() -> Args {
             "--storage-secs" => a.storage_secs = val().parse().expect("--storage-secs S"),
             "--postgres" => a.postgres = Some(val()),
             "--follow-secs" => a.follow_secs = val().parse().expect("--follow-secs S"),
+            "--algorithms" => a.algorithms = Some(PathBuf::from(val())),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0)
@@ -129,6 +135,10 @@ fn args() -> Args {
 
 fn main() -> anyhow::Result<()> {
     let a = args();
+    if let Some(export) = &a.algorithms {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        return analytics::on_edge_list(export, a.samples, cores);
+    }
     let reuse = a.reuse && a.dir.join("db").exists();
     if !reuse {
         let _ = std::fs::remove_dir_all(&a.dir);
