@@ -283,8 +283,11 @@ impl<'a> Mover<'a> {
             let (c, w) = (run[0].0, run.iter().map(|l| l.1).sum::<f64>());
             if c == cu {
                 to_own = w;
-            } else if gain(c, w) > best.2 {
-                best = (c, w, gain(c, w));
+                continue;
+            }
+            let g = gain(c, w);
+            if g > best.2 {
+                best = (c, w, g);
             }
         }
         let stay = gain(cu, to_own);
@@ -395,9 +398,9 @@ fn local_moves(m: &mut Mover, method: Method, rng: &mut SplitMix64) -> bool {
                 let m = &*m;
                 moved.par_iter().with_min_len(16).for_each(|&u| {
                     let cu = m.comm[u as usize];
-                    for (v, _) in m.g.edges(u as usize) {
-                        if m.comm[v] != cu {
-                            due[v].store(true, Relaxed);
+                    for &v in m.g.neighbors(u as usize) {
+                        if m.comm[v as usize] != cu {
+                            due[v as usize].store(true, Relaxed);
                         }
                     }
                 });
