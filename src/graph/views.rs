@@ -15,9 +15,9 @@ use std::sync::Arc;
 
 /// Users by a degree, highest first, ties by key — the users that have [`Lists`] (every user with
 /// more than [`LISTED`] edges) as they were when it was made: the first pages of users by degree in
-/// O(limit · log users). Made from a copy taken under the read lock in O(listed users) and sorted
-/// after it is released; the write path keeps nothing up to date for it (callers keep one for a
-/// while: see `http::handlers`).
+/// O(limit · log users). Made by [`DegreeOrder::make`] from a copy taken a stretch of users per read
+/// lock and sorted after; the write path keeps nothing up to date for it (callers keep one for a
+/// while: see `http::reads`).
 pub struct DegreeOrder {
     users: Vec<(Reverse<u32>, Arc<str>)>,
     /// Users in the graph when it was made (those out of the order have few edges).
@@ -26,11 +26,55 @@ pub struct DegreeOrder {
     pub version: u64,
 }
 
+/// Listed users copied per read lock by [`DegreeOrder::make`]: the writer waits for one stretch at
+/// most (a copy of every listed user at once held the lock for 100-170 ms at 22M edges).
+const ORDER_STRETCH: usize = 8_192;
+
 impl DegreeOrder {
-    /// Sorts a copy taken by [`Graph::listed_degrees`] (after the lock is released).
-    pub fn sorted(mut self) -> DegreeOrder {
-        self.users.sort_unstable();
-        self
+    /// The order of the graph `read` gives access to (`None` for [`UserOrder::Key`]): the listed
+    /// users copied [`ORDER_STRETCH`] at a time, each stretch under its own read lock, then sorted
+    /// with no lock held. The graph may change between stretches: the order is as of its first
+    /// stretch (so it counts as stale as soon as the graph changes), and a user copied twice is
+    /// kept once, at the degree it was first copied with.
+    pub fn make<G: std::ops::Deref<Target = Graph>>(
+        read: impl Fn() -> G,
+        order: UserOrder,
+    ) -> Option<DegreeOrder> {
+        DegreeOrder::make_in(read, order, ORDER_STRETCH)
+    }
+
+    fn make_in<G: std::ops::Deref<Target = Graph>>(
+        read: impl Fn() -> G,
+        order: UserOrder,
+        stretch: usize,
+    ) -> Option<DegreeOrder> {
+        let degree: fn(&Node) -> u32 = match order {
+            UserOrder::Key => return None,
+            UserOrder::Degree => |n| n.in_deg + n.out_deg,
+            UserOrder::InDegree => |n| n.in_deg,
+            UserOrder::OutDegree => |n| n.out_deg,
+        };
+        let (mut users, mut from) = (Vec::new(), 0);
+        let (mut first, mut changed) = (None, false);
+        let mut all;
+        loop {
+            let g = read();
+            let next = g.listed_degrees(degree, from, stretch, &mut users);
+            changed |= first.is_some_and(|v| v != g.version);
+            first.get_or_insert(g.version);
+            all = g.user_count();
+            drop(g);
+            match next {
+                Some(n) => from = n,
+                None => break,
+            }
+        }
+        users.sort_unstable();
+        if changed {
+            let mut seen = rustc_hash::FxHashSet::default();
+            users.retain(|(_, key)| seen.insert(key.clone()));
+        }
+        Some(DegreeOrder { users, all, version: first.unwrap_or(0) })
     }
 
     /// A page after `cursor` (as [`parse_user_cursor`] reads it), or `None` when the page reaches
@@ -269,26 +313,23 @@ impl Graph {
         Some((count, views))
     }
 
-    /// The users with lists and their degree in `order` (`None` for [`UserOrder::Key`]): a
-    /// [`DegreeOrder`] to be sorted, copied in O(listed users) under the read lock, and sorted by the
-    /// caller after it ([`DegreeOrder::sorted`]).
-    pub(crate) fn listed_degrees(&self, order: UserOrder) -> Option<DegreeOrder> {
-        let degree = |n: &Node| match order {
-            UserOrder::Key => None,
-            UserOrder::Degree => Some(n.in_deg + n.out_deg),
-            UserOrder::InDegree => Some(n.in_deg),
-            UserOrder::OutDegree => Some(n.out_deg),
-        };
-        let users = self
-            .lists
-            .iter()
-            .filter(|l| l.owner != NO_NODE)
-            .map(|l| {
+    /// Copies the users with lists in slots `from..from + max` and their `degree` into `users`;
+    /// returns where the next stretch starts, if any.
+    fn listed_degrees(
+        &self,
+        degree: fn(&Node) -> u32,
+        from: usize,
+        max: usize,
+        users: &mut Vec<(Reverse<u32>, Arc<str>)>,
+    ) -> Option<usize> {
+        let end = from.saturating_add(max).min(self.lists.len());
+        for l in self.lists.get(from..end).unwrap_or_default() {
+            if l.owner != NO_NODE {
                 let n = &self.g[node_index(l.owner)];
-                Some((Reverse(degree(n)?), n.key.clone()))
-            })
-            .collect::<Option<Vec<_>>>()?;
-        Some(DegreeOrder { users, all: self.user_count(), version: self.version })
+                users.push((Reverse(degree(n)), n.key.clone()));
+            }
+        }
+        (end < self.lists.len()).then_some(end)
     }
 
     /// A page of users. Ordered by key: O(limit · log n). Ordered by degree: O(n · log limit), a scan
@@ -682,7 +723,7 @@ mod tests {
         let mut rng = crate::rng::SplitMix64::new(3);
         for round in 0..4 {
             for order in [UserOrder::Degree, UserOrder::InDegree, UserOrder::OutDegree] {
-                let ranked = g.listed_degrees(order).unwrap().sorted();
+                let ranked = DegreeOrder::make(|| &g, order).unwrap();
                 let mut cursor: Option<String> = None;
                 let mut fast = 0;
                 for _ in 0..40 {
@@ -706,7 +747,7 @@ mod tests {
                 };
                 assert!(fast > 0 || top_degree <= LISTED, "the first pages come from the order ({order:?})");
             }
-            assert!(g.listed_degrees(UserOrder::Key).is_none());
+            assert!(DegreeOrder::make(|| &g, UserOrder::Key).is_none());
             for _ in 0..2_000 {
                 let (a, b) = (format!("u{}", rng.below(2_000)), format!("u{}", rng.below(60)));
                 if a != b {
@@ -716,6 +757,47 @@ mod tests {
             }
             g.remove_user(&format!("u{}", 10 + round));
         }
+    }
+
+    /// Copied a few users per read lock, the order is the one copied at once; while the graph
+    /// changes between stretches, it lists every user once and is as of its first stretch.
+    #[test]
+    fn a_degree_order_copied_in_stretches_is_the_one_copied_at_once() {
+        let g = hubby(2_000, 30_000, 9);
+        for order in [UserOrder::Degree, UserOrder::InDegree, UserOrder::OutDegree] {
+            let whole = DegreeOrder::make_in(|| &g, order, usize::MAX).unwrap();
+            assert!(whole.users.len() > 10, "{}", whole.users.len());
+            for stretch in [1, 3, 64] {
+                let parts = DegreeOrder::make_in(|| &g, order, stretch).unwrap();
+                assert_eq!(
+                    (&parts.users, parts.all, parts.version),
+                    (&whole.users, whole.all, whole.version)
+                );
+            }
+        }
+        let g = std::cell::RefCell::new(g);
+        let (calls, first_version) = (std::cell::Cell::new(0u32), g.borrow().version());
+        let changing = DegreeOrder::make_in(
+            || {
+                let i = calls.get();
+                calls.set(i + 1);
+                if i > 0 {
+                    let (a, b) = (format!("u{}", 100 + i), format!("u{}", i % 40));
+                    let mut g = g.borrow_mut();
+                    g.set_tie(&a, &b, tie(Kind::Mention, 1));
+                    g.bump_version();
+                }
+                g.borrow()
+            },
+            UserOrder::Degree,
+            5,
+        )
+        .unwrap();
+        assert!(calls.get() > 2 && g.borrow().version() > first_version);
+        assert_eq!(changing.version, first_version, "as of its first stretch: stale at once");
+        let keys: std::collections::HashSet<_> = changing.users.iter().map(|(_, k)| k.clone()).collect();
+        assert_eq!(keys.len(), changing.users.len(), "each user once");
+        assert!(changing.users.windows(2).all(|w| w[0] <= w[1]), "sorted");
     }
 
     #[test]

@@ -144,7 +144,7 @@ pub(crate) async fn list_users(
             let g = state.store.graph().read();
             Some((g.users_page(order, after, limit), g.user_count()))
         }
-        _ => state.degree_orders.get(state.store.graph(), order).and_then(|ranked| {
+        _ => state.degree_orders.get(state.store.graph(), order).await.and_then(|ranked| {
             let g = state.store.graph().read();
             ranked.page(&g, after, limit).map(|page| (page, g.user_count()))
         }),
@@ -721,7 +721,7 @@ pub async fn subgraph(state: web::Data<AppState>, req: HttpRequest) -> Result<we
     }
     let min_weight = u64::from(sel.min_weight);
     // The busiest users from the order by degree held (no scan of every user) where it has them.
-    let ranked = state.degree_orders.get(state.store.graph(), UserOrder::Degree);
+    let ranked = state.degree_orders.get(state.store.graph(), UserOrder::Degree).await;
     let (drawn, users, edges_total) = heavy(&state, move |graph| {
         let page = ranked.and_then(|r| r.page(&graph.read(), None, top));
         let Some(page) = page else {
