@@ -187,10 +187,15 @@ pub struct ServeArgs {
     /// Writes one client may make per second (bursts of ten seconds' worth); 0: unlimited.
     #[arg(long, env = "TAGFLOW_RATE_LIMIT_WRITES", default_value_t = 50)]
     pub rate_limit_writes: u32,
-    /// Expensive reads (analyses, paths, /graph, ego networks, a user's edges) one client may make
-    /// per second (bursts of ten seconds' worth); 0: unlimited.
+    /// Expensive reads (analyses, paths, /graph, ego networks) one client may make per second
+    /// (bursts of ten seconds' worth); 0: unlimited.
     #[arg(long, env = "TAGFLOW_RATE_LIMIT_READS", default_value_t = 5)]
     pub rate_limit_reads: u32,
+    /// Reads per second, all clients together, served while the store is taking writes; reads
+    /// beyond it wait their turn (at most 100 ms) so that writes keep the cores. `/status` is
+    /// never held. 0: no budget.
+    #[arg(long, env = "TAGFLOW_READS_WHILE_WRITING", default_value_t = 2_000)]
+    pub reads_while_writing: u32,
     /// The service is behind a proxy (Heroku's router, nginx) that appends the client's address to
     /// X-Forwarded-For: rate limits count that address. Without a proxy the header is the client's
     /// own say and is ignored.
@@ -487,6 +492,7 @@ impl Config {
             rates: crate::http::gate::RateSettings {
                 writes: std::num::NonZeroU32::new(args.rate_limit_writes),
                 expensive_reads: std::num::NonZeroU32::new(args.rate_limit_reads),
+                reads_while_writing: std::num::NonZeroU32::new(args.reads_while_writing),
                 trust_proxy: args.trust_proxy,
             },
             max_connections: args.max_connections.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),

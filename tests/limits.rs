@@ -216,3 +216,54 @@ async fn a_client_over_its_rate_gets_429_with_retry_after_and_others_keep_going(
     assert!(status["http"]["rate_limited"].as_u64().unwrap() >= 3, "{status}");
     app.stop().await;
 }
+
+/// Writes go first: while the store takes writes, reads past `--reads-while-writing` a second wait
+/// their turn; with no writes, or for `/status`, none waits. The wait is a sleep of the bucket's
+/// debt, so the lower bounds below hold on any machine; the upper ones are generous.
+#[tokio::test]
+async fn while_writes_are_taken_reads_past_their_budget_wait_their_turn_and_status_never_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = config(&tmp);
+    c.rates.reads_while_writing = NonZeroU32::new(20); // two saved up
+    let app = spawn_app_with(c).await;
+    let reads = |path: &'static str, n: usize| {
+        let app = &app;
+        async move {
+            let started = Instant::now();
+            for _ in 0..n {
+                assert_eq!(app.get(path).await.0, 200, "{path}");
+            }
+            started.elapsed()
+        }
+    };
+    let idle = reads("/vertices?limit=1", 40).await;
+    assert!(idle < Duration::from_secs(2), "no writes, no waiting: {idle:?}");
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (client, addr, stop) = (app.client.clone(), app.addr.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut written = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = client.post(format!("{addr}/vertices/add/w{written}")).send().await.unwrap();
+                assert_eq!(r.status(), 201);
+                written += 1;
+            }
+            written
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = reads("/status", 40).await;
+    let busy = reads("/vertices?limit=1", 40).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.await.unwrap();
+    assert!(status < Duration::from_secs(2), "/status is never held: {status:?}");
+    // 40 reads at 20 a second with at most three saved up: at least 37 turns of 50 ms.
+    assert!(busy >= Duration::from_millis(1_800), "reads waited their turn: {busy:?}");
+    assert!(written > 40, "the writes went on meanwhile: {written}");
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = reads("/vertices?limit=1", 40).await;
+    assert!(after < Duration::from_secs(2), "writes over, no waiting: {after:?}");
+    app.stop().await;
+}

@@ -8,12 +8,14 @@
 //! from their pages.
 //!
 //! Rates are per client and per class: writes, and expensive reads (analyses, paths, subgraphs,
-//! ego networks, a user's edges). The client is the connection's address, or with `--trust-proxy`
+//! ego networks). Beside them, writes go first: while the store is taking writes, reads beyond a
+//! budget a second wait their turn ([`WritesFirst`]). The client is the connection's address, or with `--trust-proxy`
 //! the address the proxy in front (Heroku's router, nginx) appended last to `X-Forwarded-For`; an
 //! IPv6 client counts by its /64, the block one subscriber is given.
 
 use super::auth::{check_body, is_read};
 use super::error::ApiError;
+use super::reads::WritesFirst;
 use super::server::ConnInfo;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -30,6 +32,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct RateSettings {
     pub writes: Option<NonZeroU32>,
     pub expensive_reads: Option<NonZeroU32>,
+    /// Reads a second the request threads serve while the store is taking writes, before reads
+    /// wait their turn (see [`WritesFirst`]).
+    pub reads_while_writing: Option<NonZeroU32>,
     /// Take the client from the last `X-Forwarded-For` entry.
     pub trust_proxy: bool,
 }
@@ -65,6 +70,7 @@ pub struct Rates {
     settings: RateSettings,
     writes: Option<DefaultKeyedRateLimiter<u128>>,
     expensive: Option<DefaultKeyedRateLimiter<u128>>,
+    writes_first: WritesFirst,
     checks: AtomicU64,
     limited: AtomicU64,
 }
@@ -92,6 +98,7 @@ impl Rates {
             settings,
             writes: limiter(settings.writes),
             expensive: limiter(settings.expensive_reads),
+            writes_first: WritesFirst::new(settings.reads_while_writing),
             checks: AtomicU64::new(0),
             limited: AtomicU64::new(0),
         }
@@ -173,11 +180,19 @@ pub async fn guard(
             actix_web::ResponseError::error_response(&origin_refused(origin))
         };
         req.into_response(answer).map_into_right_body()
-    } else if let Err(e) = admit(&req) {
-        let response = actix_web::ResponseError::error_response(&e);
-        req.into_response(response).map_into_right_body()
     } else {
-        next.call(req).await?.map_into_left_body()
+        match admit(&req) {
+            Err(e) => {
+                let response = actix_web::ResponseError::error_response(&e);
+                req.into_response(response).map_into_right_body()
+            }
+            Ok(turn) => {
+                if let Some(wait) = turn {
+                    tokio::time::sleep(wait).await;
+                }
+                next.call(req).await?.map_into_left_body()
+            }
+        }
     };
     if let (true, Some(origin)) = (listed, origin) {
         let headers = response.headers_mut();
@@ -196,13 +211,15 @@ fn origin_refused(origin: &[u8]) -> ApiError {
     ApiError::OriginNotAllowed(String::from_utf8_lossy(origin).chars().take(200).collect())
 }
 
-fn admit(req: &ServiceRequest) -> Result<(), ApiError> {
+/// Refuses the request, or admits it with how long it waits for its turn first (a read while the
+/// store takes writes: see [`WritesFirst`]).
+fn admit(req: &ServiceRequest) -> Result<Option<std::time::Duration>, ApiError> {
     let path = req.path();
     let health = path == "/status" || path == "/";
     if !health && req.conn_data::<ConnInfo>().is_some_and(|c| c.reserve) {
         return Err(ApiError::Overloaded(super::server::TOO_MANY_CONNECTIONS));
     }
-    let Some(state) = req.app_data::<actix_web::web::Data<super::AppState>>() else { return Ok(()) };
+    let Some(state) = req.app_data::<actix_web::web::Data<super::AppState>>() else { return Ok(None) };
     let headers = req.headers();
     let bytes = |name| headers.get(name).map(header::HeaderValue::as_bytes);
     let read = is_read(req.method(), path);
@@ -220,7 +237,8 @@ fn admit(req: &ServiceRequest) -> Result<(), ApiError> {
         check_body(path, has_body, bytes(header::CONTENT_TYPE))?;
     }
     let client = state.rates.client(peer, bytes(header::X_FORWARDED_FOR));
-    state.rates.check(class(read, path), client)
+    state.rates.check(class(read, path), client)?;
+    Ok(if read && !health { state.rates.writes_first.turn(state.store.stats().writing()) } else { None })
 }
 
 #[cfg(test)]
@@ -246,6 +264,7 @@ mod tests {
         let rates = Rates::new(RateSettings {
             writes: NonZeroU32::new(1),
             expensive_reads: None,
+            reads_while_writing: None,
             trust_proxy: false,
         });
         let a = rates.client(Some("203.0.113.7".parse().unwrap()), None);

@@ -113,3 +113,68 @@ impl PathWalks {
         bucket.0 = (bucket.0 + n as f64).min(PATH_WALKS_BURST);
     }
 }
+
+/// Writes first: while the store is taking writes, reads on the request threads share a budget of
+/// `--reads-while-writing` a second (a token bucket, a tenth of a second's worth saved up); a read
+/// over it waits its turn, at most [`MAX_TURN`]. Below the budget no read waits, and with no
+/// writes none does: dashboards and researchers never notice it, but clients hammering reads can
+/// no longer take the cores the writes need (measured: eight connections asking for a hub's edges
+/// as fast as they could cost the writes half their rate). `/status` and `/` never wait.
+pub struct WritesFirst {
+    per_second: f64,
+    bucket: parking_lot::Mutex<(f64, std::time::Instant)>,
+}
+
+/// The longest a read waits for its turn: past it, it is served anyway (a flood of connections
+/// then gets at most its number of reads per `MAX_TURN`).
+const MAX_TURN: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl WritesFirst {
+    /// `per_second`: the reads served while writes are taken; `None`: no budget.
+    pub fn new(per_second: Option<std::num::NonZeroU32>) -> WritesFirst {
+        let per_second = per_second.map_or(0.0, |r| f64::from(r.get()));
+        WritesFirst {
+            per_second,
+            bucket: parking_lot::Mutex::new((per_second / 10.0, std::time::Instant::now())),
+        }
+    }
+
+    /// How long a read waits before it is served, given whether the store is taking writes.
+    pub(super) fn turn(&self, writing: bool) -> Option<std::time::Duration> {
+        if !writing || self.per_second == 0.0 {
+            return None;
+        }
+        let mut bucket = self.bucket.lock();
+        let now = std::time::Instant::now();
+        let saved = now.duration_since(bucket.1).as_secs_f64() * self.per_second;
+        // Tokens below zero are turns given out: how far below is how long the next one waits.
+        let floor = -self.per_second * MAX_TURN.as_secs_f64();
+        let tokens = (bucket.0 + saved).min(self.per_second / 10.0);
+        *bucket = ((tokens - 1.0).max(floor), now);
+        (tokens < 1.0)
+            .then(|| std::time::Duration::from_secs_f64((1.0 - tokens) / self.per_second).min(MAX_TURN))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_wait_only_past_their_budget_and_only_while_writes_are_taken() {
+        let first = WritesFirst::new(std::num::NonZeroU32::new(1_000));
+        // No writes: never.
+        assert!((0..1_000).all(|_| first.turn(false).is_none()));
+        // A tenth of a second's worth saved up, then each read a thousandth of a second after the
+        // one before, up to the longest turn.
+        assert!((0..100).all(|_| first.turn(true).is_none()));
+        let turns: Vec<_> = (0..300).map(|_| first.turn(true).expect("over the budget")).collect();
+        assert!(turns.windows(2).all(|w| w[0] <= w[1]), "turns come in order");
+        assert!(turns[0] <= std::time::Duration::from_millis(2), "{:?}", turns[0]);
+        assert!((95..=101).contains(&turns[99].as_millis()), "{:?}", turns[99]);
+        assert_eq!(turns[299], MAX_TURN);
+        // Off: never.
+        let off = WritesFirst::new(None);
+        assert!((0..1_000).all(|_| off.turn(true).is_none()));
+    }
+}

@@ -35,7 +35,7 @@ pub use pg::{scratch_database, test_server, Database, Replication};
 use seen::SeenSet;
 pub use snapshot::Counts;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -244,6 +244,30 @@ pub struct WriteStats {
     /// Seconds per flush (the fsync an acknowledgement waits for).
     pub flush_seconds: prometheus::Histogram,
     pub checkpoint_seconds: prometheus::Histogram,
+    /// When the last commit ended, in milliseconds since the Unix epoch (0: none yet).
+    last_commit_ms: AtomicU64,
+}
+
+/// How long after a commit the store still counts as taking writes (see [`WriteStats::writing`]).
+const WRITING_FOR_MS: u64 = 100;
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl WriteStats {
+    /// Records a commit (called by the writer, once per group commit).
+    pub(crate) fn committed(&self) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.last_commit_ms.store(unix_ms(), Ordering::Relaxed);
+    }
+
+    /// Whether the store is taking writes: a commit ended in the last tenth of a second. Reads
+    /// yield to writes while it is (`http::reads::WritesFirst`).
+    pub fn writing(&self) -> bool {
+        let last = self.last_commit_ms.load(Ordering::Relaxed);
+        last != 0 && unix_ms().saturating_sub(last) <= WRITING_FOR_MS
+    }
 }
 
 impl Default for WriteStats {
@@ -282,6 +306,7 @@ impl Default for WriteStats {
                 "Seconds per checkpoint (a new snapshot of the whole graph)",
                 prometheus::exponential_buckets(0.01, 2.0, 14).expect("valid buckets"),
             ),
+            last_commit_ms: AtomicU64::default(),
         }
     }
 }

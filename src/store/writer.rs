@@ -302,7 +302,7 @@ impl WriterLoop {
         let result = self.persist(all);
         self.stats.commit_seconds.observe(started.elapsed().as_secs_f64());
         self.stats.commit_mutations.observe(total as f64);
-        self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        self.stats.committed();
         self.stats.mutations.fetch_add(total as u64, Ordering::Relaxed);
         if let Err(e) = &result {
             log::error!("store: commit of {total} mutations failed: {e}");

@@ -105,7 +105,7 @@ impl PgWriter {
         if total > 0 {
             self.stats.commit_seconds.observe(started.elapsed().as_secs_f64());
             self.stats.commit_mutations.observe(total as f64);
-            self.stats.commits.fetch_add(1, Ordering::Relaxed);
+            self.stats.committed();
             self.stats.mutations.fetch_add(total as u64, Ordering::Relaxed);
         }
         match &result {
