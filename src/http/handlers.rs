@@ -30,7 +30,7 @@ where
     T: Send + 'static,
     F: FnOnce(&crate::store::SharedGraph) -> Result<T> + Send + 'static,
 {
-    state.analytics.read(read).await.map_err(|e| match e {
+    state.analytics.read(state.store.stats().writing(), read).await.map_err(|e| match e {
         None => ApiError::Overloaded("too many expensive reads are waiting"),
         Some(cause) => ApiError::Internal(cause),
     })?
