@@ -5,8 +5,9 @@ use crate::graph::{DegreeOrder, UserOrder};
 use std::sync::Arc;
 
 /// The first pages of users by degree (see [`DegreeOrder`]), one order per degree: remade when the
-/// graph has changed and the one held is over a second old (or ten times what making it took), so that listing the busiest users is
-/// O(limit) on the request threads and costs the write path nothing. A page may lag the graph by
+/// graph has changed and the one held is over a second old (or ten times what making it took), so
+/// that listing the busiest users is O(limit) on the request threads and costs the write path
+/// nothing. A page may lag the graph by
 /// that second, or by as long as the next order takes to make; the users' figures shown are read
 /// when it is served.
 ///
@@ -87,7 +88,30 @@ impl DegreeOrders {
 /// per second, a token bucket shared by every client). Near users' paths cost a few entries and
 /// are answered there; when misses between far users use it up, searches go to the paced pool of
 /// expensive reads, so that a flood of them cannot take the request threads from the writes.
-pub struct PathWalks(parking_lot::Mutex<(f64, std::time::Instant)>);
+pub struct PathWalks(parking_lot::Mutex<Bucket>);
+
+/// A token bucket, what both budgets of the request threads keep: tokens fill at `rate` a second,
+/// up to `cap`.
+struct Bucket {
+    tokens: f64,
+    at: std::time::Instant,
+    rate: f64,
+    cap: f64,
+}
+
+impl Bucket {
+    fn full(rate: f64, cap: f64) -> Bucket {
+        Bucket { tokens: cap, at: std::time::Instant::now(), rate, cap }
+    }
+
+    /// The tokens there are now, filled for the time since the last call.
+    fn fill(&mut self) -> f64 {
+        let now = std::time::Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.cap);
+        self.at = now;
+        self.tokens
+    }
+}
 
 /// Adjacency entries per second the request threads may walk, and the most saved up.
 const PATH_WALKS_PER_SECOND: f64 = 20_000_000.0;
@@ -95,7 +119,7 @@ const PATH_WALKS_BURST: f64 = 2_000_000.0;
 
 impl Default for PathWalks {
     fn default() -> Self {
-        PathWalks(parking_lot::Mutex::new((PATH_WALKS_BURST, std::time::Instant::now())))
+        PathWalks(parking_lot::Mutex::new(Bucket::full(PATH_WALKS_PER_SECOND, PATH_WALKS_BURST)))
     }
 }
 
@@ -103,12 +127,9 @@ impl PathWalks {
     /// Takes `n` entries if they are there.
     pub(super) fn take(&self, n: u64) -> bool {
         let mut bucket = self.0.lock();
-        let now = std::time::Instant::now();
-        let refill = now.duration_since(bucket.1).as_secs_f64() * PATH_WALKS_PER_SECOND;
-        *bucket = ((bucket.0 + refill).min(PATH_WALKS_BURST), now);
-        let enough = bucket.0 >= n as f64;
+        let enough = bucket.fill() >= n as f64;
         if enough {
-            bucket.0 -= n as f64;
+            bucket.tokens -= n as f64;
         }
         enough
     }
@@ -116,7 +137,7 @@ impl PathWalks {
     /// Returns what a search took and did not walk.
     pub(super) fn give_back(&self, n: u64) {
         let mut bucket = self.0.lock();
-        bucket.0 = (bucket.0 + n as f64).min(PATH_WALKS_BURST);
+        bucket.tokens = (bucket.tokens + n as f64).min(bucket.cap);
     }
 }
 
@@ -126,10 +147,7 @@ impl PathWalks {
 /// writes none does: dashboards and researchers never notice it, but clients hammering reads can
 /// no longer take the cores the writes need (measured: eight connections asking for a hub's edges
 /// as fast as they could cost the writes half their rate). `/status` and `/` never wait.
-pub struct WritesFirst {
-    per_second: f64,
-    bucket: parking_lot::Mutex<(f64, std::time::Instant)>,
-}
+pub struct WritesFirst(Option<parking_lot::Mutex<Bucket>>);
 
 /// The longest a read waits for its turn: past it, it is served anyway (a flood of connections
 /// then gets at most its number of reads per `MAX_TURN`).
@@ -138,27 +156,20 @@ const MAX_TURN: std::time::Duration = std::time::Duration::from_millis(100);
 impl WritesFirst {
     /// `per_second`: the reads served while writes are taken; `None`: no budget.
     pub fn new(per_second: Option<std::num::NonZeroU32>) -> WritesFirst {
-        let per_second = per_second.map_or(0.0, |r| f64::from(r.get()));
-        WritesFirst {
-            per_second,
-            bucket: parking_lot::Mutex::new((per_second / 10.0, std::time::Instant::now())),
-        }
+        WritesFirst(per_second.map(|r| {
+            let r = f64::from(r.get());
+            parking_lot::Mutex::new(Bucket::full(r, r / 10.0))
+        }))
     }
 
     /// How long a read waits before it is served, given whether the store is taking writes.
     pub(super) fn turn(&self, writing: bool) -> Option<std::time::Duration> {
-        if !writing || self.per_second == 0.0 {
-            return None;
-        }
-        let mut bucket = self.bucket.lock();
-        let now = std::time::Instant::now();
-        let saved = now.duration_since(bucket.1).as_secs_f64() * self.per_second;
+        let mut bucket = self.0.as_ref().filter(|_| writing)?.lock();
+        let per_second = bucket.rate;
         // Tokens below zero are turns given out: how far below is how long the next one waits.
-        let floor = -self.per_second * MAX_TURN.as_secs_f64();
-        let tokens = (bucket.0 + saved).min(self.per_second / 10.0);
-        *bucket = ((tokens - 1.0).max(floor), now);
-        (tokens < 1.0)
-            .then(|| std::time::Duration::from_secs_f64((1.0 - tokens) / self.per_second).min(MAX_TURN))
+        let tokens = bucket.fill();
+        bucket.tokens = (tokens - 1.0).max(-per_second * MAX_TURN.as_secs_f64());
+        (tokens < 1.0).then(|| std::time::Duration::from_secs_f64((1.0 - tokens) / per_second).min(MAX_TURN))
     }
 }
 
