@@ -440,38 +440,21 @@ impl Reader {
         let spawned = std::thread::Builder::new().name("tagflow-pg-reader".into()).spawn(move || {
             let mut client: Option<postgres::Client> = None;
             for ask in rx {
-                if client.as_ref().is_some_and(postgres::Client::is_closed) {
-                    client = None;
-                    log::warn!(
-                        "store: the reader's database session ended; source locks it held are released"
-                    );
-                }
-                let c = match client.as_mut() {
-                    Some(c) => c,
-                    None => match db.connect() {
-                        Ok(c) => client.insert(c),
-                        Err(e) => {
-                            match ask {
-                                Ask::Get(_, reply) => drop(reply.send(Err(e))),
-                                Ask::Lead(_, reply) => drop(reply.send(Err(e))),
-                            }
-                            continue;
-                        }
-                    },
-                };
                 match ask {
                     Ask::Get(key, reply) => {
-                        let r = c
-                            .query_opt("SELECT value FROM tagflow_kv WHERE key = $1", &[&key])
-                            .map(|row| row.map(|r| r.get::<_, Vec<u8>>(0)))
-                            .map_err(|e| db_error("reading a cursor", &e));
+                        let r = on_session(&db, &mut client, |c| {
+                            c.query_opt("SELECT value FROM tagflow_kv WHERE key = $1", &[&key])
+                                .map(|row| row.map(|r| r.get::<_, Vec<u8>>(0)))
+                                .map_err(|e| db_error("reading a cursor", &e))
+                        });
                         let _ = reply.send(r);
                     }
                     Ask::Lead(key, reply) => {
-                        let r = c
-                            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
-                            .map(|row| row.get::<_, bool>(0))
-                            .map_err(|e| db_error("taking a source's lock", &e));
+                        let r = on_session(&db, &mut client, |c| {
+                            c.query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+                                .map(|row| row.get::<_, bool>(0))
+                                .map_err(|e| db_error("taking a source's lock", &e))
+                        });
                         let _ = reply.send(r);
                     }
                 }
@@ -493,10 +476,41 @@ impl Reader {
     /// Takes the lock of source `name` if no replica holds it; true once this replica holds it
     /// (asking again while holding it is harmless).
     pub(crate) fn lead(&self, name: &str) -> Result<bool, StoreError> {
-        let key = SOURCE_LOCK_BASE + (crc32fast::hash(name.as_bytes()) as i64);
+        let key = source_lock_key(name);
         let (reply, rx) = std_mpsc::channel();
         self.tx.send(Ask::Lead(key, reply)).map_err(|_| StoreError::Closed)?;
         rx.recv().map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// The advisory lock key of source `name`.
+pub(super) fn source_lock_key(name: &str) -> i64 {
+    SOURCE_LOCK_BASE + i64::from(crc32fast::hash(name.as_bytes()))
+}
+
+/// Asks `ask` on the reader's session, connecting one if there is none. A session that ended (the
+/// network dropped it, the server ended it) took the source locks it held with it: the question is
+/// asked again, once, on a new session, whose answer is the truth (a replica whose session ended
+/// learns at its next check that another holds its source, instead of only that the check failed).
+fn on_session<T>(
+    db: &Database,
+    client: &mut Option<postgres::Client>,
+    ask: impl Fn(&mut postgres::Client) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut first = true;
+    loop {
+        if client.as_ref().is_some_and(postgres::Client::is_closed) {
+            *client = None;
+            log::warn!("store: the reader's database session ended; source locks it held are released");
+        }
+        let c = match client.as_mut() {
+            Some(c) => c,
+            None => client.insert(db.connect()?),
+        };
+        match ask(c) {
+            Err(_) if first && c.is_closed() => first = false,
+            r => return r,
+        }
     }
 }
 

@@ -61,6 +61,42 @@ fn replicas_on_one_database_agree_on_every_outcome_and_the_graph() {
     close(b, wb);
 }
 
+/// A replica whose database session ended no longer holds its source's lock, and its next check
+/// says so (another replica took the source over), instead of failing on the ended session.
+#[test]
+fn a_replica_whose_session_ended_learns_at_its_next_check_that_another_leads() {
+    if !postgres_here("a_replica_whose_session_ended_learns_at_its_next_check_that_another_leads") {
+        return;
+    }
+    let place = Place::new(On::Postgres, "lock_lost");
+    let ((a, wa), (b, wb)) = (place.open(), place.open());
+    let name = "source:test";
+    assert!(a.lead(name).unwrap(), "A takes the source");
+    assert!(a.lead(name).unwrap(), "asking again while holding it is harmless");
+    assert!(!b.lead(name).unwrap(), "B stands by");
+    // The server ends A's session holding the lock (as a dropped network does).
+    let key = pg::source_lock_key(name);
+    let (high, low) = (i64::from((key >> 32) as u32), i64::from(key as u32));
+    let mut admin = place.database.as_ref().unwrap().connect().unwrap();
+    let cut = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 1",
+            &[&high, &low],
+        )
+        .unwrap();
+    assert_eq!(cut.len(), 1, "one session held the lock");
+    // Wait for the server to release it, then B takes the source over.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !b.lead(name).unwrap() {
+        assert!(std::time::Instant::now() < deadline, "the lock went with A's session");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(!a.lead(name).unwrap(), "A's first check after the cut: B leads");
+    close(a, wa);
+    close(b, wb);
+}
+
 /// A replica's change feed (what `/stream/gephi` follows) carries what other replicas commit.
 #[test]
 fn a_replica_feeds_its_consumers_the_commits_of_others() {
