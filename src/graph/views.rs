@@ -453,12 +453,7 @@ impl Graph {
     /// out-edges (membership in `among` is a bitmap by node) or looking up its edge to each user of
     /// `among` (two busy users' edge is in a hash): so at most |from| · |among| steps, not the sum
     /// of the hubs' degrees. Callers may split `from` into chunks, each under a short read lock.
-    pub fn edges_among(
-        &self,
-        from: &[&str],
-        among: &[&str],
-        min_weight: u64,
-    ) -> Vec<(u64, Arc<str>, Arc<str>)> {
+    pub fn edges_among(&self, from: &[&str], among: &[&str], min_weight: u64) -> Vec<Found> {
         let among: Vec<NodeIndex> = among.iter().filter_map(|k| self.idx(k)).collect();
         let mut member = vec![0u64; self.node_bound().div_ceil(64)];
         for j in &among {
@@ -507,23 +502,31 @@ impl Graph {
 
     /// Of edges found by [`Graph::edges_among`], the `max_edges` heaviest as views, heaviest first,
     /// then by (from, to); and how many there were. Edges gone since they were found are left out.
-    pub(crate) fn heaviest_drawn(
-        &self,
-        mut found: Vec<(u64, Arc<str>, Arc<str>)>,
-        max_edges: usize,
-    ) -> (Vec<TieView>, usize) {
-        let among = found.len();
-        let order = |a: &(u64, Arc<str>, Arc<str>), b: &(u64, Arc<str>, Arc<str>)| {
-            b.0.cmp(&a.0).then_with(|| (&a.1, &a.2).cmp(&(&b.1, &b.2)))
-        };
-        if found.len() > max_edges && max_edges > 0 {
-            found.select_nth_unstable_by(max_edges - 1, order);
-        }
-        found.truncate(max_edges);
-        found.sort_unstable_by(order);
-        let ties = found.into_iter().filter_map(|(_, a, b)| self.tie_view(&a, &b)).collect();
-        (ties, among)
+    pub(crate) fn heaviest_drawn(&self, found: Vec<Found>, max_edges: usize) -> (Vec<TieView>, usize) {
+        let (kept, among) = heaviest(found, max_edges);
+        (self.drawn(kept), among)
     }
+
+    /// The views of edges [`heaviest`] kept, in its order; edges gone since are left out.
+    pub(crate) fn drawn(&self, kept: Vec<Found>) -> Vec<TieView> {
+        kept.into_iter().filter_map(|(_, a, b)| self.tie_view(&a, &b)).collect()
+    }
+}
+
+/// An edge [`Graph::edges_among`] found: its interactions, from, to.
+pub(crate) type Found = (u64, Arc<str>, Arc<str>);
+
+/// The `max_edges` heaviest of `found`, heaviest first, then by (from, to); and how many there
+/// were. It needs no graph: a caller holding a lock sorts before taking it.
+pub(crate) fn heaviest(mut found: Vec<Found>, max_edges: usize) -> (Vec<Found>, usize) {
+    let among = found.len();
+    let order = |a: &Found, b: &Found| b.0.cmp(&a.0).then_with(|| (&a.1, &a.2).cmp(&(&b.1, &b.2)));
+    if found.len() > max_edges && max_edges > 0 {
+        found.select_nth_unstable_by(max_edges - 1, order);
+    }
+    found.truncate(max_edges);
+    found.sort_unstable_by(order);
+    (found, among)
 }
 
 #[cfg(test)]

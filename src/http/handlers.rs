@@ -5,10 +5,9 @@ use super::analytics::{self, DrawnUser, Params, StrongestPath, UserMetrics};
 use super::error::{ApiError, ErrorBody};
 use super::AppState;
 use crate::analytics::report::NetworkInfo;
-use crate::graph::QUICK_PATH_BUDGET;
 use crate::graph::{
     decode_pair, parse_user_cursor, validate_key, Graph, GraphError, Kind, Mutation, PathView, TieView,
-    UserDetail, UserOrder, UserView,
+    UserDetail, UserOrder, UserView, PATH_STEP, QUICK_PATH_BUDGET,
 };
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -608,7 +607,7 @@ pub async fn find_path(
     }
     // First on this thread within a small budget (most paths are found in it) while the request
     // threads' allowance of walking lasts; otherwise, or if that did not decide, on the paced pool
-    // of expensive reads with the full budget.
+    // of expensive reads with the full budget, letting go of the graph between steps.
     let (from, to) = path.into_inner();
     let quick = state.path_walks.take(QUICK_PATH_BUDGET).then(|| {
         let (found, walked) =
@@ -618,7 +617,10 @@ pub async fn find_path(
     });
     let found = match quick {
         None | Some(Err(GraphError::TooExpensive { .. })) => {
-            heavy(&state, move |graph| Ok(graph.read().find_path(&from, &to, directed)?)).await?
+            heavy(&state, move |graph| {
+                Ok(Graph::find_path_stepped(|| graph.read(), &from, &to, directed, PATH_STEP)?)
+            })
+            .await?
         }
         Some(other) => other?,
     };
@@ -736,8 +738,9 @@ pub async fn subgraph(state: web::Data<AppState>, req: HttpRequest) -> Result<we
         for chunk in keys.chunks(DRAWING_CHUNK) {
             found.extend(graph.read().edges_among(chunk, &keys, min_weight));
         }
+        let (kept, among) = crate::graph::heaviest(found, max_edges);
         let g = graph.read();
-        let (ties, among) = g.heaviest_drawn(found, max_edges);
+        let ties = g.drawn(kept);
         Ok((crate::graph::Subgraph { users, ties, among }, g.user_count(), g.tie_count()))
     })
     .await?;
