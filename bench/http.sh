@@ -5,19 +5,21 @@
 #    serving each answer as a static file of the same size, same machine, same wrk (64 connections):
 #    requests per second and the ratio tagflow / nginx.
 # 2. Heavy reads hammered by 8 connections (a hub's edges, /graph?top=500, /vertices?sort=degree,
-#    a find_path between far users) while /status latency (p50, p99) and the durable write rate are
-#    measured, against the same measures with nothing hammering, and with /status itself hammered.
+#    a find_path that misses along two long chains) while /status latency (p50, p99) and the durable
+#    write rate are measured, against the same measures with nothing hammering, and with /status
+#    itself hammered; in rounds, each row against the writes alone of its own round.
 #
 # Runs on the graph the main benchmark built (bench/run.sh calls it last), with the rate limits off so
 # that what is measured is the service, not the limiter; writes go to users named bench-w-*.
 #
 #   apt-get install -y wrk nginx
 #   bench/http.sh [DATA_DIR]            # default: the main benchmark's directory
-#   SECS=10 bench/http.sh
+#   SECS=10 ROUNDS=3 bench/http.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 DIR=${1:-${BENCH_DIR:-${TMPDIR:-/tmp}/tagflow-bench}}
 SECS=${SECS:-10}
+ROUNDS=${ROUNDS:-3}
 for tool in wrk nginx curl; do
     command -v "$tool" >/dev/null || { echo "bench/http.sh needs $tool: apt-get install -y wrk nginx curl" >&2; exit 1; }
 done
@@ -44,14 +46,13 @@ done
 T="http://127.0.0.1:$T_PORT"
 workers=$(nproc)
 
-# The users the heavy reads need: the busiest (a hub), and two far apart (a low-degree user's
-# first neighbour is near it; the last page of users by degree holds the quietest).
+# The users the heavy reads need: the busiest (a hub), and two near ones (the first two by key,
+# past the chains of users earlier runs' writes left, named bench-w-*).
 hub=$(curl -fs "$T/vertices?sort=degree&limit=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["vertices"][0]["id"])')
-read -r near_a near_b far_a far_b < <(curl -fs "$T/vertices?limit=1000" | python3 -c '
+read -r near_a near_b < <(curl -fs "$T/vertices?limit=2&cursor=0:bench-w-~" | python3 -c '
 import json, sys
 users = json.load(sys.stdin)["vertices"]
-quiet = [u["id"] for u in users if u["degree"] == 1]
-print(users[0]["id"], users[1]["id"], quiet[0] if quiet else users[2]["id"], quiet[-1] if quiet else users[3]["id"])')
+print(users[0]["id"], users[1]["id"])')
 enc() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
 path_route="/find_path/$(enc "$near_a")/$(enc "$near_b")"
 
@@ -101,41 +102,73 @@ for name in status vertices find_path; do
 done
 kill "$(cat "$WORK/nginx.pid")"; rm -f "$WORK/nginx.pid"
 
-echo "== heavy reads hammered by 8 connections: /status latency and durable writes meanwhile (${SECS}s each)"
+echo "== heavy reads hammered by 8 connections: /status latency and durable writes meanwhile (${SECS}s each, $ROUNDS rounds in turns)"
 cat >"$WORK/writes.lua" <<'EOF'
 local n = 0
-local id = tostring(math.random(1, 1000000000))
+local id = "x"
+init = function(args) id = args[1] end
 request = function()
     n = n + 1
     return wrk.format("POST", "/aristas/add/bench-w-" .. id .. "-" .. n .. "/bench-w-" .. id .. "-" .. (n + 1))
 end
 EOF
-measure() { # $1: label, $2: the route to hammer (empty: none)
+# Each row's writes make a chain of new users, bench-w-RUN-ROW-n -> n+1 (wrk asks for one request
+# before the run: a chain starts at 1 or 2).
+RUN=$(date +%s%N)
+chain_head() {
+    for n in 1 2 3; do
+        curl -fs "$T/vertices/bench-w-$RUN-$1-$n" >/dev/null && { echo "bench-w-$RUN-$1-$n"; return; }
+    done
+    echo "no chain $1" >&2; exit 1
+}
+measure() { # $1: round, $2: label, $3: the route to hammer (empty: none), $4: its writes' chain
     local hammer_pid=""
-    if [ -n "$2" ]; then
-        wrk -t1 -c8 -d"$((SECS + 2))s" "$T$2" >"$WORK/h.txt" &
+    if [ -n "$3" ]; then
+        wrk -t1 -c8 -d"$((SECS + 2))s" "$T$3" >"$WORK/h.txt" &
         hammer_pid=$!
         sleep 1
     fi
-    wrk -t1 -c8 -d"${SECS}s" -s "$WORK/writes.lua" "$T" >"$WORK/w.txt" &
+    wrk -t1 -c8 -d"${SECS}s" -s "$WORK/writes.lua" "$T" -- "$RUN-$4" >"$WORK/w.txt" &
     local w_pid=$!
     wrk -t1 -c1 -d"${SECS}s" --latency "$T/status" >"$WORK/s.txt"
     wait "$w_pid"
     [ -n "$hammer_pid" ] && wait "$hammer_pid"
     read -r p50 p99 < <(lat "$WORK/s.txt")
-    local hammered="-" writes
-    [ -n "$2" ] && hammered=$(rps "$WORK/h.txt")
-    writes=$(rps "$WORK/w.txt")
-    BASE_WRITES=${BASE_WRITES:-$writes}
-    printf '%-34s %10s %10s %12.0f %9.2fx %12s\n' "$1" "$p50" "$p99" "$writes" \
-        "$(python3 -c "print($writes / $BASE_WRITES)")" "$hammered"
+    local hammered="-"
+    [ -n "$3" ] && hammered=$(rps "$WORK/h.txt")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$p50" "$p99" "$(rps "$WORK/w.txt")" "$hammered" \
+        | tee -a "$WORK/rows.tsv"
 }
-printf '%-34s %10s %10s %12s %10s %12s\n' hammered status_p50ms status_p99ms writes_per_s of_alone heavy_rps
-measure "nothing" ""
-# A control: the cheapest read there is. What any flood of 8 connections costs the writes on this
-# machine (their requests share the request threads and the cores), to read the rows below against.
-measure "/status (control: the cheapest read)" "/status"
-measure "a hub's edges (limit=1)" "/vertices/$(enc "$hub")/aristas?limit=1"
-measure "/graph?top=500" "/graph?top=500"
-measure "/vertices?sort=degree&limit=100" "/vertices?sort=degree&limit=100"
-measure "find_path between quiet users" "/find_path/$(enc "$far_a")/$(enc "$far_b")"
+# Rounds in turns: the machine's speed drifts within minutes, so each hammered row is read against
+# the writes alone of its own round, and the summary takes each row's median.
+for round in $(seq 1 "$ROUNDS"); do
+    measure "$round" "nothing" "" "nothing-$round"
+    # A control: the cheapest read there is. What any flood of 8 connections costs the writes on
+    # this machine (their requests share the request threads and the cores).
+    measure "$round" "/status (control: the cheapest read)" "/status" "control-$round"
+    measure "$round" "a hub's edges (limit=1)" "/vertices/$(enc "$hub")/aristas?limit=1" "hub-$round"
+    measure "$round" "/graph?top=500" "/graph?top=500" "graph-$round"
+    measure "$round" "/vertices?sort=degree&limit=100" "/vertices?sort=degree&limit=100" "degree-$round"
+    # The costliest search there is: a miss between the heads of the two chains the first rows
+    # wrote (separate components of ~100,000 users each), which walks the shorter chain whole,
+    # millions of its budget's entries (a level costs as much as 32 entries).
+    far_a=$(chain_head nothing-1)
+    far_b=$(chain_head control-1)
+    measure "$round" "find_path, a miss along two chains" "/find_path/$far_a/$far_b" "path-$round"
+done
+python3 - "$WORK/rows.tsv" <<'PY'
+import statistics, sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
+alone = {r[0]: float(r[4]) for r in rows if r[1] == "nothing"}
+labels = list(dict.fromkeys(r[1] for r in rows))
+print("%-38s %10s %10s %12s %24s %10s" % ("hammered (median of rounds)", "status_p50", "worst_p99",
+      "writes_per_s", "of_alone (each round)", "heavy_rps"))
+for label in labels:
+    mine = [r for r in rows if r[1] == label]
+    ratios = [float(r[4]) / alone[r[0]] for r in mine]
+    heavy = [float(r[5]) for r in mine if r[5] != "-"]
+    print("%-38s %10.2f %10.2f %12.0f %8.2fx (%s) %10s" % (
+        label, statistics.median(float(r[2]) for r in mine), max(float(r[3]) for r in mine),
+        statistics.median(float(r[4]) for r in mine), statistics.median(ratios),
+        " ".join("%.2f" % x for x in ratios), "%.0f" % statistics.median(heavy) if heavy else "-"))
+PY
