@@ -226,6 +226,42 @@ impl Graph {
         self.g.reserve_edges(self.g.edge_count() / 2 + 1024);
     }
 
+    /// The key and handle indexes regrown, when `users` more users would make either double: built
+    /// under a read lock, so that the doubling's rehash (tens of milliseconds at a million users)
+    /// does not happen under the write lock with every read waiting. The write path, sole mutator of
+    /// the graph, asks before a commit and hands the result to [`Graph::install`].
+    pub(crate) fn regrown(&self, users: usize) -> Option<Regrown> {
+        let regrow = |table: &HashTable<Slot>| {
+            (table.capacity() - table.len() < users).then(|| {
+                let mut grown = HashTable::with_capacity((table.len() + users).max(table.capacity()) * 2);
+                for s in table.iter() {
+                    grown.insert_unique(s.hash(), *s, Slot::hash);
+                }
+                grown
+            })
+        };
+        let (by_key, by_handle) = (regrow(&self.by_key), regrow(&self.by_handle));
+        (by_key.is_some() || by_handle.is_some()).then(|| Regrown {
+            from: (self.version, self.by_key.len(), self.by_handle.len()),
+            by_key,
+            by_handle,
+        })
+    }
+
+    /// Puts indexes [`Graph::regrown`] built in place, if the graph has not changed since (else
+    /// they are dropped, and the tables double as they would have). Constant time.
+    pub(crate) fn install(&mut self, regrown: Regrown) {
+        if regrown.from != (self.version, self.by_key.len(), self.by_handle.len()) {
+            return;
+        }
+        if let Some(t) = regrown.by_key {
+            self.by_key = t;
+        }
+        if let Some(t) = regrown.by_handle {
+            self.by_handle = t;
+        }
+    }
+
     /// Users and edges the storage holds before it must grow.
     #[cfg(test)]
     pub(crate) fn capacity(&self) -> (usize, usize) {
@@ -713,6 +749,14 @@ pub(super) fn node_index(i: u32) -> NodeIndex {
     NodeIndex::new(i as usize)
 }
 
+/// Indexes grown ahead of a commit: see [`Graph::regrown`].
+pub(crate) struct Regrown {
+    /// The graph's version and the indexes' lengths they were built from.
+    from: (u64, usize, usize),
+    by_key: Option<HashTable<Slot>>,
+    by_handle: Option<HashTable<Slot>>,
+}
+
 /// An entry of the key and handle indexes: a node, and the half of its key's (or handle's) hash
 /// that the table's hash is made of. A table that doubles rehashes from its entries alone:
 /// hashing every key again through its node took ~100 ns an entry, ~180 ms at 1.8M users, all
@@ -768,6 +812,39 @@ mod tests {
     use crate::graph::Kind;
 
     use crate::graph::testkit::{sample, tie_of as tie};
+
+    #[test]
+    fn indexes_regrown_beside_the_graph_answer_as_the_ones_they_replace() {
+        let mut g = Graph::new();
+        let add = |g: &mut Graph, from: u32, to: u32| {
+            for u in from..to {
+                g.upsert_user(u, &format!("x:{u}"), Some(&format!("Handle{u}")), None);
+            }
+            g.bump_version();
+        };
+        add(&mut g, 0, 1_000);
+        // Room enough: nothing to do.
+        assert!(g.regrown(g.by_key.capacity() - g.by_key.len()).is_none());
+        let room = g.by_key.capacity() - g.by_key.len();
+        let regrown = g.regrown(room + 1).expect("both indexes would double");
+        g.install(regrown);
+        assert!(
+            g.by_key.capacity() - g.by_key.len() > room && g.by_handle.capacity() - g.by_handle.len() > room
+        );
+        let capacity = g.by_key.capacity();
+        add(&mut g, 1_000, 1_000 + room as u32 + 1);
+        assert_eq!(g.by_key.capacity(), capacity, "the commit fitted in the room made for it");
+        for u in (0..1_000 + room as u32 + 1).step_by(7) {
+            assert_eq!(g.uid(&format!("x:{u}")), Some(u));
+            assert_eq!(g.resolve(&format!("@handle{u}")).unwrap(), format!("x:{u}"));
+        }
+        // Built before a change it did not see: dropped, and the graph keeps its own tables.
+        let stale = g.regrown(g.by_key.capacity()).unwrap();
+        add(&mut g, 5_000, 5_001);
+        g.install(stale);
+        assert_eq!(g.by_key.capacity(), capacity);
+        assert_eq!(g.resolve("@HANDLE5000").unwrap(), "x:5000");
+    }
 
     #[test]
     fn heavy_edges_keep_exact_counts_through_updates_removal_and_index_reuse() {

@@ -78,9 +78,13 @@ impl Metrics {
     /// The registry, with the store's histograms in it.
     pub fn new(store: &crate::store::WriteStats) -> Metrics {
         let registry = Registry::new();
-        for h in
-            [&store.commit_seconds, &store.commit_mutations, &store.flush_seconds, &store.checkpoint_seconds]
-        {
+        for h in [
+            &store.commit_seconds,
+            &store.commit_mutations,
+            &store.flush_seconds,
+            &store.checkpoint_seconds,
+            &store.graph_held_seconds,
+        ] {
             registry.register(Box::new(h.clone())).expect("registered once");
         }
         let requests = IntCounterVec::new(

@@ -244,6 +244,8 @@ pub struct WriteStats {
     /// Seconds per flush (the fsync an acknowledgement waits for).
     pub flush_seconds: prometheus::Histogram,
     pub checkpoint_seconds: prometheus::Histogram,
+    /// Seconds the graph is held for writing per commit: how long every read may wait on one.
+    pub graph_held_seconds: prometheus::Histogram,
     /// When the last commit ended, in milliseconds since the Unix epoch (0: none yet).
     last_commit_ms: AtomicU64,
 }
@@ -305,6 +307,11 @@ impl Default for WriteStats {
                 "tagflow_store_checkpoint_duration_seconds",
                 "Seconds per checkpoint (a new snapshot of the whole graph)",
                 prometheus::exponential_buckets(0.01, 2.0, 14).expect("valid buckets"),
+            ),
+            graph_held_seconds: histogram(
+                "tagflow_graph_write_hold_seconds",
+                "Seconds the graph is held for writing per commit (reads wait for it)",
+                prometheus::exponential_buckets(0.000_01, 2.0, 18).expect("valid buckets"),
             ),
             last_commit_ms: AtomicU64::default(),
         }

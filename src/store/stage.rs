@@ -2,14 +2,16 @@
 //! the earlier mutations of the same batch (an overlay over the live graph), producing the sled batch
 //! to persist and the changes to apply to the graph once it is durable.
 
-use super::feed::{Changes, TieChange};
+use super::feed::{Changes, Feed, TieChange};
 use super::layout::{self, PostEdge};
 use super::seen::SeenSet;
-use super::StoreError;
+use super::{StoreError, WriteStats};
 use crate::graph::{
     clamp_time, Graph, Kind, Mutation, Outcome, Platform, Post, Purge, Rejection, Tie, TieSlot, UserRef,
 };
+use parking_lot::RwLock;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet};
+use std::time::Instant;
 
 /// A user created or changed in this batch.
 #[derive(Debug, Clone)]
@@ -44,6 +46,30 @@ pub(crate) struct Staged {
 type NewStamp = (u32, u32, Kind, u32);
 
 impl Staged {
+    /// Applies the persisted batch to the shared graph and tells the change feed. Indexes that
+    /// would double are regrown first under a read lock ([`Graph::regrown`]), so that the write
+    /// lock, which every read waits for, is held for the batch alone; how long is recorded.
+    pub fn publish(self, graph: &RwLock<Graph>, feed: &Feed, stats: &WriteStats) {
+        let regrown = graph.read().regrown(self.users.len());
+        let changes = {
+            let mut graph = graph.write();
+            let t = Instant::now();
+            if let Some(r) = regrown {
+                graph.install(r);
+            }
+            // Whether anyone listens is asked under the write lock: a consumer that subscribes
+            // later copies the graph after this commit (its read lock waits for ours), so none
+            // misses it.
+            let listened = feed.listened();
+            let changes = self.apply(&mut graph, listened);
+            stats.graph_held_seconds.observe(t.elapsed().as_secs_f64());
+            changes
+        };
+        if let Some(changes) = changes {
+            feed.send(changes);
+        }
+    }
+
     /// Applies the persisted batch to the in-memory graph: removals first, then users, then edges,
     /// which is the order in which the overlay resolved them. With `record`, also returns what
     /// changed (for the change feed; it costs a lookup per edge changed).

@@ -396,16 +396,7 @@ impl WriterLoop {
             c.seen_since(&staged.seen);
         }
         self.seen.write().extend(std::mem::take(&mut staged.seen));
-        // Whether anyone listens is asked under the write lock: a consumer that subscribes later
-        // copies the graph after this commit (its read lock waits for ours), so none misses it.
-        let changes = {
-            let mut graph = self.graph.write();
-            let listened = self.feed.listened();
-            staged.apply(&mut graph, listened)
-        };
-        if let Some(changes) = changes {
-            self.feed.send(changes);
-        }
+        staged.publish(&self.graph, &self.feed, &self.stats);
         self.stats.apply_micros.fetch_add(micros(t), Ordering::Relaxed);
         Ok(outcomes)
     }

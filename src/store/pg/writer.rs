@@ -273,16 +273,9 @@ impl PgWriter {
         self.log_bytes += log.len() as u64;
         self.next_uid = staged.next_uid;
         self.seen.write().extend(std::mem::take(&mut staged.seen));
-        let changes = {
-            let mut graph = self.graph.write();
-            let listened = self.feed.listened();
-            staged.apply(&mut graph, listened)
-        };
+        staged.publish(&self.graph, &self.feed, &self.stats);
         self.replication.applied.store(seq, Ordering::Release);
         self.replication.head.fetch_max(seq, Ordering::AcqRel);
-        if let Some(changes) = changes {
-            self.feed.send(changes);
-        }
         self.stats.apply_micros.fetch_add(micros(t), Ordering::Relaxed);
         Ok(outcomes)
     }
