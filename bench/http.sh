@@ -172,3 +172,22 @@ for label in labels:
         statistics.median(float(r[4]) for r in mine), statistics.median(ratios),
         " ".join("%.2f" % x for x in ratios), "%.0f" % statistics.median(heavy) if heavy else "-"))
 PY
+# What every read waits for when it waits on the writer: how long each commit held the graph.
+echo "== the graph held for writing, per commit (whole run, from /metrics)"
+curl -fs "$T/metrics" | python3 -c '
+import re, sys
+buckets, total, secs = [], 0, 0.0
+for line in sys.stdin:
+    m = re.match(r"tagflow_graph_write_hold_seconds_(bucket\{le=\"([^\"]+)\"\}|count|sum) (\S+)", line)
+    if not m:
+        continue
+    if m.group(2):
+        buckets.append((float(m.group(2)), int(float(m.group(3)))))
+    elif m.group(1) == "count":
+        total = int(float(m.group(3)))
+    else:
+        secs = float(m.group(3))
+worst = next(le for le, n in buckets if n == total)
+over = ", ".join("over %g ms: %d" % (1000 * le, total - n) for le, n in buckets if 0.002 < le < 0.1)
+print("commits %d, mean %.3f ms; %s; the longest at most %g ms" % (
+    total, 1000 * secs / max(total, 1), over, 1000 * worst))'
