@@ -45,6 +45,8 @@ for _ in $(seq 1 600); do
 done
 T="http://127.0.0.1:$T_PORT"
 workers=$(nproc)
+users() { curl -fs "$T/status" | python3 -c 'import json, sys; print(json.load(sys.stdin)["users"])'; }
+echo "graph: $(users) users at the start"
 
 # The users the heavy reads need: the busiest (a hub), and two near ones (the first two by key,
 # past the chains of users earlier runs' writes left, named bench-w-*).
@@ -173,7 +175,7 @@ for label in labels:
         " ".join("%.2f" % x for x in ratios), "%.0f" % statistics.median(heavy) if heavy else "-"))
 PY
 # What every read waits for when it waits on the writer: how long each commit held the graph.
-echo "== the graph held for writing, per commit (whole run, from /metrics)"
+echo "== the graph held for writing, per commit (whole run, from /metrics; $(users) users at the end)"
 curl -fs "$T/metrics" | python3 -c '
 import re, sys
 buckets, total, secs = [], 0, 0.0
