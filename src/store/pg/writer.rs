@@ -164,6 +164,7 @@ impl PgWriter {
             let mut feed = Vec::new();
             {
                 let mut graph = self.graph.write();
+                let held = Instant::now();
                 let listened = self.feed.listened();
                 let mut seen = self.seen.write();
                 for row in &rows {
@@ -199,6 +200,7 @@ impl PgWriter {
                 }
                 effects.settle(&mut graph);
                 graph.bump_version();
+                self.stats.graph_held_seconds.observe(held.elapsed().as_secs_f64());
             }
             for changes in feed {
                 self.feed.send(changes);

@@ -111,6 +111,9 @@ fn a_replica_feeds_its_consumers_the_commits_of_others() {
         assert!(std::time::Instant::now() < deadline, "B follows A's first commit");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    // B has committed nothing: what held its graph for writing was applying A's commit, and that
+    // is timed too (what B's readers waited for).
+    assert!(b.stats().graph_held_seconds.get_sample_count() >= 1, "B's apply of A's commit is timed");
     let mut feed = b.subscribe().expect("the feed is open");
     one(&a, Mutation::ApplyPost(post("2", "ana", &[(Kind::Reply, "bob"), (Kind::Mention, "cy")]))).unwrap();
     one(&a, Mutation::RemoveUser { key: "cy".into() }).unwrap();
