@@ -82,8 +82,8 @@ pub fn measure(handle: &StoreHandle, export: &Path, samples: usize, threads: usi
         net.edges(),
         net.interactions,
         net.bytes() as f64 / net.edges().max(1) as f64,
-        16.0,
-        (net.bytes() - 16 * net.edges()) as f64 / net.edges().max(1) as f64,
+        net.edge_bytes() as f64 / net.edges().max(1) as f64,
+        net.user_bytes() as f64 / net.edges().max(1) as f64,
     );
     f.insert("snapshot_ms".into(), json!(took));
     f.insert("snapshot_first_ms".into(), json!(first));

@@ -33,7 +33,7 @@ pub(crate) const STALE_AFTER_MS: u64 = 500;
 pub(crate) const REUSE_MIN_EDGES: usize = 500_000;
 /// ... for this many times as long as they took.
 pub(crate) const REUSE_FACTOR: u32 = 10;
-/// Distinct snapshots kept alive by the cache and the results together (each is 16 bytes an edge,
+/// Distinct snapshots kept alive by the cache and the results together (each is 13 bytes an edge,
 /// plus 24 an edge for its undirected view once built).
 pub(crate) const HELD_NETWORKS: usize = 3;
 /// Results kept (beyond these, the least recently computed go).

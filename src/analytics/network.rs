@@ -1,8 +1,9 @@
 //! The selected network as compact immutable arrays (CSR): users numbered densely `0..n` in store-uid
 //! order, each user's out- and in-edges contiguous and sorted by neighbour, weights as counts.
 //!
-//! Built from an [`Extract`] after the graph's read lock is released. 16 bytes per edge (target and
-//! weight, both ways) plus 16 per user.
+//! Built from an [`Extract`] after the graph's read lock is released. 13 bytes per edge (target and
+//! weight out, source and a byte of weight in: an in-edge heavier than 254 finds its weight in its
+//! source's out-list) plus 12 per user.
 //!
 //! At millions of edges the build is bound by memory, not arithmetic: a write to a random place
 //! of a large array costs a cache and a TLB miss, and every 4 KiB of fresh memory a page fault
@@ -71,6 +72,27 @@ pub(crate) fn pieces<'a, A, B>(
     out
 }
 
+/// What a [`Deal`] writes a record's third field as: the whole count, or a byte of it
+/// ([`HEAVY`] for "look it up").
+pub(crate) trait Weight: Copy + Default + Send + Sync {
+    fn of(w: u32) -> Self;
+}
+
+impl Weight for u32 {
+    fn of(w: u32) -> u32 {
+        w
+    }
+}
+
+/// An in-edge's byte of weight that says its weight is in its source's out-list (255 or more).
+const HEAVY: u8 = u8::MAX;
+
+impl Weight for u8 {
+    fn of(w: u32) -> u8 {
+        w.min(u32::from(HEAVY)) as u8
+    }
+}
+
 /// Blocks of consecutive keys a [`Deal`] sorts through: few enough that the first pass's write
 /// heads stay in cache, many enough that a block's part of the output does too.
 const BLOCKS: usize = 512;
@@ -121,12 +143,12 @@ impl<'a> Deal<'a> {
     /// into `buf` (reused), then places them as `layout` says; returns the buffer. Parts are dealt
     /// in parallel, each into its own stretch of every block (counted first), so the order given
     /// is kept.
-    fn deal<I: Iterator<Item = [u32; 3]>>(
+    fn deal<I: Iterator<Item = [u32; 3]>, W: Weight>(
         &self,
         parts: usize,
         records: impl Fn(usize) -> I + Sync,
         buf: Vec<[u32; 3]>,
-        (out_a, out_b): (&mut [u32], &mut [u32]),
+        (out_a, out_b): (&mut [u32], &mut [W]),
         layout: Layout,
     ) -> Vec<[u32; 3]> {
         let counts: Vec<Vec<usize>> = (0..parts)
@@ -161,7 +183,7 @@ impl<'a> Deal<'a> {
     }
 
     /// Places records already in their blocks, each block in parallel.
-    fn place(&self, dealt: &[[u32; 3]], out_a: &mut [u32], out_b: &mut [u32], layout: Layout) {
+    fn place<W: Weight>(&self, dealt: &[[u32; 3]], out_a: &mut [u32], out_b: &mut [W], layout: Layout) {
         let lens = (0..self.blocks).map(|b| self.start(b + 1) - self.start(b));
         let outs = pieces(out_a, out_b, lens);
         let mut ins = Vec::with_capacity(self.blocks);
@@ -192,7 +214,7 @@ impl<'a> Deal<'a> {
             for r in dealt {
                 let slot = &mut at[(r[0] - lo) as usize];
                 let a = rename.map_or(r[1], |m: &[u32]| m[r[1] as usize]);
-                (out_a[*slot as usize], out_b[*slot as usize]) = (a, r[2]);
+                (out_a[*slot as usize], out_b[*slot as usize]) = (a, W::of(r[2]));
                 *slot += 1;
             }
         });
@@ -304,7 +326,10 @@ pub struct Network {
     out_w: Vec<u32>,
     in_off: Vec<u32>,
     in_src: Vec<u32>,
-    in_w: Vec<u32>,
+    /// A byte of each in-edge's weight, [`HEAVY`] where it is in the source's out-list: the
+    /// weights are counts, mostly small, and the in-lists' whole weights would cost 3 bytes an edge
+    /// more (the snapshot's budget is 16 in all).
+    in_w: Vec<u8>,
     /// Sum of the weights: the selected interactions.
     pub interactions: u64,
     /// The graph version the copy was taken at.
@@ -448,7 +473,7 @@ impl Network {
             Some(uid_of) => present.iter().map(|&k| uid_of[k as usize]).collect(),
             None => present,
         };
-        let (mut in_src, mut in_w) = (zeroed::<u32>(m), zeroed::<u32>(m));
+        let (mut in_src, mut in_w) = (zeroed::<u32>(m), zeroed::<u8>(m));
         // In parts of about as many edges, one a thread.
         let bounds: Vec<usize> = (0..=parts)
             .map(|p| {
@@ -497,10 +522,56 @@ impl Network {
         (&self.out_dst[r.clone()], &self.out_w[r])
     }
 
-    /// In-neighbours of `v` and the weights of those edges.
-    pub(crate) fn inc(&self, v: usize) -> (&[u32], &[u32]) {
+    /// In-neighbours of `v`, sorted.
+    pub(crate) fn inc(&self, v: usize) -> &[u32] {
+        &self.in_src[self.in_off[v] as usize..self.in_off[v + 1] as usize]
+    }
+
+    /// In-neighbours of `v` with the weights of those edges, in [`Network::inc`]'s order.
+    pub(crate) fn in_edges(&self, v: usize) -> impl Iterator<Item = (u32, u32)> + '_ {
         let r = self.in_off[v] as usize..self.in_off[v + 1] as usize;
-        (&self.in_src[r.clone()], &self.in_w[r])
+        self.in_src[r.clone()].iter().zip(&self.in_w[r]).map(move |(&u, &w)| (u, self.weight_in(u, v, w)))
+    }
+
+    /// The weight of the in-edge `u -> v` whose byte is `w`.
+    fn weight_in(&self, u: u32, v: usize, w: u8) -> u32 {
+        if w < HEAVY {
+            return u32::from(w);
+        }
+        let (dst, w) = self.out(u as usize);
+        w[dst.binary_search(&(v as u32)).expect("an in-edge is its source's out-edge")]
+    }
+
+    /// Sum of the weights of `v`'s in-edges: the bytes summed (a pass that vectorizes: a hub has
+    /// millions), then each heavy one's weight put in place of its byte.
+    pub(crate) fn in_strength(&self, v: usize) -> u64 {
+        let r = self.in_off[v] as usize..self.in_off[v + 1] as usize;
+        let (src, w) = (&self.in_src[r.clone()], &self.in_w[r]);
+        let bytes: u64 = w.iter().map(|&b| u64::from(b)).sum();
+        let heavy = w.iter().zip(src).filter(|(&b, _)| b == HEAVY);
+        bytes + heavy.map(|(&b, &u)| u64::from(self.weight_in(u, v, b) - u32::from(b))).sum::<u64>()
+    }
+
+    /// `x[u] * w(u -> v)` summed over `v`'s in-edges (PageRank's pull): the bytes taken as the
+    /// weights in a pass with no branch, then each heavy edge's difference added.
+    pub(crate) fn pull(&self, v: usize, x: &[f64]) -> f64 {
+        let r = self.in_off[v] as usize..self.in_off[v + 1] as usize;
+        let (src, w) = (&self.in_src[r.clone()], &self.in_w[r]);
+        let (sum, heavy) = src.iter().zip(w).fold((0.0, false), |(sum, heavy), (&u, &b)| {
+            (sum + x[u as usize] * f64::from(b), heavy | (b == HEAVY))
+        });
+        if !heavy {
+            return sum;
+        }
+        let more = w.iter().zip(src).filter(|(&b, _)| b == HEAVY);
+        sum + more
+            .map(|(&b, &u)| x[u as usize] * f64::from(self.weight_in(u, v, b) - u32::from(b)))
+            .sum::<f64>()
+    }
+
+    /// Sum of the weights of `u`'s out-edges.
+    pub(crate) fn out_strength(&self, u: usize) -> u64 {
+        self.out(u).1.iter().map(|&w| u64::from(w)).sum()
     }
 
     /// The dense id of a store uid, if that user is in the network.
@@ -510,13 +581,17 @@ impl Network {
 
     /// Bytes held by the arrays.
     pub fn bytes(&self) -> usize {
-        4 * (self.uids.len()
-            + self.out_off.len()
-            + self.out_dst.len()
-            + self.out_w.len()
-            + self.in_off.len()
-            + self.in_src.len()
-            + self.in_w.len())
+        self.edge_bytes() + self.user_bytes()
+    }
+
+    /// Bytes held by the arrays an edge has entries in: 13 an edge.
+    pub fn edge_bytes(&self) -> usize {
+        4 * (self.out_dst.len() + self.out_w.len() + self.in_src.len()) + self.in_w.len()
+    }
+
+    /// Bytes held by the arrays a user has entries in: 12 a user.
+    pub fn user_bytes(&self) -> usize {
+        4 * (self.uids.len() + self.out_off.len() + self.in_off.len())
     }
 
     /// The undirected simple view: u and v are neighbours if either acted on the other, with weight
@@ -543,7 +618,7 @@ impl Network {
             .with_min_len(1 << 12)
             .map(|u| {
                 let mut len = 0;
-                merge_sorted(self.out(u).0, self.inc(u).0, |_, _| len += 1);
+                merge_sorted(self.out(u).0, self.inc(u), |_, _| len += 1);
                 len
             })
             .collect();
@@ -559,11 +634,13 @@ impl Network {
             .with_min_len(1 << 12)
             .enumerate()
             .for_each(|(u, (adj, w))| {
-                let ((od, ow), (id, iw)) = (self.out(u), self.inc(u));
+                let ((od, ow), id) = (self.out(u), self.inc(u));
+                let iw = &self.in_w[self.in_off[u] as usize..];
                 let mut at = 0;
                 merge_sorted(od, id, |v, (i, j)| {
                     adj[at] = v;
-                    w[at] = i.map_or(0, |i| u64::from(ow[i])) + j.map_or(0, |j| u64::from(iw[j]));
+                    w[at] = i.map_or(0, |i| u64::from(ow[i]))
+                        + j.map_or(0, |j| u64::from(self.weight_in(v, u, iw[j])));
                     at += 1;
                 });
             });
@@ -642,7 +719,9 @@ pub(crate) mod tests {
         let n = net(&[(5, 9, 1), (9, 5, 1), (5, 2, 1), (5, 9, 1), (7, 9, 1), (5, 9, 1)], 1);
         assert_eq!(n.uids, [2, 5, 7, 9]);
         assert_eq!(n.out(1), (&[0, 3][..], &[1, 3][..]), "5 -> 2 once, 5 -> 9 three times");
-        assert_eq!(n.inc(3), (&[1, 2][..], &[3, 1][..]));
+        assert_eq!(n.inc(3), [1, 2]);
+        assert_eq!(n.in_edges(3).collect::<Vec<_>>(), [(1, 3), (2, 1)]);
+        assert_eq!((n.in_strength(3), n.out_strength(1)), (4, 4));
         assert_eq!((n.edges(), n.interactions), (4, 6));
         let heavy = net(&[(5, 9, 1), (9, 5, 1), (5, 9, 1)], 2);
         assert_eq!(
@@ -656,6 +735,25 @@ pub(crate) mod tests {
         assert_eq!(u.strength(3), 5);
         let empty = net(&[], 1);
         assert_eq!((empty.users(), empty.edges()), (0, 0));
+    }
+
+    #[test]
+    fn in_edges_heavier_than_a_byte_read_their_weight_from_the_out_list() {
+        // 1..=5 act on 0 with weights around the byte's limit; 0 acts back on 3.
+        let n = net(&[(1, 0, 254), (2, 0, 255), (3, 0, 256), (4, 0, 70_000), (5, 0, 1), (0, 3, 300)], 1);
+        assert_eq!(n.in_edges(0).collect::<Vec<_>>(), [(1, 254), (2, 255), (3, 256), (4, 70_000), (5, 1)]);
+        assert_eq!(n.in_edges(3).collect::<Vec<_>>(), [(0, 300)]);
+        assert_eq!(n.in_strength(0), 254 + 255 + 256 + 70_000 + 1);
+        let x: Vec<f64> = (0..n.users()).map(|u| u as f64 + 1.0).collect();
+        assert_eq!(n.pull(0, &x), f64::from(2 * 254 + 3 * 255 + 4 * 256 + 5 * 70_000 + 6));
+        assert_eq!(n.pull(3, &x), 300.0);
+        assert_eq!(n.undirected().weights(0), [254, 255, 556, 70_000, 1]);
+        assert_eq!(n.undirected().weights(3), [556]);
+        assert_eq!(
+            (n.edge_bytes(), n.user_bytes()),
+            (13 * 6, 4 * (6 + 7 + 7)),
+            "a byte for each in-edge's weight"
+        );
     }
 
     /// The network worked out the obvious way: pairs summed in a map, light ones dropped, users
@@ -688,9 +786,10 @@ pub(crate) mod tests {
         assert_eq!(out, pairs);
         let mut inc = Vec::new();
         for v in 0..n.users() {
-            let (s, w) = n.inc(v);
+            let s = n.inc(v);
             assert!(s.windows(2).all(|p| p[0] < p[1]), "in-list of {v} sorted");
-            inc.extend(s.iter().zip(w).map(|(&u, &w)| (n.uids[u as usize], n.uids[v], w)));
+            assert!(n.in_edges(v).map(|e| e.0).eq(s.iter().copied()));
+            inc.extend(n.in_edges(v).map(|(u, w)| (n.uids[u as usize], n.uids[v], w)));
         }
         inc.sort_unstable();
         assert_eq!(inc, pairs);
@@ -731,7 +830,9 @@ pub(crate) mod tests {
         }
         // The whole network: unique pairs as node indices, mapped to uids that are not in node
         // order (a user removed and its index reused).
-        let mut pairs: Vec<[u32; 3]> = window.iter().map(|e| [e[0], e[1], 1 + (e[0] ^ e[1]) % 5]).collect();
+        // Weights mostly small, some past an in-edge's byte.
+        let weight = |a: u32, b: u32| if (a ^ b) % 11 == 0 { 200 + (a ^ b) % 300 } else { 1 + (a ^ b) % 5 };
+        let mut pairs: Vec<[u32; 3]> = window.iter().map(|e| [e[0], e[1], weight(e[0], e[1])]).collect();
         pairs.sort_unstable_by_key(|e| (e[0], e[1]));
         pairs.dedup_by_key(|e| (e[0], e[1]));
         let mut shuffled = pairs.clone();

@@ -22,8 +22,7 @@ pub fn pagerank(net: &Network, damping: f64, tol: f64, max_iter: u32) -> PageRan
         return PageRank { scores: Vec::new(), iterations: 0, converged: true };
     }
     let nf = n as f64;
-    let strength: Vec<f64> =
-        (0..n).into_par_iter().map(|u| net.out(u).1.iter().map(|&w| f64::from(w)).sum()).collect();
+    let strength: Vec<f64> = (0..n).into_par_iter().map(|u| net.out_strength(u) as f64).collect();
     let mut x = vec![1.0 / nf; n];
     let mut next = vec![0.0; n];
     let mut share = vec![0.0; n];
@@ -34,9 +33,7 @@ pub fn pagerank(net: &Network, damping: f64, tol: f64, max_iter: u32) -> PageRan
         });
         let base = damping * dangling / nf + (1.0 - damping) / nf;
         next.par_iter_mut().enumerate().for_each(|(v, out)| {
-            let (src, w) = net.inc(v);
-            let pulled: f64 = src.iter().zip(w).map(|(&u, &w)| share[u as usize] * f64::from(w)).sum();
-            *out = damping * pulled + base;
+            *out = damping * net.pull(v, &share) + base;
         });
         // Summed in fixed chunks, in order: the same iterations whatever the thread count.
         let err: f64 = next

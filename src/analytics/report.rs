@@ -320,10 +320,6 @@ fn on<'a>(a: &'a Option<Answer>, net: &Arc<Network>) -> Option<&'a Answer> {
     a.as_ref().filter(|a| Arc::ptr_eq(&a.network, net))
 }
 
-fn strength(w: &[u32]) -> u64 {
-    w.iter().map(|&w| u64::from(w)).sum()
-}
-
 /// A sort's name as a `'static` key.
 fn sort_key(sort: &str) -> &'static str {
     SORTS.iter().find(|s| **s == sort).copied().unwrap_or("pagerank")
@@ -337,11 +333,11 @@ fn ranking(sort: &str, net: &Network, output: Option<&Output>) -> Vec<u32> {
         ("pagerank", Some(Output::PageRank(p))) => p.scores.clone(),
         ("betweenness", Some(Output::Betweenness { scores, .. })) => scores.clone(),
         ("core", Some(Output::Cores(c))) => c.iter().map(|&k| f64::from(k)).collect(),
-        ("degree", _) => (0..n).map(|i| (net.out(i).0.len() + net.inc(i).0.len()) as f64).collect(),
-        ("in_degree", _) => (0..n).map(|i| net.inc(i).0.len() as f64).collect(),
+        ("degree", _) => (0..n).map(|i| (net.out(i).0.len() + net.inc(i).len()) as f64).collect(),
+        ("in_degree", _) => (0..n).map(|i| net.inc(i).len() as f64).collect(),
         ("out_degree", _) => (0..n).map(|i| net.out(i).0.len() as f64).collect(),
-        ("in_strength", _) => (0..n).map(|i| strength(net.inc(i).1) as f64).collect(),
-        ("out_strength", _) => (0..n).map(|i| strength(net.out(i).1) as f64).collect(),
+        ("in_strength", _) => (0..n).map(|i| net.in_strength(i) as f64).collect(),
+        ("out_strength", _) => (0..n).map(|i| net.out_strength(i) as f64).collect(),
         _ => vec![0.0; n],
     };
     let mut order: Vec<u32> = (0..n as u32).collect();
@@ -412,10 +408,10 @@ pub async fn users(engine: &Arc<Engine>, sel: Selection, q: &UsersQuery) -> Resu
                 id,
                 handle,
                 name,
-                in_degree: net.inc(i).0.len(),
+                in_degree: net.inc(i).len(),
                 out_degree: net.out(i).0.len(),
-                in_strength: strength(net.inc(i).1),
-                out_strength: strength(net.out(i).1),
+                in_strength: net.in_strength(i),
+                out_strength: net.out_strength(i),
                 pagerank: match pr_on.as_deref() {
                     Some(Output::PageRank(p)) => Some(p.scores[i]),
                     _ => None,
@@ -676,10 +672,9 @@ pub async fn bridges(
             let (id, handle, name) = r?;
             let mut reach: HashMap<u32, u64> = HashMap::new();
             if let Some(part) = part {
-                for (n, w) in [net.out(u), net.inc(u)] {
-                    for (&v, &w) in n.iter().zip(w) {
-                        *reach.entry(part.of[v as usize]).or_default() += u64::from(w);
-                    }
+                let (dst, w) = net.out(u);
+                for (v, w) in dst.iter().copied().zip(w.iter().copied()).chain(net.in_edges(u)) {
+                    *reach.entry(part.of[v as usize]).or_default() += u64::from(w);
                 }
             }
             let mut reach: Vec<(u32, u64)> = reach.into_iter().collect();

@@ -540,7 +540,7 @@ pub(super) fn drawing(
 
 /// A user with its degrees in a network.
 fn degrees_in(net: &Network, i: usize, id: String, handle: Option<String>, name: Option<String>) -> UserView {
-    let (in_degree, out_degree) = (net.inc(i).0.len() as u32, net.out(i).0.len() as u32);
+    let (in_degree, out_degree) = (net.inc(i).len() as u32, net.out(i).0.len() as u32);
     UserView { id, handle, name, in_degree, out_degree, degree: in_degree + out_degree }
 }
 

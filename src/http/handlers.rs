@@ -708,7 +708,7 @@ pub async fn subgraph(state: web::Data<AppState>, req: HttpRequest) -> Result<we
             .map_err(ApiError::Internal)?;
         let net = &a.network;
         let mut ids: Vec<usize> = (0..net.users()).collect();
-        let degree = |i: usize| net.out(i).0.len() + net.inc(i).0.len();
+        let degree = |i: usize| net.out(i).0.len() + net.inc(i).len();
         ids.sort_unstable_by(|&x, &y| degree(y).cmp(&degree(x)).then(x.cmp(&y)));
         ids.truncate(top);
         let (nodes, edges, edges_among) = analytics::drawing(&state, &sel, net, &ids, None, max_edges);
