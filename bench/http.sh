@@ -7,7 +7,8 @@
 # 2. Heavy reads hammered by 8 connections (a hub's edges, /graph?top=500, /vertices?sort=degree,
 #    a find_path that misses along two long chains) while /status latency (p50, p99) and the durable
 #    write rate are measured, against the same measures with nothing hammering, and with /status
-#    itself hammered; in rounds, each row against the writes alone of its own round.
+#    itself hammered; in rounds, each row's writes against the writes alone measured just before and
+#    just after it (the machine's speed drifts within a minute).
 #
 # Runs on the graph the main benchmark built (bench/run.sh calls it last), with the rate limits off so
 # that what is measured is the service, not the limiter; writes go to users named bench-w-*.
@@ -141,33 +142,45 @@ measure() { # $1: round, $2: label, $3: the route to hammer (empty: none), $4: i
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$p50" "$p99" "$(rps "$WORK/w.txt")" "$hammered" \
         | tee -a "$WORK/rows.tsv"
 }
-# Rounds in turns: the machine's speed drifts within minutes, so each hammered row is read against
-# the writes alone of its own round, and the summary takes each row's median.
+# Rounds in turns, and the writes alone measured between every two hammered rows: the machine's
+# speed drifts within a minute (shared cores), so each hammered row is read against the mean of the
+# writes alone just before and just after it, and the summary takes each row's median over rounds.
 for round in $(seq 1 "$ROUNDS"); do
-    measure "$round" "nothing" "" "nothing-$round"
+    measure "$round" "nothing" "" "nothing-$round-0"
     # A control: the cheapest read there is. What any flood of 8 connections costs the writes on
     # this machine (their requests share the request threads and the cores).
     measure "$round" "/status (control: the cheapest read)" "/status" "control-$round"
+    measure "$round" "nothing" "" "nothing-$round-1"
     measure "$round" "a hub's edges (limit=1)" "/vertices/$(enc "$hub")/aristas?limit=1" "hub-$round"
+    measure "$round" "nothing" "" "nothing-$round-2"
     measure "$round" "/graph?top=500" "/graph?top=500" "graph-$round"
+    measure "$round" "nothing" "" "nothing-$round-3"
     measure "$round" "/vertices?sort=degree&limit=100" "/vertices?sort=degree&limit=100" "degree-$round"
+    measure "$round" "nothing" "" "nothing-$round-4"
     # The costliest search there is: a miss between the heads of the two chains the first rows
     # wrote (separate components of ~100,000 users each), which walks the shorter chain whole,
     # millions of its budget's entries (a level costs as much as 32 entries).
-    far_a=$(chain_head nothing-1)
+    far_a=$(chain_head nothing-1-0)
     far_b=$(chain_head control-1)
     measure "$round" "find_path, a miss along two chains" "/find_path/$far_a/$far_b" "path-$round"
+    measure "$round" "nothing" "" "nothing-$round-5"
 done
 python3 - "$WORK/rows.tsv" <<'PY'
 import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
-alone = {r[0]: float(r[4]) for r in rows if r[1] == "nothing"}
+# Each hammered row against the writes alone just before and just after it.
+alone = {}
+for i, r in enumerate(rows):
+    if r[1] != "nothing":
+        alone[id(r)] = (float(rows[i - 1][4]) + float(rows[i + 1][4])) / 2
 labels = list(dict.fromkeys(r[1] for r in rows))
 print("%-38s %10s %10s %12s %24s %10s" % ("hammered (median of rounds)", "status_p50", "worst_p99",
       "writes_per_s", "of_alone (each round)", "heavy_rps"))
 for label in labels:
     mine = [r for r in rows if r[1] == label]
-    ratios = [float(r[4]) / alone[r[0]] for r in mine]
+    # The writes alone against their median over the run: how far the machine drifted.
+    base = {id(r): statistics.median(float(x[4]) for x in mine) for r in mine} if label == "nothing" else alone
+    ratios = [float(r[4]) / base[id(r)] for r in mine]
     heavy = [float(r[5]) for r in mine if r[5] != "-"]
     print("%-38s %10.2f %10.2f %12.0f %8.2fx (%s) %10s" % (
         label, statistics.median(float(r[2]) for r in mine), max(float(r[3]) for r in mine),
