@@ -217,13 +217,15 @@ impl Graph {
         self.by_key.reserve(users, Slot::hash);
     }
 
-    /// Room for the graph to grow by half before any of its large tables doubles. A doubling copies
-    /// the whole table while the writer holds the graph (at 9M edges, the first write after a
-    /// restart, with tables sized exactly by loading, took 0.73 s and held `/status` as long); the
-    /// room is address space until used, not resident memory.
+    /// Room for the graph to grow to four times its size before its node or edge vector doubles. A
+    /// doubling copies the whole vector into fresh memory while the writer holds the graph, and
+    /// every read waits: at 9M edges the first write after a restart, with the vectors sized exactly
+    /// by loading, took 0.73 s; with room for half as much again, the node vector's doubling at 2M
+    /// users held the graph 0.3-1.3 s (`bench/http.sh`, whose writes add 3M users). The room is
+    /// address space until used, not resident memory: pages are touched as the vectors fill.
     pub(crate) fn reserve_headroom(&mut self) {
-        self.g.reserve_nodes(self.g.node_count() / 2 + 1024);
-        self.g.reserve_edges(self.g.edge_count() / 2 + 1024);
+        self.g.reserve_nodes(self.g.node_count() * 3 + (1 << 16));
+        self.g.reserve_edges(self.g.edge_count() * 3 + (1 << 16));
     }
 
     /// The key and handle indexes regrown, when `users` more users would make either double: built
