@@ -179,8 +179,10 @@ print("%-38s %10s %10s %12s %24s %10s" % ("hammered (median of rounds)", "status
 for label in labels:
     mine = [r for r in rows if r[1] == label]
     # The writes alone against their median over the run: how far the machine drifted.
-    base = {id(r): statistics.median(float(x[4]) for x in mine) for r in mine} if label == "nothing" else alone
-    ratios = [float(r[4]) / base[id(r)] for r in mine]
+    if label == "nothing":
+        ratios = [float(r[4]) / statistics.median(float(x[4]) for x in mine) for r in mine]
+    else:
+        ratios = [float(r[4]) / alone[id(r)] for r in mine]
     heavy = [float(r[5]) for r in mine if r[5] != "-"]
     print("%-38s %10.2f %10.2f %12.0f %8.2fx (%s) %10s" % (
         label, statistics.median(float(r[2]) for r in mine), max(float(r[3]) for r in mine),

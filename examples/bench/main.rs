@@ -462,7 +462,8 @@ fn restart_and_query(bin: &Path, dir: &Path, pairs: &[(String, String)], edges: 
             // A path, 404 no_path, or 503 too_expensive (the search's budget spent: far users in a
             // graph of long chains, as bench/http.sh's writes leave): anything else is a failure of
             // the measurement, not an answer.
-            let too_expensive = status == 503 && body.windows(15).any(|w| w == b"\"too_expensive\"");
+            const GAVE_UP: &[u8] = b"\"too_expensive\"";
+            let too_expensive = status == 503 && body.windows(GAVE_UP.len()).any(|w| w == GAVE_UP);
             assert!(
                 ok || status == 404 || too_expensive,
                 "find_path answered {status}: {}",

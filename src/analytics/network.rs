@@ -522,14 +522,19 @@ impl Network {
         (&self.out_dst[r.clone()], &self.out_w[r])
     }
 
+    /// Where `v`'s in-edges are in the in-arrays.
+    fn in_range(&self, v: usize) -> std::ops::Range<usize> {
+        self.in_off[v] as usize..self.in_off[v + 1] as usize
+    }
+
     /// In-neighbours of `v`, sorted.
     pub(crate) fn inc(&self, v: usize) -> &[u32] {
-        &self.in_src[self.in_off[v] as usize..self.in_off[v + 1] as usize]
+        &self.in_src[self.in_range(v)]
     }
 
     /// In-neighbours of `v` with the weights of those edges, in [`Network::inc`]'s order.
     pub(crate) fn in_edges(&self, v: usize) -> impl Iterator<Item = (u32, u32)> + '_ {
-        let r = self.in_off[v] as usize..self.in_off[v + 1] as usize;
+        let r = self.in_range(v);
         self.in_src[r.clone()].iter().zip(&self.in_w[r]).map(move |(&u, &w)| (u, self.weight_in(u, v, w)))
     }
 
@@ -542,31 +547,33 @@ impl Network {
         w[dst.binary_search(&(v as u32)).expect("an in-edge is its source's out-edge")]
     }
 
+    /// `v`'s heavy in-edges, each as its source and what its weight adds to its byte: what a sum
+    /// over the bytes corrects by (the byte sums below take no branch, and most lists have none).
+    fn beyond_bytes(&self, v: usize) -> impl Iterator<Item = (u32, u32)> + '_ {
+        let r = self.in_range(v);
+        let heavy = self.in_w[r.clone()].iter().zip(&self.in_src[r]).filter(|(&b, _)| b == HEAVY);
+        heavy.map(move |(&b, &u)| (u, self.weight_in(u, v, b) - u32::from(b)))
+    }
+
     /// Sum of the weights of `v`'s in-edges: the bytes summed (a pass that vectorizes: a hub has
-    /// millions), then each heavy one's weight put in place of its byte.
+    /// millions), then the heavy ones corrected.
     pub(crate) fn in_strength(&self, v: usize) -> u64 {
-        let r = self.in_off[v] as usize..self.in_off[v + 1] as usize;
-        let (src, w) = (&self.in_src[r.clone()], &self.in_w[r]);
-        let bytes: u64 = w.iter().map(|&b| u64::from(b)).sum();
-        let heavy = w.iter().zip(src).filter(|(&b, _)| b == HEAVY);
-        bytes + heavy.map(|(&b, &u)| u64::from(self.weight_in(u, v, b) - u32::from(b))).sum::<u64>()
+        let bytes: u64 = self.in_w[self.in_range(v)].iter().map(|&b| u64::from(b)).sum();
+        bytes + self.beyond_bytes(v).map(|(_, more)| u64::from(more)).sum::<u64>()
     }
 
     /// `x[u] * w(u -> v)` summed over `v`'s in-edges (PageRank's pull): the bytes taken as the
-    /// weights in a pass with no branch, then each heavy edge's difference added.
+    /// weights in a pass with no branch, then the heavy edges corrected, if there are any.
     pub(crate) fn pull(&self, v: usize, x: &[f64]) -> f64 {
-        let r = self.in_off[v] as usize..self.in_off[v + 1] as usize;
-        let (src, w) = (&self.in_src[r.clone()], &self.in_w[r]);
-        let (sum, heavy) = src.iter().zip(w).fold((0.0, false), |(sum, heavy), (&u, &b)| {
-            (sum + x[u as usize] * f64::from(b), heavy | (b == HEAVY))
-        });
+        let r = self.in_range(v);
+        let (sum, heavy) =
+            self.in_src[r.clone()].iter().zip(&self.in_w[r]).fold((0.0, false), |(sum, heavy), (&u, &b)| {
+                (sum + x[u as usize] * f64::from(b), heavy | (b == HEAVY))
+            });
         if !heavy {
             return sum;
         }
-        let more = w.iter().zip(src).filter(|(&b, _)| b == HEAVY);
-        sum + more
-            .map(|(&b, &u)| x[u as usize] * f64::from(self.weight_in(u, v, b) - u32::from(b)))
-            .sum::<f64>()
+        sum + self.beyond_bytes(v).map(|(u, more)| x[u as usize] * f64::from(more)).sum::<f64>()
     }
 
     /// Sum of the weights of `u`'s out-edges.
@@ -635,7 +642,7 @@ impl Network {
             .enumerate()
             .for_each(|(u, (adj, w))| {
                 let ((od, ow), id) = (self.out(u), self.inc(u));
-                let iw = &self.in_w[self.in_off[u] as usize..];
+                let iw = &self.in_w[self.in_range(u)];
                 let mut at = 0;
                 merge_sorted(od, id, |v, (i, j)| {
                     adj[at] = v;
