@@ -33,6 +33,7 @@ pub enum GraphError {
     TooExpensive { walked: u64 },
 }
 
+#[derive(Clone)]
 pub(crate) struct Node {
     pub(crate) key: Arc<str>,
     pub(crate) handle: Option<Box<str>>,
@@ -217,22 +218,23 @@ impl Graph {
         self.by_key.reserve(users, Slot::hash);
     }
 
-    /// Room for the graph to grow to four times its size before its node or edge vector doubles. A
-    /// doubling copies the whole vector into fresh memory while the writer holds the graph, and
-    /// every read waits: at 9M edges the first write after a restart, with the vectors sized exactly
-    /// by loading, took 0.73 s; with room for half as much again, the node vector's doubling at 2M
-    /// users held the graph 0.3-1.3 s (`bench/http.sh`, whose writes add 3M users). The room is
-    /// address space until used, not resident memory: pages are touched as the vectors fill.
+    /// Room for the graph to grow to four times its size before its node or edge vector must grow
+    /// (address space until used, not resident memory: pages are touched as the vectors fill), so
+    /// that the writes after a restart do not pay for growing them at all.
     pub(crate) fn reserve_headroom(&mut self) {
         self.g.reserve_nodes(self.g.node_count() * 3 + (1 << 16));
         self.g.reserve_edges(self.g.edge_count() * 3 + (1 << 16));
     }
 
-    /// The key and handle indexes regrown, when `users` more users would make either double: built
-    /// under a read lock, so that the doubling's rehash (tens of milliseconds at a million users)
-    /// does not happen under the write lock with every read waiting. The write path, sole mutator of
-    /// the graph, asks before a commit and hands the result to [`Graph::install`].
-    pub(crate) fn regrown(&self, users: usize) -> Option<Regrown> {
+    /// The storage that `users` more users and `ties` more edges would make double, grown: built
+    /// under a read lock, so that the copy does not happen under the write lock with every read
+    /// waiting. A vector that doubles in place copies all of it into fresh memory: petgraph's node
+    /// vector (72 bytes a user) held the graph 0.3-1.3 s at 2M and 4M users, its edge vector would
+    /// hold it longer, and a key index's rehash took tens of milliseconds at a million users. Here
+    /// the readers go on while the copy is made, and the write lock only swaps it in. The write
+    /// path, sole mutator of the graph, asks before a commit and hands the result to
+    /// [`Graph::install`].
+    pub(crate) fn grown(&self, users: usize, ties: usize) -> Option<Grown> {
         let regrow = |table: &HashTable<Slot>| {
             (table.capacity() - table.len() < users).then(|| {
                 let mut grown = HashTable::with_capacity((table.len() + users).max(table.capacity()) * 2);
@@ -242,26 +244,51 @@ impl Graph {
                 grown
             })
         };
+        // The vectors' lengths, not their counts: removed users and edges leave holes, which
+        // petgraph fills first, so this may grow a little early, never late.
+        let (node_room, edge_room) = self.g.capacity();
+        let (nodes, edges) = (self.node_bound() + users, self.edge_bound() + ties);
+        let g = (nodes > node_room || edges > edge_room).then(|| {
+            let more = |need: usize, room: usize| if need > room { need.max(room * 2) } else { room };
+            let mut g = StableGraph::with_capacity(more(nodes, node_room), more(edges, edge_room));
+            // Into the room made for it: one copy, and no doubling of the copy.
+            g.clone_from(&self.g);
+            g
+        });
+        let uids = self.by_uid.len() + users;
+        let by_uid = (uids > self.by_uid.capacity()).then(|| {
+            let mut v = Vec::with_capacity(uids.max(self.by_uid.capacity() * 2));
+            v.extend_from_slice(&self.by_uid);
+            v
+        });
         let (by_key, by_handle) = (regrow(&self.by_key), regrow(&self.by_handle));
-        (by_key.is_some() || by_handle.is_some()).then(|| Regrown {
+        (by_key.is_some() || by_handle.is_some() || g.is_some() || by_uid.is_some()).then(|| Grown {
             from: (self.version, self.by_key.len(), self.by_handle.len()),
             by_key,
             by_handle,
+            g,
+            by_uid,
         })
     }
 
-    /// Puts indexes [`Graph::regrown`] built in place, if the graph has not changed since (else
-    /// they are dropped, and the tables double as they would have). Constant time.
-    pub(crate) fn install(&mut self, regrown: Regrown) {
-        if regrown.from != (self.version, self.by_key.len(), self.by_handle.len()) {
-            return;
+    /// Puts the storage [`Graph::grown`] built in place, if the graph has not changed since (else
+    /// it is dropped, and the storage doubles as it would have). Constant time; returns what it
+    /// replaced, for the caller to drop once it has let go of the lock (freeing a million users'
+    /// names takes a while too).
+    pub(crate) fn install(&mut self, mut grown: Grown) -> Grown {
+        if grown.from != (self.version, self.by_key.len(), self.by_handle.len()) {
+            return grown;
         }
-        if let Some(t) = regrown.by_key {
-            self.by_key = t;
+        fn swap<T>(mine: &mut T, theirs: &mut Option<T>) {
+            if let Some(t) = theirs.as_mut() {
+                std::mem::swap(mine, t);
+            }
         }
-        if let Some(t) = regrown.by_handle {
-            self.by_handle = t;
-        }
+        swap(&mut self.by_key, &mut grown.by_key);
+        swap(&mut self.by_handle, &mut grown.by_handle);
+        swap(&mut self.g, &mut grown.g);
+        swap(&mut self.by_uid, &mut grown.by_uid);
+        grown
     }
 
     /// Users and edges the storage holds before it must grow.
@@ -751,12 +778,14 @@ pub(super) fn node_index(i: u32) -> NodeIndex {
     NodeIndex::new(i as usize)
 }
 
-/// Indexes grown ahead of a commit: see [`Graph::regrown`].
-pub(crate) struct Regrown {
-    /// The graph's version and the indexes' lengths they were built from.
+/// Storage grown ahead of a commit (see [`Graph::grown`]), or what it replaced.
+pub(crate) struct Grown {
+    /// The graph's version and the indexes' lengths it was built from.
     from: (u64, usize, usize),
     by_key: Option<HashTable<Slot>>,
     by_handle: Option<HashTable<Slot>>,
+    g: Option<StableGraph<Node, Packed, Directed, u32>>,
+    by_uid: Option<Vec<u32>>,
 }
 
 /// An entry of the key and handle indexes: a node, and the half of its key's (or handle's) hash
@@ -814,9 +843,19 @@ mod tests {
     use crate::graph::Kind;
 
     use crate::graph::testkit::{sample, tie_of as tie};
+    use crate::rng::SplitMix64;
+
+    /// Users the storage takes before any of it must grow.
+    fn room_for_users(g: &Graph) -> usize {
+        let table = |t: &HashTable<Slot>| t.capacity() - t.len();
+        (g.g.capacity().0 - g.node_bound())
+            .min(g.by_uid.capacity() - g.by_uid.len())
+            .min(table(&g.by_key))
+            .min(table(&g.by_handle))
+    }
 
     #[test]
-    fn indexes_regrown_beside_the_graph_answer_as_the_ones_they_replace() {
+    fn indexes_grown_beside_the_graph_answer_as_the_ones_they_replace() {
         let mut g = Graph::new();
         let add = |g: &mut Graph, from: u32, to: u32| {
             for u in from..to {
@@ -826,26 +865,87 @@ mod tests {
         };
         add(&mut g, 0, 1_000);
         // Room enough: nothing to do.
-        assert!(g.regrown(g.by_key.capacity() - g.by_key.len()).is_none());
-        let room = g.by_key.capacity() - g.by_key.len();
-        let regrown = g.regrown(room + 1).expect("both indexes would double");
-        g.install(regrown);
-        assert!(
-            g.by_key.capacity() - g.by_key.len() > room && g.by_handle.capacity() - g.by_handle.len() > room
-        );
-        let capacity = g.by_key.capacity();
+        let room = room_for_users(&g);
+        assert!(g.grown(room, 0).is_none());
+        let grown = g.grown(room + 1, 0).expect("some storage would double");
+        g.install(grown);
+        assert!(room_for_users(&g) > room);
+        let capacity = (g.by_key.capacity(), g.by_handle.capacity(), g.g.capacity(), g.by_uid.capacity());
         add(&mut g, 1_000, 1_000 + room as u32 + 1);
-        assert_eq!(g.by_key.capacity(), capacity, "the commit fitted in the room made for it");
+        assert_eq!(
+            (g.by_key.capacity(), g.by_handle.capacity(), g.g.capacity(), g.by_uid.capacity()),
+            capacity,
+            "the commit fitted in the room made for it"
+        );
         for u in (0..1_000 + room as u32 + 1).step_by(7) {
             assert_eq!(g.uid(&format!("x:{u}")), Some(u));
             assert_eq!(g.resolve(&format!("@handle{u}")).unwrap(), format!("x:{u}"));
         }
-        // Built before a change it did not see: dropped, and the graph keeps its own tables.
-        let stale = g.regrown(g.by_key.capacity()).unwrap();
+        // Built before a change it did not see: dropped, and the graph keeps its own storage.
+        let stale = g.grown(room_for_users(&g) + 1, 0).unwrap();
         add(&mut g, 5_000, 5_001);
-        g.install(stale);
-        assert_eq!(g.by_key.capacity(), capacity);
+        let returned = g.install(stale);
+        assert!(returned.g.is_some() || returned.by_key.is_some(), "the stale storage comes back unused");
+        assert_eq!(g.by_key.capacity(), capacity.0);
         assert_eq!(g.resolve("@HANDLE5000").unwrap(), "x:5000");
+    }
+
+    #[test]
+    fn a_graph_grown_beside_itself_is_the_graph_that_doubles_in_place() {
+        // Two copies of a graph with holes left by removed users; one grows beside itself, then
+        // both take the same writes, the other doubling as it fills.
+        let build = || {
+            let mut g = crate::graph::testkit::skewed(3_000, 12_000, 11, 3, 13);
+            g.bump_version();
+            g
+        };
+        let (mut beside, mut in_place) = (build(), build());
+        let (node_room, edge_room) = beside.g.capacity();
+        let (users, ties) = (node_room - beside.node_bound() + 1, edge_room - beside.edge_bound() + 1);
+        let grown = beside.grown(users, ties).expect("both vectors would double");
+        let replaced = beside.install(grown);
+        assert_eq!(
+            replaced.g.map(|g| g.capacity()),
+            Some((node_room, edge_room)),
+            "what it replaced comes back"
+        );
+        let room = beside.g.capacity();
+        assert!(room.0 >= 2 * node_room && room.1 >= 2 * edge_room, "{room:?}");
+        for g in [&mut beside, &mut in_place] {
+            let mut s = SplitMix64::new(5);
+            // More than the room asked for: the holes are filled first, and some ties exist.
+            let added = users as u32 + 300;
+            for n in 3_000..3_000 + added {
+                g.upsert_user(n, &format!("u{n}"), Some(&format!("H{n}")), None);
+            }
+            let all = u64::from(3_000 + added);
+            for _ in 0..2 * ties {
+                let (a, b) = (s.next_u64() % all, s.next_u64() % all);
+                if a != b && a % 13 != 0 && b % 13 != 0 {
+                    g.set_tie(&format!("u{a}"), &format!("u{b}"), tie(Kind::Reply, 2));
+                }
+            }
+            g.remove_user("u1");
+            g.upsert_user(1_000_000, "late", None, None);
+        }
+        assert_eq!(beside.g.capacity(), room, "the writes fitted in the room made for them");
+        assert!(in_place.g.capacity().0 > node_room && in_place.g.capacity().1 > edge_room);
+        // The same indices, the same adjacency lists in the same order, the same answers.
+        assert_eq!(beside.by_uid, in_place.by_uid);
+        assert_eq!(beside.node_bound(), in_place.node_bound());
+        assert_eq!(beside.edge_bound(), in_place.edge_bound());
+        for i in in_place.g.node_indices() {
+            assert_eq!(beside.g[i].key, in_place.g[i].key);
+            for dir in [Direction::Outgoing, Direction::Incoming] {
+                let ends = |g: &Graph| {
+                    g.g.edges_directed(i, dir).map(|e| (e.id(), e.source(), e.target())).collect::<Vec<_>>()
+                };
+                assert_eq!(ends(&beside), ends(&in_place));
+            }
+        }
+        assert_eq!(beside.ties_page(None, 1 << 20), in_place.ties_page(None, 1 << 20));
+        assert_eq!(beside.resolve("@h3001"), in_place.resolve("@h3001"));
+        assert_eq!(beside.interaction_count(), in_place.interaction_count());
     }
 
     #[test]

@@ -354,6 +354,16 @@ impl<'a> Decoder<'a> {
         Decoder { bytes, pos: 0 }
     }
 
+    /// At most how many users and edges these effects add to a graph: what to grow the graph's
+    /// storage for before applying them ([`crate::graph::Graph::grown`]).
+    pub fn growth(self) -> (usize, usize) {
+        self.fold((0, 0), |(users, ties), e| match e {
+            Ok(Effect::UserPut { .. }) => (users + 1, ties),
+            Ok(Effect::TieSet { .. }) => (users, ties + 1),
+            _ => (users, ties),
+        })
+    }
+
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let s = self.bytes.get(self.pos..self.pos + n)?;
         self.pos += n;
@@ -492,6 +502,7 @@ mod tests {
         e.purge_pair(8, 7);
         e.unstamp(7, 8, Kind::Mention, 0);
         let got: Vec<Effect> = Decoder::new(&e.buf).map(Result::unwrap).collect();
+        assert_eq!(Decoder::new(&e.buf).growth(), (3, 1), "three users and one edge at most");
         assert_eq!(
             got[0],
             Effect::UserPut { uid: 7, key: "x:1", handle: Some("alice"), name: Some("Alice 🦀") }

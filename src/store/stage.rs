@@ -46,24 +46,23 @@ pub(crate) struct Staged {
 type NewStamp = (u32, u32, Kind, u32);
 
 impl Staged {
-    /// Applies the persisted batch to the shared graph and tells the change feed. Indexes that
-    /// would double are regrown first under a read lock ([`Graph::regrown`]), so that the write
-    /// lock, which every read waits for, is held for the batch alone; how long is recorded.
+    /// Applies the persisted batch to the shared graph and tells the change feed. Storage that
+    /// would double is grown first under a read lock ([`Graph::grown`]), so that the write lock,
+    /// which every read waits for, is held for the batch alone; how long is recorded. What the
+    /// grown storage replaced is freed after the lock is let go.
     pub fn publish(self, graph: &RwLock<Graph>, feed: &Feed, stats: &WriteStats) {
-        let regrown = graph.read().regrown(self.users.len());
-        let changes = {
+        let grown = graph.read().grown(self.users.len(), self.ties.len());
+        let (changes, _replaced) = {
             let mut graph = graph.write();
             let t = Instant::now();
-            if let Some(r) = regrown {
-                graph.install(r);
-            }
+            let replaced = grown.map(|g| graph.install(g));
             // Whether anyone listens is asked under the write lock: a consumer that subscribes
             // later copies the graph after this commit (its read lock waits for ours), so none
             // misses it.
             let listened = feed.listened();
             let changes = self.apply(&mut graph, listened);
             stats.graph_held_seconds.observe(t.elapsed().as_secs_f64());
-            changes
+            (changes, replaced)
         };
         if let Some(changes) = changes {
             feed.send(changes);

@@ -6,6 +6,7 @@
 //! thread and session, one replica at a time.
 
 use super::super::feed;
+use super::super::layout::Decoder;
 use super::super::load::Effects;
 use super::super::seen::SeenSet;
 use super::super::snapshot::{self, FrameWriter};
@@ -162,9 +163,17 @@ impl PgWriter {
             let mut effects = Effects::default();
             let mut last = applied;
             let mut feed = Vec::new();
+            // Storage these records would make double is grown first, beside the readers.
+            let (users, ties) = rows.iter().fold((0, 0), |(u, t), row| {
+                let (users, ties) = Decoder::new(Record::from_row(row).effects).growth();
+                (u + users, t + ties)
+            });
+            let grown = self.graph.read().grown(users, ties);
+            let _replaced;
             {
                 let mut graph = self.graph.write();
                 let held = Instant::now();
+                _replaced = grown.map(|g| graph.install(g));
                 let listened = self.feed.listened();
                 let mut seen = self.seen.write();
                 for row in &rows {
