@@ -237,7 +237,9 @@ impl Graph {
     pub(crate) fn grown(&self, users: usize, ties: usize) -> Option<Grown> {
         let regrow = |table: &HashTable<Slot>| {
             (table.capacity() - table.len() < users).then(|| {
-                let mut grown = HashTable::with_capacity((table.len() + users).max(table.capacity()) * 2);
+                // Twice the buckets, as the table's own growth would make (its capacity is 7/8 of
+                // its buckets, and asking for more than twice that would make four times).
+                let mut grown = HashTable::with_capacity((table.len() + users).max(table.capacity() + 1));
                 for s in table.iter() {
                     grown.insert_unique(s.hash(), *s, Slot::hash);
                 }
@@ -881,12 +883,17 @@ mod tests {
             assert_eq!(g.uid(&format!("x:{u}")), Some(u));
             assert_eq!(g.resolve(&format!("@handle{u}")).unwrap(), format!("x:{u}"));
         }
+        // A full index doubles, as its own growth would make it: not more.
+        let before = g.by_key.capacity();
+        let grown = g.grown(before - g.by_key.len() + 1, 0).unwrap();
+        g.install(grown);
+        assert_eq!(g.by_key.capacity(), 2 * before, "{before} -> {}", g.by_key.capacity());
         // Built before a change it did not see: dropped, and the graph keeps its own storage.
         let stale = g.grown(room_for_users(&g) + 1, 0).unwrap();
         add(&mut g, 5_000, 5_001);
         let returned = g.install(stale);
         assert!(returned.g.is_some() || returned.by_key.is_some(), "the stale storage comes back unused");
-        assert_eq!(g.by_key.capacity(), capacity.0);
+        assert_eq!(g.by_key.capacity(), 2 * before);
         assert_eq!(g.resolve("@HANDLE5000").unwrap(), "x:5000");
     }
 
