@@ -190,9 +190,9 @@ fn runs(start: &[usize]) -> Vec<usize> {
 }
 
 /// `0..n` in runs of [`RUN`] consecutive nodes, the runs in shuffled order: the order local moving
-/// visits the nodes in. Random enough that passes do not sweep the graph one way, yet each run
-/// reads its nodes' labels, strengths and lists in order: with every node shuffled, a third of
-/// choosing a move went to cache misses on them.
+/// and the refinement visit the nodes in. Random enough that passes do not sweep the graph one way,
+/// yet each run reads its nodes' labels, strengths and lists in order: with every node shuffled, a
+/// third of choosing a move went to cache misses on them.
 fn run_shuffled(n: usize, rng: &mut SplitMix64) -> Vec<u32> {
     let runs = shuffled(n.div_ceil(RUN), rng);
     runs.iter().flat_map(|&r| r as usize * RUN..((r as usize + 1) * RUN).min(n)).map(|u| u as u32).collect()
@@ -445,7 +445,8 @@ fn refine(g: &Level, comm: &[u32], gamma: f64, two_m: f64, rng: &mut SplitMix64)
         .with_min_len(1 << 12)
         .map(|u| g.edges(u).filter(|&(v, _)| v != u && comm[v] == comm[u]).map(|(_, x)| x).sum())
         .collect();
-    // Members by community, each in shuffled order; `local[u]`: u's place among its community's.
+    // Members by community, each in the order of shuffled runs; `local[u]`: u's place among its
+    // community's.
     let (start, members) = grouped(comm, parts, run_shuffled(n, rng).into_iter());
     let local = places(&start, &members);
     let bounds = runs(&start);
