@@ -477,20 +477,22 @@ async fn analyze_prints_what_the_routes_serve_on_a_directory_no_service_holds() 
 async fn analyses_run_at_the_lowest_priority_so_ingest_goes_first() {
     let tmp = tempfile::tempdir().unwrap();
     let app = spawn_app(&tmp).await;
-    // Linux names threads by their first 15 bytes; field 19 of `stat` is the nice value. The pool's
-    // threads start (and lower their priority) on their own time: look until they have.
-    let read_nice = || {
-        let mut nice = Vec::new();
+    // Linux names threads by their first 15 bytes; field 41 of `stat` is the scheduling policy
+    // (5: SCHED_IDLE, below every normal thread whatever its nice value). The pool's threads start
+    // (and lower their priority) on their own time: look until they have.
+    const SCHED_IDLE: i32 = 5;
+    let read_policies = || {
+        let mut policies = Vec::new();
         for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
             let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
             if comm.starts_with("tagflow-analyti") {
                 let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
                 if let Some(end) = stat.rfind(')') {
-                    nice.push(stat[end + 2..].split(' ').nth(16).unwrap().parse::<i32>().unwrap());
+                    policies.push(stat[end + 2..].split(' ').nth(38).unwrap().parse::<i32>().unwrap());
                 }
             }
         }
-        nice
+        policies
     };
     // The pools of analyses and of expensive reads (a hub's edges, users by degree, /graph, paths;
     // these at normal priority, as they hold the graph's read lock).
@@ -505,14 +507,17 @@ async fn analyses_run_at_the_lowest_priority_so_ingest_goes_first() {
             .len()
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let mut nice = read_nice();
-    while (nice.is_empty() || nice.iter().any(|&n| n != 19) || pools() < 2)
+    let mut policies = read_policies();
+    while (policies.is_empty() || policies.iter().any(|&p| p != SCHED_IDLE) || pools() < 2)
         && std::time::Instant::now() < deadline
     {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        nice = read_nice();
+        policies = read_policies();
     }
-    assert!(!nice.is_empty() && nice.iter().all(|&n| n == 19), "analytics threads' nice values: {nice:?}");
+    assert!(
+        !policies.is_empty() && policies.iter().all(|&p| p == SCHED_IDLE),
+        "analytics threads' scheduling policies: {policies:?}"
+    );
     assert_eq!(pools(), 2, "both pools run");
     app.stop().await;
 }

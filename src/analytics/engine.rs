@@ -196,9 +196,9 @@ impl Engine {
     /// # Errors
     /// If the threads cannot be started.
     pub fn new(graph: SharedGraph, threads: usize) -> std::io::Result<Arc<Engine>> {
-        // Analyses at the lowest priority (nice 19): when cores are short, the store's writer, the
-        // sources and the requests go first, so ingest keeps its rate while analyses run; idle cores
-        // still go to them. Not the reads: they hold the graph's read lock while they run, and a
+        // Analyses at the lowest priority ([`lowest_priority`]): when cores are short, the store's
+        // writer, the sources and the requests go first, so ingest keeps its rate while analyses
+        // run; idle cores still go to them. Not the reads: they hold the graph's read lock while they run, and a
         // reader the scheduler keeps waiting would keep the writer waiting too (priority inversion,
         // measured: writes fell to a quarter of their rate under hammered paths); they are bounded
         // by their pool's size instead.
@@ -210,9 +210,7 @@ impl Engine {
                     if !lowest {
                         return;
                     }
-                    if let Err(e) =
-                        thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min)
-                    {
+                    if let Err(e) = lowest_priority() {
                         log::debug!("analytics: could not lower the thread's priority: {e:?}");
                     }
                 })
@@ -512,6 +510,29 @@ impl Jobs {
         // Fails only once the engine is gone, when nobody waits for the job.
         let _ = self.queue.send(Box::new(job));
     }
+}
+
+/// Puts the calling thread below every other: Linux's `SCHED_IDLE`, else the lowest priority of
+/// its policy (nice 19). Under `SCHED_IDLE` a thread that wakes (the store's writer after its
+/// fsync, a request) takes the core at once, and a core running only such threads counts as idle
+/// where a woken thread is placed; a nice-19 thread may first finish its slice (a few ms, on
+/// every wake-up of the writer's pipeline).
+fn lowest_priority() -> Result<(), thread_priority::Error> {
+    use thread_priority::{ThreadPriority, ThreadSchedulePolicy};
+    #[cfg(target_os = "linux")]
+    {
+        let idle = ThreadSchedulePolicy::Normal(thread_priority::NormalThreadSchedulePolicy::Idle);
+        if thread_priority::set_thread_priority_and_policy(
+            thread_priority::thread_native_id(),
+            ThreadPriority::Min,
+            idle,
+        )
+        .is_ok()
+        {
+            return Ok(());
+        }
+    }
+    thread_priority::set_current_thread_priority(ThreadPriority::Min)
 }
 
 /// What a caught panic said.
