@@ -273,6 +273,22 @@ impl Graph {
         })
     }
 
+    /// [`Graph::grown`] under a read lock of `graph`, logged when anything grew (once a doubling:
+    /// rare, and a few hundred milliseconds of a core at millions of users, which an operator
+    /// watching latencies wants to be able to tell apart).
+    pub(crate) fn grow_beside(
+        graph: &parking_lot::RwLock<Graph>,
+        users: usize,
+        ties: usize,
+    ) -> Option<Grown> {
+        let t = std::time::Instant::now();
+        let grown = graph.read().grown(users, ties);
+        if let Some(g) = &grown {
+            log::info!("graph: grew {} beside the readers in {} ms", g.what(), t.elapsed().as_millis());
+        }
+        grown
+    }
+
     /// Puts the storage [`Graph::grown`] built in place, if the graph has not changed since (else
     /// it is dropped, and the storage doubles as it would have). Constant time; returns what it
     /// replaced, for the caller to drop once it has let go of the lock (freeing a million users'
@@ -790,6 +806,26 @@ pub(crate) struct Grown {
     by_uid: Option<Vec<u32>>,
 }
 
+impl Grown {
+    /// What grew, to what room, in words.
+    fn what(&self) -> String {
+        let mut what = Vec::new();
+        if let Some(g) = &self.g {
+            let (users, edges) = g.capacity();
+            what.push(format!("the users' and edges' vectors (room for {users} and {edges})"));
+        }
+        for (name, table) in [("key", &self.by_key), ("handle", &self.by_handle)] {
+            if let Some(t) = table {
+                what.push(format!("the {name} index (room for {})", t.capacity()));
+            }
+        }
+        if let Some(v) = &self.by_uid {
+            what.push(format!("the uid index (room for {})", v.capacity()));
+        }
+        what.join(", ")
+    }
+}
+
 /// An entry of the key and handle indexes: a node, and the half of its key's (or handle's) hash
 /// that the table's hash is made of. A table that doubles rehashes from its entries alone:
 /// hashing every key again through its node took ~100 ns an entry, ~180 ms at 1.8M users, all
@@ -870,6 +906,8 @@ mod tests {
         let room = room_for_users(&g);
         assert!(g.grown(room, 0).is_none());
         let grown = g.grown(room + 1, 0).expect("some storage would double");
+        let what = grown.what();
+        assert!(what.starts_with("the users' and edges' vectors (room for "), "{what}");
         g.install(grown);
         assert!(room_for_users(&g) > room);
         let capacity = (g.by_key.capacity(), g.by_handle.capacity(), g.g.capacity(), g.by_uid.capacity());

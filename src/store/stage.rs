@@ -51,7 +51,7 @@ impl Staged {
     /// which every read waits for, is held for the batch alone; how long is recorded. What the
     /// grown storage replaced is freed after the lock is let go.
     pub fn publish(self, graph: &RwLock<Graph>, feed: &Feed, stats: &WriteStats) {
-        let grown = graph.read().grown(self.users.len(), self.ties.len());
+        let grown = Graph::grow_beside(graph, self.users.len(), self.ties.len());
         let (changes, _replaced) = {
             let mut graph = graph.write();
             let t = Instant::now();

@@ -14,7 +14,7 @@ use super::super::stage;
 use super::super::writer::{answer, group, Command};
 use super::super::{Health, SharedGraph, StoreError, WriteStats};
 use super::{db_error, ChunkWriter, Database, Record, Replication, APPEND_LOCK, CHANNEL, CHECKPOINT_LOCK};
-use crate::graph::{Cut, Mutation, Outcome, Rejection};
+use crate::graph::{Cut, Graph, Mutation, Outcome, Rejection};
 use parking_lot::RwLock;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::GenericClient;
@@ -168,7 +168,7 @@ impl PgWriter {
                 let (users, ties) = Decoder::new(Record::from_row(row).effects).growth();
                 (u + users, t + ties)
             });
-            let grown = self.graph.read().grown(users, ties);
+            let grown = Graph::grow_beside(&self.graph, users, ties);
             let _replaced;
             {
                 let mut graph = self.graph.write();
