@@ -55,7 +55,7 @@ pub fn measure(handle: &StoreHandle, out: &Path, threads: usize) -> anyhow::Resu
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let sel = Selection::default();
     let snapshot_mib = {
-        let (net, _) = engine::snapshot(handle.graph(), &sel, None);
+        let (net, _) = engine::snapshot(handle.graph(), &sel, None, &mut Default::default());
         net.undirected();
         (net.bytes() + 12 * net.undirected().adjacency_len() + 4 * net.users()) as f64 / 1048576.0
     };

@@ -14,7 +14,7 @@
 //! ones are dropped).
 
 use super::community::{self, Communities, Method};
-use super::network::Network;
+use super::network::{Network, Scratch};
 use super::pagerank::{self, PageRank};
 use super::paths;
 use super::structure::{self, Partition};
@@ -40,6 +40,11 @@ pub(crate) const HELD_NETWORKS: usize = 3;
 const KEPT_RESULTS: usize = 64;
 /// Derived values kept (sorted orders, members by rank), each only while its snapshot lives.
 const KEPT_DERIVED: usize = 32;
+
+/// How long the engine keeps a snapshot's buffers ([`Scratch`]) with no job to do: a dashboard
+/// asking every few seconds keeps them, a service nobody asks holds 24 bytes an edge less.
+const SCRATCH_KEPT: std::time::Duration =
+    std::time::Duration::from_millis(if cfg!(test) { 300 } else { 60_000 });
 
 /// What a derived value is derived from: a task's result on a selection, and what of it.
 pub(crate) type DerivedKey = (Task, Selection, &'static str);
@@ -186,6 +191,9 @@ pub struct Engine {
     networks: Mutex<Vec<(Selection, Arc<Network>)>>,
     /// Snapshots are taken one at a time: two tasks on one selection share the copy.
     snapshotting: Mutex<()>,
+    /// The buffers of the last snapshot's build, for the next (24 bytes an edge); let go once the
+    /// job threads have waited [`SCRATCH_KEPT`] for work.
+    scratch: Arc<Mutex<Scratch>>,
     derived: Mutex<Vec<(DerivedKey, std::sync::Weak<Network>, DerivedValue)>>,
     runs: std::sync::atomic::AtomicU64,
 }
@@ -217,15 +225,17 @@ impl Engine {
                 .build()
                 .map_err(std::io::Error::other)
         };
+        let scratch = Arc::new(Mutex::new(Scratch::default()));
         Ok(Arc::new(Engine {
             graph,
             pool: Arc::new(pool("analytics", true)?),
-            jobs: Jobs::start(threads.max(1))?,
+            jobs: Jobs::start(threads.max(1), scratch.clone())?,
             reads: pool("reads", false)?,
             queued_reads: Default::default(),
             slots: Mutex::new(HashMap::new()),
             networks: Mutex::new(Vec::new()),
             snapshotting: Mutex::new(()),
+            scratch,
             derived: Mutex::new(Vec::new()),
             runs: Default::default(),
         }))
@@ -347,7 +357,7 @@ impl Engine {
         if let Some((_, n)) = self.networks.lock().iter().find(|(s, n)| s == sel && usable(n, version)) {
             return n.clone();
         }
-        let (net, _) = snapshot(&self.graph, sel, Some(&self.pool));
+        let (net, _) = snapshot(&self.graph, sel, Some(&self.pool), &mut self.scratch.lock());
         let net = Arc::new(net);
         let mut nets = self.networks.lock();
         nets.retain(|(s, _)| s != sel);
@@ -489,17 +499,20 @@ struct Jobs {
 }
 
 impl Jobs {
-    fn start(threads: usize) -> std::io::Result<Jobs> {
+    /// `threads` threads; one that waits [`SCRATCH_KEPT`] for a job lets `scratch` go.
+    fn start(threads: usize, scratch: Arc<Mutex<Scratch>>) -> std::io::Result<Jobs> {
+        use std::sync::mpsc::RecvTimeoutError;
         let (queue, rx) = std::sync::mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads {
-            let rx = rx.clone();
+            let (rx, scratch) = (rx.clone(), scratch.clone());
             std::thread::Builder::new().name(format!("tagflow-job-{i}")).spawn(move || loop {
                 // The lock is let go before the job runs: the other threads take the next ones.
-                let job = rx.lock().recv();
+                let job = rx.lock().recv_timeout(SCRATCH_KEPT);
                 match job {
                     Ok(job) => job(),
-                    Err(_) => return, // the engine is gone
+                    Err(RecvTimeoutError::Timeout) => *scratch.lock() = Scratch::default(),
+                    Err(RecvTimeoutError::Disconnected) => return, // the engine is gone
                 }
             })?;
         }
@@ -550,15 +563,17 @@ pub fn snapshot(
     graph: &SharedGraph,
     sel: &Selection,
     pool: Option<&rayon::ThreadPool>,
+    scratch: &mut Scratch,
 ) -> (Network, std::time::Duration) {
     let t = Instant::now();
     // Room for the copy, touched before the lock is taken (its page faults are not the writer's
     // wait). A window's size is not known beforehand, and is smaller.
-    let room = if sel.is_windowed() { Vec::new() } else { super::network::zeroed(graph.read().edge_bound()) };
+    let room = scratch.take();
+    let room = if sel.is_windowed() { room } else { super::network::reuse(room, graph.read().edge_bound()) };
     let held = Instant::now();
     let extract = graph.read().extract(sel, room);
     let held = held.elapsed();
-    let build = || Network::build(extract, sel.min_weight);
+    let build = || Network::build_with(extract, sel.min_weight, scratch);
     let mut net = match pool {
         Some(pool) => pool.install(build),
         None => build(),
@@ -632,5 +647,37 @@ mod tests {
                 assert!(answer.is_ok());
             }
         });
+    }
+
+    #[test]
+    fn a_snapshots_buffers_are_kept_for_the_next_and_let_go_when_nobody_asks() {
+        let graph: SharedGraph = Arc::new(parking_lot::RwLock::new(skewed(3_000, 20_000, 5, 3, 97)));
+        let engine = Engine::new(graph.clone(), 1).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let sel = Selection::default();
+        let first = rt.block_on(engine.run(Task::Cores, sel)).unwrap();
+        let (kept, edges) = (engine.scratch.lock().bytes(), first.network.edges());
+        assert!(
+            kept >= 2 * 12 * edges,
+            "the edges' copy and the dealt records: {kept} bytes for {edges} edges"
+        );
+        // The graph changes: the next snapshot takes the kept buffers, and answers the same.
+        graph.write().bump_version();
+        let again = rt.block_on(engine.run(Task::Cores, sel)).unwrap();
+        assert_ne!(again.network.version, first.network.version, "a new snapshot");
+        let seen = |a: &Answer| {
+            let Output::Cores(cores) = &*a.output else { unreachable!("asked for cores") };
+            let n = &a.network;
+            let lists: Vec<_> = (0..n.users())
+                .map(|u| (n.out(u).0.to_vec(), n.out(u).1.to_vec(), n.inc(u).to_vec()))
+                .collect();
+            (n.uids.clone(), lists, cores.clone())
+        };
+        assert!(seen(&again) == seen(&first), "the same network and cores from reused buffers");
+        let deadline = Instant::now() + 20 * SCRATCH_KEPT;
+        while engine.scratch.lock().bytes() > 0 && Instant::now() < deadline {
+            std::thread::sleep(SCRATCH_KEPT / 4);
+        }
+        assert_eq!(engine.scratch.lock().bytes(), 0, "let go after {SCRATCH_KEPT:?} without a job");
     }
 }
