@@ -206,10 +206,10 @@ impl Engine {
     pub fn new(graph: SharedGraph, threads: usize) -> std::io::Result<Arc<Engine>> {
         // Analyses at the lowest priority ([`lowest_priority`]): when cores are short, the store's
         // writer, the sources and the requests go first, so ingest keeps its rate while analyses
-        // run; idle cores still go to them. Not the reads: they hold the graph's read lock while they run, and a
-        // reader the scheduler keeps waiting would keep the writer waiting too (priority inversion,
-        // measured: writes fell to a quarter of their rate under hammered paths); they are bounded
-        // by their pool's size instead.
+        // run; idle cores still go to them. Not the reads: they hold the graph's read lock while
+        // they run, and a reader the scheduler keeps waiting would keep the writer waiting too
+        // (priority inversion, measured: writes fell to a quarter of their rate under hammered
+        // paths); they are bounded by their pool's size instead.
         let pool = |name: &'static str, lowest: bool| {
             rayon::ThreadPoolBuilder::new()
                 .num_threads(threads.max(1))
@@ -558,7 +558,8 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
 
 /// Takes a snapshot of a selection; returns it and how long the graph's read lock was held.
 /// The copy is taken on the calling thread (at its priority: the writer waits for it), the network
-/// built on `pool` (the current rayon pool when `None`).
+/// built on `pool` (the current rayon pool when `None`), in buffers taken from `scratch` and given
+/// back to it for the next snapshot.
 pub fn snapshot(
     graph: &SharedGraph,
     sel: &Selection,
